@@ -1,0 +1,36 @@
+"""``exact``: brute force over all 2^n states (dimod's ExactSolver), for small problems."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import dimod
+
+from ising_qubo.solvers._common import check_bqm, wall_timer
+
+MAX_VARIABLES = 24
+
+
+class ExactSampler(dimod.Sampler):
+    """Every state of the problem, lowest energy first; refuses more than 24 variables.
+
+    2^24 states already take about 0.5 GB as a SampleSet, so the limit is a memory guard.
+    """
+
+    parameters: dict[str, list] = {}
+    properties = {"max_variables": MAX_VARIABLES}
+
+    def sample(self, bqm: dimod.BinaryQuadraticModel, **parameters: Any) -> dimod.SampleSet:
+        check_bqm(bqm, "exact")
+        parameters = self.remove_unknown_kwargs(**parameters)
+        if bqm.num_variables > MAX_VARIABLES:
+            raise ValueError(
+                f"exact: {bqm.num_variables} variables is too many for brute force "
+                f"(at most {MAX_VARIABLES}: 2^{bqm.num_variables} states); "
+                "use 'cpsat' for a proven optimum or 'neal' for a heuristic answer"
+            )
+        info: dict[str, Any] = {"status": "OPTIMAL"}
+        with wall_timer(info):
+            sampleset = dimod.ExactSolver().sample(bqm)
+        sampleset.info.update(info)
+        return sampleset

@@ -1,0 +1,19 @@
+"""``greedy``: dwave-samplers' steepest descent from random (or given) states."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import dimod
+from dwave.samplers import SteepestDescentSolver
+
+from ising_qubo.solvers._dwave import WallTimed
+
+
+class GreedySolver(WallTimed, SteepestDescentSolver):
+    """dwave-samplers' ``SteepestDescentSolver``: every sample is a local minimum."""
+
+    solver_name = "greedy"
+
+    def sample(self, bqm: dimod.BinaryQuadraticModel, **parameters: Any) -> dimod.SampleSet:
+        return self._timed_sample(bqm, **parameters)

@@ -1,0 +1,209 @@
+"""Solvers by name: a registry of ``dimod.Sampler`` factories.
+
+Built-in solvers are registered as ``"module:attribute"`` strings so that importing
+``ising_qubo`` does not import torch or OR-Tools. Third-party packages add solvers through
+the ``ising_qubo.solvers`` entry-point group; each entry point loads to a factory (a
+zero-argument callable, usually a Sampler class) returning a ``dimod.Sampler``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import threading
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from typing import Any
+
+import dimod
+
+ENTRY_POINT_GROUP = "ising_qubo.solvers"
+
+Factory = Callable[[], dimod.Sampler]
+
+
+@dataclass(frozen=True)
+class SolverEntry:
+    name: str
+    factory: Factory | str
+    description: str = ""
+    availability: Callable[[], str] | str | None = None
+
+    def load_factory(self) -> Factory:
+        return _import_path(self.factory) if isinstance(self.factory, str) else self.factory
+
+    def available(self) -> str:
+        """What is usable here, in words (e.g. whether CUDA is visible)."""
+        if self.availability is None:
+            return "yes"
+        check = self.availability
+        if isinstance(check, str):
+            check = _import_path(check)
+        try:
+            return check()
+        except Exception as exc:  # a broken optional dependency must not break the listing
+            return f"no ({type(exc).__name__}: {exc})"
+
+
+def _import_path(path: str) -> Any:
+    module_name, _, attribute = path.partition(":")
+    return getattr(importlib.import_module(module_name), attribute)
+
+
+_REGISTRY: dict[str, SolverEntry] = {}
+_LOCK = threading.Lock()
+_PLUGINS_LOADED = False
+
+
+def register_solver(
+    name: str,
+    factory: Factory | dimod.Sampler | str,
+    *,
+    description: str = "",
+    availability: Callable[[], str] | str | None = None,
+    overwrite: bool = False,
+) -> None:
+    """Make a solver available by ``name`` to :func:`get_solver` and :func:`solve`.
+
+    ``factory`` is a zero-argument callable returning a ``dimod.Sampler`` (a Sampler class
+    works), a ready ``dimod.Sampler`` instance (e.g. ``DWaveSampler()``), or a
+    ``"module:attribute"`` path to such a callable, imported on first use.
+    """
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError(f"a solver name must be a non-empty string, got {name!r}")
+    if isinstance(factory, dimod.Sampler):
+        instance = factory
+
+        def factory() -> dimod.Sampler:
+            return instance
+
+        if not description:
+            description = type(instance).__name__
+    elif not (callable(factory) or isinstance(factory, str)):
+        raise TypeError(
+            f"factory for solver {name!r} must be a dimod.Sampler, a callable returning "
+            f"one, or a 'module:attribute' string; got {type(factory).__name__}"
+        )
+    with _LOCK:
+        if name in _REGISTRY and not overwrite:
+            raise ValueError(f"a solver named {name!r} is already registered; "
+                             "pass overwrite=True to replace it")
+        _REGISTRY[name] = SolverEntry(name, factory, description, availability)
+
+
+def unregister_solver(name: str) -> None:
+    with _LOCK:
+        _REGISTRY.pop(name, None)
+
+
+def _load_plugins() -> None:
+    global _PLUGINS_LOADED
+    if _PLUGINS_LOADED:
+        return
+    _PLUGINS_LOADED = True
+    for entry_point in entry_points(group=ENTRY_POINT_GROUP):
+        if entry_point.name in _REGISTRY:
+            continue  # explicit registrations win over plug-ins of the same name
+        register_solver(entry_point.name, _EntryPointFactory(entry_point),
+                        description=f"plug-in from {entry_point.value}")
+
+
+class _EntryPointFactory:
+    """Defers ``entry_point.load()`` until the solver is asked for."""
+
+    def __init__(self, entry_point: Any) -> None:
+        self.entry_point = entry_point
+
+    def __call__(self) -> dimod.Sampler:
+        loaded = self.entry_point.load()
+        return loaded if isinstance(loaded, dimod.Sampler) else loaded()
+
+
+def list_solvers() -> list[str]:
+    """Names accepted by :func:`get_solver`, sorted."""
+    _load_plugins()
+    return sorted(_REGISTRY)
+
+
+def solver_info() -> list[SolverEntry]:
+    """The registry entries (name, description, availability), sorted by name."""
+    _load_plugins()
+    return [_REGISTRY[name] for name in sorted(_REGISTRY)]
+
+
+def get_solver(name: str, **defaults: Any) -> dimod.Sampler:
+    """The ``dimod.Sampler`` registered as ``name``.
+
+    Keyword arguments become default sampling parameters (``get_solver("neal",
+    num_reads=100)``); they must be parameters the sampler declares.
+    """
+    _load_plugins()
+    try:
+        entry = _REGISTRY[name]
+    except (KeyError, TypeError):
+        raise ValueError(
+            f"unknown solver {name!r}; available solvers: {', '.join(list_solvers())}"
+        ) from None
+    sampler = entry.load_factory()()
+    if not isinstance(sampler, dimod.Sampler):
+        raise TypeError(f"solver {name!r} factory returned {type(sampler).__name__}, "
+                        "not a dimod.Sampler")
+    if defaults:
+        sampler = ParameterDefaults(sampler, **defaults)
+    return sampler
+
+
+class ParameterDefaults(dimod.Sampler, dimod.Composite):
+    """Wraps a sampler so that ``defaults`` apply unless a call overrides them."""
+
+    def __init__(self, child: dimod.Sampler, **defaults: Any) -> None:
+        unknown = sorted(set(defaults) - set(child.parameters))
+        if unknown:
+            raise ValueError(
+                f"{type(child).__name__} has no parameter(s) {', '.join(unknown)}; "
+                f"it accepts: {', '.join(sorted(child.parameters)) or 'none'}"
+            )
+        self._children = [child]
+        self.defaults = defaults
+
+    @property
+    def children(self) -> list[dimod.Sampler]:
+        return self._children
+
+    @property
+    def parameters(self) -> dict[str, list]:
+        return dict(self.child.parameters)
+
+    @property
+    def properties(self) -> dict[str, Any]:
+        return {"child_properties": dict(self.child.properties), "defaults": dict(self.defaults)}
+
+    def sample(self, bqm: dimod.BinaryQuadraticModel, **parameters: Any) -> dimod.SampleSet:
+        return self.child.sample(bqm, **{**self.defaults, **parameters})
+
+
+def resolve_sampler(solver: str | dimod.Sampler) -> dimod.Sampler:
+    if isinstance(solver, str):
+        return get_solver(solver)
+    if isinstance(solver, dimod.Sampler) or callable(getattr(solver, "sample", None)):
+        return solver
+    raise TypeError(f"solver must be a registered name or a dimod.Sampler, "
+                    f"got {type(solver).__name__}")
+
+
+def solve(
+    bqm: dimod.BinaryQuadraticModel, solver: str | dimod.Sampler = "neal", **params: Any
+) -> dimod.SampleSet:
+    """Solve ``bqm`` with a solver given by name or as any ``dimod.Sampler``.
+
+    Returns the sampler's ``dimod.SampleSet`` (lowest energy first via ``.first``).
+    Parameters the sampler does not declare are dropped with dimod's
+    ``SamplerUnknownArgWarning`` by dimod samplers.
+    """
+    if not isinstance(bqm, dimod.BinaryQuadraticModel):
+        raise TypeError(f"bqm must be a dimod.BinaryQuadraticModel, got {type(bqm).__name__}")
+    sampler = resolve_sampler(solver)
+    with warnings.catch_warnings():
+        warnings.simplefilter("default", dimod.exceptions.SamplerUnknownArgWarning)
+        return sampler.sample(bqm, **params)
