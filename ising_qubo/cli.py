@@ -60,6 +60,11 @@ def build_parser() -> argparse.ArgumentParser:
     info = sub.add_parser("info", help="describe a problem file")
     info.add_argument("file", type=Path)
     _add_instance(info)
+
+    bench = sub.add_parser("bench", help="time-to-target benchmark of solvers on instance sets")
+    from ising_qubo.bench import add_arguments as add_bench_arguments
+
+    add_bench_arguments(bench)
     return parser
 
 
@@ -200,6 +205,12 @@ def cmd_info(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from ising_qubo.bench import run_from_args
+
+    return run_from_args(args)
+
+
 def _range(values: np.ndarray) -> str:
     if len(values) == 0:
         return "none"
@@ -212,6 +223,7 @@ COMMANDS = {
     "solve": cmd_solve,
     "convert": cmd_convert,
     "info": cmd_info,
+    "bench": cmd_bench,
 }
 
 

@@ -18,7 +18,7 @@ from typing import Any
 import dimod
 import numpy as np
 
-from ising_qubo.scaling import scale_budget
+from ising_qubo.scaling import auto_resolution, scale_budget
 
 __all__ = [
     "budget_penalty",
@@ -222,15 +222,17 @@ def budget_penalty(
     """BINARY penalty for the weighted budget ``sum_i costs[i] * x_i <= budget``.
 
     Slack variables need integer coefficients, so real costs are rounded up and the budget
-    down to multiples of ``resolution`` (default: about 1e-6 of the largest value); every
-    state with zero penalty therefore also meets the real budget.
+    down to multiples of ``resolution``; every state with zero penalty therefore also meets
+    the real budget. The default resolution, about 1e-3 of the largest value, keeps the
+    slack to ~12 binary variables (their number grows with log2(budget / resolution)).
     """
     variables = _check_variables(costs)
     if not strength > 0:
         raise ValueError(f"strength must be positive, got {strength!r}")
-    int_costs, int_budget, _ = scale_budget(
-        np.array([costs[v] for v in variables], dtype=float), budget, resolution
-    )
+    cost_values = np.array([costs[v] for v in variables], dtype=float)
+    if resolution is None:
+        resolution = auto_resolution(np.append(cost_values, budget), relative_precision=1e-3)
+    int_costs, int_budget, _ = scale_budget(cost_values, budget, resolution)
     penalty = dimod.BinaryQuadraticModel(dimod.BINARY)
     penalty.add_variables_from((v, 0.0) for v in variables)
     if int_costs[int_costs > 0].sum() <= int_budget and int_budget >= 0:

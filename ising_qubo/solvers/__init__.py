@@ -28,6 +28,12 @@ _BUILTINS = [
     ("torch-sa", "ising_qubo.solvers.torch_sa:TorchSASampler",
      "simulated annealing in PyTorch, parallel replicas, CPU or CUDA",
      "ising_qubo.solvers.torch_sa:cuda_status"),
+    ("torch-sb", "ising_qubo.solvers.torch_sb:TorchSBSampler",
+     "simulated bifurcation (ballistic/discrete) in PyTorch, batched agents, CPU or CUDA",
+     "ising_qubo.solvers.torch_sa:cuda_status"),
+    ("sb-ref", "ising_qubo.solvers.sb_ref:SBReferenceSampler",
+     "the PyPI package simulated-bifurcation (optional extra 'bench')",
+     "ising_qubo.solvers.sb_ref:package_status"),
 ]
 
 for _name, _factory, _description, _availability in _BUILTINS:

@@ -2,8 +2,8 @@
 
 CP-SAT needs integer coefficients, so real biases are rounded to multiples of a
 resolution; ``info`` reports the resolution and a bound on the energy error it causes.
-Products x_i x_j become auxiliary Booleans y_ij with y <= x_i, y <= x_j, y >= x_i + x_j - 1
-(the standard exact linearisation).
+Products x_i x_j become auxiliary Booleans y_ij (the standard exact linearisation
+y <= x_i, y <= x_j, y >= x_i + x_j - 1, keeping only the side the objective's sign needs).
 """
 
 from __future__ import annotations
@@ -93,9 +93,13 @@ class CPSATSampler(dimod.Sampler):
             if not c:
                 continue
             y = model.new_bool_var(f"y{i}_{j}")
-            model.add_implication(y, x[i])
-            model.add_implication(y, x[j])
-            model.add_bool_or([x[i].Not(), x[j].Not(), y])
+            # Minimisation pushes y down when c > 0 and up when c < 0, so only the bound
+            # that stops it from cheating is needed; the other side holds at every optimum.
+            if c > 0:
+                model.add_bool_or([x[i].Not(), x[j].Not(), y])
+            else:
+                model.add_implication(y, x[i])
+                model.add_implication(y, x[j])
             objective_terms.append((int(c), y))
         model.minimize(sum(c * var for c, var in objective_terms))
 

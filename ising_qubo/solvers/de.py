@@ -88,11 +88,11 @@ class DifferentialEvolutionSampler(dimod.Sampler, dimod.Initialized):
 
         info: dict[str, Any] = {}
         with wall_timer(info):
-            energies = model.energies(population.reshape(-1, n)).reshape(runs, members)
+            energies = model.energies(population.reshape(runs * members, n)).reshape(runs, members)
             done = 0
             for done in range(1, generations + 1):
                 trial = _trial_population(population, f, cr, rng)
-                trial_energies = model.energies(trial.reshape(-1, n)).reshape(runs, members)
+                trial_energies = model.energies(trial.reshape(runs * members, n)).reshape(runs, members)
                 better = trial_energies < energies
                 population = np.where(better[..., None], trial, population)
                 energies = np.where(better, trial_energies, energies)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import dimod
+import numpy as np
 
 from ising_qubo.solvers._common import check_bqm, wall_timer
 
@@ -31,6 +32,9 @@ class ExactSampler(dimod.Sampler):
             )
         info: dict[str, Any] = {"status": "OPTIMAL"}
         with wall_timer(info):
-            sampleset = dimod.ExactSolver().sample(bqm)
+            if bqm.num_variables == 0:  # dimod returns no sample; the one empty state exists
+                sampleset = dimod.SampleSet.from_samples_bqm(np.empty((1, 0), np.int8), bqm)
+            else:
+                sampleset = dimod.ExactSolver().sample(bqm)
         sampleset.info.update(info)
         return sampleset

@@ -1,0 +1,402 @@
+"""What a benchmark writes: ``results.json``, ``table.md`` and ``trajectories.png``.
+
+Statistics per (instance, solver) use the runs that finished without error. The median
+time to a target counts a seed that never reached it as infinitely slow, so a median time
+exists only when at least half the seeds got there ("—" otherwise); "ok" is how many did.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import statistics
+import sys
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ising_qubo.io._atomic import atomic_write
+
+if TYPE_CHECKING:
+    from ising_qubo.bench.runner import BenchmarkResult
+
+RESULTS_VERSION = 1
+MAX_PLOTTED_INSTANCES = 12
+
+
+def machine_info() -> dict[str, Any]:
+    """Platform, CPU, library versions, CUDA device (or none) and the date."""
+    info: dict[str, Any] = {
+        "date": datetime.now(timezone.utc).astimezone().isoformat(timespec="seconds"),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "cpu_count": os.cpu_count(),
+        "cpu_model": _cpu_model(),
+    }
+    if hasattr(os, "sched_getaffinity"):
+        info["cpus_usable"] = len(os.sched_getaffinity(0))
+    for package in ("ising-qubo", "numpy", "dimod", "dwave-samplers", "ortools", "torch"):
+        try:
+            info[f"{package}_version"] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            info[f"{package}_version"] = None
+    try:
+        import torch
+
+        info["torch_version"] = torch.__version__
+        info["torch_threads"] = torch.get_num_threads()
+        if torch.cuda.is_available():
+            info["cuda_device"] = torch.cuda.get_device_name(0)
+            info["cuda_version"] = torch.version.cuda
+        else:
+            info["cuda_device"] = None
+    except Exception as exc:  # torch missing or broken: still benchmark the rest
+        info["torch_version"] = None
+        info["cuda_device"] = None
+        info["torch_error"] = f"{type(exc).__name__}: {exc}"
+    return info
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fp:
+            for line in fp:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _median(values: list[float]) -> float | None:
+    if not values:
+        return None
+    value = statistics.median(values)
+    return value if math.isfinite(value) else None
+
+
+def summarize(result: BenchmarkResult) -> list[dict[str, Any]]:
+    """One entry per (instance, solver): medians, extremes, gaps, times to targets, ratios."""
+    from ising_qubo.bench.runner import fraction_key
+
+    rows = []
+    neal_in_run = any(p.name == "neal" for p in result.solvers)
+    for instance in result.instances:
+        reference, source = result.reference(instance)
+        per_solver: dict[str, dict[str, Any]] = {}
+        for plan in result.solvers:
+            runs = [r for r in result.runs if r.instance == instance.name and r.solver == plan.name]
+            good = [r for r in runs if r.ok]
+            values = [r.best_objective for r in good]
+            median = _median(values)
+            row: dict[str, Any] = {
+                "instance": instance.name,
+                "solver": plan.name,
+                "runs": len(good),
+                "errors": sum(1 for r in runs if r.error is not None),
+                "unfinished": sum(1 for r in runs if not r.complete),
+                "first_error": next((r.error for r in runs if r.error), None),
+                "median_objective": median,
+                "min_objective": min(values) if values else None,
+                "max_objective": max(values) if values else None,
+                "reference": reference,
+                "reference_source": source,
+                "gap_percent": _gap(median, reference, instance.sense),
+                "median_rounds": _median([float(r.rounds) for r in good]),
+                "beats_best_known": bool(
+                    instance.best_known is not None and values
+                    and any(instance.better(v, instance.best_known) for v in values)),
+                "targets": {},
+            }
+            for fraction in result.targets:
+                key = fraction_key(fraction)
+                times = [result.run_times(r)[key] for r in good]
+                reached = [t for t in times if t is not None]
+                row["targets"][key] = {
+                    "median_time": _median([math.inf if t is None else t for t in times]),
+                    "successes": len(reached),
+                    "ratio_to_neal": None,
+                }
+            per_solver[plan.name] = row
+            rows.append(row)
+        if neal_in_run:
+            neal = per_solver["neal"]
+            for row in per_solver.values():
+                for key, entry in row["targets"].items():
+                    base = neal["targets"][key]["median_time"]
+                    mine = entry["median_time"]
+                    if base is not None and mine is not None and base > 0:
+                        entry["ratio_to_neal"] = mine / base
+    return rows
+
+
+def _gap(value: float | None, reference: float | None, sense: str) -> float | None:
+    """How far ``value`` is behind ``reference``, in percent of |reference| (>= 0 is behind)."""
+    if value is None or reference is None or reference == 0:
+        return None
+    behind = reference - value if sense == "max" else value - reference
+    return 100.0 * behind / abs(reference)
+
+
+def result_to_dict(result: BenchmarkResult) -> dict[str, Any]:
+    """The whole benchmark as JSON-ready data (``results.json``)."""
+    instances = []
+    for inst in result.instances:
+        reference, source = result.reference(inst)
+        instances.append({
+            "name": inst.name,
+            "source": inst.source,
+            "num_variables": inst.bqm.num_variables,
+            "num_interactions": inst.bqm.num_interactions,
+            "vartype": inst.bqm.vartype.name,
+            "variables": _plain_labels(inst.bqm.variables),
+            "objective": inst.objective_name,
+            "sense": inst.sense,
+            "best_known": inst.best_known,
+            "reference": reference,
+            "reference_source": source,
+        })
+    runs = []
+    for run in result.runs:
+        runs.append({
+            "instance": run.instance,
+            "solver": run.solver,
+            "seed": run.seed,
+            "complete": run.complete,
+            "error": run.error,
+            "status": run.status,
+            "rounds": run.rounds,
+            "solver_time_s": run.elapsed,
+            "best_objective": run.best_objective,
+            "best_energy": run.best_energy,
+            "energy_mismatch": run.energy_mismatch,
+            "time_to_target": result.run_times(run),
+            "trajectory": run.trajectory,
+            "best_sample": run.best_sample,
+        })
+    return {
+        "version": RESULTS_VERSION,
+        "interrupted": result.interrupted,
+        "started": result.started,
+        "finished": result.finished,
+        "command": result.command,
+        "machine": result.machine,
+        "settings": {
+            "time_limit_s": result.time_limit,
+            "seeds": result.seeds,
+            "target_fractions": result.targets,
+            "stop_at_best_known": result.stop_at_best_known,
+            "order": "instance > seed > solver, one process",
+            "time": "solver time: sum of the sampler calls of a run; resolution one round",
+            "solvers": {p.name: p.describe() for p in result.solvers},
+        },
+        "instances": instances,
+        "runs": runs,
+        "summary": summarize(result),
+    }
+
+
+def _plain_labels(variables: Any) -> list[Any] | None:
+    labels = list(variables)
+    if all(isinstance(v, int) for v in labels):
+        if labels == list(range(len(labels))):
+            return None  # the common case: 0..n-1, said by null
+        return labels
+    return [v if isinstance(v, (str, int, float)) else repr(v) for v in labels]
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if hasattr(value, "item") and callable(value.item):  # numpy scalars
+        return _json_safe(value.item())
+    return value
+
+
+def _dumps(data: dict[str, Any]) -> str:
+    """Indented JSON, except that each run (long trajectories and samples) is one line."""
+    parts = []
+    for key, value in data.items():
+        if key == "runs":
+            body = ",\n".join("  " + json.dumps(run) for run in value)
+            text = f"[\n{body}\n ]" if value else "[]"
+        else:
+            text = json.dumps(value, indent=1).replace("\n", "\n ")
+        parts.append(f" {json.dumps(key)}: {text}")
+    return "{\n" + ",\n".join(parts) + "\n}\n"
+
+
+def _fmt(value: float | None, digits: int = 7) -> str:
+    if value is None:
+        return "—"
+    if float(value).is_integer() and abs(value) < 1e15:
+        return str(int(value))
+    return f"{value:.{digits}g}"
+
+
+def _fmt_time(value: float | None) -> str:
+    if value is None:
+        return "—"
+    return f"{value:.3g}" if value >= 0.001 else f"{value:.1e}"
+
+
+def _fmt_fraction(fraction: float) -> str:
+    return f"{100 * fraction:g}%"
+
+
+def table_markdown(result: BenchmarkResult) -> str:
+    """The human-readable report (``table.md``)."""
+    from ising_qubo.bench.runner import fraction_key
+
+    m = result.machine
+    cuda = m.get("cuda_device") or "none"
+    lines = [
+        "# Solver benchmark: time to target",
+        "",
+        f"- status: {'**INTERRUPTED** (partial results)' if result.interrupted else 'complete'}",
+        f"- started {result.started}" + (f", finished {result.finished}"
+                                          if result.finished else ""),
+        f"- machine: {m.get('platform')}, {m.get('cpu_model')}, {m.get('cpu_count')} CPUs, "
+        f"torch {m.get('torch_version')}, CUDA device: {cuda}",
+        f"- time limit {result.time_limit:g} s of solver time per run; seeds "
+        f"{', '.join(map(str, result.seeds))}; targets "
+        f"{', '.join(_fmt_fraction(f) for f in result.targets)} of the reference "
+        "(best known, else the best any solver found in this run)",
+        "- runs interleaved instance > seed > solver in one process; times are solver time "
+        "(sum of sampler calls), resolved to one round",
+        "- median time counts unreached targets as infinite (— when fewer than half the seeds "
+        "reached it); ok = seeds that reached it; ×neal = median time / neal's",
+        "",
+        "Per-round solver settings:",
+        "",
+        "| solver | parameters per call | mode | notes |",
+        "|---|---|---|---|",
+    ]
+    for plan in result.solvers:
+        params = ", ".join(f"{k}={v}" for k, v in plan.params.items()) or "(defaults)"
+        mode = "one call, whole budget" if plan.single_call else "rounds until the limit"
+        lines.append(f"| {plan.name} | {params} | {mode} | {plan.about} |")
+    neal = any(p.name == "neal" for p in result.solvers)
+    summary = summarize(result)
+    for instance in result.instances:
+        reference, source = result.reference(instance)
+        bqm = instance.bqm
+        ref_text = f"{_fmt(reference)} ({source})" if reference is not None else "none"
+        lines += [
+            "",
+            f"## {instance.name}",
+            "",
+            f"{bqm.num_variables} variables, {bqm.num_interactions} interactions, "
+            f"{bqm.vartype.name}; objective: {instance.objective_name} ({instance.sense}); "
+            f"reference: {ref_text}",
+            "",
+        ]
+        head = ["solver", "median", "gap %", "min", "max"]
+        for fraction in result.targets:
+            label = _fmt_fraction(fraction)
+            head += [f"t {label} (s)", "ok"] + (["×neal"] if neal else [])
+        head += ["rounds"]
+        lines.append("| " + " | ".join(head) + " |")
+        lines.append("|" + "---|" * len(head))
+        for row in (r for r in summary if r["instance"] == instance.name):
+            cells = [row["solver"], _fmt(row["median_objective"]),
+                     "—" if row["gap_percent"] is None else f"{row['gap_percent']:.3f}",
+                     _fmt(row["min_objective"]), _fmt(row["max_objective"])]
+            for fraction in result.targets:
+                entry = row["targets"][fraction_key(fraction)]
+                cells += [_fmt_time(entry["median_time"]), f"{entry['successes']}/{row['runs']}"]
+                if neal:
+                    ratio = entry["ratio_to_neal"]
+                    cells.append("—" if ratio is None else f"{ratio:.3g}")
+            cells.append(_fmt(row["median_rounds"]))
+            if row["errors"]:
+                cells[0] += f" ({row['errors']} failed)"
+            lines.append("| " + " | ".join(cells) + " |")
+        for row in (r for r in summary if r["instance"] == instance.name):
+            if row["first_error"]:
+                lines.append(f"\n{row['solver']} error: {row['first_error']}")
+            if row["beats_best_known"]:
+                lines.append(f"\nnote: {row['solver']} found a better objective than the best "
+                             "known value; check the instance and the best-known table")
+    return "\n".join(lines) + "\n"
+
+
+def plot_trajectories(result: BenchmarkResult, path: Path) -> Path:
+    """Best objective vs solver time, one panel per instance (the first 12), one colour per
+    solver, one line per seed; the dashed line is the best-known value."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    shown = result.instances[:MAX_PLOTTED_INSTANCES]
+    cols = min(3, len(shown))
+    rows = math.ceil(len(shown) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 3.8 * rows), squeeze=False)
+    colours = plt.get_cmap("tab10")
+    for ax, instance in zip(axes.flat, shown, strict=False):
+        any_positive = False
+        for k, plan in enumerate(result.solvers):
+            label = plan.name
+            for run in result.runs:
+                if run.instance != instance.name or run.solver != plan.name:
+                    continue
+                if not run.trajectory:
+                    continue
+                times = [max(t, 1e-4) for t, _ in run.trajectory]
+                values = [v for _, v in run.trajectory]
+                times.append(max(result.time_limit, times[-1]))
+                values.append(values[-1])
+                ax.step(times, values, where="post", color=colours(k % 10), alpha=0.8,
+                        linewidth=1.2, label=label)
+                label = None
+                any_positive = True
+        if instance.best_known is not None:
+            ax.axhline(instance.best_known, color="black", linestyle="--", linewidth=0.8,
+                       label="best known")
+        if any_positive:
+            ax.set_xscale("log")
+        ax.set_title(f"{instance.name} (n={instance.bqm.num_variables})", fontsize=10)
+        ax.set_xlabel("solver time (s)")
+        ax.set_ylabel(instance.objective_name or "objective")
+        ax.grid(True, alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7, loc="lower right" if instance.sense == "max" else "upper right")
+    for ax in list(axes.flat)[len(shown):]:
+        ax.set_visible(False)
+    title = "best objective so far vs time"
+    if len(result.instances) > len(shown):
+        title += f" (first {len(shown)} of {len(result.instances)} instances)"
+    if result.interrupted:
+        title += " — interrupted"
+    fig.suptitle(title)
+    fig.tight_layout()
+    with atomic_write(path, binary=True) as fp:
+        fig.savefig(fp, format="png", dpi=110)
+    plt.close(fig)
+    return path
+
+
+def write_outputs(result: BenchmarkResult, out_dir: Path, table: bool = True,
+                  plot: bool = False) -> Path:
+    """Write ``results.json`` (always, atomically), ``table.md`` and ``trajectories.png``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    data = _json_safe(result_to_dict(result))
+    with atomic_write(out_dir / "results.json", binary=False) as fp:
+        fp.write(_dumps(data))
+    if table:
+        with atomic_write(out_dir / "table.md", binary=False) as fp:
+            fp.write(table_markdown(result))
+    if plot and result.runs:
+        try:
+            plot_trajectories(result, out_dir / "trajectories.png")
+        except Exception as exc:  # a plotting problem must not lose the numbers
+            print(f"warning: could not draw trajectories.png: {exc}", file=sys.stderr)
+    return out_dir

@@ -1,0 +1,297 @@
+"""The solver benchmark harness: instances, time to target, outputs, interrupts, CLI."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from itertools import pairwise
+from pathlib import Path
+
+import dimod
+import numpy as np
+import pytest
+
+from ising_qubo import cli
+from ising_qubo.bench import (
+    BenchInstance,
+    collect_instances,
+    run_benchmark,
+    target_value,
+    time_to_target,
+)
+from ising_qubo.bench.command import parse_params
+from ising_qubo.solvers.neal import NealSampler
+
+REPO = Path(__file__).resolve().parents[1]
+
+# Two 6-variable OR-Library instances (i <= j, 1-based) and a 9-node rudy graph.
+BQP_TEXT = """2
+6 9
+1 1 5
+1 2 -3
+2 2 4
+2 3 6
+3 4 -2
+4 4 3
+4 5 -7
+5 6 4
+6 6 -1
+6 6
+1 3 -4
+2 2 8
+2 5 5
+3 3 2
+4 6 -6
+5 5 1
+"""
+GSET_TEXT = """9 14
+1 2 1
+1 3 1
+2 3 1
+2 4 1
+3 5 1
+4 5 1
+4 6 1
+5 7 1
+6 7 1
+6 8 1
+7 9 1
+8 9 1
+1 9 1
+3 8 1
+"""
+
+
+@pytest.fixture()
+def tiny_files(tmp_path: Path) -> tuple[Path, Path]:
+    bqp = tmp_path / "tiny.bqp"
+    bqp.write_text(BQP_TEXT)
+    gset = tmp_path / "tiny.gset"
+    gset.write_text(GSET_TEXT)
+    return bqp, gset
+
+
+def _optimum_objective(instance: BenchInstance) -> float:
+    energy = dimod.ExactSolver().sample(instance.bqm).first.energy
+    return float(instance.objective(energy))
+
+
+def test_end_to_end_outputs_and_consistency(tiny_files, tmp_path):
+    bqp, gset = tiny_files
+    instances = collect_instances([bqp, gset, "sk:16"])
+    assert [i.name for i in instances] == ["tiny-1", "tiny-2", "tiny", "sk16_s0"]
+    out = tmp_path / "out"
+    result = run_benchmark(instances, ["neal", "exact", "cpsat"], seeds=(0, 1),
+                           time_limit=0.5, target_fractions=(0.995, 1.0), progress=False,
+                           out_dir=out)
+    for name in ("results.json", "table.md", "trajectories.png"):
+        assert (out / name).stat().st_size > 0, name
+    data = json.loads((out / "results.json").read_text())
+    assert data["interrupted"] is False
+    assert data["machine"]["cpu_count"] >= 1 and "torch_version" in data["machine"]
+    assert "cuda_device" in data["machine"] and data["machine"]["date"]
+    by_name = {i.name: i for i in instances}
+    optimum = {name: _optimum_objective(inst) for name, inst in by_name.items()}
+    assert len(data["runs"]) == len(instances) * 2 * 3
+    for run in data["runs"]:
+        inst = by_name[run["instance"]]
+        assert run["complete"] and run["error"] is None, run
+        sample = dict(zip(inst.bqm.variables, run["best_sample"], strict=True))
+        energy = inst.bqm.energy(sample)
+        assert run["best_energy"] == pytest.approx(energy, abs=1e-9)
+        assert run["best_objective"] == pytest.approx(inst.objective(energy), abs=1e-9)
+        assert run["best_objective"] <= optimum[inst.name] + 1e-9  # objectives are maximised
+        times = run["time_to_target"]
+        t_near, t_exact = times["0.995"], times["1.0"]
+        if t_exact is not None:
+            assert t_near is not None and t_near <= t_exact
+        trajectory = run["trajectory"]
+        assert all(a[0] <= b[0] and a[1] <= b[1] for a, b in pairwise(trajectory))
+        assert trajectory[-1][1] == run["best_objective"]
+        if run["solver"] in ("exact", "cpsat"):
+            assert run["best_objective"] == pytest.approx(optimum[inst.name], abs=1e-9)
+            assert t_exact is not None
+    # No best-known values for these: the reference is the best any solver found (the optimum).
+    for entry in data["instances"]:
+        assert entry["best_known"] is None and entry["reference_source"] == "best found"
+        assert entry["reference"] == pytest.approx(optimum[entry["name"]])
+    table = (out / "table.md").read_text()
+    assert "×neal" in table and all(f"## {name}" in table for name in by_name)
+    summary = {(row["instance"], row["solver"]): row for row in result.summary()}
+    for name in by_name:
+        assert summary[(name, "exact")]["targets"]["1.0"]["successes"] == 2
+        assert summary[(name, "neal")]["targets"]["1.0"]["ratio_to_neal"] in (1.0, None)
+
+
+def test_sk_spec_is_deterministic():
+    (a,) = collect_instances(["sk:32:7"])
+    (b,) = collect_instances(["sk:32:7"])
+    (c,) = collect_instances(["sk:32"])
+    assert a.bqm.num_variables == 32 and a.bqm.vartype is dimod.SPIN
+    assert a.bqm.num_interactions == 32 * 31 // 2 and not any(a.bqm.linear.values())
+    assert a.bqm == b.bqm and a.bqm != c.bqm
+    assert a.name == "sk32_s7" and c.name == "sk32_s0" and a.best_known is None
+    assert a.objective(-3.5) == 3.5 and a.sense == "max"
+
+
+def test_named_sets_get_best_known(shared_bench):
+    instances = collect_instances(["bqp50"], bench_dir=shared_bench)
+    table = json.loads((shared_bench / "best_known.json").read_text())
+    assert len(instances) == 10
+    assert [i.name for i in instances] == [f"bqp50-{k}" for k in range(1, 11)]
+    assert [i.best_known for i in instances] == table["beasley"]["bqp50"]
+    assert all(i.bqm.num_variables == 50 and i.objective_name == "bqp objective"
+               for i in instances)
+    picked = collect_instances(["bqp50:3", "gset:G14"], bench_dir=shared_bench)
+    assert [(i.name, i.best_known) for i in picked] == [
+        ("bqp50-3", table["beasley"]["bqp50"][2]), ("G14", table["gset"]["G14"])]
+    assert picked[1].objective_name == "cut"
+
+
+@pytest.mark.parametrize("spec", ["nonsense", "sk:", "sk:1", "sk:12:x", "bqp50:11", "gset:G99",
+                                  "bqp77"])
+def test_bad_specs_raise_naming_the_spec(spec, tmp_path):
+    bench_dir = tmp_path / "bench"  # an empty bench dir: named sets are missing too
+    with pytest.raises(ValueError, match=spec.split(":")[0]):
+        collect_instances([spec], bench_dir=bench_dir)
+
+
+def test_directory_skips_unreadable_files(tiny_files, tmp_path):
+    (tmp_path / "notes.md").write_text("not a problem\n")
+    (tmp_path / "broken.coo").write_text("0 1 x\n")
+    warnings: list[str] = []
+    instances = collect_instances([tmp_path], warn=warnings.append)
+    assert [i.name for i in instances] == ["tiny-1", "tiny-2", "tiny"]  # file name order
+    assert len(warnings) == 2 and all(w.startswith("warning: skipping") for w in warnings)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ValueError, match="no readable"):
+        collect_instances([empty], warn=warnings.append)
+
+
+class InterruptingSampler(dimod.Sampler):
+    """Neal, except that the ``interrupt_on``-th call raises KeyboardInterrupt."""
+
+    parameters = {"seed": [], "num_reads": [], "num_sweeps": []}
+    properties: dict = {}
+
+    def __init__(self, interrupt_on: int = 2) -> None:
+        self.calls = 0
+        self.interrupt_on = interrupt_on
+
+    def sample(self, bqm, **params):
+        self.calls += 1
+        if self.calls == self.interrupt_on:
+            raise KeyboardInterrupt
+        return NealSampler().sample(bqm, num_reads=1, num_sweeps=50, seed=params.get("seed"))
+
+
+def test_keyboard_interrupt_keeps_results(tmp_path):
+    flaky = InterruptingSampler(interrupt_on=2)
+    instances = collect_instances(["sk:10", "sk:12"])
+    with pytest.raises(KeyboardInterrupt):
+        run_benchmark(instances, {"flaky": flaky, "exact": "exact"}, seeds=(0, 1),
+                      time_limit=0.3, progress=False, out_dir=tmp_path, warmup=False,
+                      params={"flaky": {"single_call": True}})
+    data = json.loads((tmp_path / "results.json").read_text())
+    assert data["interrupted"] is True
+    # seed 0: flaky (call 1) and exact finished; seed 1: flaky interrupted on call 2.
+    assert [(r["solver"], r["seed"], r["complete"]) for r in data["runs"]] == [
+        ("flaky", 0, True), ("exact", 0, True), ("flaky", 1, False)]
+    assert data["runs"][0]["best_objective"] is not None
+    assert "INTERRUPTED" in (tmp_path / "table.md").read_text()
+
+
+def test_cli_interrupt_exit_code_130(tmp_path, monkeypatch):
+    calls = {"n": 0}
+    original = NealSampler.sample
+
+    def sample(self, bqm, **params):
+        calls["n"] += 1
+        if calls["n"] == 3:  # 1: warm-up, 2: first round
+            raise KeyboardInterrupt
+        return original(self, bqm, **params)
+
+    monkeypatch.setattr(NealSampler, "sample", sample)
+    code = cli.main(["bench", "sk:10", "--solvers", "neal", "--seeds", "1", "--time-limit",
+                     "5", "--out", str(tmp_path), "--no-progress", "--no-plot"])
+    assert code == cli.EXIT_INTERRUPTED
+    data = json.loads((tmp_path / "results.json").read_text())
+    assert data["interrupted"] is True and data["runs"][0]["rounds"] == 1
+
+
+def test_time_to_target_handles_signs():
+    # maximised objective with a negative reference (e.g. -energy of a frustrated problem)
+    assert target_value(-100.0, 0.99, "max") == pytest.approx(-101.0)
+    assert target_value(200.0, 0.995, "max") == pytest.approx(199.0)
+    assert target_value(-50.0, 0.9, "min") == pytest.approx(-45.0)
+    trajectory = [[0.1, -120.0], [0.5, -100.5], [2.0, -100.0]]
+    assert time_to_target(trajectory, -100.0, 0.99, "max") == 0.5
+    assert time_to_target(trajectory, -100.0, 1.0, "max") == 2.0
+    assert time_to_target(trajectory[:2], -100.0, 1.0, "max") is None
+    assert time_to_target(trajectory, None, 1.0, "max") is None
+    assert time_to_target([[1.0, -44.0], [3.0, -50.0]], -50.0, 0.9, "min") == 3.0
+
+
+def test_params_and_solver_validation():
+    assert parse_params(["neal:num_reads=4", "torch-sa:device=cuda",
+                                   "neal:beta_range=[0.1, 5]"]) == {
+        "neal": {"num_reads": 4, "beta_range": [0.1, 5]}, "torch-sa": {"device": "cuda"}}
+    with pytest.raises(ValueError, match="SOLVER:KEY=VALUE"):
+        parse_params(["num_reads=4"])
+    instances = collect_instances(["sk:6"])
+    with pytest.raises(ValueError, match="nosuch"):
+        run_benchmark(instances, ["neal", "nosuch"], progress=False)
+    with pytest.raises(ValueError, match="no parameter 'bogus'"):
+        run_benchmark(instances, ["neal"], params={"neal": {"bogus": 1}}, progress=False)
+    with pytest.raises(ValueError, match="not in the run"):
+        run_benchmark(instances, ["neal"], params={"tabu": {"num_reads": 1}}, progress=False)
+    with pytest.raises(ValueError, match="target"):
+        run_benchmark(instances, ["neal"], target_fractions=(1.5,), progress=False)
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "ising_qubo.cli", "bench", *args],
+                          capture_output=True, text=True, cwd=REPO, timeout=120)
+
+
+def test_cli_subprocess(tiny_files, tmp_path):
+    bqp, _ = tiny_files
+    out = tmp_path / "cli-out"
+    done = _cli(str(bqp), "sk:12", "--solvers", "neal,exact", "--seeds", "1", "--time-limit",
+                "0.3", "--targets", "0.99,1", "--out", str(out), "--no-progress",
+                "--param", "neal:num_sweeps=200")
+    assert done.returncode == 0, done.stderr
+    assert "## sk12_s0" in done.stdout and "t 99% (s)" in done.stdout
+    for name in ("results.json", "table.md", "trajectories.png"):
+        assert (out / name).is_file(), name
+    data = json.loads((out / "results.json").read_text())
+    assert data["settings"]["solvers"]["neal"]["params"]["num_sweeps"] == 200
+    assert data["settings"]["target_fractions"] == [0.99, 1.0]
+    assert all(not math.isnan(r["best_objective"]) for r in data["runs"])
+
+    bad = _cli("sk:8", "--solvers", "neal,nosuch", "--out", str(tmp_path / "bad"))
+    assert bad.returncode == 2
+    lines = bad.stderr.strip().splitlines()
+    assert len(lines) == 1 and "nosuch" in lines[0]
+    assert not (tmp_path / "bad").exists()
+
+    bad_spec = _cli("sk:oops", "--solvers", "neal", "--out", str(tmp_path / "bad"))
+    assert bad_spec.returncode == 2 and "sk:oops" in bad_spec.stderr
+    assert len(bad_spec.stderr.strip().splitlines()) == 1
+
+
+def test_sense_min_instance_and_best_known_early_stop(tmp_path):
+    bqm = dimod.BinaryQuadraticModel({0: 1.0, 1: -2.0}, {(0, 1): 0.5}, 0.0, "BINARY")
+    best = float(dimod.ExactSolver().sample(bqm).first.energy)
+    inst = BenchInstance("energy-min", bqm, best_known=best, objective=float, sense="min",
+                         objective_name="energy")
+    result = run_benchmark([inst], ["neal"], seeds=(0,), time_limit=5.0, progress=False,
+                           out_dir=tmp_path, plot=False)
+    (run,) = result.runs
+    assert run.best_objective == best
+    assert run.elapsed < 1.0  # stopped on reaching the best-known value
+    assert result.run_times(run)["1.0"] is not None
+    assert np.isclose(result.summary()[0]["gap_percent"], 0.0)
