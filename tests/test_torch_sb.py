@@ -90,7 +90,8 @@ def maxcut_bqm(n: int, p: float, seed: int) -> dimod.BQM:
     rng = np.random.default_rng(seed)
     upper = np.triu(rng.random((n, n)) < p, 1)
     rows, cols = np.nonzero(upper)
-    return dimod.BQM.from_ising({}, {(int(i), int(j)): 1.0 for i, j in zip(rows, cols)})
+    couplings = {(int(i), int(j)): 1.0 for i, j in zip(rows, cols, strict=True)}
+    return dimod.BQM.from_ising({}, couplings)
 
 
 # ---------------------------------------------------------------- API and registry
@@ -213,7 +214,8 @@ def test_torch_sb_sparse_path_close_to_neal():
 def test_torch_sb_sparse_matches_dense_on_small_problem():
     bqm = random_bqm(12, 0.5, dimod.SPIN, 9)
     optimum = dimod.ExactSolver().sample(bqm).first.energy
-    result = TorchSBSampler().sample(bqm, num_reads=64, sparse=True, seed=1, device="cpu")
+    result = TorchSBSampler().sample(bqm, num_reads=32, num_steps=300, sparse=True, seed=1,
+                                     device="cpu")
     assert result.info["matrix"] == "csr"
     assert result.first.energy == pytest.approx(optimum)
     assert_recomputed(bqm, result)

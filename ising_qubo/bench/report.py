@@ -335,6 +335,7 @@ def plot_trajectories(result: BenchmarkResult, path: Path) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter
 
     shown = result.instances[:MAX_PLOTTED_INSTANCES]
     cols = min(3, len(shown))
@@ -342,33 +343,31 @@ def plot_trajectories(result: BenchmarkResult, path: Path) -> Path:
     fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 3.8 * rows), squeeze=False)
     colours = plt.get_cmap("tab10")
     for ax, instance in zip(axes.flat, shown, strict=False):
-        any_positive = False
+        runs = [r for r in result.runs if r.instance == instance.name and r.trajectory]
+        x_end = max([result.time_limit, *(r.trajectory[-1][0] for r in runs)])
         for k, plan in enumerate(result.solvers):
             label = plan.name
-            for run in result.runs:
-                if run.instance != instance.name or run.solver != plan.name:
-                    continue
-                if not run.trajectory:
-                    continue
+            for run in (r for r in runs if r.solver == plan.name):
                 times = [max(t, 1e-4) for t, _ in run.trajectory]
                 values = [v for _, v in run.trajectory]
-                times.append(max(result.time_limit, times[-1]))
-                values.append(values[-1])
-                ax.step(times, values, where="post", color=colours(k % 10), alpha=0.8,
-                        linewidth=1.2, label=label)
+                colour = colours(k % 10)
+                ax.step([*times, x_end], [*values, values[-1]], where="post", color=colour,
+                        alpha=0.8, linewidth=1.2, label=label)
+                ax.plot(times, values, "o", color=colour, markersize=2.5, alpha=0.8)
                 label = None
-                any_positive = True
         if instance.best_known is not None:
             ax.axhline(instance.best_known, color="black", linestyle="--", linewidth=0.8,
                        label="best known")
-        if any_positive:
+        if runs:
             ax.set_xscale("log")
+            ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.margins(y=0.08)
         ax.set_title(f"{instance.name} (n={instance.bqm.num_variables})", fontsize=10)
         ax.set_xlabel("solver time (s)")
         ax.set_ylabel(instance.objective_name or "objective")
         ax.grid(True, alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=7, loc="lower right" if instance.sense == "max" else "upper right")
+            ax.legend(fontsize=7, loc="best")
     for ax in list(axes.flat)[len(shown):]:
         ax.set_visible(False)
     title = "best objective so far vs time"

@@ -77,8 +77,11 @@ def resolve_device(device: Any, solver: str = "torch-sb") -> torch.device:
 
 
 def resolve_dtype(dtype: Any, solver: str = "torch-sb") -> torch.dtype:
-    resolved = {"float32": torch.float32, "float64": torch.float64,
-                torch.float32: torch.float32, torch.float64: torch.float64}.get(dtype)
+    try:
+        resolved = {"float32": torch.float32, "float64": torch.float64,
+                    torch.float32: torch.float32, torch.float64: torch.float64}.get(dtype)
+    except TypeError:  # unhashable
+        resolved = None
     if resolved is None:
         raise ValueError(f"{solver}: dtype must be 'float32' or 'float64', got {dtype!r}")
     return resolved
@@ -246,17 +249,29 @@ def initial_positions(start: np.ndarray, ancilla: bool, generator: torch.Generat
 class TorchSBSampler(dimod.Sampler, dimod.Initialized):
     """Simulated bifurcation with all agents in one tensor, on CPU or CUDA.
 
-    Parameters: ``num_reads`` (agents, default 128; one sample per agent),
-    ``num_steps`` (default 1000; the pressure ramps from 0 to 1 over them), ``mode``
-    ('ballistic' or 'discrete'), ``dt`` (default: the papers' 1.25, lowered to
-    ``c / sqrt(1 + xi0 rho(M))``, c = 1.4 for bSB and 1.0 for dSB, where 1.25 would be
-    unstable or too coarse: on G1 0.66 and 0.47, on SK 1.0 and 0.71), ``early_stopping`` with ``sampling_period`` and ``convergence_threshold``
-    (defaults 50 and 50, as the simulated-bifurcation package), ``time_limit`` (seconds,
-    checked every step; stops the ramp early), ``seed`` (reproducible on CPU),
-    ``initial_states`` (warm starts: signs of the initial positions), ``device`` ('auto',
-    'cpu', 'cuda'), ``dtype`` ('float32' or 'float64'), ``sparse`` (None: CSR below a
-    density threshold). Every returned state is a local minimum: a float64 greedy descent
-    follows SB.
+    Parameters:
+
+    * ``num_reads``: agents (default 128, or the number of ``initial_states``); one
+      sample per agent.
+    * ``num_steps``: steps (default 1000); the pressure ramps from 0 to 1 over them.
+    * ``mode``: 'ballistic' (bSB, default) or 'discrete' (dSB).
+    * ``dt``: time step. Default: the papers' 1.25, lowered to
+      ``c / sqrt(1 + xi0 rho(M))`` (c = 1.4 for bSB, 1.0 for dSB) where 1.25 would be
+      unstable or too coarse: 0.66 (bSB) and 0.47 (dSB) on G1, 1.0 and 0.71 on SK.
+    * ``early_stopping`` (default True), ``sampling_period`` (50) and
+      ``convergence_threshold`` (50), as in the simulated-bifurcation package: an agent
+      stops once its signs are identical at that many consecutive samplings.
+    * ``time_limit``: seconds, checked every step (cuts the ramp short).
+    * ``seed``: reproducible on CPU.
+    * ``initial_states``, ``initial_states_generator``: warm starts set the signs of the
+      initial positions (see :func:`initial_positions`).
+    * ``device`` ('auto', 'cpu', 'cuda'), ``dtype`` ('float32' or 'float64').
+    * ``sparse``: None (default) stores M as CSR below a density threshold; True/False
+      force it.
+
+    Every returned state is a local minimum: a float64 greedy single-flip descent
+    (``torch_sa.descend``) follows SB. ``info`` has ``timing``, ``num_steps`` (steps
+    run), ``mode``, ``device``, ``dt`` and ``matrix`` ('dense' or 'csr').
     """
 
     parameters = {
