@@ -84,7 +84,7 @@ def test_end_to_end_outputs_and_consistency(tiny_files, tmp_path):
     assert [i.name for i in instances] == ["tiny-1", "tiny-2", "tiny", "sk16_s0"]
     out = tmp_path / "out"
     result = run_benchmark(instances, ["neal", "exact", "cpsat"], seeds=(0, 1),
-                           time_limit=0.5, target_fractions=(0.995, 1.0), progress=False,
+                           time_limit=1.0, target_fractions=(0.995, 1.0), progress=False,
                            out_dir=out)
     for name in ("results.json", "table.md", "trajectories.png"):
         assert (out / name).stat().st_size > 0, name
@@ -110,9 +110,13 @@ def test_end_to_end_outputs_and_consistency(tiny_files, tmp_path):
         trajectory = run["trajectory"]
         assert all(a[0] <= b[0] and a[1] <= b[1] for a, b in pairwise(trajectory))
         assert trajectory[-1][1] == run["best_objective"]
-        if run["solver"] in ("exact", "cpsat"):
+        # exact always, CP-SAT whenever it proves optimality (always on the integer files;
+        # the real-valued sk16 can take CP-SAT longer than the limit on a busy machine).
+        if run["solver"] == "exact" or run["status"] == "OPTIMAL":
             assert run["best_objective"] == pytest.approx(optimum[inst.name], abs=1e-9)
             assert t_exact is not None
+        if run["solver"] == "cpsat" and not inst.name.startswith("sk"):
+            assert run["status"] == "OPTIMAL"
     # No best-known values for these: the reference is the best any solver found (the optimum).
     for entry in data["instances"]:
         assert entry["best_known"] is None and entry["reference_source"] == "best found"

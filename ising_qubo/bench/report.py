@@ -106,6 +106,7 @@ def summarize(result: BenchmarkResult) -> list[dict[str, Any]]:
                 "reference_source": source,
                 "gap_percent": _gap(median, reference, instance.sense),
                 "median_rounds": _median([float(r.rounds) for r in good]),
+                "max_energy_mismatch": max((r.energy_mismatch for r in runs), default=0.0),
                 "beats_best_known": bool(
                     instance.best_known is not None and values
                     and any(instance.better(v, instance.best_known) for v in values)),
@@ -322,6 +323,10 @@ def table_markdown(result: BenchmarkResult) -> str:
         for row in (r for r in summary if r["instance"] == instance.name):
             if row["first_error"]:
                 lines.append(f"\n{row['solver']} error: {row['first_error']}")
+            if row["max_energy_mismatch"] > 1e-6 * max(1.0, abs(reference or 0.0)):
+                lines.append(f"\nnote: {row['solver']} reported energies up to "
+                             f"{row['max_energy_mismatch']:.3g} away from the recomputed ones "
+                             "(the table uses recomputed values)")
             if row["beats_best_known"]:
                 lines.append(f"\nnote: {row['solver']} found a better objective than the best "
                              "known value; check the instance and the best-known table")

@@ -139,11 +139,15 @@ def _update_fields(problem: IsingTensors, fields: torch.Tensor, k: int,
 def anneal(
     problem: IsingTensors,
     spins: torch.Tensor,
-    betas: np.ndarray,
+    betas: np.ndarray | torch.Tensor,
     generator: torch.Generator,
     deadline: Deadline,
 ) -> tuple[torch.Tensor, int]:
-    """Metropolis sweeps at inverse temperatures ``betas``; returns (spins, sweeps done)."""
+    """Metropolis sweeps at inverse temperatures ``betas``; returns (spins, sweeps done).
+
+    ``betas`` is one value per sweep, or a (sweeps, n) table of per-variable values
+    (batched problems, each on its own schedule).
+    """
     fields = problem.fields(spins)
     sweeps = 0
     for sweeps, beta in enumerate(betas, start=1):
@@ -151,7 +155,8 @@ def anneal(
         # drawing all thresholds of a sweep at once saves a kernel launch per class.
         uniform = torch.rand(spins.shape, generator=generator, device=spins.device,
                              dtype=spins.dtype)
-        thresholds = torch.log1p(-uniform).neg_().div_(float(beta))
+        thresholds = torch.log1p(-uniform).neg_().div_(
+            beta if isinstance(beta, torch.Tensor) else float(beta))
         for k, cls in enumerate(problem.classes):
             s = spins[:, cls]
             flip = (-2.0 * s * fields[:, cls]) < thresholds[:, cls]
@@ -185,15 +190,39 @@ def descend(problem: IsingTensors, spins: torch.Tensor, max_sweeps: int = 10_000
     return spins
 
 
+@dataclass
+class _Part:
+    """One problem of a (possibly batched) call, in spin form, with its start states."""
+
+    h: np.ndarray
+    rows: np.ndarray  # each coupling once: E = h.s + sum data s[rows] s[cols] + ...
+    cols: np.ndarray
+    data: np.ndarray
+    start: np.ndarray  # (reads, n) spins
+    beta_range: tuple[float, float]
+    lowrank_u: np.ndarray | None = None
+    lowrank_v: np.ndarray | None = None
+
+    @property
+    def n(self) -> int:
+        return len(self.h)
+
+
 class TorchSASampler(dimod.Sampler, dimod.Initialized):
-    """Simulated annealing with replicas in one tensor, on CPU or CUDA.
+    """Simulated annealing with many replicas (and many problems) at once, CPU or CUDA.
 
     Parameters: ``num_reads`` (replicas), ``num_sweeps``, ``beta_range`` (default from
-    the coefficients, as neal), ``beta_schedule_type`` ('geometric' or 'linear'),
-    ``seed`` (reproducible on CPU), ``initial_states`` (warm starts), ``time_limit``
-    (seconds, checked between sweeps), ``device`` ('auto', 'cpu', 'cuda'), ``dtype``
-    ('float32' or 'float64'). Every returned state is a local minimum: a final greedy
-    descent in float64 removes any single flip that still lowers the energy.
+    the coefficients, by neal's rule), ``beta_schedule_type`` ('geometric' or 'linear'),
+    ``seed`` (reproducible on the CPU), ``initial_states`` (warm starts), ``time_limit``
+    (seconds, checked every few sweeps), ``device`` ('auto', 'cpu', 'cuda'), ``dtype``
+    ('float32' or 'float64', the precision of the couplings), ``backend`` ('auto': the
+    compiled numba kernel on the CPU and the torch kernel on CUDA; or 'numba' / 'torch').
+    Every returned state is a local minimum: a final greedy descent in float64 removes
+    any single flip that still lowers the energy.
+
+    :meth:`sample_batch` anneals several independent problems in one call, each on its
+    own temperature schedule; :meth:`sample_structured` takes a
+    :class:`~ising_qubo.structured.StructuredIsing` (dense blocks + low-rank terms).
     """
 
     parameters = {
@@ -207,64 +236,222 @@ class TorchSASampler(dimod.Sampler, dimod.Initialized):
         "time_limit": [],
         "device": [],
         "dtype": [],
+        "backend": ["backends"],
     }
-    properties = {"beta_schedule_options": ("geometric", "linear")}
+    properties = {"beta_schedule_options": ("geometric", "linear"),
+                  "backends": ("auto", "numba", "torch")}
 
-    def sample(
-        self,
-        bqm: dimod.BinaryQuadraticModel,
-        num_reads: int | None = None,
-        num_sweeps: int = 1000,
-        beta_range: tuple[float, float] | None = None,
-        beta_schedule_type: str = "geometric",
-        seed: int | None = None,
-        initial_states: Any = None,
-        initial_states_generator: str = "random",
-        time_limit: float | None = None,
-        device: str = "auto",
-        dtype: str = "float32",
-        **parameters: Any,
-    ) -> dimod.SampleSet:
+    def sample(self, bqm: dimod.BinaryQuadraticModel, num_reads: int | None = None,
+               initial_states: Any = None, initial_states_generator: str = "random",
+               seed: int | None = None, beta_range: Any = None,
+               **parameters: Any) -> dimod.SampleSet:
         check_bqm(bqm, "torch-sa")
+        parsed = self.parse_initial_states(
+            bqm, initial_states=initial_states,
+            initial_states_generator=initial_states_generator, num_reads=num_reads, seed=seed)
+        model = ArrayModel.from_bqm(bqm, dimod.SPIN)
+        start = _as_spins(parsed.initial_states.record.sample, bqm.vartype)
+        part = _Part(model.linear, model.rows, model.cols, model.data, start,
+                     _beta_range(beta_range, model.linear, model.rows, model.cols, model.data))
+        [states], info = self._run([part], seed=seed, **parameters)
+        return sampleset_from_states(states, dimod.SPIN, bqm, info)
+
+    def sample_batch(self, bqms: list[dimod.BinaryQuadraticModel], num_reads: int = 10,
+                     seed: int | None = None, beta_range: Any = None,
+                     **parameters: Any) -> list[dimod.SampleSet]:
+        """Anneal independent problems together: one call, one kernel launch per sweep.
+
+        Each problem keeps its own temperature schedule (from its own coefficients unless
+        ``beta_range`` is given). Returns one SampleSet per problem, in order; ``info`` is
+        shared and its timing is that of the whole batch.
+        """
+        reads = positive_int(num_reads, "num_reads", "torch-sa")
+        rng = np.random.default_rng(seed)
+        parts = []
+        for bqm in bqms:
+            check_bqm(bqm, "torch-sa")
+            model = ArrayModel.from_bqm(bqm, dimod.SPIN)
+            start = rng.choice([-1.0, 1.0], size=(reads, model.num_variables))
+            parts.append(_Part(model.linear, model.rows, model.cols, model.data, start,
+                               _beta_range(beta_range, model.linear, model.rows, model.cols,
+                                           model.data)))
+        states, info = self._run(parts, seed=seed, **parameters)
+        return [sampleset_from_states(x, dimod.SPIN, bqm, dict(info))
+                for x, bqm in zip(states, bqms)]
+
+    def sample_structured(self, problem: Any, num_reads: int = 10, seed: int | None = None,
+                          beta_range: Any = None, initial_states: np.ndarray | None = None,
+                          **parameters: Any) -> dimod.SampleSet:
+        """Anneal a :class:`~ising_qubo.structured.StructuredIsing` without a dense matrix.
+
+        Returns a SPIN SampleSet labelled like the problem, energies from
+        ``problem.energies`` (block and low-rank terms, no dense matrix either).
+        """
+        from ising_qubo.structured import StructuredIsing
+
+        if not isinstance(problem, StructuredIsing):
+            raise TypeError(f"torch-sa: expected a StructuredIsing, got {type(problem).__name__}")
+        reads = positive_int(num_reads, "num_reads", "torch-sa")
+        n = problem.num_variables
+        if initial_states is None:
+            start = np.random.default_rng(seed).choice([-1.0, 1.0], size=(reads, n))
+        else:
+            start = np.asarray(initial_states, dtype=float)
+            if start.shape != (reads, n) or not np.all(np.abs(start) == 1):
+                raise ValueError(f"torch-sa: initial_states must be a ({reads}, {n}) array "
+                                 "of -1/+1 spins")
+        indptr, indices, data = problem.csr()
+        rows = np.repeat(np.arange(n), np.diff(indptr))
+        upper = rows < indices  # each coupling once, as the BQM path stores it
+        if beta_range is None:
+            # Rank-1 terms couple every pair: count their largest field in the hot bound.
+            abs_u, abs_v = np.abs(problem.lowrank_u), np.abs(problem.lowrank_v)
+            reach = ((abs_u * abs_v.sum(1, keepdims=True)).sum(0)
+                     + (abs_v * abs_u.sum(1, keepdims=True)).sum(0))
+            hot, cold = default_beta_range(problem.h, rows[upper], indices[upper], data[upper])
+            max_field = (np.abs(problem.h) + np.bincount(rows, np.abs(data), n) + reach).max()
+            betas = (min(hot, math.log(2) / (2 * max_field)) if max_field > 0 else hot, cold)
+        else:
+            betas = _check_beta_range(beta_range)
+        part = _Part(problem.h, rows[upper], indices[upper], data[upper], start,
+                     (min(betas), max(betas)), problem.lowrank_u, problem.lowrank_v)
+        [states], info = self._run([part], seed=seed, structured=True, **parameters)
+        energies = problem.energies(states)
+        return dimod.SampleSet.from_samples((states.astype(np.int8), problem.labels),
+                                            dimod.SPIN, energies, info=info)
+
+    def _run(self, parts: list[_Part], num_sweeps: int = 1000, beta_schedule_type: str =
+             "geometric", seed: int | None = None, time_limit: float | None = None,
+             device: str = "auto", dtype: str = "float32", backend: str = "auto",
+             structured: bool = False, **parameters: Any) -> tuple[list[np.ndarray], dict]:
         self.remove_unknown_kwargs(**parameters)
         sweeps = positive_int(num_sweeps, "num_sweeps", "torch-sa")
         deadline = Deadline(optional_time_limit(time_limit, "torch-sa"))
         torch_device = resolve_device(device)
-        torch_dtype = {"float32": torch.float32, "float64": torch.float64}.get(str(dtype))
-        if torch_dtype is None:
+        if str(dtype) not in ("float32", "float64"):
             raise ValueError(f"torch-sa: dtype must be 'float32' or 'float64', got {dtype!r}")
-        parsed = self.parse_initial_states(
-            bqm, initial_states=initial_states,
-            initial_states_generator=initial_states_generator,
-            num_reads=num_reads, seed=seed)
-        reads = len(parsed.initial_states)
-        model = ArrayModel.from_bqm(bqm, dimod.SPIN)
-        if beta_range is None:
-            hot, cold = default_beta_range(model.linear, model.rows, model.cols, model.data)
-        else:
-            hot, cold = _check_beta_range(beta_range)
-        betas = beta_schedule(hot, cold, sweeps, beta_schedule_type)
-
-        info: dict[str, Any] = {"beta_range": (hot, cold), "device": str(torch_device)}
+        if backend not in ("auto", "numba", "torch"):
+            raise ValueError(f"torch-sa: backend must be 'auto', 'numba' or 'torch', "
+                             f"got {backend!r}")
+        if backend == "auto":
+            backend = "torch" if torch_device.type == "cuda" else "numba"
+        if backend == "numba" and torch_device.type == "cuda":
+            raise ValueError("torch-sa: backend='numba' runs on the CPU; use device='cpu'")
+        if structured and backend == "torch":
+            raise ValueError("torch-sa: structured problems run on the numba CPU backend")
+        beta_table = np.stack([beta_schedule(*part.beta_range, sweeps, beta_schedule_type)
+                               for part in parts], axis=1)  # (sweeps, problems)
+        info: dict[str, Any] = {"beta_range": [p.beta_range for p in parts],
+                                "backend": backend, "device": str(torch_device)}
+        sizes = [part.n for part in parts]
         with wall_timer(info):
-            start = np.asarray(parsed.initial_states.record.sample, dtype=np.float64)
-            if bqm.vartype is dimod.BINARY:
-                start = 2 * start - 1
-            generator = torch.Generator(device=torch_device)
-            generator.manual_seed(_torch_seed(seed))
-            if model.num_variables == 0:
-                spins = torch.empty((reads, 0), dtype=torch.float64)
-                done = 0
+            if sum(sizes) == 0:
+                spins, done = np.concatenate([p.start for p in parts], axis=1), 0
+            elif backend == "numba":
+                spins, done = _run_numba(parts, beta_table, seed, deadline, dtype)
             else:
-                problem = build_tensors(model, torch_device, torch_dtype)
-                spins = torch.as_tensor(start[:, problem.order], dtype=torch_dtype,
-                                        device=torch_device)
-                spins, done = anneal(problem, spins, betas, generator, deadline)
-                spins = descend(problem.to(torch.float64), spins.to(torch.float64))
-                spins = spins[:, torch.as_tensor(np.argsort(problem.order), device=torch_device)]
+                spins, done = _run_torch(parts, beta_table, seed, deadline, torch_device,
+                                         getattr(torch, dtype))
         info["num_sweeps"] = done
-        states = spins.cpu().numpy().astype(np.int8)
-        return sampleset_from_states(states, dimod.SPIN, bqm, info)
+        bounds = np.cumsum([0] + sizes)
+        return [spins[:, a:b] for a, b in zip(bounds[:-1], bounds[1:])], info
+
+
+def _as_spins(states: np.ndarray, vartype: dimod.Vartype) -> np.ndarray:
+    states = np.asarray(states, dtype=np.float64)
+    return 2 * states - 1 if vartype is dimod.BINARY else states
+
+
+def _beta_range(beta_range: Any, h, rows, cols, data) -> tuple[float, float]:
+    if beta_range is None:
+        return default_beta_range(h, rows, cols, data)
+    return _check_beta_range(beta_range)
+
+
+def _union(parts: list[_Part]) -> tuple[ArrayModel, np.ndarray]:
+    """All problems as one block-diagonal model, and each variable's problem index."""
+    offsets = np.cumsum([0] + [p.n for p in parts])
+    model = ArrayModel(
+        labels=list(range(offsets[-1])),
+        linear=np.concatenate([p.h for p in parts]),
+        rows=np.concatenate([p.rows + o for p, o in zip(parts, offsets)]).astype(np.int64),
+        cols=np.concatenate([p.cols + o for p, o in zip(parts, offsets)]).astype(np.int64),
+        data=np.concatenate([p.data for p in parts]).astype(float),
+        offset=0.0, vartype=dimod.SPIN)
+    problem_of = np.repeat(np.arange(len(parts)), [p.n for p in parts])
+    return model, problem_of
+
+
+def _run_numba(parts, beta_table, seed, deadline, dtype) -> tuple[np.ndarray, int]:
+    from ising_qubo.solvers import _sa_cpu
+    from ising_qubo.structured import csr_from_coo
+
+    model, problem_of = _union(parts)
+    n = model.num_variables
+    spins = np.ascontiguousarray(np.concatenate([p.start for p in parts], axis=1))
+    reads = spins.shape[0]
+    h = model.linear
+    rank = max((0 if p.lowrank_u is None else len(p.lowrank_u)) for p in parts)
+    lr_u = np.zeros((rank, n))
+    lr_v = np.zeros((rank, n))
+    offsets = np.cumsum([0] + [p.n for p in parts])
+    for p, o in zip(parts, offsets):
+        if p.lowrank_u is not None and len(p.lowrank_u):
+            lr_u[:len(p.lowrank_u), o:o + p.n] = p.lowrank_u
+            lr_v[:len(p.lowrank_v), o:o + p.n] = p.lowrank_v
+    lr_diag = (lr_u * lr_v).sum(axis=0)
+    rows = np.concatenate([model.rows, model.cols])
+    cols = np.concatenate([model.cols, model.rows])
+    data = np.concatenate([model.data, model.data])
+    dense = rank == 0 and len(parts) == 1 and len(data) >= _DENSE_FRACTION * n * n
+    seeds = np.random.SeedSequence(seed).generate_state(reads, dtype=np.uint64)
+    if dense:
+        J = np.zeros((n, n), dtype=np.float32 if dtype == "float32" else np.float64)
+        np.add.at(J, (rows, cols), data)
+    else:
+        indptr, indices, values = csr_from_coo(n, rows, cols, data)
+
+    def fields():
+        if dense:
+            return _sa_cpu.fields_dense(spins, h, J), None, None
+        return _sa_cpu.fields_csr(spins, h, indptr, indices, values, lr_u, lr_v)
+
+    def run(table, greedy):
+        f, pu, pv = fields()
+        if dense:
+            _sa_cpu.sweeps_dense(spins, f, J, table, problem_of, seeds, greedy)
+        else:
+            _sa_cpu.sweeps_csr(spins, f, pu, pv, indptr, indices, values, lr_u, lr_v,
+                               lr_diag, table, problem_of, seeds, greedy)
+
+    # Chunks bound the rounding drift of the incremental field updates and let the
+    # time limit be checked; a chunk costs about 100x the field recomputation.
+    done = 0
+    chunk = 100
+    while done < len(beta_table):
+        run(np.ascontiguousarray(beta_table[done:done + chunk]), False)
+        done = min(done + chunk, len(beta_table))
+        if deadline.expired():
+            break
+    if dense:
+        J = J.astype(np.float64)
+    run(np.zeros((10_000, beta_table.shape[1])), True)
+    return spins, done
+
+
+def _run_torch(parts, beta_table, seed, deadline, device, dtype) -> tuple[np.ndarray, int]:
+    model, problem_of = _union(parts)
+    problem = build_tensors(model, device, dtype)
+    start = np.concatenate([p.start for p in parts], axis=1)
+    generator = torch.Generator(device=device)
+    generator.manual_seed(_torch_seed(seed))
+    spins = torch.as_tensor(start[:, problem.order], dtype=dtype, device=device)
+    # per-variable inverse temperatures, in the stored (colour) order
+    betas = torch.as_tensor(beta_table[:, problem_of[problem.order]], dtype=dtype, device=device)
+    spins, done = anneal(problem, spins, betas, generator, deadline)
+    spins = descend(problem.to(torch.float64), spins.to(torch.float64))
+    spins = spins[:, torch.as_tensor(np.argsort(problem.order), device=device)]
+    return spins.cpu().numpy(), done
 
 
 def _check_beta_range(beta_range: Any) -> tuple[float, float]:
