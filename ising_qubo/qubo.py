@@ -61,7 +61,8 @@ def _to_coo(matrix: Any, name: str) -> tuple[int, np.ndarray, np.ndarray, np.nda
     bad = ~np.isfinite(values)
     if bad.any():
         k = int(np.flatnonzero(bad)[0])
-        raise ValueError(f"{name}[{rows[k]}, {cols[k]}] is {values[k]}: coefficients must be finite")
+        raise ValueError(
+            f"{name}[{rows[k]}, {cols[k]}] is {values[k]}: coefficients must be finite")
     return int(shape[0]), rows.astype(np.int64), cols.astype(np.int64), values
 
 

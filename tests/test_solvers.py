@@ -7,8 +7,8 @@ import time
 import dimod
 import numpy as np
 import pytest
-from dimod.testing.asserts import assert_sampler_api
 from conftest import assert_local_minima, brute_force_minimum, random_bqm
+from dimod.testing.asserts import assert_sampler_api
 
 import ising_qubo
 

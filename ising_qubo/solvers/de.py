@@ -86,16 +86,20 @@ class DifferentialEvolutionSampler(dimod.Sampler, dimod.Initialized):
             start = (start + 1) // 2
         population = np.asarray(start, dtype=np.uint8).reshape(runs, members, n)
 
+        def score(states: np.ndarray) -> np.ndarray:
+            return model.energies(states.reshape(runs * members, n)).reshape(runs, members)
+
         info: dict[str, Any] = {}
         with wall_timer(info):
-            energies = model.energies(population.reshape(runs * members, n)).reshape(runs, members)
+            energies = score(population)
             done = 0
-            for done in range(1, generations + 1):
+            while done < generations:
                 trial = _trial_population(population, f, cr, rng)
-                trial_energies = model.energies(trial.reshape(runs * members, n)).reshape(runs, members)
+                trial_energies = score(trial)
                 better = trial_energies < energies
                 population = np.where(better[..., None], trial, population)
                 energies = np.where(better, trial_energies, energies)
+                done += 1
                 if deadline.expired():
                     break
         info["num_generations"] = done

@@ -1,0 +1,123 @@
+"""torch-sa beyond the common solver checks: backends, batches, structured problems."""
+
+from __future__ import annotations
+
+import dimod
+import numpy as np
+import pytest
+from conftest import assert_local_minima, brute_force_minimum, random_bqm
+
+import ising_qubo
+from ising_qubo.structured import StructuredIsing
+
+
+@pytest.fixture(scope="module")
+def sampler():
+    return ising_qubo.get_solver("torch-sa")
+
+
+@pytest.mark.parametrize("backend", ["numba", "torch"])
+@pytest.mark.parametrize("density", [0.05, 1.0])  # CSR/colour path and dense path
+def test_backends_reach_optimum_and_local_minima(sampler, backend, density):
+    for seed in range(2):
+        bqm = random_bqm(14, "SPIN", seed=seed, density=density)
+        result = sampler.sample(bqm, backend=backend, num_reads=16, num_sweeps=300, seed=seed)
+        assert result.info["backend"] == backend
+        np.testing.assert_allclose(result.record.energy, bqm.energies(result), atol=1e-9)
+        assert result.first.energy == pytest.approx(brute_force_minimum(bqm), abs=1e-9)
+        assert_local_minima(bqm, result)
+
+
+@pytest.mark.parametrize("n,density", [(300, 0.02), (120, 0.9)])
+def test_numba_kernel_is_reproducible_across_threads(sampler, n, density):
+    bqm = random_bqm(n, "BINARY", seed=3, density=density)
+    a = sampler.sample(bqm, num_reads=8, num_sweeps=200, seed=11)
+    b = sampler.sample(bqm, num_reads=8, num_sweeps=200, seed=11)
+    np.testing.assert_array_equal(a.record.sample, b.record.sample)
+    c = sampler.sample(bqm, num_reads=8, num_sweeps=200, seed=12)
+    assert not np.array_equal(a.record.sample, c.record.sample)
+    assert_local_minima(bqm, a)
+
+
+@pytest.mark.parametrize("backend", ["numba", "torch"])
+def test_batch_gives_each_problem_its_own_answer(sampler, backend):
+    bqms = [random_bqm(n, vt, seed=n, density=d)
+            for n, vt, d in [(6, "SPIN", 1.0), (12, "BINARY", 0.5), (1, "SPIN", 1.0),
+                             (14, "SPIN", 0.2), (9, "BINARY", 1.0)]]
+    bqms[2] = dimod.BinaryQuadraticModel({"only": 3.0}, {}, 0.5, "BINARY")
+    results = sampler.sample_batch(bqms, num_reads=16, num_sweeps=300, seed=0,
+                                   backend=backend)
+    assert len(results) == len(bqms)
+    for bqm, result in zip(bqms, results):
+        assert result.vartype is bqm.vartype and set(result.variables) == set(bqm.variables)
+        np.testing.assert_allclose(result.record.energy, bqm.energies(result), atol=1e-9)
+        assert result.first.energy == pytest.approx(brute_force_minimum(bqm), abs=1e-9)
+        assert len(result) == 16
+
+
+def test_batch_keeps_each_schedule():
+    # Scales 1e-3 and 1e3 apart: a shared schedule would freeze one and boil the other.
+    small = random_bqm(12, "SPIN", seed=1)
+    large = random_bqm(12, "SPIN", seed=2)
+    small.scale(1e-3)
+    large.scale(1e3)
+    results = ising_qubo.get_solver("torch-sa").sample_batch(
+        [small, large], num_reads=8, num_sweeps=300, seed=0)
+    ranges = results[0].info["beta_range"]
+    assert ranges[0][0] > 100 * ranges[1][0]
+    for bqm, result in zip([small, large], results):
+        assert result.first.energy == pytest.approx(brute_force_minimum(bqm), rel=1e-9)
+
+
+def random_structured(n_blocks=3, size=4, rank=2, seed=0) -> StructuredIsing:
+    rng = np.random.default_rng(seed)
+    n = n_blocks * size
+    blocks = [(np.arange(b * size, (b + 1) * size), rng.normal(size=(size, size)))
+              for b in range(n_blocks)]
+    lowrank = [(rng.normal(size=n) * (rng.random(n) < 0.6), rng.normal(size=n))
+               for _ in range(rank)]
+    return StructuredIsing.from_binary(rng.normal(size=n), blocks, lowrank, offset=0.7,
+                                       labels=[f"layer{i // size}:{i % size}" for i in range(n)])
+
+
+def test_structured_binary_form_matches_direct_binary_energy():
+    rng = np.random.default_rng(5)
+    n = 8
+    linear = rng.normal(size=n)
+    Q = rng.normal(size=(4, 4))
+    p, q = rng.normal(size=n), rng.normal(size=n)
+    problem = StructuredIsing.from_binary(linear, [(np.array([1, 3, 5, 7]), Q)], [(p, q)], 0.3)
+    x = rng.integers(0, 2, size=(50, n)).astype(float)
+    block = x[:, [1, 3, 5, 7]]
+    direct = (x @ linear + np.einsum("ki,ij,kj->k", block, Q, block)
+              + (x @ p) * (x @ q) + 0.3)
+    np.testing.assert_allclose(problem.energies(2 * x - 1), direct, atol=1e-12)
+
+
+def test_structured_equals_its_dense_bqm():
+    problem = random_structured()
+    bqm = problem.to_bqm()
+    spins = np.random.default_rng(1).choice([-1.0, 1.0], size=(64, problem.num_variables))
+    np.testing.assert_allclose(problem.energies(spins), bqm.energies((spins, problem.labels)),
+                               atol=1e-10)
+
+
+def test_sample_structured_reaches_dense_optimum(sampler):
+    problem = random_structured(seed=3)
+    bqm = problem.to_bqm()
+    result = sampler.sample_structured(problem, num_reads=32, num_sweeps=500, seed=0)
+    assert list(result.variables) == problem.labels
+    np.testing.assert_allclose(result.record.energy, bqm.energies(result), atol=1e-9)
+    assert result.first.energy == pytest.approx(brute_force_minimum(bqm), abs=1e-9)
+    assert_local_minima(bqm, result)
+
+
+def test_structured_input_errors(sampler):
+    with pytest.raises(ValueError, match="block 0"):
+        StructuredIsing(np.zeros(3), [(np.array([0, 1]), np.ones((2, 2)))])
+    with pytest.raises(ValueError, match="rank"):
+        StructuredIsing(np.zeros(3), lowrank_u=np.ones((1, 3)), lowrank_v=np.ones((2, 3)))
+    with pytest.raises(TypeError, match="StructuredIsing"):
+        sampler.sample_structured(random_bqm(3, "SPIN", 0))
+    with pytest.raises(ValueError, match="numba"):
+        sampler.sample_structured(random_structured(), backend="torch")
