@@ -22,6 +22,7 @@ machine conditions within a few seconds of the others.
 from __future__ import annotations
 
 import math
+import os
 import sys
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -43,21 +44,32 @@ class SolverSettings:
 
     ``single_call``: one ``sample`` call with ``time_limit`` = the whole budget instead of
     rounds. Parameters the solver does not declare are dropped, so the table can name
-    parameters of solvers that are still being written.
+    parameters of solvers that are still being written. ``grow``: ``(parameter, factor,
+    cap)``, the parameter's value is multiplied by ``factor`` each round up to ``cap``
+    (restarts with growing anneals: short early rounds reach loose targets quickly, long
+    later rounds reach tight ones).
     """
 
     params: dict[str, Any] = field(default_factory=dict)
     single_call: bool = False
     about: str = ""
+    grow: tuple[str, float, int] | None = None
+
+
+# Annealers run restarts whose length grows 1.5x per round from 1000 sweeps to 32,000.
+_ANNEAL_GROWTH = ("num_sweeps", 1.5, 32_000)
 
 
 #: Per-round work of each solver, sized for a 10 s budget on Gset-sized problems on a CPU.
 SOLVER_DEFAULTS: dict[str, SolverSettings] = {
-    "neal": SolverSettings({"num_reads": 1, "num_sweeps": 1000},
-                           about="one 1000-sweep anneal per round"),
-    "torch-sa": SolverSettings({"num_reads": 32, "num_sweeps": 200},
-                               about="32 replicas x 200 sweeps per round; raise num_reads "
-                                     "on CUDA"),
+    "neal": SolverSettings({"num_reads": 1, "num_sweeps": 1000}, grow=_ANNEAL_GROWTH,
+                           about="one anneal per round (neal is single-threaded), 1000 "
+                                 "sweeps growing 1.5x per round to 32,000"),
+    "torch-sa": SolverSettings({"num_reads": os.cpu_count() or 1, "num_sweeps": 1000},
+                               grow=_ANNEAL_GROWTH,
+                               about="one replica per CPU core per round, 1000 sweeps "
+                                     "growing 1.5x per round to 32,000; raise num_reads on "
+                                     "CUDA"),
     "torch-sb": SolverSettings({"num_reads": 64, "num_steps": 1000},
                                about="64 agents x 1000 steps per round; raise num_reads "
                                      "on CUDA"),
@@ -86,6 +98,7 @@ class SolverPlan:
     params: dict[str, Any]
     single_call: bool
     about: str = ""
+    grow: tuple[str, float, int] | None = None
 
     @property
     def accepted(self) -> set[str]:
@@ -95,6 +108,9 @@ class SolverPlan:
         """Keyword arguments of one ``sample`` call."""
         kwargs = dict(self.params)
         accepted = self.accepted
+        if self.grow is not None and self.grow[0] in kwargs:
+            key, factor, cap = self.grow
+            kwargs[key] = int(min(cap, round(kwargs[key] * factor ** round_index)))
         if "time_limit" in accepted:
             own = kwargs.get("time_limit")
             kwargs["time_limit"] = (remaining if self.single_call or own is None
@@ -105,7 +121,7 @@ class SolverPlan:
 
     def describe(self) -> dict[str, Any]:
         return {"params": dict(self.params), "mode": "single call" if self.single_call
-                else "rounds", "about": self.about}
+                else "rounds", "grow": self.grow, "about": self.about}
 
 
 def round_seed(seed: int, round_index: int) -> int:
@@ -148,7 +164,7 @@ def plan_solvers(
                                  f"{', '.join(sorted(accepted)) or 'none'}")
             else:
                 params[key] = value
-        plans.append(SolverPlan(name, sampler, params, single, settings.about))
+        plans.append(SolverPlan(name, sampler, params, single, settings.about, settings.grow))
     if not plans:
         raise ValueError("no solvers given")
     if overrides:

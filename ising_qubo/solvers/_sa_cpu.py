@@ -60,20 +60,7 @@ def fields_csr(spins, h, indptr, indices, data, lr_u, lr_v):
     return fields, proj_u, proj_v
 
 
-@njit(cache=True, parallel=True)
-def fields_dense(spins, h, J):
-    reps, n = spins.shape
-    fields = np.empty((reps, n), dtype=np.float64)
-    for r in prange(reps):
-        for i in range(n):
-            acc = h[i]
-            for j in range(n):
-                acc += J[i, j] * spins[r, j]
-            fields[r, i] = acc
-    return fields
-
-
-@njit(cache=True)
+@njit(inline="always")
 def _delta_energy(s, f, i, lr_u, lr_v, pu, pv, lr_diag):
     """Energy change of flipping spin i (see module docstring for the low-rank part)."""
     field = f[i]
@@ -128,34 +115,60 @@ def sweeps_csr(spins, fields, proj_u, proj_v, indptr, indices, data, lr_u, lr_v,
 
 
 @njit(cache=True, parallel=True)
-def sweeps_dense(spins, fields, J, beta_table, problem_of, rng_state, greedy):
-    """As :func:`sweeps_csr` for a dense J (rows read contiguously, vectorised updates)."""
+def fields_blocks(spins, h, jflat, var_start, j_start):
+    """Fields for a batch of dense problems: problem p owns variables var_start[p]:[p+1]."""
     reps, n = spins.shape
+    problems = len(var_start) - 1
+    fields = np.empty((reps, n), dtype=np.float64)
+    for task in prange(reps * problems):
+        r = task // problems
+        p = task % problems
+        a = var_start[p]
+        m = var_start[p + 1] - a
+        for i in range(m):
+            acc = h[a + i]
+            base = j_start[p] + i * m
+            for j in range(m):
+                acc += jflat[base + j] * spins[r, a + j]
+            fields[r, a + i] = acc
+    return fields
+
+
+@njit(cache=True, parallel=True)
+def sweeps_blocks(spins, fields, jflat, var_start, j_start, beta_table, rng_state, greedy):
+    """Sweeps for a batch of dense problems, one task per (replica, problem).
+
+    ``rng_state`` has one stream per task, so results do not depend on scheduling.
+    """
+    reps, n = spins.shape
+    problems = len(var_start) - 1
     num_sweeps = beta_table.shape[0]
-    last_flips = np.zeros(reps, dtype=np.int64)
-    for r in prange(reps):
-        s = spins[r]
-        f = fields[r]
+    for task in prange(reps * problems):
+        r = task // problems
+        p = task % problems
+        a = var_start[p]
+        m = var_start[p + 1] - a
+        s = spins[r, a:a + m]
+        f = fields[r, a:a + m]
         for t in range(num_sweeps):
+            beta = beta_table[t, p]
             flips = 0
-            for i in range(n):
+            for i in range(m):
                 de = -2.0 * s[i] * f[i]
                 if greedy:
                     accept = de < 0.0
                 elif de <= 0.0:
                     accept = True
                 else:
-                    x = beta_table[t, problem_of[i]] * de
-                    accept = x < _MAX_EXPONENT and _uniform(rng_state, r) < np.exp(-x)
+                    x = beta * de
+                    accept = x < _MAX_EXPONENT and _uniform(rng_state, task) < np.exp(-x)
                 if accept:
                     flips += 1
                     new = -s[i]
                     s[i] = new
                     step = 2.0 * new
-                    row = J[i]
-                    for j in range(n):
-                        f[j] += step * row[j]
-            last_flips[r] = flips
+                    base = j_start[p] + i * m
+                    for j in range(m):
+                        f[j] += step * jflat[base + j]
             if greedy and flips == 0:
                 break
-    return last_flips

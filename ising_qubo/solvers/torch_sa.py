@@ -382,7 +382,16 @@ def _union(parts: list[_Part]) -> tuple[ArrayModel, np.ndarray]:
     return model, problem_of
 
 
+def _is_dense(part: _Part) -> bool:
+    return part.lowrank_u is None and 2 * len(part.data) >= _DENSE_FRACTION * part.n ** 2
+
+
 def _run_numba(parts, beta_table, seed, deadline, dtype) -> tuple[np.ndarray, int]:
+    """Anneal on the CPU with the compiled kernels; returns (spins, sweeps done).
+
+    Three layouts: every problem dense (one task per replica and problem, rows read
+    contiguously), or CSR with optional low-rank terms for everything else.
+    """
     from ising_qubo.solvers import _sa_cpu
     from ising_qubo.structured import csr_from_coo
 
@@ -391,51 +400,56 @@ def _run_numba(parts, beta_table, seed, deadline, dtype) -> tuple[np.ndarray, in
     spins = np.ascontiguousarray(np.concatenate([p.start for p in parts], axis=1))
     reads = spins.shape[0]
     h = model.linear
-    rank = max((0 if p.lowrank_u is None else len(p.lowrank_u)) for p in parts)
-    lr_u = np.zeros((rank, n))
-    lr_v = np.zeros((rank, n))
     offsets = np.cumsum([0] + [p.n for p in parts])
-    for p, o in zip(parts, offsets):
-        if p.lowrank_u is not None and len(p.lowrank_u):
-            lr_u[:len(p.lowrank_u), o:o + p.n] = p.lowrank_u
-            lr_v[:len(p.lowrank_v), o:o + p.n] = p.lowrank_v
-    lr_diag = (lr_u * lr_v).sum(axis=0)
-    rows = np.concatenate([model.rows, model.cols])
-    cols = np.concatenate([model.cols, model.rows])
-    data = np.concatenate([model.data, model.data])
-    dense = rank == 0 and len(parts) == 1 and len(data) >= _DENSE_FRACTION * n * n
-    seeds = np.random.SeedSequence(seed).generate_state(reads, dtype=np.uint64)
-    if dense:
-        J = np.zeros((n, n), dtype=np.float32 if dtype == "float32" else np.float64)
-        np.add.at(J, (rows, cols), data)
+    real = np.float32 if dtype == "float32" else np.float64
+    if all(_is_dense(p) for p in parts):
+        blocks = []
+        for p in parts:
+            J = np.zeros((p.n, p.n), dtype=np.float64)
+            np.add.at(J, (p.rows, p.cols), p.data)
+            blocks.append((J + J.T).ravel())
+        j_start = np.cumsum([0] + [len(b) for b in blocks]).astype(np.int64)
+        jflat = np.concatenate(blocks)
+        var_start = offsets.astype(np.int64)
+        seeds = np.random.SeedSequence(seed).generate_state(reads * len(parts), np.uint64)
+
+        def run(table, greedy, coefficients):
+            f = _sa_cpu.fields_blocks(spins, h, coefficients, var_start, j_start)
+            _sa_cpu.sweeps_blocks(spins, f, coefficients, var_start, j_start, table, seeds,
+                                  greedy)
+
+        annealing, exact = jflat.astype(real), jflat
     else:
-        indptr, indices, values = csr_from_coo(n, rows, cols, data)
+        rank = max((0 if p.lowrank_u is None else len(p.lowrank_u)) for p in parts)
+        lr_u = np.zeros((rank, n))
+        lr_v = np.zeros((rank, n))
+        for p, o in zip(parts, offsets):
+            if p.lowrank_u is not None and len(p.lowrank_u):
+                lr_u[:len(p.lowrank_u), o:o + p.n] = p.lowrank_u
+                lr_v[:len(p.lowrank_v), o:o + p.n] = p.lowrank_v
+        lr_diag = (lr_u * lr_v).sum(axis=0)
+        indptr, indices, values = csr_from_coo(
+            n, np.concatenate([model.rows, model.cols]), np.concatenate([model.cols, model.rows]),
+            np.concatenate([model.data, model.data]))
+        seeds = np.random.SeedSequence(seed).generate_state(reads, np.uint64)
 
-    def fields():
-        if dense:
-            return _sa_cpu.fields_dense(spins, h, J), None, None
-        return _sa_cpu.fields_csr(spins, h, indptr, indices, values, lr_u, lr_v)
-
-    def run(table, greedy):
-        f, pu, pv = fields()
-        if dense:
-            _sa_cpu.sweeps_dense(spins, f, J, table, problem_of, seeds, greedy)
-        else:
-            _sa_cpu.sweeps_csr(spins, f, pu, pv, indptr, indices, values, lr_u, lr_v,
+        def run(table, greedy, coefficients):
+            f, pu, pv = _sa_cpu.fields_csr(spins, h, indptr, indices, coefficients, lr_u, lr_v)
+            _sa_cpu.sweeps_csr(spins, f, pu, pv, indptr, indices, coefficients, lr_u, lr_v,
                                lr_diag, table, problem_of, seeds, greedy)
+
+        annealing = exact = values
 
     # Chunks bound the rounding drift of the incremental field updates and let the
     # time limit be checked; a chunk costs about 100x the field recomputation.
     done = 0
     chunk = 100
     while done < len(beta_table):
-        run(np.ascontiguousarray(beta_table[done:done + chunk]), False)
+        run(np.ascontiguousarray(beta_table[done:done + chunk]), False, annealing)
         done = min(done + chunk, len(beta_table))
         if deadline.expired():
             break
-    if dense:
-        J = J.astype(np.float64)
-    run(np.zeros((10_000, beta_table.shape[1])), True)
+    run(np.zeros((10_000, beta_table.shape[1])), True, exact)
     return spins, done
 
 
