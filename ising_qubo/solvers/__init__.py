@@ -26,7 +26,7 @@ _BUILTINS = [
     ("de", "ising_qubo.solvers.de:DifferentialEvolutionSampler",
      "the paper's binary differential evolution (numpy, vectorised)", None),
     ("torch-sa", "ising_qubo.solvers.torch_sa:TorchSASampler",
-     "simulated annealing in PyTorch, parallel replicas, CPU or CUDA",
+     "simulated annealing, replicas in parallel: compiled kernel on CPU, PyTorch on CUDA",
      "ising_qubo.solvers.torch_sa:cuda_status"),
     ("torch-sb", "ising_qubo.solvers.torch_sb:TorchSBSampler",
      "simulated bifurcation (ballistic/discrete) in PyTorch, batched agents, CPU or CUDA",

@@ -22,9 +22,7 @@ def default_beta_range(
     n = len(h)
     abs_h = np.abs(np.asarray(h, float))
     abs_j = np.abs(np.asarray(couplings, float))
-    total = abs_h.copy()
-    np.add.at(total, rows, abs_j)
-    np.add.at(total, cols, abs_j)
+    total = abs_h + np.bincount(rows, abs_j, n) + np.bincount(cols, abs_j, n)
     smallest = np.where(abs_h > 0, abs_h, np.inf)
     nonzero = abs_j > 0
     np.minimum.at(smallest, rows[nonzero], abs_j[nonzero])

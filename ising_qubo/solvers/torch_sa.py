@@ -431,6 +431,7 @@ def _run_numba(parts, beta_table, seed, deadline, dtype) -> tuple[np.ndarray, in
         indptr, indices, values = csr_from_coo(
             n, np.concatenate([model.rows, model.cols]), np.concatenate([model.cols, model.rows]),
             np.concatenate([model.data, model.data]))
+        indices = indices.astype(np.int32)  # halves the memory the sweeps stream through
         seeds = np.random.SeedSequence(seed).generate_state(reads, np.uint64)
 
         def run(table, greedy, coefficients):
@@ -438,7 +439,7 @@ def _run_numba(parts, beta_table, seed, deadline, dtype) -> tuple[np.ndarray, in
             _sa_cpu.sweeps_csr(spins, f, pu, pv, indptr, indices, coefficients, lr_u, lr_v,
                                lr_diag, table, problem_of, seeds, greedy)
 
-        annealing = exact = values
+        annealing, exact = values.astype(real), values
 
     # Chunks bound the rounding drift of the incremental field updates and let the
     # time limit be checked; a chunk costs about 100x the field recomputation.
