@@ -1,0 +1,51 @@
+"""Time for each solver to reach neal's median best energy, from a bench results.json.
+
+    python benchmarks/solvers/reach_neal.py benchmarks/results/.../results.json
+
+For each instance: neal's median (over seeds) final best objective is the target; a
+solver's time is the median over seeds of the first solver time its best-so-far reached
+that target (infinite when a seed never did). Prints the ratio to neal's own time.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+import sys
+from collections import defaultdict
+
+
+def first_time(trajectory, target, sense):
+    for t, value in trajectory:
+        if (value >= target - 1e-9 * abs(target)) if sense == "max" else (value <= target):
+            return t
+    return math.inf
+
+
+def main(path: str) -> None:
+    data = json.load(open(path))
+    sense = {i["name"]: i.get("sense", "max") for i in data["instances"]}
+    runs = defaultdict(list)
+    for run in data["runs"]:
+        if run["best_objective"] is not None:
+            runs[(run["instance"], run["solver"])].append(run)
+    for instance in sorted({i for i, _ in runs}):
+        neal = [r["best_objective"] for r in runs.get((instance, "neal"), [])]
+        if not neal:
+            continue
+        target = statistics.median(neal)
+        times = {s: statistics.median(first_time(r["trajectory"], target, sense[instance])
+                                      for r in rs)
+                 for (i, s), rs in runs.items() if i == instance}
+        print(f"{instance}: target = neal's median best objective {target:.1f}")
+        print("| solver | median time to target (s) | ratio to neal |")
+        print("|---|---|---|")
+        for solver, t in sorted(times.items(), key=lambda kv: kv[1]):
+            ratio = t / times["neal"] if math.isfinite(t) else math.inf
+            print(f"| {solver} | {t:.3g} | {ratio:.2f} |")
+        print()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
