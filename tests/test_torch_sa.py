@@ -102,10 +102,13 @@ def test_structured_equals_its_dense_bqm():
                                atol=1e-10)
 
 
-def test_sample_structured_reaches_dense_optimum(sampler):
+@pytest.mark.parametrize("backend", ["numba", "torch"])
+def test_sample_structured_reaches_dense_optimum(sampler, backend):
     problem = random_structured(seed=3)
     bqm = problem.to_bqm()
-    result = sampler.sample_structured(problem, num_reads=32, num_sweeps=500, seed=0)
+    result = sampler.sample_structured(problem, num_reads=32, num_sweeps=500, seed=0,
+                                       backend=backend)
+    assert result.info["backend"] == backend
     assert list(result.variables) == problem.labels
     np.testing.assert_allclose(result.record.energy, bqm.energies(result), atol=1e-9)
     assert result.first.energy == pytest.approx(brute_force_minimum(bqm), abs=1e-9)
@@ -119,5 +122,16 @@ def test_structured_input_errors(sampler):
         StructuredIsing(np.zeros(3), lowrank_u=np.ones((1, 3)), lowrank_v=np.ones((2, 3)))
     with pytest.raises(TypeError, match="StructuredIsing"):
         sampler.sample_structured(random_bqm(3, "SPIN", 0))
-    with pytest.raises(ValueError, match="numba"):
-        sampler.sample_structured(random_structured(), backend="torch")
+
+
+@pytest.mark.parametrize("backend", ["numba", "torch"])
+def test_structured_larger_problem_energies_and_local_minima(sampler, backend):
+    # six dense blocks of 20: sparse enough for the colour-class path on torch
+    problem = random_structured(n_blocks=6, size=20, rank=2, seed=4)
+    bqm = problem.to_bqm()
+    result = sampler.sample_structured(problem, num_reads=6, num_sweeps=200, seed=1,
+                                       backend=backend)
+    np.testing.assert_allclose(result.record.energy, bqm.energies(result), atol=1e-8)
+    assert_local_minima(bqm, result)
+    reference = ising_qubo.solve(bqm, "neal", num_reads=20, num_sweeps=2000, seed=0)
+    assert result.first.energy <= reference.first.energy + 0.02 * abs(reference.first.energy)

@@ -57,8 +57,10 @@ def resolve_device(device: str | torch.device) -> torch.device:
 
 @dataclass
 class IsingTensors:
-    """Spin-form problem on a device: ``E = h.s + 1/2 s^T J s + offset`` (J symmetric).
+    """Spin-form problem on a device: ``E = h.s + 1/2 s^T J s + sum_r (u_r.s)(v_r.s)``.
 
+    J is symmetric with a zero diagonal; the optional low-rank terms (``lowrank_u``,
+    ``lowrank_v``: (rank, n)) are those of :class:`~ising_qubo.structured.StructuredIsing`.
     Variables are stored in colour order (``order[k]`` is the original index of stored
     variable k), so each colour class is a contiguous slice and updates work on views.
     """
@@ -69,15 +71,18 @@ class IsingTensors:
     class_rows: list[torch.Tensor]  # dense J[class, :], or CSR J[class, :]^T
     order: np.ndarray
     offset: float
+    lowrank_u: torch.Tensor | None = None
+    lowrank_v: torch.Tensor | None = None
 
     @property
     def dense(self) -> bool:
         return self.J.layout == torch.strided
 
     def to(self, dtype: torch.dtype) -> IsingTensors:
+        low = [None if t is None else t.to(dtype) for t in (self.lowrank_u, self.lowrank_v)]
         return IsingTensors(self.h.to(dtype), self.J.to(dtype), self.classes,
                             [rows.to(dtype) for rows in self.class_rows], self.order,
-                            self.offset)
+                            self.offset, *low)
 
     def fields(self, s: torch.Tensor) -> torch.Tensor:
         if self.dense:
@@ -132,13 +137,48 @@ def _colour_order(n: int, rows: np.ndarray, cols: np.ndarray) -> tuple[np.ndarra
     return order, np.bincount(colours).tolist()
 
 
-def _update_fields(problem: IsingTensors, fields: torch.Tensor, k: int,
-                   delta: torch.Tensor) -> None:
-    """fields += delta (R, |class k|) @ J[class k, :]."""
-    if problem.dense:
-        fields.addmm_(delta, problem.class_rows[k])
-    else:
-        fields.add_((problem.class_rows[k] @ delta.T).T)
+class _FieldState:
+    """Local fields of all replicas, updated as colour classes flip.
+
+    ``fields`` holds h + J s; the low-rank terms are kept as projections a = s u^T and
+    b = s v^T (replicas x rank), and enter a class's energy change as
+    -2 s_i (u_i . b + v_i . a) + 4 u_i . v_i.
+    """
+
+    def __init__(self, problem: IsingTensors, spins: torch.Tensor) -> None:
+        self.problem = problem
+        self.spins = spins
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Recompute from the spins (drops rounding drift of the incremental updates)."""
+        problem, s = self.problem, self.spins
+        self.fields = problem.fields(s)
+        if problem.lowrank_u is not None:
+            self.proj_u = s @ problem.lowrank_u.T
+            self.proj_v = s @ problem.lowrank_v.T
+
+    def delta_energy(self, cls: slice) -> torch.Tensor:
+        problem, s = self.problem, self.spins[:, cls]
+        field = self.fields[:, cls]
+        if problem.lowrank_u is None:
+            return -2.0 * s * field
+        u, v = problem.lowrank_u[:, cls], problem.lowrank_v[:, cls]
+        field = field + self.proj_v @ u + self.proj_u @ v
+        return -2.0 * s * field + 4.0 * (u * v).sum(0)
+
+    def flip(self, k: int, cls: slice, mask: torch.Tensor) -> None:
+        s = self.spins[:, cls]
+        delta = mask * (-2.0 * s)
+        s.add_(delta)
+        problem = self.problem
+        if problem.dense:
+            self.fields.addmm_(delta, problem.class_rows[k])
+        else:
+            self.fields.add_((problem.class_rows[k] @ delta.T).T)
+        if problem.lowrank_u is not None:
+            self.proj_u.add_(delta @ problem.lowrank_u[:, cls].T)
+            self.proj_v.add_(delta @ problem.lowrank_v[:, cls].T)
 
 
 def anneal(
@@ -153,7 +193,7 @@ def anneal(
     ``betas`` is one value per sweep, or a (sweeps, n) table of per-variable values
     (batched problems, each on its own schedule).
     """
-    fields = problem.fields(spins)
+    state = _FieldState(problem, spins)
     sweeps = 0
     for sweeps, beta in enumerate(betas, start=1):
         # Metropolis accepts a flip when dE < -log(u) / beta, u uniform in (0, 1]:
@@ -163,13 +203,9 @@ def anneal(
         thresholds = torch.log1p(-uniform).neg_().div_(
             beta if isinstance(beta, torch.Tensor) else float(beta))
         for k, cls in enumerate(problem.classes):
-            s = spins[:, cls]
-            flip = (-2.0 * s * fields[:, cls]) < thresholds[:, cls]
-            delta = flip * (-2.0 * s)
-            s.add_(delta)
-            _update_fields(problem, fields, k, delta)
+            state.flip(k, cls, state.delta_energy(cls) < thresholds[:, cls])
         if sweeps % 64 == 0:
-            fields = problem.fields(spins)  # drop rounding drift of the incremental updates
+            state.refresh()
         if deadline.expired():
             break
     return spins, sweeps
@@ -177,21 +213,17 @@ def anneal(
 
 def descend(problem: IsingTensors, spins: torch.Tensor, max_sweeps: int = 10_000) -> torch.Tensor:
     """Greedy single flips (dE < 0) until no flip lowers any replica's energy."""
-    fields = problem.fields(spins)
+    state = _FieldState(problem, spins)
     for _ in range(max_sweeps):
         flipped = False
         for k, cls in enumerate(problem.classes):
-            s = spins[:, cls]
-            improve = s * fields[:, cls] > 0  # flipping changes E by -2 s F
-            if not bool(improve.any()):
-                continue
-            flipped = True
-            delta = improve * (-2.0 * s)
-            s.add_(delta)
-            _update_fields(problem, fields, k, delta)
+            improve = state.delta_energy(cls) < 0
+            if bool(improve.any()):
+                flipped = True
+                state.flip(k, cls, improve)
         if not flipped:
             break
-        fields = problem.fields(spins)
+        state.refresh()
     return spins
 
 
@@ -321,7 +353,7 @@ class TorchSASampler(dimod.Sampler, dimod.Initialized):
             betas = _check_beta_range(beta_range)
         part = _Part(problem.h, rows[upper], indices[upper], data[upper], start,
                      (min(betas), max(betas)), problem.lowrank_u, problem.lowrank_v)
-        [states], info = self._run([part], seed=seed, structured=True, **parameters)
+        [states], info = self._run([part], seed=seed, **parameters)
         energies = problem.energies(states)
         return dimod.SampleSet.from_samples((states.astype(np.int8), problem.labels),
                                             dimod.SPIN, energies, info=info)
@@ -329,7 +361,7 @@ class TorchSASampler(dimod.Sampler, dimod.Initialized):
     def _run(self, parts: list[_Part], num_sweeps: int = 1000, beta_schedule_type: str =
              "geometric", seed: int | None = None, time_limit: float | None = None,
              device: str = "auto", dtype: str = "float32", backend: str = "auto",
-             structured: bool = False, **parameters: Any) -> tuple[list[np.ndarray], dict]:
+             **parameters: Any) -> tuple[list[np.ndarray], dict]:
         self.remove_unknown_kwargs(**parameters)
         sweeps = positive_int(num_sweeps, "num_sweeps", "torch-sa")
         deadline = Deadline(optional_time_limit(time_limit, "torch-sa"))
@@ -343,8 +375,6 @@ class TorchSASampler(dimod.Sampler, dimod.Initialized):
             backend = "torch" if torch_device.type == "cuda" else "numba"
         if backend == "numba" and torch_device.type == "cuda":
             raise ValueError("torch-sa: backend='numba' runs on the CPU; use device='cpu'")
-        if structured and backend == "torch":
-            raise ValueError("torch-sa: structured problems run on the numba CPU backend")
         beta_table = np.stack([beta_schedule(*part.beta_range, sweeps, beta_schedule_type)
                                for part in parts], axis=1)  # (sweeps, problems)
         info: dict[str, Any] = {"beta_range": [p.beta_range for p in parts],
@@ -392,6 +422,20 @@ def _is_dense(part: _Part) -> bool:
     return part.lowrank_u is None and 2 * len(part.data) >= _DENSE_FRACTION * part.n ** 2
 
 
+def _lowrank_union(parts: list[_Part]) -> tuple[np.ndarray, np.ndarray]:
+    """(rank, n) low-rank factors of the union; problems without any get zeros."""
+    n = sum(p.n for p in parts)
+    rank = max((0 if p.lowrank_u is None else len(p.lowrank_u)) for p in parts)
+    lr_u, lr_v = np.zeros((rank, n)), np.zeros((rank, n))
+    offset = 0
+    for p in parts:
+        if p.lowrank_u is not None and len(p.lowrank_u):
+            lr_u[:len(p.lowrank_u), offset:offset + p.n] = p.lowrank_u
+            lr_v[:len(p.lowrank_v), offset:offset + p.n] = p.lowrank_v
+        offset += p.n
+    return lr_u, lr_v
+
+
 def _run_numba(parts, beta_table, seed, deadline) -> tuple[np.ndarray, int]:
     """Anneal on the CPU with the compiled kernels; returns (spins, sweeps done).
 
@@ -429,13 +473,7 @@ def _run_numba(parts, beta_table, seed, deadline) -> tuple[np.ndarray, int]:
 
         annealing = exact = jflat
     else:
-        rank = max((0 if p.lowrank_u is None else len(p.lowrank_u)) for p in parts)
-        lr_u = np.zeros((rank, n))
-        lr_v = np.zeros((rank, n))
-        for p, o in zip(parts, offsets):
-            if p.lowrank_u is not None and len(p.lowrank_u):
-                lr_u[:len(p.lowrank_u), o:o + p.n] = p.lowrank_u
-                lr_v[:len(p.lowrank_v), o:o + p.n] = p.lowrank_v
+        lr_u, lr_v = _lowrank_union(parts)
         lr_diag = (lr_u * lr_v).sum(axis=0)
         indptr, indices, values = csr_from_coo(
             n, np.concatenate([model.rows, model.cols]), np.concatenate([model.cols, model.rows]),
@@ -479,6 +517,10 @@ def _run_torch(parts, beta_table, seed, deadline, device, dtype) -> tuple[np.nda
     # costs as many steps per sweep as its largest problem, not the sum of all.
     colours = None if len(parts) == 1 else np.concatenate([_part_colours(p) for p in parts])
     problem = build_tensors(model, device, dtype, colours)
+    lr_u, lr_v = _lowrank_union(parts)
+    if lr_u.shape[0]:
+        problem.lowrank_u = torch.as_tensor(lr_u[:, problem.order], dtype=dtype, device=device)
+        problem.lowrank_v = torch.as_tensor(lr_v[:, problem.order], dtype=dtype, device=device)
     start = np.concatenate([p.start for p in parts], axis=1)
     generator = torch.Generator(device=device)
     generator.manual_seed(_torch_seed(seed))
