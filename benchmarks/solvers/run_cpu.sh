@@ -58,7 +58,7 @@ for target in $TARGETS; do
         # takes tens of seconds, hence the longer limit and the shorter torch-sa rounds.
         bench 3-sk4096 sk:4096 --solvers torch-sa,torch-sb,neal,sb-ref \
             --seeds "$SK_SEEDS" --time-limit "$SK4096_TIME_LIMIT" \
-            --param torch-sa:num_sweeps=50
+            --param torch-sa:num_sweeps=50 --param torch-sb:num_reads=8
         ;;
     *)
         echo "unknown target $target (use 1, 2 or 3)" >&2
