@@ -135,3 +135,15 @@ def test_structured_larger_problem_energies_and_local_minima(sampler, backend):
     assert_local_minima(bqm, result)
     reference = ising_qubo.solve(bqm, "neal", num_reads=20, num_sweeps=2000, seed=0)
     assert result.first.energy <= reference.first.energy + 0.02 * abs(reference.first.energy)
+
+
+def test_torch_batch_of_dense_problems_uses_padding_correctly(sampler):
+    # all dense, sizes differ: the padded path; padding must never leak into answers
+    bqms = [random_bqm(n, vt, seed=50 + n, density=1.0)
+            for n, vt in [(5, "SPIN"), (13, "BINARY"), (9, "SPIN"), (14, "BINARY")]]
+    results = sampler.sample_batch(bqms, num_reads=16, num_sweeps=300, seed=3, backend="torch")
+    for bqm, result in zip(bqms, results):
+        assert set(result.variables) == set(bqm.variables)
+        np.testing.assert_allclose(result.record.energy, bqm.energies(result), atol=1e-9)
+        assert result.first.energy == pytest.approx(brute_force_minimum(bqm), abs=1e-9)
+        assert_local_minima(bqm, result)

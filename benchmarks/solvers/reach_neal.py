@@ -2,9 +2,10 @@
 
     python benchmarks/solvers/reach_neal.py benchmarks/results/.../results.json
 
-For each instance: neal's median (over seeds) final best objective is the target; a
-solver's time is the median over seeds of the first solver time its best-so-far reached
-that target (infinite when a seed never did). Prints the ratio to neal's own time.
+For each instance: neal's median over seeds of its final best objective is the target
+(the worse middle value for an even count, so that a neal run reached it); a solver's time
+is the median over seeds of the first solver time its best-so-far reached that target
+(infinite when a seed never did). Prints the ratio to neal's own time.
 """
 
 from __future__ import annotations
@@ -34,7 +35,9 @@ def main(path: str) -> None:
         neal = [r["best_objective"] for r in runs.get((instance, "neal"), [])]
         if not neal:
             continue
-        target = statistics.median(neal)
+        # median_low: a value some neal run actually reached, also for an even count
+        target = (statistics.median_low if sense[instance] == "max" else
+                  statistics.median_high)(neal)
         times = {s: statistics.median(first_time(r["trajectory"], target, sense[instance])
                                       for r in rs)
                  for (i, s), rs in runs.items() if i == instance}

@@ -26,13 +26,8 @@ from ising_qubo.solvers._common import (
     sampleset_from_states,
     wall_timer,
 )
-from ising_qubo.solvers.torch_sb import (
-    MODES,
-    check_bool,
-    check_mode,
-    resolve_device,
-    resolve_dtype,
-)
+from ising_qubo.solvers._torch_common import resolve_device, resolve_dtype
+from ising_qubo.solvers.torch_sb import MODES, check_bool, check_mode
 
 _MISSING = "sb-ref needs the optional package simulated-bifurcation: pip install -e '.[bench]'"
 

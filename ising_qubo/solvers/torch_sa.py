@@ -29,30 +29,11 @@ from ising_qubo.solvers._common import (
     sampleset_from_states,
     wall_timer,
 )
+from ising_qubo.solvers._torch_common import resolve_device, torch_seed
 from ising_qubo.solvers.schedule import beta_schedule, default_beta_range
 
 # Above this fraction of non-zero couplings a dense matrix is cheaper than CSR.
 _DENSE_FRACTION = 0.3
-
-
-def cuda_status() -> str:
-    if torch.cuda.is_available():
-        return f"yes (CPU; CUDA: {torch.cuda.get_device_name(0)})"
-    return "yes (CPU; CUDA: not visible)"
-
-
-def resolve_device(device: str | torch.device) -> torch.device:
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise ValueError(f"torch-sa: device must be 'auto', 'cpu' or 'cuda[:k]', "
-                         f"got {device!r}") from exc
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("torch-sa: device='cuda' asked for, but CUDA is not available "
-                         "to torch here; use device='cpu' or 'auto'")
-    return resolved
 
 
 @dataclass
@@ -365,7 +346,7 @@ class TorchSASampler(dimod.Sampler, dimod.Initialized):
         self.remove_unknown_kwargs(**parameters)
         sweeps = positive_int(num_sweeps, "num_sweeps", "torch-sa")
         deadline = Deadline(optional_time_limit(time_limit, "torch-sa"))
-        torch_device = resolve_device(device)
+        torch_device = resolve_device(device, "torch-sa")
         if str(dtype) not in ("float32", "float64"):
             raise ValueError(f"torch-sa: dtype must be 'float32' or 'float64', got {dtype!r}")
         if backend not in ("auto", "numba", "torch"):
@@ -511,7 +492,72 @@ def _part_colours(part: _Part) -> np.ndarray:
     return colours
 
 
+def _run_torch_padded(parts, beta_table, seed, deadline, device,
+                      dtype) -> tuple[np.ndarray, int]:
+    """A batch of dense problems as one padded (problems, replicas, n_max) tensor.
+
+    Step k updates variable k of every problem and replica in one set of tensor
+    operations, so a sweep costs n_max steps instead of the sum of all sizes. Padding
+    variables have no couplings and an infinitely high acceptance bar: they never flip.
+    """
+    sizes = [p.n for p in parts]
+    count, width = len(parts), max(sizes)
+    reads = parts[0].start.shape[0]
+    J = torch.zeros((count, width, width), dtype=torch.float64)
+    h = torch.zeros((count, 1, width), dtype=torch.float64)
+    spins = torch.ones((count, reads, width), dtype=torch.float64)
+    padding = torch.ones((count, 1, width), dtype=torch.bool)
+    for k, p in enumerate(parts):
+        block = np.zeros((p.n, p.n))
+        np.add.at(block, (p.rows, p.cols), p.data)
+        J[k, :p.n, :p.n] = torch.from_numpy(block + block.T)
+        h[k, 0, :p.n] = torch.from_numpy(p.h)
+        spins[k, :, :p.n] = torch.from_numpy(p.start)
+        padding[k, 0, :p.n] = False
+    J, h, spins, padding = (t.to(device) for t in (J, h, spins, padding))
+    generator = torch.Generator(device=device)
+    generator.manual_seed(torch_seed(seed))
+    betas = torch.as_tensor(beta_table, dtype=dtype, device=device)  # (sweeps, problems)
+
+    def run(table: torch.Tensor | None, coupling: torch.Tensor, state: torch.Tensor) -> int:
+        fields = h.to(state.dtype) + torch.bmm(state, coupling)
+        done = 0
+        for done, beta in enumerate(table if table is not None else range(10_000), start=1):
+            if table is None:  # greedy descent: accept strict improvements only
+                bar = torch.zeros_like(state).masked_fill_(padding, -torch.inf)
+            else:
+                uniform = torch.rand(state.shape, generator=generator, device=device,
+                                     dtype=state.dtype)
+                bar = torch.log1p(-uniform).neg_().div_(beta[:, None, None])
+                bar.masked_fill_(padding, -torch.inf)
+            flips = 0
+            for k in range(width):
+                s = state[:, :, k]
+                flip = -2.0 * s * fields[:, :, k] < bar[:, :, k]
+                delta = flip * (-2.0 * s)
+                s.add_(delta)
+                fields.add_(delta[:, :, None] * coupling[:, k:k + 1, :])
+                if table is None:
+                    flips += int(flip.sum())
+            if table is None and flips == 0:
+                break
+            if table is not None and (done % 64 == 0):
+                fields = h.to(state.dtype) + torch.bmm(state, coupling)
+            if table is not None and deadline.expired():
+                break
+        return done
+
+    work = spins.to(dtype)
+    done = run(betas, J.to(dtype), work)
+    exact = work.to(torch.float64)
+    run(None, J, exact)
+    out = exact.cpu().numpy()
+    return np.concatenate([out[k, :, :n] for k, n in enumerate(sizes)], axis=1), done
+
+
 def _run_torch(parts, beta_table, seed, deadline, device, dtype) -> tuple[np.ndarray, int]:
+    if len(parts) > 1 and all(_is_dense(p) for p in parts):
+        return _run_torch_padded(parts, beta_table, seed, deadline, device, dtype)
     model, problem_of = _union(parts)
     # Problems share no couplings, so class k of every problem forms one class: a batch
     # costs as many steps per sweep as its largest problem, not the sum of all.
@@ -523,7 +569,7 @@ def _run_torch(parts, beta_table, seed, deadline, device, dtype) -> tuple[np.nda
         problem.lowrank_v = torch.as_tensor(lr_v[:, problem.order], dtype=dtype, device=device)
     start = np.concatenate([p.start for p in parts], axis=1)
     generator = torch.Generator(device=device)
-    generator.manual_seed(_torch_seed(seed))
+    generator.manual_seed(torch_seed(seed))
     spins = torch.as_tensor(start[:, problem.order], dtype=dtype, device=device)
     # per-variable inverse temperatures, in the stored (colour) order
     betas = torch.as_tensor(beta_table[:, problem_of[problem.order]], dtype=dtype, device=device)
@@ -541,9 +587,3 @@ def _check_beta_range(beta_range: Any) -> tuple[float, float]:
     if not (0 < hot <= cold and math.isfinite(cold)):
         raise ValueError(f"torch-sa: beta_range must satisfy 0 < hot <= cold, got {beta_range!r}")
     return hot, cold
-
-
-def _torch_seed(seed: int | None) -> int:
-    if seed is None:
-        return int(np.random.SeedSequence().generate_state(1)[0])
-    return int(seed) % (2**63)

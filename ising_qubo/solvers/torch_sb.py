@@ -40,6 +40,7 @@ from ising_qubo.solvers._common import (
     sampleset_from_states,
     wall_timer,
 )
+from ising_qubo.solvers._torch_common import resolve_device, resolve_dtype, torch_seed
 from ising_qubo.solvers.torch_sa import build_tensors, descend
 
 MODES = ("ballistic", "discrete")
@@ -57,34 +58,6 @@ _DT_STABLE = {"ballistic": 1.4, "discrete": 1.0}
 # favour dense GEMM more, so CUDA switches earlier.
 _SPARSE_FRACTION = {"cpu": 0.15, "cuda": 0.05}
 _SMALL = 64  # problems up to this size always use a dense matrix
-
-
-def resolve_device(device: Any, solver: str = "torch-sb") -> torch.device:
-    """'auto' (CUDA when visible, else CPU), 'cpu', 'cuda' or 'cuda:k', checked."""
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise ValueError(f"{solver}: device must be 'auto', 'cpu' or 'cuda[:k]', "
-                         f"got {device!r}") from exc
-    if resolved.type not in ("cpu", "cuda"):
-        raise ValueError(f"{solver}: device must be 'auto', 'cpu' or 'cuda[:k]', got {device!r}")
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"{solver}: device={device!r} asked for, but CUDA is not available "
-                         "to torch here; use device='cpu' or 'auto'")
-    return resolved
-
-
-def resolve_dtype(dtype: Any, solver: str = "torch-sb") -> torch.dtype:
-    try:
-        resolved = {"float32": torch.float32, "float64": torch.float64,
-                    torch.float32: torch.float32, torch.float64: torch.float64}.get(dtype)
-    except TypeError:  # unhashable
-        resolved = None
-    if resolved is None:
-        raise ValueError(f"{solver}: dtype must be 'float32' or 'float64', got {dtype!r}")
-    return resolved
 
 
 def check_mode(mode: Any, solver: str = "torch-sb") -> str:
@@ -326,8 +299,8 @@ class TorchSBSampler(dimod.Sampler, dimod.Initialized):
         if sparse is not None:
             sparse = check_bool(sparse, "sparse")
         deadline = Deadline(optional_time_limit(time_limit, "torch-sb"))
-        torch_device = resolve_device(device)
-        torch_dtype = resolve_dtype(dtype)
+        torch_device = resolve_device(device, "torch-sb")
+        torch_dtype = resolve_dtype(dtype, "torch-sb")
         parsed = self.parse_initial_states(
             bqm, initial_states=initial_states,
             initial_states_generator=initial_states_generator,
@@ -349,7 +322,7 @@ class TorchSBSampler(dimod.Sampler, dimod.Initialized):
                     step_size = problem.default_dt(mode)
                 info["matrix"] = "dense" if problem.dense else "csr"
                 generator = torch.Generator(device=torch_device)
-                generator.manual_seed(_torch_seed(seed))
+                generator.manual_seed(torch_seed(seed))
                 x, y = initial_positions(start, problem.ancilla, generator, torch_device,
                                          torch_dtype)
                 spins, done = bifurcate(problem, x, y, steps, step_size, mode, deadline,
@@ -377,9 +350,3 @@ def _check_dt(dt: Any) -> float | None:
         raise ValueError(f"torch-sb: dt must be a positive number (or None for the default), "
                          f"got {dt!r}")
     return value
-
-
-def _torch_seed(seed: int | None) -> int:
-    if seed is None:
-        return int(np.random.SeedSequence().generate_state(1)[0])
-    return int(seed) % (2**63)
