@@ -35,6 +35,17 @@ def _uniform(state: np.ndarray, r: int) -> float:
     return float(z >> np.uint64(11)) * _TO_UNIT
 
 
+@njit(inline="always")
+def _accept(de: float, beta: float, greedy: bool, rng_state: np.ndarray, stream: int) -> bool:
+    """Metropolis at inverse temperature beta, or strict descent when greedy."""
+    if greedy:
+        return de < 0.0
+    if de <= 0.0:
+        return True
+    x = beta * de
+    return x < _MAX_EXPONENT and _uniform(rng_state, stream) < np.exp(-x)
+
+
 @njit(cache=True, parallel=True)
 def fields_csr(spins, h, indptr, indices, data, lr_u, lr_v):
     """Local fields F = h + J s for every replica, and the low-rank projections."""
@@ -91,14 +102,7 @@ def sweeps_csr(spins, fields, proj_u, proj_v, indptr, indices, data, lr_u, lr_v,
             flips = 0
             for i in range(n):
                 de = _delta_energy(s, f, i, lr_u, lr_v, pu, pv, lr_diag)
-                if greedy:
-                    accept = de < 0.0
-                elif de <= 0.0:
-                    accept = True
-                else:
-                    x = beta_table[t, problem_of[i]] * de
-                    accept = x < _MAX_EXPONENT and _uniform(rng_state, r) < np.exp(-x)
-                if accept:
+                if _accept(de, beta_table[t, problem_of[i]], greedy, rng_state, r):
                     flips += 1
                     new = -s[i]
                     s[i] = new
@@ -154,15 +158,7 @@ def sweeps_blocks(spins, fields, jflat, var_start, j_start, beta_table, rng_stat
             beta = beta_table[t, p]
             flips = 0
             for i in range(m):
-                de = -2.0 * s[i] * f[i]
-                if greedy:
-                    accept = de < 0.0
-                elif de <= 0.0:
-                    accept = True
-                else:
-                    x = beta * de
-                    accept = x < _MAX_EXPONENT and _uniform(rng_state, task) < np.exp(-x)
-                if accept:
+                if _accept(-2.0 * s[i] * f[i], beta, greedy, rng_state, task):
                     flips += 1
                     new = -s[i]
                     s[i] = new
