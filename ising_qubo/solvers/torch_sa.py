@@ -1,6 +1,10 @@
-"""``torch-sa``: simulated annealing in PyTorch, many replicas at once, on CPU or CUDA.
+"""``torch-sa``: simulated annealing with many replicas (and problems) at once.
 
-The kernel (:func:`anneal`) works on tensors only: spins ``s`` in {-1,+1} of shape
+Two kernels behind one dimod front end: on the CPU the compiled loop of
+:mod:`ising_qubo.solvers._sa_cpu` (one replica per task, as fast per replica as neal);
+on CUDA, or with ``backend="torch"``, the PyTorch kernel below.
+
+The torch kernel (:func:`anneal`) works on tensors only: spins ``s`` in {-1,+1} of shape
 (replicas, n), fields ``F = h + s J`` kept up to date after each update. Variables are
 updated one colour class at a time: variables of one class share no coupling, so their
 Metropolis moves are independent and updating them together is exact single-spin-flip
