@@ -238,8 +238,8 @@ class TorchSASampler(dimod.Sampler, dimod.Initialized):
     ``seed`` (reproducible on the CPU), ``initial_states`` (warm starts), ``time_limit``
     (seconds, checked every few sweeps), ``device`` ('auto', 'cpu', 'cuda'), ``dtype``
     ('float32' or 'float64': the precision of the torch backend; the CPU kernel always
-    uses float64), ``backend`` ('auto': the
-    compiled numba kernel on the CPU and the torch kernel on CUDA; or 'numba' / 'torch').
+    uses float64), ``backend`` ('auto': the compiled numba kernel on the CPU and the
+    torch kernel on CUDA; or 'numba' / 'torch').
     Every returned state is a local minimum: a final greedy descent in float64 removes
     any single flip that still lowers the energy.
 
