@@ -36,17 +36,22 @@ def positive_int(value: Any, name: str, solver: str) -> int:
     return int(value)
 
 
-def optional_time_limit(value: Any, solver: str) -> float | None:
+def optional_positive(value: Any, name: str, solver: str, meaning: str = "a positive number",
+                      refuse_bool: bool = False) -> float | None:
+    """None, or a finite number > 0; else ValueError naming the parameter and value."""
     if value is None:
         return None
     try:
-        seconds = float(value)
+        number = float(value)
     except (TypeError, ValueError):
-        seconds = float("nan")
-    if not seconds > 0 or not math.isfinite(seconds):
-        raise ValueError(f"{solver}: time_limit must be a positive number of seconds, "
-                         f"got {value!r}")
-    return seconds
+        number = float("nan")
+    if (refuse_bool and isinstance(value, bool)) or not number > 0 or not math.isfinite(number):
+        raise ValueError(f"{solver}: {name} must be {meaning}, got {value!r}")
+    return number
+
+
+def optional_time_limit(value: Any, solver: str) -> float | None:
+    return optional_positive(value, "time_limit", solver, "a positive number of seconds")
 
 
 def in_unit_interval(value: Any, name: str, solver: str) -> float:

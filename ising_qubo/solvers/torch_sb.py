@@ -35,6 +35,7 @@ from ising_qubo.solvers._common import (
     ArrayModel,
     Deadline,
     check_bqm,
+    optional_positive,
     optional_time_limit,
     positive_int,
     sampleset_from_states,
@@ -292,7 +293,9 @@ class TorchSBSampler(dimod.Sampler, dimod.Initialized):
             num_reads = positive_int(num_reads, "num_reads", "torch-sb")
         steps = positive_int(num_steps, "num_steps", "torch-sb")
         mode = check_mode(mode)
-        step_size = _check_dt(dt)
+        step_size = optional_positive(dt, "dt", "torch-sb",
+                                      "a positive number (or None for the default)",
+                                      refuse_bool=True)
         early_stopping = check_bool(early_stopping, "early_stopping")
         period = positive_int(sampling_period, "sampling_period", "torch-sb")
         threshold = positive_int(convergence_threshold, "convergence_threshold", "torch-sb")
@@ -339,14 +342,3 @@ class TorchSBSampler(dimod.Sampler, dimod.Initialized):
         return sampleset_from_states(states, dimod.SPIN, bqm, info)
 
 
-def _check_dt(dt: Any) -> float | None:
-    if dt is None:
-        return None
-    try:
-        value = float(dt)
-    except (TypeError, ValueError):
-        value = float("nan")
-    if isinstance(dt, bool) or not (value > 0 and math.isfinite(value)):
-        raise ValueError(f"torch-sb: dt must be a positive number (or None for the default), "
-                         f"got {dt!r}")
-    return value
