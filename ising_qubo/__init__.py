@@ -15,14 +15,42 @@ from ising_qubo.qubo import (
 )
 from ising_qubo.solvers import get_solver, list_solvers, register_solver, solve, solver_info
 
+_LAZY = {
+    # the network side imports torch and Torch-Pruning: load it on first use only, so that
+    # solving a QUBO file stays quick to start
+    "PruningProblem": "ising_qubo.problem",
+    "PruningSolution": "ising_qubo.problem",
+    "IsingPruner": "ising_qubo.pruner",
+    "ImportancePruner": "ising_qubo.pruner",
+    "prune_model": "ising_qubo.pruner",
+    "load_pruned": "ising_qubo.persist",
+    "save_pruned": "ising_qubo.persist",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'ising_qubo' has no attribute {name!r}")
+
+
 __all__ = [
+    "ImportancePruner",
+    "IsingPruner",
+    "PruningProblem",
+    "PruningSolution",
     "budget_penalty",
     "cardinality_penalty",
     "from_ising_matrix",
     "from_qubo_matrix",
     "get_solver",
     "list_solvers",
+    "load_pruned",
+    "prune_model",
     "register_solver",
+    "save_pruned",
     "solve",
     "solver_info",
     "with_budget",

@@ -33,7 +33,8 @@ def _add_instance(parser: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ising-qubo",
-        description="Solve, inspect and convert QUBO/Ising problems with solvers chosen by name.")
+        description="Prune networks by solving Ising energy models; solve, inspect and convert "
+                    "QUBO/Ising problems with solvers chosen by name.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     sub.add_parser("solvers", help="list solvers and what is available here")
@@ -65,6 +66,18 @@ def build_parser() -> argparse.ArgumentParser:
     from ising_qubo.bench import add_arguments as add_bench_arguments
 
     add_bench_arguments(bench)
+
+    from ising_qubo import prune_command
+
+    prune = sub.add_parser("prune", help="train with Ising-dropout, prune for real, fine-tune")
+    prune_command.add_run_arguments(prune, default_method="ising")
+    train = sub.add_parser("train", help="the same run with a baseline method (l1, random, "
+                                         "tp-magnitude, tp-taylor) or none")
+    prune_command.add_run_arguments(train, default_method="l1")
+    export = sub.add_parser("export", help="write a network's pruning QUBOs, one file per group")
+    prune_command.add_export_arguments(export)
+    evaluate = sub.add_parser("evaluate", help="top-1/top-5 of a saved (pruned) model")
+    prune_command.add_evaluate_arguments(evaluate)
     return parser
 
 
@@ -224,7 +237,17 @@ COMMANDS = {
     "convert": cmd_convert,
     "info": cmd_info,
     "bench": cmd_bench,
+    "prune": lambda args: _prune_command().cmd_run(args),
+    "train": lambda args: _prune_command().cmd_run(args),
+    "export": lambda args: _prune_command().cmd_export(args),
+    "evaluate": lambda args: _prune_command().cmd_evaluate(args),
 }
+
+
+def _prune_command():
+    from ising_qubo import prune_command
+
+    return prune_command
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -35,3 +35,21 @@ def test_custom_solver_is_usable_by_name():
     values = [float(line.split()[-1]) for line in out.splitlines()[1:]]
     assert values[0] == values[1]
     assert values[0] >= values[2] - 1e-9
+
+
+def test_prune_cifar_example_shrinks_and_reloads(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split, count in (("train", 16), ("test", 8)):
+        for label in range(3):
+            folder = tmp_path / split / f"c{label}"
+            folder.mkdir(parents=True)
+            for k in range(count):
+                pixels = rng.integers(0, 255, size=(32, 32, 3), dtype=np.uint8)
+                Image.fromarray(pixels).save(folder / f"{k}.png")
+    out = run_example("prune_cifar.py", "--data-dir", str(tmp_path), "--subset", "48")
+    kept = float(out.split("% kept")[0].rsplit("(", 1)[1])
+    assert kept <= 55.0
+    assert "(same)" in out

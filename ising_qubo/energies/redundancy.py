@@ -1,0 +1,61 @@
+"""Our per-group energy ("redundancy"): keep important units, avoid keeping redundant pairs.
+
+For one group of n units with importances a_i (scaled so max a = 1) and pairwise
+redundancies r_ij in [0, 1]:
+
+    E(x) = -sum_i a_i x_i + (weight / (k - 1)) * sum_{i<j} r_ij x_i x_j
+
+k is the number of units the budget keeps (n when there is none): dividing by k - 1
+makes one unit's total redundancy penalty, summed over the other kept units, comparable
+with one unit's importance, so ``weight`` = 1 balances the two for any budget. The budget
+itself (keep exactly k units) is added by the problem: a hard constraint for CP-SAT, a
+provably safe penalty for heuristic solvers.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ising_qubo.energies.ipruning import redundancy_affinity
+
+SIMILARITIES = ("cosine", "kl")
+
+
+def cosine_redundancy(features: np.ndarray) -> np.ndarray:
+    """|cosine similarity| between the rows of ``features`` (n, d); zero rows give 0."""
+    features = np.asarray(features, dtype=np.float64).reshape(len(features), -1)
+    norms = np.linalg.norm(features, axis=1)
+    safe = np.where(norms > 0, norms, 1.0)
+    unit = features / safe[:, None]
+    return np.abs(unit @ unit.T)
+
+
+def kl_redundancy(weight: np.ndarray) -> np.ndarray:
+    """1 - A_layer with the paper's KL affinity: similar filters (low KL) are redundant."""
+    return 1.0 - redundancy_affinity(weight)
+
+
+def redundancy_coefficients(importance: np.ndarray, redundancy: np.ndarray, keep_count: int,
+                            weight: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """(linear, upper-triangular quadratic) QUBO coefficients of the group energy."""
+    importance = np.asarray(importance, dtype=np.float64)
+    redundancy = np.asarray(redundancy, dtype=np.float64)
+    n = len(importance)
+    if redundancy.shape != (n, n):
+        raise ValueError(f"redundancy matrix has shape {redundancy.shape}, expected ({n}, {n})")
+    if not (np.all(np.isfinite(importance)) and np.all(np.isfinite(redundancy))):
+        raise ValueError("importance and redundancy must be finite (the weights or the data "
+                         "batch contain NaN or inf)")
+    if weight < 0:
+        raise ValueError(f"redundancy weight must be >= 0, got {weight}")
+    top = np.abs(importance).max()
+    scaled = importance / top if top > 0 else np.zeros(n)
+    sym = (redundancy + redundancy.T) / 2
+    quadratic = np.triu(sym, 1) * (weight / max(keep_count - 1, 1))
+    return -scaled, quadratic
+
+
+def group_energy(linear: np.ndarray, quadratic: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """E(x) for a (k, n) or (n,) array of 0/1 states, straight from the coefficients."""
+    x = np.atleast_2d(np.asarray(x, dtype=np.float64))
+    return x @ linear + np.einsum("ki,ij,kj->k", x, quadratic, x)

@@ -1,0 +1,525 @@
+"""A network's pruning problem: variables, energy, QUBO export, solving, masks.
+
+One binary variable per unit of every :class:`~ising_qubo.adapter.UnitGroup`, labelled
+``"<module path>:<channel>"``; x = 1 keeps the unit. Two energies:
+
+* ``"redundancy"`` (ours): independent per group, importance fields plus redundancy
+  couplings, with an explicit budget (keep exactly k_g units of group g).
+* ``"ipruning"`` (the paper's): one whole-network energy in structured form (dense
+  per-layer blocks plus rank-1 terms), optionally with the same per-group budget.
+
+The budget ``keep`` is a fraction of the model's parameters (or MACs); every group keeps
+the same fraction of its units, found so that the really pruned model meets it (see
+:func:`ising_qubo.adapter.uniform_keep_counts`). Solvers with a hard cardinality
+constraint (CP-SAT) get it as a constraint; every other solver gets a penalty whose
+strength provably makes every single-flip local minimum satisfy it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import dimod
+import numpy as np
+import torch
+from torch import nn
+
+from ising_qubo import io
+from ising_qubo.adapter import ModelGroups, UnitGroup, _forward, uniform_keep_counts
+from ising_qubo.constrained import budgeted_descent
+from ising_qubo.energies import (
+    ENERGIES,
+    SIMILARITIES,
+    LayerTerms,
+    channel_entropy,
+    cosine_redundancy,
+    kl_redundancy,
+    network_energy,
+    redundancy_affinity,
+    redundancy_coefficients,
+)
+from ising_qubo.importance import IMPORTANCES, NEEDS_DATA, group_importance
+from ising_qubo.io._atomic import atomic_write
+from ising_qubo.solvers import get_solver
+from ising_qubo.structured import StructuredIsing
+
+MANIFEST = "manifest.json"
+
+
+@dataclass
+class PruningSolution:
+    """What :meth:`PruningProblem.solve` returns: a keep mask per group and its energy."""
+
+    masks: dict[str, np.ndarray]
+    energy: float
+    solver: str
+    seconds: float
+    repair_flips: int = 0  # single flips that made the solver's state meet the budget
+    swaps: int = 0  # improving in-group swaps after that (see ising_qubo.constrained)
+    samplesets: list[dimod.SampleSet] = field(default_factory=list, repr=False)
+
+    @property
+    def kept(self) -> dict[str, int]:
+        return {name: int(mask.sum()) for name, mask in self.masks.items()}
+
+    def state(self, problem: PruningProblem) -> np.ndarray:
+        return problem.state_from_masks(self.masks)
+
+
+class PruningProblem:
+    """The Ising pruning problem of one network.
+
+    Build it with :meth:`from_model`; :meth:`refresh` recomputes the energy from the
+    current weights (and a new batch) during Ising-dropout training.
+    """
+
+    def __init__(self, groups: ModelGroups, energy: str = "redundancy",
+                 keep: float | None = None, keep_by: str = "params",
+                 importance: str = "l1", similarity: str = "cosine",
+                 redundancy_weight: float = 1.0, data: Any = None, seed: int = 0) -> None:
+        if energy not in ENERGIES:
+            raise ValueError(f"unknown energy {energy!r}; choose one of {', '.join(ENERGIES)}")
+        if importance not in IMPORTANCES:
+            raise ValueError(f"unknown importance {importance!r}; choose one of "
+                             f"{', '.join(IMPORTANCES)}")
+        if similarity not in SIMILARITIES:
+            raise ValueError(f"unknown similarity {similarity!r}; choose one of "
+                             f"{', '.join(SIMILARITIES)}")
+        if energy == "redundancy" and importance in NEEDS_DATA and data is None:
+            raise ValueError(f"importance {importance!r} needs data=(inputs, targets)")
+        self.model_groups = groups
+        self.groups: list[UnitGroup] = groups.groups
+        self.energy_name = energy
+        self.keep = keep
+        self.keep_by = keep_by
+        self.importance = importance
+        self.similarity = similarity
+        self.redundancy_weight = float(redundancy_weight)
+        self.seed = seed
+        self.keep_counts: dict[str, int] | None = (
+            None if keep is None else uniform_keep_counts(groups, keep, keep_by))
+        self.offsets: dict[str, int] = {}
+        offset = 0
+        for group in self.groups:
+            self.offsets[group.name] = offset
+            offset += group.size
+        self.num_variables = offset
+        self.labels = [label for group in self.groups for label in group.labels]
+        self.refresh(data)
+
+    @classmethod
+    def from_model(cls, model: nn.Module, example_inputs: Any, energy: str = "redundancy",
+                   keep: float | None = None, data: Any = None, keep_by: str = "params",
+                   ignored_layers: Any = None, **options: Any) -> PruningProblem:
+        """Find the unit groups of ``model`` and build the energy.
+
+        ``data``: a batch of inputs, or ``(inputs, targets)``; the paper's energy takes
+        feature-map entropies from it (the example inputs when absent), Taylor importance
+        needs the targets. ``keep``: fraction of parameters (``keep_by="macs"``: of
+        multiply-accumulates) to keep; None means no budget (the paper's energy then keeps
+        about half of the units by itself). ``options``: ``importance``, ``similarity``,
+        ``redundancy_weight``, ``seed``.
+        """
+        groups = ModelGroups(model, example_inputs, ignored_layers)
+        if data is None:
+            data = example_inputs
+        return cls(groups, energy=energy, keep=keep, keep_by=keep_by, data=data, **options)
+
+    # ----- energy terms -------------------------------------------------------------
+    def refresh(self, data: Any = None) -> None:
+        """Recompute the energy from the model's current weights (and ``data``)."""
+        if self.energy_name == "redundancy":
+            self._build_redundancy(data)
+        else:
+            self._build_ipruning(data)
+
+    def _keep_count(self, group: UnitGroup) -> int | None:
+        return None if self.keep_counts is None else self.keep_counts[group.name]
+
+    def _build_redundancy(self, data: Any) -> None:
+        scores = group_importance(self.model_groups, self.importance, data, self.seed)
+        self._coefficients: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        for group in self.groups:
+            redundancy = self._group_redundancy(group)
+            k = self._keep_count(group) or group.size
+            self._coefficients[group.name] = redundancy_coefficients(
+                scores[group.name], redundancy, k, self.redundancy_weight)
+
+    def _group_redundancy(self, group: UnitGroup) -> np.ndarray:
+        if self.similarity == "kl":
+            root = group.layers[0]
+            weight = _weight(root.module)[root.channels]
+            order = np.argsort(root.units)
+            return kl_redundancy(weight[order])
+        columns = []
+        for layer in group.layers:
+            weight = _weight(layer.module)[layer.channels].reshape(len(layer.channels), -1)
+            placed = np.zeros((group.size, weight.shape[1]))
+            placed[layer.units] = weight
+            columns.append(placed)
+        return cosine_redundancy(np.concatenate(columns, axis=1))
+
+    def _build_ipruning(self, data: Any) -> None:
+        layers = [(layer, group) for group in self.groups for layer in group.layers]
+        rank = {name: i for i, name in enumerate(self.model_groups.order)}
+        layers.sort(key=lambda item: rank[item[0].name])
+        maps = _mean_feature_maps(self.model_groups.model, [layer.module for layer, _ in layers],
+                                  data if data is not None else self.model_groups.example_inputs)
+        terms = []
+        for layer, group in layers:
+            weight = _weight(layer.module)[layer.channels]
+            entropy = channel_entropy(maps[id(layer.module)][layer.channels])
+            terms.append(LayerTerms(layer.name, self.offsets[group.name] + layer.units,
+                                    redundancy_affinity(weight), entropy))
+        self.layer_terms = terms
+        self._network = network_energy(terms, self.num_variables, self.labels)
+
+    # ----- models for solvers -----------------------------------------------------------
+    def _group_bqm(self, group: UnitGroup, budget: bool) -> dimod.BinaryQuadraticModel:
+        """One group's BINARY model, built from numpy arrays in one call (dimod's
+        ``update`` of an n^2 penalty is slow for the wide groups of a real network)."""
+        linear, quadratic = self._coefficients[group.name]
+        linear = linear.copy()
+        quadratic = quadratic.copy()
+        offset = 0.0
+        k = self._keep_count(group)
+        if budget and k is not None:
+            strength = self._group_strength(group)
+            linear += strength * (1 - 2 * k)
+            quadratic += np.triu(np.full_like(quadratic, 2.0 * strength), 1)
+            offset = strength * k * k
+        rows, cols = np.nonzero(quadratic)
+        bqm = dimod.BinaryQuadraticModel.from_numpy_vectors(
+            linear, (rows, cols, quadratic[rows, cols]), offset, dimod.BINARY)
+        bqm.relabel_variables(dict(enumerate(group.labels)), inplace=True)
+        return bqm
+
+    def _group_strength(self, group: UnitGroup) -> float:
+        """Cardinality penalty strength above the most one flip can change the group's
+        energy (the rule of :func:`ising_qubo.qubo.safe_penalty_strength`): then every
+        single-flip local minimum keeps exactly k units."""
+        linear, quadratic = self._coefficients[group.name]
+        sym = np.abs(quadratic) + np.abs(quadratic).T
+        reach = float((np.abs(linear) + sym.sum(axis=1)).max())
+        return reach * 1.01 if reach > 0 else 1.0
+
+    def _penalty_strength(self) -> float:
+        """Larger than any single flip can change the energy: then every local minimum
+        (every state our solvers return) keeps exactly k_g units of each group."""
+        net = self._network
+        bound = np.abs(net.h).copy()
+        for index, block in net.blocks:
+            bound[index] += np.abs(block).sum(axis=1)
+        u, v = np.abs(net.lowrank_u), np.abs(net.lowrank_v)
+        bound += (u * v.sum(axis=1, keepdims=True) + v * u.sum(axis=1, keepdims=True)).sum(0)
+        return float(2.0 * bound.max() + 1.0)  # a spin flip moves the energy by <= 2 * bound
+
+    def structured(self, budget: bool = True) -> StructuredIsing:
+        """The whole-network energy as blocks plus low-rank terms (no dense matrix)."""
+        if self.energy_name == "redundancy":
+            blocks, linear = [], np.zeros(self.num_variables)
+            for group in self.groups:
+                lin, quad = self._coefficients[group.name]
+                start = self.offsets[group.name]
+                index = np.arange(start, start + group.size)
+                linear[index] = lin
+                blocks.append((index, quad))
+            base = StructuredIsing.from_binary(linear, blocks, (), 0.0, self.labels)
+            if not budget or self.keep_counts is None:
+                return base
+            strengths = {g.name: self._group_strength(g) for g in self.groups}
+            return self._with_budget_blocks(base, linear, blocks, strengths)
+        if not budget or self.keep_counts is None:
+            return self._network
+        strength = self._penalty_strength()
+        return self._with_budget_spin(self._network, {g.name: strength for g in self.groups})
+
+    def _budget_terms(self, strengths: Mapping[str, float]):
+        """Binary-form blocks and fields of sum_g strength_g * (sum_{i in g} x_i - k_g)^2."""
+        linear = np.zeros(self.num_variables)
+        blocks = []
+        offset = 0.0
+        for group in self.groups:
+            k = self.keep_counts[group.name]
+            strength = strengths[group.name]
+            start = self.offsets[group.name]
+            index = np.arange(start, start + group.size)
+            ones = np.full((group.size, group.size), strength)
+            np.fill_diagonal(ones, 0.0)
+            blocks.append((index, ones))
+            linear[index] += strength * (1 - 2 * k)
+            offset += strength * k * k
+        return linear, blocks, offset
+
+    def _with_budget_blocks(self, base, linear, blocks, strengths) -> StructuredIsing:
+        pen_linear, pen_blocks, offset = self._budget_terms(strengths)
+        merged = [(index, quad + pen) for (index, quad), (_, pen) in zip(blocks, pen_blocks)]
+        return StructuredIsing.from_binary(linear + pen_linear, merged, (), offset, self.labels)
+
+    def _with_budget_spin(self, net: StructuredIsing, strengths) -> StructuredIsing:
+        pen_linear, pen_blocks, offset = self._budget_terms(strengths)
+        penalty = StructuredIsing.from_binary(pen_linear, pen_blocks, (), offset, self.labels)
+        blocks = {tuple(index.tolist()): J.copy() for index, J in net.blocks}
+        for index, J in penalty.blocks:
+            key = tuple(index.tolist())
+            blocks[key] = blocks[key] + J if key in blocks else J
+        return StructuredIsing(net.h + penalty.h,
+                               [(np.array(k, dtype=np.int64), J) for k, J in blocks.items()],
+                               net.lowrank_u, net.lowrank_v, net.offset + penalty.offset,
+                               list(self.labels))
+
+    def to_bqm(self, group: str | int | None = None, budget: bool = True
+               ) -> dimod.BinaryQuadraticModel:
+        """The problem as a BINARY ``dimod.BinaryQuadraticModel`` (x = 1 keeps a unit).
+
+        ``group`` (a name or an index) restricts it to one group; for the paper's energy
+        the other groups are then held at "all kept". ``budget=False`` leaves the budget
+        penalty out (for a solver given the budget as a hard constraint). The whole
+        network under the paper's energy is a dense model: fine for export and checks,
+        large for a big network (prefer :meth:`structured`).
+        """
+        if group is not None:
+            chosen = self._group(group)
+            if self.energy_name == "redundancy":
+                return self._group_bqm(chosen, budget)
+            # the structured model conditioned on the others (dimod's fix_variables on
+            # the dense whole-network BQM costs seconds per group even for ResNet-20)
+            start = self.offsets[chosen.name]
+            part = _condition_on_kept(self.structured(budget),
+                                      np.arange(start, start + chosen.size))
+            return part.to_bqm().change_vartype(dimod.BINARY, inplace=False)
+        if self.energy_name == "redundancy":
+            whole = dimod.BinaryQuadraticModel(dimod.BINARY)
+            for g in self.groups:
+                whole.update(self.to_bqm(g.name, budget))
+            return whole
+        return self.structured(budget).to_bqm().change_vartype(dimod.BINARY, inplace=False)
+
+    def _group(self, group: str | int) -> UnitGroup:
+        if isinstance(group, (int, np.integer)):
+            if not 0 <= group < len(self.groups):
+                raise IndexError(f"group index {group} out of range [0, {len(self.groups)})")
+            return self.groups[int(group)]
+        return self.model_groups.by_name(group)
+
+    # ----- states and energies ----------------------------------------------------------
+    def state_from_masks(self, masks: Mapping[str, np.ndarray]) -> np.ndarray:
+        state = np.ones(self.num_variables, dtype=np.int8)
+        for group in self.groups:
+            if group.name in masks:
+                mask = np.asarray(masks[group.name]).astype(bool)
+                if mask.shape != (group.size,):
+                    raise ValueError(f"group {group.name!r}: mask of shape {mask.shape}, "
+                                     f"expected ({group.size},)")
+                start = self.offsets[group.name]
+                state[start:start + group.size] = mask
+        return state
+
+    def masks_from_state(self, state: np.ndarray) -> dict[str, np.ndarray]:
+        state = np.asarray(state).reshape(-1)
+        if len(state) != self.num_variables:
+            raise ValueError(f"state has {len(state)} entries, the problem {self.num_variables}")
+        return {g.name: state[self.offsets[g.name]:self.offsets[g.name] + g.size].astype(bool)
+                for g in self.groups}
+
+    def energy(self, masks: Mapping[str, np.ndarray], budget: bool = False) -> float:
+        """The energy of a keep mask per group (without the budget penalty by default)."""
+        x = self.state_from_masks(masks).astype(float)
+        return float(self.structured(budget).energies(2 * x[None, :] - 1)[0])
+
+    # ----- solving ---------------------------------------------------------------------
+    def solve(self, solver: Any = "torch-sa", initial: Mapping[str, np.ndarray] | None = None,
+              **params: Any) -> PruningSolution:
+        """Solve with a registered solver name or any ``dimod.Sampler``; the lowest-energy
+        state becomes a keep mask per group.
+
+        ``initial`` (masks) warm-starts solvers that take ``initial_states``. The solver's
+        state then goes through :meth:`polish`: it meets the budget exactly and no swap of
+        a kept and a dropped unit of one group lowers the energy.
+        """
+        sampler = get_solver(solver) if isinstance(solver, str) else solver
+        name = solver if isinstance(solver, str) else type(solver).__name__
+        if not isinstance(sampler, dimod.Sampler) and not hasattr(sampler, "sample"):
+            raise TypeError(f"solver must be a registered name or a dimod.Sampler, got {solver!r}")
+        hard = self.keep_counts is not None and "cardinality" in getattr(sampler, "parameters", {})
+        warm = initial is not None and "initial_states" in getattr(sampler, "parameters", {})
+        start = time.perf_counter()
+        samplesets = []
+        if self.energy_name == "redundancy":
+            bqms = [self.to_bqm(g.name, budget=not hard) for g in self.groups]
+            inits = ([self._initial(initial, g) for g in self.groups] if warm else None)
+            if hasattr(sampler, "sample_batch") and not hard:
+                extra = {"initial_states": inits} if warm else {}
+                samplesets = sampler.sample_batch(bqms, **extra, **params)
+            else:
+                for k, (group, bqm) in enumerate(zip(self.groups, bqms)):
+                    extra = dict(params)
+                    if hard:
+                        extra["cardinality"] = self.keep_counts[group.name]
+                    if warm:
+                        extra["initial_states"] = (inits[k], group.labels)
+                    samplesets.append(sampler.sample(bqm, **extra))
+            state = np.concatenate([
+                _best_state(ss, g.labels) for ss, g in zip(samplesets, self.groups)])
+        else:
+            state, samplesets = self._solve_network(sampler, initial if warm else None, params)
+        seconds = time.perf_counter() - start
+        masks, repair_flips, swaps = self.polish(self.masks_from_state(state))
+        return PruningSolution(masks, self.energy(masks), str(name), seconds, repair_flips,
+                               swaps, samplesets)
+
+    def _initial(self, initial: Mapping[str, np.ndarray], group: UnitGroup) -> np.ndarray:
+        mask = initial.get(group.name, np.ones(group.size, dtype=bool))
+        return np.asarray(mask, dtype=np.int8)[None, :]
+
+    def _solve_network(self, sampler, initial, params):
+        if hasattr(sampler, "sample_structured"):
+            extra = dict(params)
+            if initial is not None:
+                x = self.state_from_masks(initial).astype(float)
+                reads = int(params.get("num_reads", 10))
+                extra["initial_states"] = np.repeat(2 * x[None, :] - 1, reads, axis=0)
+            sampleset = sampler.sample_structured(self.structured(), **extra)
+            return _best_state(sampleset, self.labels), [sampleset]
+        bqm = self.to_bqm(None, budget=True)
+        extra = dict(params)
+        if initial is not None:
+            extra["initial_states"] = (self.state_from_masks(initial)[None, :], self.labels)
+        sampleset = sampler.sample(bqm, **extra)
+        return _best_state(sampleset, self.labels), [sampleset]
+
+    def polish(self, masks: Mapping[str, np.ndarray]) -> tuple[dict[str, np.ndarray], int, int]:
+        """Meet the budget exactly (without one: keep >= 1 unit per group), then descend by
+        swaps inside groups (see :mod:`ising_qubo.constrained`).
+
+        Returns (masks, repair flips, swaps). Without a budget only the >= 1 rule applies.
+        """
+        indices = [np.arange(self.offsets[g.name], self.offsets[g.name] + g.size)
+                   for g in self.groups]
+        x = self.state_from_masks(masks)
+        if self.keep_counts is None:
+            targets = [max(1, int(x[index].sum())) for index in indices]
+        else:
+            targets = [self.keep_counts[g.name] for g in self.groups]
+        spins, repair_flips, swaps = budgeted_descent(
+            self.structured(budget=False), 2.0 * x - 1.0, indices, targets,
+            max_moves=None if self.keep_counts is not None else 0)
+        return self.masks_from_state((spins > 0).astype(np.int8)), repair_flips, swaps
+
+    # ----- files ---------------------------------------------------------------------------
+    def manifest(self, files: Mapping[str, str] | None = None) -> dict:
+        groups = []
+        for group in self.groups:
+            units = [[] for _ in range(group.size)]
+            for layer in group.layers:
+                for channel, unit in zip(layer.channels.tolist(), layer.units.tolist()):
+                    units[unit].append({"module": layer.name, "channel": channel})
+            groups.append({
+                "name": group.name,
+                "size": group.size,
+                "keep_count": self._keep_count(group),
+                "file": (files or {}).get(group.name),
+                "params_per_unit": group.params_per_unit.tolist(),
+                "macs_per_unit": group.macs_per_unit.tolist(),
+                "variables": [{"label": label, "unit": i, "layers": units[i]}
+                              for i, label in enumerate(group.labels)],
+            })
+        return {
+            "format": "ising-qubo-pruning/1",
+            "energy": self.energy_name,
+            "keep": self.keep,
+            "keep_by": self.keep_by,
+            "importance": self.importance,
+            "similarity": self.similarity,
+            "vartype": "BINARY",
+            "meaning": "x = 1 keeps the unit",
+            "network_file": (files or {}).get("__network__"),
+            "groups": groups,
+        }
+
+    def save(self, directory: str | Path, format: str = "coo", budget: bool = True,
+             whole_network: bool | None = None) -> Path:
+        """One QUBO file per group, a manifest mapping variables to modules and channels,
+        and (for the paper's whole-network energy) ``network.<format>``."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        suffix = "txt" if format == "gset" else format
+        files = {}
+        for k, group in enumerate(self.groups):
+            filename = f"{k:03d}_{group.name.replace('/', '_')}.{suffix}"
+            io.save(self.to_bqm(group.name, budget), directory / filename, format=format)
+            files[group.name] = filename
+        if whole_network if whole_network is not None else self.energy_name == "ipruning":
+            filename = f"network.{suffix}"
+            io.save(self.to_bqm(None, budget), directory / filename, format=format)
+            files["__network__"] = filename
+        with atomic_write(directory / MANIFEST, binary=False) as handle:
+            json.dump(self.manifest(files), handle, indent=1)
+        return directory
+
+
+def _condition_on_kept(model: StructuredIsing, free: np.ndarray) -> StructuredIsing:
+    """``model`` on the variables ``free`` with every other spin fixed at +1 (kept).
+
+    With s = a + b (a: the fixed spins, zero on ``free``; b: the free spins, zero elsewhere)
+    1/2 s^T J s = 1/2 a^T J a + (J a).b + 1/2 b^T J b and
+    (u.s)(v.s) = (u.a)(v.a) + (v.a)(u.b) + (u.a)(v.b) + (u.b)(v.b).
+    """
+    fixed = np.ones(model.num_variables)
+    fixed[free] = 0.0
+    position = np.full(model.num_variables, -1, dtype=np.int64)
+    position[free] = np.arange(len(free))
+    h = model.h[free].copy()
+    offset = float(model.offset + model.h @ fixed)
+    blocks = []
+    for index, J in model.blocks:
+        a = fixed[index]
+        offset += 0.5 * float(a @ J @ a)
+        inside = position[index] >= 0
+        if inside.any():
+            np.add.at(h, position[index[inside]], (J @ a)[inside])
+            blocks.append((position[index[inside]], J[np.ix_(inside, inside)]))
+    u_a, v_a = model.lowrank_u @ fixed, model.lowrank_v @ fixed
+    u, v = model.lowrank_u[:, free], model.lowrank_v[:, free]
+    h += v_a @ u + u_a @ v
+    offset += float(u_a @ v_a)
+    return StructuredIsing(h, blocks, u, v, offset, [model.labels[k] for k in free])
+
+
+def _best_state(sampleset: dimod.SampleSet, labels: list) -> np.ndarray:
+    best = sampleset.first.sample
+    values = np.array([best[label] for label in labels], dtype=np.int8)
+    if sampleset.vartype is dimod.SPIN:
+        values = (values + 1) // 2
+    return values
+
+
+def _weight(module: nn.Module) -> np.ndarray:
+    return module.weight.detach().float().cpu().numpy().astype(np.float64)
+
+
+def _mean_feature_maps(model: nn.Module, modules: list[nn.Module], data: Any) -> dict:
+    """Batch-averaged outputs (C, ...) of ``modules`` on one batch of ``data``."""
+    inputs = data[0] if isinstance(data, (tuple, list)) and len(data) == 2 and \
+        torch.is_tensor(data[1]) and data[1].dtype in (torch.int64, torch.int32) else data
+    maps: dict[int, np.ndarray] = {}
+
+    def hook(module, _inputs, output):
+        maps[id(module)] = output.detach().float().mean(dim=0).cpu().numpy()
+
+    handles = [m.register_forward_hook(hook) for m in modules]
+    was_training = model.training
+    try:
+        model.eval()
+        with torch.no_grad():
+            _forward(model, inputs)
+    finally:
+        model.train(was_training)
+        for handle in handles:
+            handle.remove()
+    return maps

@@ -1,0 +1,228 @@
+"""Pruning as a hook in any training loop: Ising-dropout, then real channel removal.
+
+:class:`IsingPruner` follows the paper's schedule: while training, the state is re-solved
+every ``every`` iterations (warm-started from the previous one, with the energy rebuilt
+from the current weights), and the dropped units are zeroed in the forward pass, their
+gradients masked and their weights restored after each step (:class:`UnitDropout`). The
+state freezes at ``freeze_epoch`` or when the energy stops improving; :meth:`prune` then
+removes the dropped channels for real (Torch-Pruning) and the caller fine-tunes.
+
+:class:`ImportancePruner` is the baseline with the same interface and the same budget:
+keep the top-k units of each group by an importance (``l1``, ``random``,
+``tp-magnitude``, ``tp-taylor``, ...), chosen when :meth:`prune` is called.
+
+In a hand-written loop::
+
+    pruner = IsingPruner(model, example_inputs, keep=0.5, data=calibration_batch)
+    for epoch in range(epochs):
+        for it, (x, y) in enumerate(loader):
+            pruner.before_forward(it)
+            loss = F.cross_entropy(model(x), y)
+            optimizer.zero_grad(); loss.backward()
+            pruner.after_backward(it)
+            optimizer.step()
+            pruner.after_step(it, loss.item())      # re-solves every ``every`` calls
+        pruner.on_epoch_end(epoch)
+    pruner.prune()                                  # model is now physically smaller
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+from torch import nn
+
+from ising_qubo.adapter import ModelGroups
+from ising_qubo.importance import group_importance, top_k_masks
+from ising_qubo.problem import PruningProblem, PruningSolution
+from ising_qubo.training import TrainingHook, UnitDropout
+
+BASELINES = ("l1", "random", "tp-magnitude", "tp-taylor")
+
+
+class IsingPruner(TrainingHook):
+    """Ising-dropout training hook (see the module docstring).
+
+    ``every``: iterations between re-solves (0: solve once, at the start). ``patience``:
+    freeze after this many consecutive re-solves whose energy improved by less than
+    ``tolerance`` (relative); ``freeze_epoch``: freeze at the end of that epoch (0-based)
+    whatever the energy does. ``data``: the calibration batch the energy is rebuilt with
+    (feature maps, Taylor importance); :meth:`step` accepts a fresh one.
+    """
+
+    def __init__(self, model: nn.Module, example_inputs: Any, keep: float | None = 0.5,
+                 energy: str = "redundancy", solver: Any = "torch-sa",
+                 solver_params: dict | None = None, every: int = 50, patience: int = 5,
+                 tolerance: float = 1e-3, freeze_epoch: int | None = None, data: Any = None,
+                 keep_by: str = "params", ignored_layers: Any = None,
+                 **energy_options: Any) -> None:
+        self.model = model
+        self.problem = PruningProblem.from_model(model, example_inputs, energy=energy,
+                                                 keep=keep, data=data, keep_by=keep_by,
+                                                 ignored_layers=ignored_layers,
+                                                 **energy_options)
+        self.solver = solver
+        self.solver_params = dict(solver_params or {})
+        self.every = int(every)
+        self.patience = int(patience)
+        self.tolerance = float(tolerance)
+        self.freeze_epoch = freeze_epoch
+        self.data = data
+        self.dropout = UnitDropout()
+        self.masks: dict[str, np.ndarray] | None = None
+        self.frozen = False
+        self.calls = 0
+        self.stalled = 0
+        self.energy_history: list[dict] = []  # one row per solve: iteration, energy, seconds
+
+    @property
+    def groups(self):
+        return self.problem.groups
+
+    # ----- solving -------------------------------------------------------------------
+    def step(self, data: Any = None) -> PruningSolution:
+        """Rebuild the energy from the current weights and re-solve (warm start)."""
+        started = time.perf_counter()
+        if data is not None:
+            self.data = data
+        self.dropout.restore()  # measure the real weights, not the zeroed copies
+        self.problem.refresh(self.data)
+        solution = self.problem.solve(self.solver, initial=self.masks, **self.solver_params)
+        previous = self.energy_history[-1]["energy"] if self.energy_history else None
+        self.masks = solution.masks
+        self.dropout.set_slices(self.problem.model_groups.dropped_slices(self.masks))
+        self.energy_history.append({
+            "iteration": self.calls, "energy": solution.energy,
+            "solver_seconds": solution.seconds,
+            "seconds": time.perf_counter() - started,
+            "kept": int(sum(solution.kept.values())),
+        })
+        if previous is not None:
+            improvement = (previous - solution.energy) / max(abs(previous), 1e-12)
+            self.stalled = self.stalled + 1 if improvement < self.tolerance else 0
+        return solution
+
+    def freeze(self) -> None:
+        if self.masks is None:
+            self.step()
+        self.frozen = True
+
+    # ----- hook points ------------------------------------------------------------------
+    def before_forward(self, iteration: int | None = None) -> None:
+        if self.masks is None:
+            self.step()
+        self.dropout.before_forward(iteration)
+
+    def after_backward(self, iteration: int | None = None) -> None:
+        self.dropout.after_backward(iteration)
+
+    def after_step(self, iteration: int | None = None, loss: float | None = None) -> None:
+        self.dropout.after_step(iteration, loss)
+        self.calls += 1
+        if not self.frozen and self.every > 0 and self.calls % self.every == 0:
+            self.step()
+            if self.patience > 0 and self.stalled >= self.patience:
+                self.frozen = True
+
+    def on_epoch_end(self, epoch: int) -> None:
+        if self.freeze_epoch is not None and epoch >= self.freeze_epoch:
+            self.frozen = True
+
+    def on_error(self, iteration: int | None, error: BaseException) -> None:
+        self.dropout.on_error(iteration, error)
+
+    # ----- the end ---------------------------------------------------------------------
+    def prune(self) -> list[tuple[str, list[int]]]:
+        """Remove the dropped channels from the model, in place; returns the history."""
+        if self.masks is None:
+            self.step()
+        self.dropout.restore()
+        self.dropout.set_slices([])
+        return self.problem.model_groups.prune(self.masks)
+
+    def state_dict(self) -> dict:
+        return {
+            "masks": None if self.masks is None else
+            {k: v.astype(bool).tolist() for k, v in self.masks.items()},
+            "frozen": self.frozen, "calls": self.calls, "stalled": self.stalled,
+            "energy_history": list(self.energy_history),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        masks = state.get("masks")
+        self.masks = None if masks is None else {k: np.asarray(v, dtype=bool)
+                                                 for k, v in masks.items()}
+        self.frozen = bool(state.get("frozen", False))
+        self.calls = int(state.get("calls", 0))
+        self.stalled = int(state.get("stalled", 0))
+        self.energy_history = list(state.get("energy_history", []))
+        if self.masks is not None:
+            self.dropout.set_slices(self.problem.model_groups.dropped_slices(self.masks))
+
+
+class ImportancePruner(TrainingHook):
+    """Baseline: the same budget as :class:`IsingPruner`, units chosen by importance."""
+
+    def __init__(self, model: nn.Module, example_inputs: Any, keep: float = 0.5,
+                 importance: str = "l1", data: Any = None, keep_by: str = "params",
+                 ignored_layers: Any = None, seed: int = 0) -> None:
+        if importance not in BASELINES and importance not in ("l2", "bn", "taylor"):
+            raise ValueError(f"unknown baseline {importance!r}; choose one of "
+                             f"{', '.join(BASELINES)}")
+        from ising_qubo.adapter import uniform_keep_counts
+
+        self.model = model
+        self.model_groups = ModelGroups(model, example_inputs, ignored_layers)
+        self.keep_counts = uniform_keep_counts(self.model_groups, keep, keep_by)
+        self.importance = importance
+        self.data = data
+        self.seed = seed
+        self.masks: dict[str, np.ndarray] | None = None
+        self.energy_history: list[dict] = []
+
+    @property
+    def groups(self):
+        return self.model_groups.groups
+
+    def step(self, data: Any = None) -> dict[str, np.ndarray]:
+        scores = group_importance(self.model_groups, self.importance,
+                                  data if data is not None else self.data, self.seed)
+        self.masks = top_k_masks(scores, self.keep_counts)
+        return self.masks
+
+    def prune(self) -> list[tuple[str, list[int]]]:
+        if self.masks is None:
+            self.step()
+        return self.model_groups.prune(self.masks)
+
+    def state_dict(self) -> dict:
+        return {"masks": None if self.masks is None else
+                {k: v.astype(bool).tolist() for k, v in self.masks.items()}}
+
+    def load_state_dict(self, state: dict) -> None:
+        masks = state.get("masks")
+        self.masks = None if masks is None else {k: np.asarray(v, dtype=bool)
+                                                 for k, v in masks.items()}
+
+
+def prune_model(model: nn.Module, example_inputs: Any, keep: float = 0.5,
+                energy: str = "redundancy", solver: Any = "torch-sa", data: Any = None,
+                keep_by: str = "params", inplace: bool = False,
+                solver_params: dict | None = None, **energy_options: Any) -> nn.Module:
+    """Solve the pruning problem once and return the physically pruned model.
+
+    Works on a deep copy unless ``inplace=True`` (then ``model`` itself shrinks and is
+    returned). No training happens: fine-tune the result, or use :class:`IsingPruner`
+    in a training loop for the paper's Ising-dropout schedule.
+    """
+    import copy
+
+    target = model if inplace else copy.deepcopy(model)
+    pruner = IsingPruner(target, example_inputs, keep=keep, energy=energy, solver=solver,
+                         solver_params=solver_params, every=0, data=data, keep_by=keep_by,
+                         **energy_options)
+    pruner.step()
+    pruner.prune()
+    return target

@@ -1,0 +1,174 @@
+"""End-to-end runs on a tiny image folder: prune/train, report, saved model, resume."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from ising_qubo import pipeline
+from ising_qubo.cli import main
+from ising_qubo.persist import load_pruned
+from ising_qubo.pipeline import RunConfig, run
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def image_folder(tmp_path_factory):
+    """train/ and test/ with 4 classes of 32x32 PNGs whose colour says the class."""
+    root = tmp_path_factory.mktemp("images")
+    rng = np.random.default_rng(0)
+    for split, count in (("train", 24), ("test", 8)):
+        for label in range(4):
+            folder = root / split / f"class{label}"
+            folder.mkdir(parents=True)
+            for k in range(count):
+                pixels = rng.integers(0, 60, size=(32, 32, 3), dtype=np.uint8)
+                pixels[..., label % 3] += np.uint8(120 + 40 * (label // 3))
+                Image.fromarray(pixels).save(folder / f"{k:03d}.png")
+    return root
+
+
+def _config(out, data_dir, **overrides):
+    options = dict(out=str(out), model="resnet20", dataset="imagefolder",
+                   data_dir=str(data_dir), epochs=1, finetune_epochs=1, batch_size=16,
+                   keep=0.5, resolve_every=2, calibration_size=32, progress=False,
+                   solver_params={"num_reads": 4, "num_sweeps": 100, "seed": 0})
+    options.update(overrides)
+    return RunConfig(**options)
+
+
+def test_prune_run_writes_a_smaller_model_that_reloads_with_the_same_accuracy(
+        tmp_path, image_folder):
+    out = tmp_path / "run"
+    report = run(_config(out, image_folder))
+    for name in ("report.json", "config.json", "checkpoint.pt", "kept_channels.png",
+                 "energy.png", "accuracy.png", "model/model.safetensors",
+                 "model/architecture.json"):
+        assert (out / name).exists(), name
+    saved = json.loads((out / "report.json").read_text())
+    assert saved["params"]["after"] == report["params"]["after"]
+    assert saved["params"]["after"] <= 0.55 * saved["params"]["before"]
+    assert saved["params"]["before"] == 272474 - 6 * 65  # resnet20 with 4 classes, not 10
+    kept = saved["pruning"]["kept"]
+    assert all(0 < k <= n for k, n in kept.values())
+    assert saved["pruning"]["energy_history"], "the Ising state was never solved"
+    assert 0 < saved["paper_comparison"]["filter_pruning_rate"] < \
+        saved["paper_comparison"]["parameter_pruning_rate"]
+
+    model = load_pruned(out / "model")
+    assert sum(p.numel() for p in model.parameters()) == saved["params"]["after"]
+    from ising_qubo import data
+    from ising_qubo.training import evaluate
+
+    test = data.load_dataset("imagefolder", image_folder, "test")
+    result = evaluate(model, data.BatchLoader(test, 256, shuffle=False))
+    assert result["top1"] == pytest.approx(saved["accuracy"]["after"]["top1"])
+    assert result["top5"] == pytest.approx(saved["accuracy"]["after"]["top5"])
+
+
+def test_existing_run_is_never_overwritten_and_resume_needs_same_options(tmp_path, image_folder):
+    out = tmp_path / "run"
+    run(_config(out, image_folder, method="random", epochs=0))
+    before = (out / "report.json").read_bytes()
+    with pytest.raises(FileExistsError, match="--resume"):
+        run(_config(out, image_folder, method="random", epochs=0))
+    with pytest.raises(ValueError, match="keep"):
+        run(_config(out, image_folder, method="random", epochs=0, keep=0.7), resume=True)
+    assert (out / "report.json").read_bytes() == before
+
+
+def test_interrupted_run_resumes_from_its_checkpoint(tmp_path, image_folder, monkeypatch):
+    out = tmp_path / "run"
+    config = _config(out, image_folder, epochs=2, finetune_epochs=2)
+    real = pipeline.train_one_epoch
+    calls = {"n": 0}
+
+    def interrupted(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:  # second epoch... of fine-tuning: after pruning
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "train_one_epoch", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run(config)
+    assert not (out / "report.json").exists()
+    checkpoint = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert (checkpoint["phase"], checkpoint["epoch"]) == ("train", 1)
+    monkeypatch.setattr(pipeline, "train_one_epoch", real)
+    report = run(config, resume=True)
+    phases = report["history"]["phase"]
+    assert phases == ["train", "train", "finetune", "finetune"]
+    assert report["params"]["after"] <= 0.55 * report["params"]["before"]
+
+
+def test_resume_inside_finetuning_rebuilds_the_pruned_model(tmp_path, image_folder,
+                                                            monkeypatch):
+    out = tmp_path / "run"
+    config = _config(out, image_folder, method="l1", epochs=1, finetune_epochs=2)
+    real = pipeline.train_one_epoch
+    calls = {"n": 0}
+
+    def interrupted(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "train_one_epoch", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run(config)
+    checkpoint = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert (checkpoint["phase"], checkpoint["epoch"]) == ("finetune", 0)
+    monkeypatch.setattr(pipeline, "train_one_epoch", real)
+    report = run(config, resume=True)
+    assert report["history"]["phase"] == ["train", "finetune", "finetune"]
+    assert report["params"]["after"] == report["stages"]["after_pruning"]["params"]
+
+
+@pytest.mark.parametrize("method", ["l1", "tp-magnitude", "tp-taylor"])
+def test_baselines_prune_to_the_same_budget(tmp_path, image_folder, method):
+    report = run(_config(tmp_path / method, image_folder, method=method, epochs=0,
+                         finetune_epochs=0))
+    ising = run(_config(tmp_path / "ising", image_folder, epochs=0, finetune_epochs=0))
+    assert report["params"]["after"] == ising["params"]["after"]
+    assert report["pruning"]["kept"] == {k: v for k, v in ising["pruning"]["kept"].items()}
+
+
+def test_cli_prune_and_export(tmp_path, image_folder, capsys):
+    out = tmp_path / "cli"
+    code = main(["prune", "--model", "resnet20", "--dataset", "imagefolder", "--data-dir",
+                 str(image_folder), "--epochs", "0", "--finetune-epochs", "0",
+                 "--batch-size", "16", "--out", str(out), "--no-progress",
+                 "--solver-param", "num_reads=2", "--solver-param", "num_sweeps=50"])
+    assert code == 0
+    assert "kept" in capsys.readouterr().out
+    code = main(["export", "--model", "resnet20", "--out", str(tmp_path / "qubos"),
+                 "--keep", "0.5", "--energy", "ipruning", "--calibration-size", "4"])
+    assert code == 0
+    manifest = json.loads((tmp_path / "qubos" / "manifest.json").read_text())
+    assert manifest["energy"] == "ipruning"
+    files = [g["file"] for g in manifest["groups"]]
+    assert all((tmp_path / "qubos" / f).exists() for f in files)
+    assert manifest["groups"][0]["variables"][0]["label"] == "conv1:0"
+
+
+def test_cli_missing_data_is_one_clear_line(tmp_path, capsys):
+    code = main(["prune", "--dataset", "cifar10", "--data-dir", str(tmp_path / "nothing"),
+                 "--out", str(tmp_path / "run")])
+    assert code == 2
+    err = capsys.readouterr().err.strip()
+    assert "--data-dir" in err and "\n" not in err and "Traceback" not in err
