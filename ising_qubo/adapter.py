@@ -11,7 +11,8 @@ and the solvers never see it at all.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import contextlib
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -91,6 +92,18 @@ def _check_mask(keep: Any, group: UnitGroup) -> np.ndarray:
     return keep.astype(bool)
 
 
+@contextlib.contextmanager
+def modes_kept(model: nn.Module) -> Iterator[None]:
+    """Give every module its own train/eval mode back afterwards (``model.train(flag)``
+    would also flip a deliberately frozen submodule, e.g. BatchNorm kept in eval)."""
+    modes = [(module, module.training) for module in model.modules()]
+    try:
+        yield
+    finally:
+        for module, training in modes:
+            module.training = training
+
+
 def _module_names(model: nn.Module) -> dict[nn.Module, str]:
     return {module: name for name, module in model.named_modules()}
 
@@ -110,13 +123,11 @@ def execution_order(model: nn.Module, example_inputs: Any,
             out_size[name] = int(output[0, 0].numel()) if output.dim() > 2 else 1
 
     handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, types)]
-    was_training = model.training
     try:
-        model.eval()
-        with torch.no_grad():
+        with modes_kept(model), torch.no_grad():
+            model.eval()
             _forward(model, example_inputs)
     finally:
-        model.train(was_training)
         for handle in handles:
             handle.remove()
     return order, out_size
@@ -161,7 +172,11 @@ class ModelGroups:
                     layer = modules[layer]
                 ignored.append(layer)
         self.ignored = [names[m] for m in ignored]
-        self.graph = tp.DependencyGraph().build_dependency(model, example_inputs=example_inputs)
+        # Torch-Pruning's tracing leaves the model in eval mode: give each module its mode
+        # back, or a training loop built around this would train with frozen BatchNorm
+        with modes_kept(model):
+            self.graph = tp.DependencyGraph().build_dependency(model,
+                                                               example_inputs=example_inputs)
         self.groups: list[UnitGroup] = []
         rank = self._rank = {name: i for i, name in enumerate(self.order)}
         found = []

@@ -17,7 +17,7 @@ import torch
 import torch_pruning as tp
 from torch import nn
 
-from ising_qubo.adapter import ModelGroups, UnitGroup, _forward
+from ising_qubo.adapter import ModelGroups, UnitGroup, _forward, modes_kept
 
 IMPORTANCES = ("l1", "l2", "bn", "taylor", "random", "tp-magnitude", "tp-taylor")
 NEEDS_DATA = ("taylor", "tp-taylor")
@@ -73,13 +73,10 @@ def backward_on(model: nn.Module, data: Any) -> None:
         raise ValueError("this importance needs data=(inputs, targets), a labelled batch")
     inputs, targets = data
     model.zero_grad(set_to_none=True)
-    was_training = model.training
-    model.eval()  # BatchNorm statistics must not move while we only measure
-    try:
+    with modes_kept(model):
+        model.eval()  # BatchNorm statistics must not move while we only measure
         loss = nn.functional.cross_entropy(_forward(model, inputs), targets)
         loss.backward()
-    finally:
-        model.train(was_training)
 
 
 def group_importance(groups: ModelGroups, kind: str = "l1", data: Any = None,

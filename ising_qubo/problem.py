@@ -30,7 +30,13 @@ import torch
 from torch import nn
 
 from ising_qubo import io
-from ising_qubo.adapter import ModelGroups, UnitGroup, _forward, uniform_keep_counts
+from ising_qubo.adapter import (
+    ModelGroups,
+    UnitGroup,
+    _forward,
+    modes_kept,
+    uniform_keep_counts,
+)
 from ising_qubo.constrained import budgeted_descent
 from ising_qubo.energies import (
     ENERGIES,
@@ -386,8 +392,12 @@ class PruningProblem:
                 extra["initial_states"] = np.repeat(2 * x[None, :] - 1, reads, axis=0)
             sampleset = sampler.sample_structured(self.structured(), **extra)
             return _best_state(sampleset, self.labels), [sampleset]
-        bqm = self.to_bqm(None, budget=True)
+        parameters = getattr(sampler, "parameters", {})
+        exact_budget = self.keep_counts is not None and "cardinalities" in parameters
+        bqm = self.to_bqm(None, budget=not exact_budget)
         extra = dict(params)
+        if exact_budget:  # CP-SAT: the budget as hard constraints, not as a penalty
+            extra["cardinalities"] = [(g.labels, self.keep_counts[g.name]) for g in self.groups]
         if initial is not None:
             extra["initial_states"] = (self.state_from_masks(initial)[None, :], self.labels)
         sampleset = sampler.sample(bqm, **extra)
@@ -500,7 +510,12 @@ def _best_state(sampleset: dimod.SampleSet, labels: list) -> np.ndarray:
 
 
 def _weight(module: nn.Module) -> np.ndarray:
-    return module.weight.detach().float().cpu().numpy().astype(np.float64)
+    weight = module.weight.detach().float().cpu().numpy().astype(np.float64)
+    if not np.all(np.isfinite(weight)):
+        raise ValueError(f"{type(module).__name__} with weight shape {tuple(weight.shape)} "
+                         f"has NaN or infinite weights: the energy cannot be built "
+                         f"(did training diverge?)")
+    return weight
 
 
 def _mean_feature_maps(model: nn.Module, modules: list[nn.Module], data: Any) -> dict:
@@ -513,13 +528,11 @@ def _mean_feature_maps(model: nn.Module, modules: list[nn.Module], data: Any) ->
         maps[id(module)] = output.detach().float().mean(dim=0).cpu().numpy()
 
     handles = [m.register_forward_hook(hook) for m in modules]
-    was_training = model.training
     try:
-        model.eval()
-        with torch.no_grad():
+        with modes_kept(model), torch.no_grad():
+            model.eval()
             _forward(model, inputs)
     finally:
-        model.train(was_training)
         for handle in handles:
             handle.remove()
     return maps

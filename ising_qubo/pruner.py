@@ -152,14 +152,19 @@ class IsingPruner(TrainingHook):
 
     def load_state_dict(self, state: dict) -> None:
         masks = state.get("masks")
-        self.masks = None if masks is None else {k: np.asarray(v, dtype=bool)
-                                                 for k, v in masks.items()}
+        if masks is not None:
+            masks = {k: np.asarray(v, dtype=bool) for k, v in masks.items()}
+            unknown = set(masks) - {g.name for g in self.groups}
+            if unknown:
+                raise ValueError(f"pruner state names unknown groups: {sorted(unknown)}")
+            self.problem.state_from_masks(masks)  # checks every shape before anything changes
+        self.masks = masks
+        self.dropout.set_slices([] if masks is None else
+                                self.problem.model_groups.dropped_slices(masks))
         self.frozen = bool(state.get("frozen", False))
         self.calls = int(state.get("calls", 0))
         self.stalled = int(state.get("stalled", 0))
         self.energy_history = list(state.get("energy_history", []))
-        if self.masks is not None:
-            self.dropout.set_slices(self.problem.model_groups.dropped_slices(self.masks))
 
 
 class ImportancePruner(TrainingHook):

@@ -334,6 +334,19 @@ def test_any_dimod_sampler_on_resnet20(problems):
     assert solution.kept == problem.keep_counts
 
 
+def test_kl_similarity_is_one_minus_the_root_affinity(resnet):
+    model, batch = resnet
+    problem = PruningProblem.from_model(model, batch, similarity="kl", keep=0.5)
+    for name in ("layer1.0.conv1", "conv1"):  # for a residual group: its root, conv1
+        k = problem.keep_counts[name]
+        expected = np.triu(1.0 - kl_affinity_reference(weight_of(model, name)), 1) / (k - 1)
+        bqm = problem.to_bqm(name, budget=False)
+        labels = [f"{name}:{i}" for i in range(RESNET20_WIDTH[name])]
+        got = np.array([[bqm.get_quadratic(a, b, default=0.0) if i < j else 0.0
+                         for j, b in enumerate(labels)] for i, a in enumerate(labels)])
+        np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-9)
+
+
 @pytest.mark.parametrize("budget", [False, True])
 def test_ipruning_group_bqm_holds_the_others_kept(problems, budget):
     problem = problems("ipruning", 0.5)

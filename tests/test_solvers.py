@@ -251,3 +251,19 @@ def test_torch_sa_on_cuda_matches_brute_force():
                                  seed=0)
     assert sampleset.info["device"].startswith("cuda")
     assert sampleset.first.energy == pytest.approx(brute_force_minimum(bqm), abs=1e-6)
+
+
+def test_cpsat_cardinalities_per_group_match_brute_force():
+    import itertools
+
+    rng = np.random.default_rng(3)
+    bqm = dimod.generators.gnp_random_bqm(8, 0.7, "BINARY", random_state=3,
+                                          bias_generator=lambda size: rng.normal(size=size))
+    groups = [([0, 1, 2, 3], 2), ([4, 5, 6, 7], 1)]
+    result = ising_qubo.solve(bqm, "cpsat", cardinalities=groups)
+    best = min(bqm.energy(dict(enumerate(bits))) for bits in itertools.product((0, 1), repeat=8)
+               if sum(bits[:4]) == 2 and sum(bits[4:]) == 1)
+    assert result.first.energy == pytest.approx(best)
+    assert result.info["status"] == "OPTIMAL" and result.info["cardinalities"] == 2
+    with pytest.raises(ValueError, match="not in the model"):
+        ising_qubo.solve(bqm, "cpsat", cardinalities=[(["nope"], 1)])

@@ -147,3 +147,21 @@ def test_torch_batch_of_dense_problems_uses_padding_correctly(sampler):
         np.testing.assert_allclose(result.record.energy, bqm.energies(result), atol=1e-9)
         assert result.first.energy == pytest.approx(brute_force_minimum(bqm), abs=1e-9)
         assert_local_minima(bqm, result)
+
+
+def test_sample_batch_warm_start_is_used_per_problem():
+    # all-zero and all-one are both local minima; a cold one-sweep anneal keeps a warm start
+    n = 10
+    bqm = dimod.BinaryQuadraticModel({i: 1.0 for i in range(n)},
+                                     {(i, j): -2.0 for i in range(n) for j in range(i + 1, n)},
+                                     0.0, dimod.BINARY)
+    sampler = ising_qubo.get_solver("torch-sa")
+    zeros, ones = np.zeros((1, n), dtype=int), np.ones((1, n), dtype=int)
+    results = sampler.sample_batch([bqm, bqm], num_reads=1, num_sweeps=1, seed=0,
+                                   beta_range=(1e3, 1e3), initial_states=[zeros, ones])
+    assert results[0].first.energy == 0.0
+    assert results[1].first.energy == bqm.energy(dict(enumerate(ones[0])))
+    with pytest.raises(ValueError, match="initial_states"):
+        sampler.sample_batch([bqm], initial_states=[zeros, ones])
+    with pytest.raises(ValueError, match=r"initial_states\[0\]"):
+        sampler.sample_batch([bqm], initial_states=[np.full((1, n), 3)])

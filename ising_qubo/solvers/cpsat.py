@@ -40,6 +40,8 @@ class CPSATSampler(dimod.Sampler):
         resolution: coefficients are rounded to multiples of it (default: exact for
             integer problems, else about 1e-9 of the largest coefficient).
         cardinality, cardinality_sense: hard constraint ``sum x <sense> cardinality``.
+        cardinalities: hard constraints ``sum x[variables] == k``, a list of
+            (variables, k) pairs (e.g. "keep k_g units of group g" for every group).
         budget_costs, budget: hard constraint ``sum costs[v] x_v <= budget`` (real costs
             rounded conservatively, so solutions always meet the real budget).
         variables of a SPIN problem count as selected where s = +1.
@@ -53,6 +55,7 @@ class CPSATSampler(dimod.Sampler):
         "resolution": [],
         "cardinality": [],
         "cardinality_sense": ["cardinality_senses"],
+        "cardinalities": [],
         "budget_costs": [],
         "budget": [],
         "log_search_progress": [],
@@ -69,6 +72,7 @@ class CPSATSampler(dimod.Sampler):
         resolution: float | None = None,
         cardinality: int | None = None,
         cardinality_sense: str = "==",
+        cardinalities: Any = None,
         budget_costs: Mapping[Hashable, float] | None = None,
         budget: float | None = None,
         log_search_progress: bool = False,
@@ -111,6 +115,8 @@ class CPSATSampler(dimod.Sampler):
         if cardinality is not None:
             self._add_cardinality(model, x, cardinality, cardinality_sense)
             info["cardinality"] = (cardinality_sense, int(cardinality))
+        if cardinalities is not None:
+            info["cardinalities"] = self._add_cardinalities(model, x, index, cardinalities)
         if budget_costs is not None or budget is not None:
             info["budget"] = self._add_budget(model, x, index, budget_costs, budget)
 
@@ -153,6 +159,21 @@ class CPSATSampler(dimod.Sampler):
             model.add(total <= int(k))
         else:
             model.add(total >= int(k))
+
+    @classmethod
+    def _add_cardinalities(cls, model: Any, x: list, index: dict, constraints: Any) -> int:
+        try:
+            pairs = [(list(variables), k) for variables, k in constraints]
+        except (TypeError, ValueError):
+            raise ValueError("cpsat: cardinalities must be a list of (variables, k) "
+                             "pairs") from None
+        for number, (variables, k) in enumerate(pairs):
+            unknown = [v for v in variables if v not in index]
+            if unknown:
+                raise ValueError(f"cpsat: cardinalities[{number}] names variables not in "
+                                 f"the model: {unknown[:5]}")
+            cls._add_cardinality(model, [x[index[v]] for v in variables], k, "==")
+        return len(pairs)
 
     @staticmethod
     def _add_budget(model: Any, x: list, index: dict, costs: Any, budget: Any) -> dict:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -281,20 +282,35 @@ class TorchSASampler(dimod.Sampler, dimod.Initialized):
 
     def sample_batch(self, bqms: list[dimod.BinaryQuadraticModel], num_reads: int = 10,
                      seed: int | None = None, beta_range: Any = None,
+                     initial_states: Sequence[Any] | None = None,
                      **parameters: Any) -> list[dimod.SampleSet]:
         """Anneal independent problems together: one call, one kernel launch per sweep.
 
         Each problem keeps its own temperature schedule (from its own coefficients unless
-        ``beta_range`` is given). Returns one SampleSet per problem, in order; ``info`` is
-        shared and its timing is that of the whole batch.
+        ``beta_range`` is given). ``initial_states``: one entry per problem, None or a
+        (k, n) array in the problem's vartype and ``bqm.variables`` order; its rows start
+        the first k reads, the others start at random. Returns one SampleSet per problem,
+        in order; ``info`` is shared and its timing is that of the whole batch.
         """
         reads = positive_int(num_reads, "num_reads", "torch-sa")
         rng = np.random.default_rng(seed)
+        if initial_states is not None and len(initial_states) != len(bqms):
+            raise ValueError(f"torch-sa: initial_states has {len(initial_states)} entries "
+                             f"for {len(bqms)} problems")
         parts = []
-        for bqm in bqms:
+        for k, bqm in enumerate(bqms):
             check_bqm(bqm, "torch-sa")
             model = ArrayModel.from_bqm(bqm, dimod.SPIN)
             start = rng.choice([-1.0, 1.0], size=(reads, model.num_variables))
+            given = None if initial_states is None else initial_states[k]
+            if given is not None:
+                given = _as_spins(np.atleast_2d(np.asarray(given)), bqm.vartype)
+                if given.shape[1] != model.num_variables or not np.all(np.abs(given) == 1):
+                    raise ValueError(f"torch-sa: initial_states[{k}] must be a (k, "
+                                     f"{model.num_variables}) array of {bqm.vartype.name} "
+                                     f"values")
+                rows = min(len(given), reads)
+                start[:rows] = given[:rows]
             parts.append(_Part(model.linear, model.rows, model.cols, model.data, start,
                                _beta_range(beta_range, model.linear, model.rows, model.cols,
                                            model.data)))
