@@ -251,7 +251,22 @@ class Run:
 
 
 def run(config: RunConfig, resume: bool = False) -> dict:
-    """Run (or, with ``resume``, continue) the pruning run; returns the report."""
+    """Run (or, with ``resume``, continue) the pruning run; returns the report.
+
+    A checkpoint is written before the first epoch and after every epoch (atomically), so
+    an interrupt or a kill loses at most the epoch in progress: ``resume=True`` continues
+    from the last checkpoint and, with the same seed, ends with the same masks and metrics.
+    """
+    try:
+        return _run(config, resume)
+    except KeyboardInterrupt:
+        if (Path(config.out) / CHECKPOINT).exists():
+            _say(f"interrupted: the last checkpoint is kept in {config.out}; continue with "
+                 f"the same command plus --resume")
+        raise
+
+
+def _run(config: RunConfig, resume: bool) -> dict:
     c = config
     torch.manual_seed(c.seed)
     np.random.seed(c.seed % 2**32)
@@ -281,6 +296,8 @@ def run(config: RunConfig, resume: bool = False) -> dict:
                 pruner.load_state_dict(state["pruner"])
             start_epoch = state["epoch"] + 1
         hooks = [pruner] if isinstance(pruner, IsingPruner) else []
+        if state is None:  # a checkpoint before any work: even a kill in epoch 1 resumes
+            job._checkpoint("train", -1, model, optimizer, scheduler, pruner)
         for epoch in range(start_epoch, c.epochs):
             job._epoch("train", epoch, model, optimizer, scheduler, hooks)
             if isinstance(pruner, IsingPruner):
@@ -290,10 +307,12 @@ def run(config: RunConfig, resume: bool = False) -> dict:
 
         # ----- phase 2: structural pruning ---------------------------------------------
         if pruner is not None:
+            started = time.perf_counter()
             if isinstance(pruner, IsingPruner) and pruner.masks is None:
                 pruner.step()
             elif isinstance(pruner, ImportancePruner):
                 pruner.step()
+            job.timing["selection"] = time.perf_counter() - started
             masks = {k: np.asarray(v) for k, v in pruner.masks.items()}
             group_sizes = {g.name: g.size for g in pruner.groups}
             filter_rate = _paper_filter_rate(pruner.groups, masks, model)
@@ -304,6 +323,9 @@ def run(config: RunConfig, resume: bool = False) -> dict:
                 job.energy_history = pruner.energy_history
                 job.timing["solver"] = float(sum(r["solver_seconds"]
                                                  for r in pruner.energy_history))
+                # energy building + solving + budget polish, over all re-solves
+                job.timing["selection"] = float(sum(r["seconds"]
+                                                    for r in pruner.energy_history))
             job.report["pruning"] = {
                 "kept": {name: [int(mask.sum()), group_sizes[name]]
                          for name, mask in masks.items()},

@@ -349,7 +349,8 @@ class PruningProblem:
         a kept and a dropped unit of one group lowers the energy.
         """
         sampler = get_solver(solver) if isinstance(solver, str) else solver
-        name = solver if isinstance(solver, str) else type(solver).__name__
+        name = solver if isinstance(solver, str) else getattr(
+            sampler, "name", type(sampler).__name__)
         if not isinstance(sampler, dimod.Sampler) and not hasattr(sampler, "sample"):
             raise TypeError(f"solver must be a registered name or a dimod.Sampler, got {solver!r}")
         hard = self.keep_counts is not None and "cardinality" in getattr(sampler, "parameters", {})

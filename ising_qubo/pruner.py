@@ -37,6 +37,7 @@ from torch import nn
 from ising_qubo.adapter import ModelGroups
 from ising_qubo.importance import group_importance, top_k_masks
 from ising_qubo.problem import PruningProblem, PruningSolution
+from ising_qubo.solvers import get_solver
 from ising_qubo.training import TrainingHook, UnitDropout
 
 BASELINES = ("l1", "random", "tp-magnitude", "tp-taylor")
@@ -64,6 +65,7 @@ class IsingPruner(TrainingHook):
                                                  ignored_layers=ignored_layers,
                                                  **energy_options)
         self.solver = solver
+        self._sampler = get_solver(solver) if isinstance(solver, str) else solver
         self.solver_params = dict(solver_params or {})
         self.every = int(every)
         self.patience = int(patience)
@@ -89,7 +91,11 @@ class IsingPruner(TrainingHook):
             self.data = data
         self.dropout.restore()  # measure the real weights, not the zeroed copies
         self.problem.refresh(self.data)
-        solution = self.problem.solve(self.solver, initial=self.masks, **self.solver_params)
+        params = dict(self.solver_params)
+        if "seed" not in params and "seed" in getattr(self._sampler, "parameters", {}):
+            # a seed per solve, derived from the run's: a resumed run solves identically
+            params["seed"] = self.problem.seed * 100_003 + len(self.energy_history)
+        solution = self.problem.solve(self._sampler, initial=self.masks, **params)
         previous = self.energy_history[-1]["energy"] if self.energy_history else None
         self.masks = solution.masks
         self.dropout.set_slices(self.problem.model_groups.dropped_slices(self.masks))

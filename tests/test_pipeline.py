@@ -98,7 +98,7 @@ def test_interrupted_run_resumes_from_its_checkpoint(tmp_path, image_folder, mon
 
     def interrupted(*args, **kwargs):
         calls["n"] += 1
-        if calls["n"] == 3:  # second epoch... of fine-tuning: after pruning
+        if calls["n"] == 3:  # the first fine-tuning epoch, after pruning
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 

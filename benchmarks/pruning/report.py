@@ -1,0 +1,144 @@
+"""Tables and the accuracy-against-pruning figure of the pruning study (see study.py).
+
+    python benchmarks/pruning/report.py RESULTS_DIR [--docs]   # rewrite from study.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+CAVEAT = ("CIFAR-10 here is the lossy JPEG copy of `../shared/data/` (quality 75; models "
+          "trained on it score about 2-3 points lower than on the original files).")
+
+
+def _stats(values):
+    values = [v for v in values if v is not None]
+    if not values:
+        return float("nan"), float("nan")
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def _fmt(mean, spread, digits=2):
+    return f"{mean:.{digits}f} ± {spread:.{digits}f}"
+
+
+def write_report(raw: dict, out: Path, docs: Path | None = None) -> Path:
+    settings = raw.get("settings", {})
+    runs = raw["runs"]
+    lines = ["# Pruning study: Ising selection against simple criteria", ""]
+    lines += [
+        f"Produced by `python benchmarks/pruning/study.py` on {settings.get('date', '?')}, "
+        f"machine: {settings.get('machine', '?')} CPU, {settings.get('cpus', '?')} torch "
+        f"threads, torch {settings.get('torch', '?')}; raw results in `study.json` of the "
+        f"run directory.",
+        "",
+        f"Settings: ResNet-20; {settings.get('train_subset')} training images "
+        f"(class-stratified subset), {settings.get('test_subset')} test images; dense model "
+        f"trained {settings.get('baseline_epochs')} epochs per seed (SGD, lr 0.1, cosine) and "
+        f"shared by all methods; each method then gets {settings.get('epochs')} epoch(s) of "
+        f"pre-pruning training (Ising-dropout for Ising variants) and "
+        f"{settings.get('finetune_epochs')} fine-tuning epoch(s) at lr 0.02, at the same "
+        f"parameter budget counted on the really pruned model. Seeds: "
+        f"{settings.get('seeds')}. Mean ± standard deviation over seeds.",
+        "",
+        CAVEAT,
+        "",
+    ]
+    figure_rows = {}
+    for dataset in dict.fromkeys(r["dataset"] for r in runs):
+        rows = [r for r in runs if r["dataset"] == dataset]
+        dense = [r for r in rows if r["method"] == "dense"]
+        keep = settings.get("keep", 0.5)
+        d1, d1s = _stats([r["top1"] for r in dense])
+        d5, d5s = _stats([r["top5"] for r in dense])
+        lines += [f"## {dataset}: {100 * (1 - keep):.0f}% of parameters removed", ""]
+        lines += [f"Unpruned ResNet-20: top-1 {_fmt(d1, d1s)}%, top-5 {_fmt(d5, d5s)}% "
+                  f"({len(dense)} seeds), {dense[0]['params']:,} parameters, "
+                  f"{dense[0]['macs'] / 1e6:.1f} M MACs." if dense else "", ""]
+        lines += ["| method | top-1 (%) | top-1 drop | top-5 (%) | parameters kept | MACs kept "
+                  "| CPU latency vs dense | selection time (s) | seeds |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        methods = [m for m in dict.fromkeys(r["method"] for r in rows) if m != "dense"]
+        for method in methods:
+            at = [r for r in rows if r["method"] == method and r["keep"] == keep]
+            if not at:
+                continue
+            t1, t1s = _stats([r["top1"] for r in at])
+            t5, t5s = _stats([r["top5"] for r in at])
+            drop, drop_s = _stats([r["top1_dense"] - r["top1"] for r in at])
+            params = statistics.fmean(r["params"] / r["params_before"] for r in at)
+            macs = statistics.fmean(r["macs"] / r["macs_before"] for r in at)
+            latency = statistics.fmean(r["latency_ratio"] for r in at)
+            selection = statistics.fmean(r["selection_seconds"] or 0.0 for r in at)
+            lines.append(f"| {method} | {_fmt(t1, t1s)} | {_fmt(drop, drop_s)} | "
+                         f"{_fmt(t5, t5s)} | {100 * params:.1f}% | {100 * macs:.1f}% | "
+                         f"{latency:.2f} | {selection:.2f} | {len(at)} |")
+        lines.append("")
+        sweep = {}
+        for r in rows:
+            if r["method"] == "dense":
+                continue
+            removed = 1 - r["params"] / r["params_before"]
+            sweep.setdefault(r["method"], []).append((removed, r["top1"], r["keep"]))
+        best = raw.get("best_ising", {}).get(dataset)
+        lines += [f"Best Ising variant at this budget: **{best}**. Accuracy against "
+                  f"parameters removed (seed {settings.get('seeds', [0])[0]} for the other "
+                  f"budgets):", "",
+                  "| method | keep | parameters removed | top-1 (%) |", "|---|---|---|---|"]
+        for method in (best, "l1", "random"):
+            for removed, top1, kept in sorted(sweep.get(method, []), key=lambda t: t[2]):
+                lines.append(f"| {method} | {kept} | {100 * removed:.1f}% | {top1:.2f} |")
+        lines.append("")
+        figure_rows[dataset] = (sweep, best, d1)
+
+    figure = out / "accuracy_vs_pruned.png"
+    if figure_rows:
+        fig, axes = plt.subplots(1, len(figure_rows), figsize=(6 * len(figure_rows), 4),
+                                 squeeze=False)
+        for ax, (dataset, (sweep, best, dense_top1)) in zip(axes[0], figure_rows.items()):
+            for method in (best, "l1", "random"):
+                points = sorted(sweep.get(method, []))
+                if points:
+                    ax.plot([100 * p[0] for p in points], [p[1] for p in points], "o-",
+                            label=method)
+            if dense_top1 == dense_top1:
+                ax.axhline(dense_top1, color="grey", linestyle="--", label="unpruned (mean)")
+            ax.set_xlabel("parameters removed (%)")
+            ax.set_ylabel("top-1 (%)")
+            ax.set_title(dataset)
+            ax.legend(fontsize=8)
+        fig.tight_layout()
+        fig.savefig(figure, dpi=110)
+        plt.close(fig)
+        lines += ["![accuracy against parameters removed](figures/accuracy_vs_pruned.png)", ""]
+    markdown = out / "results.md"
+    markdown.write_text("\n".join(lines))
+    if docs is not None:
+        (docs / "figures").mkdir(parents=True, exist_ok=True)
+        if figure.exists():
+            shutil.copy(figure, docs / "figures" / "accuracy_vs_pruned.png")
+        shutil.copy(markdown, docs / "results.md")
+    return markdown
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("results", type=Path)
+    parser.add_argument("--docs", action="store_true")
+    args = parser.parse_args()
+    raw = json.loads((args.results / "study.json").read_text())
+    docs = Path(__file__).resolve().parents[2] / "docs" if args.docs else None
+    print(write_report(raw, args.results, docs))
+
+
+if __name__ == "__main__":
+    main()
