@@ -120,7 +120,8 @@ def main() -> None:
                         "params": report["params"]["after"], "macs": report["macs"]["after"],
                         "latency_ratio": 1.0, "selection_seconds": 0.0})
 
-        def one(method_name, seed, keep):
+        def one(method_name, seed, keep, label=label, dataset=dataset, data_dir=data_dir,
+                shape=shape):
             if (label, method_name, seed, keep) in done:
                 return
             method, energy, solver, params = METHODS[method_name]
