@@ -1,6 +1,7 @@
 """Tables and the accuracy-against-pruning figure of the pruning study (see study.py).
 
-    python benchmarks/pruning/report.py RESULTS_DIR [--docs]   # rewrite from study.json
+    python benchmarks/pruning/report.py DIR [DIR ...] [--out DIR] [--docs]
+        # tables and figure again from the study.json of one or more study runs
 """
 
 from __future__ import annotations
@@ -31,30 +32,31 @@ def _fmt(mean, spread, digits=2):
     return f"{mean:.{digits}f} ± {spread:.{digits}f}"
 
 
+def _settings_text(settings: dict) -> str:
+    return (f"produced by `python benchmarks/pruning/study.py` on {settings.get('date', '?')}, "
+            f"{settings.get('machine', '?')} CPU, {settings.get('cpus', '?')} torch threads, "
+            f"torch {settings.get('torch', '?')}. ResNet-20; {settings.get('train_subset')} "
+            f"training images (class-stratified subset), {settings.get('test_subset')} test "
+            f"images; the dense model is trained {settings.get('baseline_epochs')} epochs per "
+            f"seed (SGD, lr 0.1, cosine) and shared by all methods; each method then gets "
+            f"{settings.get('epochs')} epoch(s) of pre-pruning training (Ising-dropout for the "
+            f"Ising variants) and {settings.get('finetune_epochs')} fine-tuning epoch(s) at lr "
+            f"0.02, at the same parameter budget counted on the really pruned model. Seeds "
+            f"{settings.get('seeds')}; mean ± standard deviation over seeds.")
+
+
 def write_report(raw: dict, out: Path, docs: Path | None = None) -> Path:
-    settings = raw.get("settings", {})
     runs = raw["runs"]
     lines = ["# Pruning study: Ising selection against simple criteria", ""]
-    lines += [
-        f"Produced by `python benchmarks/pruning/study.py` on {settings.get('date', '?')}, "
-        f"machine: {settings.get('machine', '?')} CPU, {settings.get('cpus', '?')} torch "
-        f"threads, torch {settings.get('torch', '?')}; raw results in `study.json` of the "
-        f"run directory.",
-        "",
-        f"Settings: ResNet-20; {settings.get('train_subset')} training images "
-        f"(class-stratified subset), {settings.get('test_subset')} test images; dense model "
-        f"trained {settings.get('baseline_epochs')} epochs per seed (SGD, lr 0.1, cosine) and "
-        f"shared by all methods; each method then gets {settings.get('epochs')} epoch(s) of "
-        f"pre-pruning training (Ising-dropout for Ising variants) and "
-        f"{settings.get('finetune_epochs')} fine-tuning epoch(s) at lr 0.02, at the same "
-        f"parameter budget counted on the really pruned model. Seeds: "
-        f"{settings.get('seeds')}. Mean ± standard deviation over seeds.",
-        "",
-        CAVEAT,
-        "",
-    ]
+    by_dataset = raw.get("settings_by_dataset") or {
+        dataset: raw.get("settings", {}) for dataset in dict.fromkeys(r["dataset"] for r in runs)}
+    for dataset, settings in by_dataset.items():
+        lines += [f"**{dataset}**: " + _settings_text(settings), ""]
+    lines += [CAVEAT, ""]
+    settings = next(iter(by_dataset.values()), {})
     figure_rows = {}
     for dataset in dict.fromkeys(r["dataset"] for r in runs):
+        settings = by_dataset.get(dataset, settings)
         rows = [r for r in runs if r["dataset"] == dataset]
         dense = [r for r in rows if r["method"] == "dense"]
         keep = settings.get("keep", 0.5)
@@ -130,14 +132,31 @@ def write_report(raw: dict, out: Path, docs: Path | None = None) -> Path:
     return markdown
 
 
+def merge(directories: list[Path]) -> dict:
+    """One raw record from the study.json of several runs (e.g. one per dataset)."""
+    merged: dict = {"runs": [], "best_ising": {}, "settings_by_dataset": {}}
+    for directory in directories:
+        raw = json.loads((directory / "study.json").read_text())
+        merged["runs"] += raw["runs"]
+        merged["best_ising"].update(raw.get("best_ising", {}))
+        for dataset in dict.fromkeys(r["dataset"] for r in raw["runs"]):
+            merged["settings_by_dataset"][dataset] = (
+                raw.get("settings_by_dataset", {}).get(dataset) or raw.get("settings", {}))
+    return merged
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("results", type=Path)
+    parser.add_argument("results", type=Path, nargs="+", help="study output directories")
+    parser.add_argument("--out", type=Path, help="where to write (default: the first)")
     parser.add_argument("--docs", action="store_true")
     args = parser.parse_args()
-    raw = json.loads((args.results / "study.json").read_text())
+    raw = merge(args.results)
+    out = args.out or args.results[0]
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "study.json").write_text(json.dumps(raw, indent=1))
     docs = Path(__file__).resolve().parents[2] / "docs" if args.docs else None
-    print(write_report(raw, args.results, docs))
+    print(write_report(raw, out, docs))
 
 
 if __name__ == "__main__":

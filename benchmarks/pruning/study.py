@@ -60,6 +60,16 @@ def latency_ratio(dense_dir: Path, pruned_dir: Path, shape, repeats: int = 30) -
     return statistics.median(times["pruned"]) / statistics.median(times["dense"])
 
 
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def summary(values):
     values = [v for v in values if v is not None]
     if not values:
@@ -158,8 +168,8 @@ def main() -> None:
             for method_name in (best, *SWEEP_BASELINES):
                 one(method_name, args.seeds[0], keep)
 
-    raw["settings"] = vars(args) | {"date": str(date.today()), "machine": platform.processor()
-                                    or platform.machine(), "torch": torch.__version__,
+    raw["settings"] = vars(args) | {"date": str(date.today()), "machine": cpu_name(),
+                                    "torch": torch.__version__,
                                     "cpus": torch.get_num_threads()}
     raw_path.write_text(json.dumps(raw, indent=1))
     from report import write_report
