@@ -12,6 +12,7 @@ and the solvers never see it at all.
 from __future__ import annotations
 
 import contextlib
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +23,26 @@ import torch_pruning as tp
 from torch import nn
 
 PRUNABLE_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
+
+
+class UnknownGroupError(KeyError, ValueError):
+    """A group name the model does not have (a KeyError for lookups, a ValueError for the
+    command line's one-line errors)."""
+
+    def __str__(self) -> str:  # KeyError would quote the whole message
+        return str(self.args[0]) if self.args else ""
+
+
+def describe_inputs(example_inputs: Any) -> str:
+    """Shapes of the example inputs, for error messages."""
+    if torch.is_tensor(example_inputs):
+        return f"a {example_inputs.dtype} tensor of shape {tuple(example_inputs.shape)}"
+    if isinstance(example_inputs, Mapping):
+        return "{" + ", ".join(f"{k!r}: {describe_inputs(v)}"
+                               for k, v in example_inputs.items()) + "}"
+    if isinstance(example_inputs, (tuple, list)):
+        return "(" + ", ".join(describe_inputs(v) for v in example_inputs) + ")"
+    return type(example_inputs).__name__
 
 
 @dataclass
@@ -157,8 +178,10 @@ class ModelGroups:
         try:
             self.order, self._out_size = execution_order(model, example_inputs)
         except Exception as error:  # the user's model or inputs are wrong: say so plainly
-            raise ValueError(f"the model's forward pass failed on the example inputs: "
-                             f"{type(error).__name__}: {error}") from error
+            detail = " ".join(str(error).split())
+            raise ValueError(f"the model's forward pass failed on the example inputs "
+                             f"({describe_inputs(example_inputs)}): {type(error).__name__}: "
+                             f"{detail}; pass inputs shaped like one real batch") from error
         if not self.order:
             raise ValueError("the model has no Conv or Linear layer to prune")
         if ignored_layers is None:
@@ -174,9 +197,17 @@ class ModelGroups:
         self.ignored = [names[m] for m in ignored]
         # Torch-Pruning's tracing leaves the model in eval mode: give each module its mode
         # back, or a training loop built around this would train with frozen BatchNorm
-        with modes_kept(model):
+        with modes_kept(model), warnings.catch_warnings():
+            # said below, once, with the module path and what it means for pruning
+            warnings.filterwarnings("ignore", message="Unwrapped parameters detected")
             self.graph = tp.DependencyGraph().build_dependency(model,
                                                                example_inputs=example_inputs)
+        # Parameters of modules Torch-Pruning has no pruner for (a custom layer with its
+        # own weight): it would guess their channel dimension (the last non-singleton one)
+        # and can silently cut the wrong one, so groups tied to them are left whole.
+        self._unwrapped = {id(p): name for name, p in model.named_parameters()
+                           if any(p is q for q, _ in self.graph.unwrapped_parameters)}
+        self._untouchable: dict[str, list[str]] = {}
         self.groups: list[UnitGroup] = []
         rank = self._rank = {name: i for i, name in enumerate(self.order)}
         found = []
@@ -187,9 +218,18 @@ class ModelGroups:
                 found.append(group)
         found.sort(key=lambda g: rank.get(g.name, len(rank)))
         self.groups = found
+        for param, roots in self._untouchable.items():
+            owner = param.rsplit(".", 1)[0] if "." in param else ""
+            kind = type(modules[owner]).__name__
+            warnings.warn(f"parameter {param!r} of module {owner!r} ({kind}) is not part of a "
+                          f"layer Torch-Pruning can prune, so its channel dimension is "
+                          f"unknown: the channel group(s) {', '.join(map(repr, roots))} tied "
+                          f"to it stay whole (use standard layers, e.g. nn.Conv2d, to prune "
+                          f"them)", stacklevel=2)
         if not self.groups:
-            raise ValueError("no prunable channel group found (every layer is ignored or tied "
-                             "to an ignored layer)")
+            raise ValueError("no prunable channel group found (every layer is ignored, tied "
+                             "to an ignored layer or to a custom layer's parameter, or has a "
+                             "single output channel)")
         self._build_cost_model(names)
 
     def _unit_group(self, tp_group: Any, names: dict) -> UnitGroup | None:
@@ -209,6 +249,10 @@ class ModelGroups:
                 return None  # an index mapping Torch-Pruning cannot trace back to the root
             items.append((dep, idxs, root_of))
             module = dep.target.module
+            if id(module) in self._unwrapped:
+                root_name = names.get(root, "?")
+                self._untouchable.setdefault(self._unwrapped[id(module)], []).append(root_name)
+                return None
             if module not in names:
                 continue  # Torch-Pruning's own op nodes (adds, concats) own no weights
             per_param, per_mac = _cost_per_index(module, dep, self._out_size.get(names[module]))
@@ -266,7 +310,8 @@ class ModelGroups:
         for group in self.groups:
             if group.name == name:
                 return group
-        raise KeyError(f"no group named {name!r}; groups: {', '.join(g.name for g in self.groups)}")
+        raise UnknownGroupError(f"no group named {name!r}; groups: "
+                                f"{', '.join(g.name for g in self.groups)}")
 
     def dropped_slices(self, masks: Mapping[str, np.ndarray]):
         slices = []
@@ -283,16 +328,21 @@ class ModelGroups:
         """
         unknown = set(masks) - {g.name for g in self.groups}
         if unknown:
-            raise KeyError(f"masks for unknown groups: {sorted(unknown)}")
-        history = []
-        for group in self.groups:
+            raise UnknownGroupError(f"masks for unknown groups: {sorted(unknown)}; groups: "
+                                    f"{', '.join(g.name for g in self.groups)}")
+        checked = {}
+        for group in self.groups:  # every mask is checked before the model changes
             if group.name not in masks:
                 continue
-            keep = _check_mask(masks[group.name], group)
+            keep = checked[group.name] = _check_mask(masks[group.name], group)
             if not keep.any():
                 raise ValueError(f"group {group.name!r}: the mask keeps no unit; at least one "
                                  f"must stay for the network to compute anything")
-            dropped = np.flatnonzero(~keep).tolist()
+        history = []
+        for group in self.groups:
+            if group.name not in checked:
+                continue
+            dropped = np.flatnonzero(~checked[group.name]).tolist()
             if not dropped:
                 continue
             root = group._items[0][0].target.module
@@ -300,7 +350,22 @@ class ModelGroups:
             tp_group = self.graph.get_pruning_group(root, handler, idxs=dropped)
             tp_group.prune()
             history.append((group.name, dropped))
+        if history:
+            self._check_pruned()
         return history
+
+    def _check_pruned(self) -> None:
+        """One forward pass on the example inputs: surgery that broke the network (a layer
+        Torch-Pruning followed wrongly) is reported here, not as a shape error later."""
+        try:
+            with modes_kept(self.model), torch.no_grad():
+                self.model.eval()
+                _forward(self.model, self.example_inputs)
+        except Exception as error:
+            detail = " ".join(str(error).split())
+            raise ValueError(f"the pruned model's forward pass fails ({type(error).__name__}: "
+                             f"{detail}): a layer of this model is not one Torch-Pruning "
+                             f"can prune correctly; pass it in ignored_layers") from error
 
 
 def _cost_per_index(module: nn.Module, dep: Any, out_size: int | None) -> tuple[float, float]:

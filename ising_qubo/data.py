@@ -591,8 +591,11 @@ def _imagefolder_layout(data_dir: Path) -> dict[str, Path]:
     # Flat layout: class folders directly in data_dir (unambiguous: no split folders).
     if any(_image_files(data_dir / c) for c in _subdirs(data_dir)):
         return {"train": data_dir}
+    loose = len(_image_files(data_dir))
+    found = (f"{loose} image(s) lie directly in it, without class folders (the class of an "
+             f"image is the name of its folder)" if loose else "no images found")
     raise FileNotFoundError(
-        f"no images found under {data_dir.resolve()}: expected DIR/train/<class>/*.png|jpg "
+        f"{data_dir.resolve()}: {found}: expected DIR/train/<class>/*.png|jpg "
         f"(and DIR/test/<class>/...), or class folders directly in DIR. Pass --data-dir DIR "
         f"(data_dir=DIR in Python) pointing at such a folder.")
 
@@ -606,7 +609,11 @@ def _scan_imagefolder(root: Path, classes: list[str]) -> tuple[list[str], np.nda
             files += found
             labels += [index] * len(found)
     if not files:
-        raise FileNotFoundError(f"no image files in the class folders of {root.resolve()}")
+        loose = len(_image_files(root))
+        detail = (f"it has no class folders; {loose} image(s) lie directly in it (put them in "
+                  f"one folder per class: {root.name}/<class>/*.png)" if loose and not
+                  _subdirs(root) else "no image files in its class folders")
+        raise FileNotFoundError(f"{root.resolve()}: {detail}")
     return files, np.asarray(labels, dtype=np.int64)
 
 

@@ -33,7 +33,8 @@ def _per_layer(group: UnitGroup, values_of) -> np.ndarray:
             continue
         values = values[layer.channels]
         mean = values.mean()
-        np.add.at(total, layer.units, values / mean if mean > 0 else values)
+        with np.errstate(invalid="ignore"):  # inf weights: NaN here, reported by the caller
+            np.add.at(total, layer.units, values / mean if mean > 0 else values)
     return total
 
 
@@ -67,15 +68,29 @@ def _taylor(group: UnitGroup) -> np.ndarray:
     return _per_layer(group, values)
 
 
-def backward_on(model: nn.Module, data: Any) -> None:
+def backward_on(model: nn.Module, data: Any, kind: str = "taylor") -> None:
     """Populate gradients with the cross-entropy loss of one labelled batch."""
     if not (isinstance(data, (tuple, list)) and len(data) == 2):
-        raise ValueError("this importance needs data=(inputs, targets), a labelled batch")
+        got = "no data" if data is None else f"a {type(data).__name__}"
+        raise ValueError(f"importance {kind!r} needs data=(inputs, targets), a labelled "
+                         f"batch, got {got} (on the command line it comes from --dataset)")
     inputs, targets = data
+    if not (torch.is_tensor(targets) and targets.dim() == 1
+            and not targets.dtype.is_floating_point and targets.dtype != torch.bool):
+        shown = (f"a {targets.dtype} tensor of shape {tuple(targets.shape)}"
+                 if torch.is_tensor(targets) else f"a {type(targets).__name__}")
+        raise ValueError(f"importance {kind!r} needs integer class labels of shape (N,) as "
+                         f"targets, got {shown}")
     model.zero_grad(set_to_none=True)
     with modes_kept(model):
         model.eval()  # BatchNorm statistics must not move while we only measure
-        loss = nn.functional.cross_entropy(_forward(model, inputs), targets)
+        try:
+            loss = nn.functional.cross_entropy(_forward(model, inputs), targets)
+        except (RuntimeError, IndexError, ValueError) as error:
+            detail = " ".join(str(error).split())
+            raise ValueError(f"importance {kind!r}: the loss of the labelled batch cannot be "
+                             f"computed ({type(error).__name__}: {detail}); targets must be "
+                             f"one class index in [0, outputs) per input") from error
         loss.backward()
 
 
@@ -85,7 +100,7 @@ def group_importance(groups: ModelGroups, kind: str = "l1", data: Any = None,
     if kind not in IMPORTANCES:
         raise ValueError(f"unknown importance {kind!r}; choose one of {', '.join(IMPORTANCES)}")
     if kind in NEEDS_DATA:
-        backward_on(groups.model, data)
+        backward_on(groups.model, data, kind)
     rng = np.random.default_rng(seed)
     scores = {}
     try:

@@ -390,16 +390,24 @@ def load_pruned(path: str | os.PathLike, model: nn.Module | None = None,
             raise ValueError(f"{arch_file} records no spec (the model was not built by "
                              f"ising_qubo.models.build); pass model= with an unpruned "
                              f"instance of its architecture")
-        try:
-            model = from_spec(arch["spec"])
-        except ValueError as error:
-            raise ValueError(f"{arch_file}: cannot rebuild the architecture: {error}") from error
+        # The skeleton is built on the meta device: no memory, so a tampered spec (say
+        # num_classes=10**9) cannot make loading allocate; every tensor the file holds
+        # replaces its meta placeholder below.
+        model = _skeleton(arch["spec"], arch_file, "meta")
+        _check_keys(model, arch, tensors, arch_file, weights_file)
+        plan = _resize_plan(model, arch, tensors, arch_file, weights_file)
+        _apply(plan, tensors, device)
+        if any(t.is_meta for t in (*model.parameters(), *model.buffers())):
+            # a non-persistent buffer (not in the file) needs the real construction
+            model = _skeleton(arch["spec"], arch_file, None)
+            plan = _resize_plan(model, arch, tensors, arch_file, weights_file)
+            _apply(plan, tensors, device)
     elif not isinstance(model, nn.Module):
         raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-
-    _check_keys(model, arch, tensors, arch_file, weights_file)
-    plan = _resize_plan(model, arch, tensors, arch_file, weights_file)
-    _apply(plan, tensors, device)
+    else:
+        _check_keys(model, arch, tensors, arch_file, weights_file)
+        plan = _resize_plan(model, arch, tensors, arch_file, weights_file)
+        _apply(plan, tensors, device)
 
     try:
         model.load_state_dict(tensors, strict=True)
@@ -411,6 +419,14 @@ def load_pruned(path: str | os.PathLike, model: nn.Module | None = None,
                          f"rebuilt model has {count}")
     model.to(device)
     return model.eval()
+
+
+def _skeleton(spec: dict, arch_file: Path, device: str | None) -> nn.Module:
+    try:
+        with torch.device(device) if device else contextlib.nullcontext():
+            return from_spec(spec)
+    except ValueError as error:
+        raise ValueError(f"{arch_file}: cannot rebuild the architecture: {error}") from error
 
 
 def _check_keys(model: nn.Module, arch: dict, tensors: Mapping[str, torch.Tensor],

@@ -36,6 +36,7 @@ from ising_qubo.training import (
     History,
     evaluate,
     load_checkpoint,
+    load_weights,
     make_optimizer,
     make_scheduler,
     prepare_model,
@@ -131,7 +132,6 @@ class Run:
 
     # ----- set-up -------------------------------------------------------------------
     def prepare_directory(self) -> dict | None:
-        self.out.mkdir(parents=True, exist_ok=True)
         config_path = self.out / CONFIG
         checkpoint_path = self.out / CHECKPOINT
         state = None
@@ -149,9 +149,13 @@ class Run:
         elif checkpoint_path.exists() or (self.out / REPORT).exists():
             raise FileExistsError(f"{self.out} already holds a run; pass --resume to continue "
                                   f"it or choose another --out (nothing was overwritten)")
-        with atomic_write(config_path, binary=False) as handle:
-            json.dump(self.config.to_dict(), handle, indent=1)
         return state
+
+    def write_config(self) -> None:
+        """After the data and the model are known to load: a failed start leaves nothing."""
+        self.out.mkdir(parents=True, exist_ok=True)
+        with atomic_write(self.out / CONFIG, binary=False) as handle:
+            json.dump(self.config.to_dict(), handle, indent=1)
 
     def load_data(self) -> None:
         c = self.config
@@ -274,6 +278,7 @@ def _run(config: RunConfig, resume: bool) -> dict:
     state = job.prepare_directory()
     job.load_data()
     model = job.build_model()
+    job.write_config()
     job.report["initial"] = _measure(model, job)
     if state is not None:
         job.history = History.from_dict(state["history"])
@@ -419,21 +424,11 @@ def _paper_filter_rate(groups, masks, model: nn.Module) -> float:
 
 
 def _load_weights(model: nn.Module, path: Path) -> None:
-    if not path.exists():
-        raise FileNotFoundError(f"--checkpoint {path}: no such file")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        state = load_file(str(path))
-    else:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
-            state = state["model"]  # one of our own run checkpoints
+    """``--checkpoint FILE``: weights only, never code (see :func:`training.load_weights`)."""
     try:
-        model.load_state_dict(state)
-    except RuntimeError as error:
-        first = str(error).splitlines()[0]
-        raise ValueError(f"--checkpoint {path} does not fit the model: {first}") from None
+        load_weights(model, path)
+    except ValueError as error:
+        raise ValueError(f"--checkpoint: {error}") from None
 
 
 def _plain(value: Any) -> Any:

@@ -151,7 +151,12 @@ class PruningProblem:
         scores = group_importance(self.model_groups, self.importance, data, self.seed)
         self._coefficients: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         for group in self.groups:
-            redundancy = self._group_redundancy(group)
+            redundancy = self._group_redundancy(group)  # names a layer with NaN weights
+            if not np.all(np.isfinite(scores[group.name])):
+                raise ValueError(f"group {group.name!r}: importance {self.importance!r} is NaN "
+                                 f"or infinite (NaN/inf in the BatchNorm parameters, the "
+                                 f"gradients or the data batch of its layers "
+                                 f"{', '.join(repr(layer.name) for layer in group.layers)})")
             k = self._keep_count(group) or group.size
             self._coefficients[group.name] = redundancy_coefficients(
                 scores[group.name], redundancy, k, self.redundancy_weight)
@@ -159,12 +164,13 @@ class PruningProblem:
     def _group_redundancy(self, group: UnitGroup) -> np.ndarray:
         if self.similarity == "kl":
             root = group.layers[0]
-            weight = _weight(root.module)[root.channels]
+            weight = _weight(root.module, root.name)[root.channels]
             order = np.argsort(root.units)
             return kl_redundancy(weight[order])
         columns = []
         for layer in group.layers:
-            weight = _weight(layer.module)[layer.channels].reshape(len(layer.channels), -1)
+            weight = _weight(layer.module, layer.name)[layer.channels]
+            weight = weight.reshape(len(layer.channels), -1)
             placed = np.zeros((group.size, weight.shape[1]))
             placed[layer.units] = weight
             columns.append(placed)
@@ -178,7 +184,7 @@ class PruningProblem:
                                   data if data is not None else self.model_groups.example_inputs)
         terms = []
         for layer, group in layers:
-            weight = _weight(layer.module)[layer.channels]
+            weight = _weight(layer.module, layer.name)[layer.channels]
             entropy = channel_entropy(maps[id(layer.module)][layer.channels])
             terms.append(LayerTerms(layer.name, self.offsets[group.name] + layer.units,
                                     redundancy_affinity(weight), entropy))
@@ -315,6 +321,10 @@ class PruningProblem:
 
     # ----- states and energies ----------------------------------------------------------
     def state_from_masks(self, masks: Mapping[str, np.ndarray]) -> np.ndarray:
+        unknown = set(masks) - set(self.offsets)
+        if unknown:  # a typo would otherwise be read as "keep everything" without a word
+            raise ValueError(f"masks for unknown groups {sorted(map(str, unknown))}; groups: "
+                             f"{', '.join(self.offsets)}")
         state = np.ones(self.num_variables, dtype=np.int8)
         for group in self.groups:
             if group.name in masks:
@@ -510,12 +520,17 @@ def _best_state(sampleset: dimod.SampleSet, labels: list) -> np.ndarray:
     return values
 
 
-def _weight(module: nn.Module) -> np.ndarray:
+def _weight(module: nn.Module, name: str) -> np.ndarray:
     weight = module.weight.detach().float().cpu().numpy().astype(np.float64)
-    if not np.all(np.isfinite(weight)):
-        raise ValueError(f"{type(module).__name__} with weight shape {tuple(weight.shape)} "
-                         f"has NaN or infinite weights: the energy cannot be built "
-                         f"(did training diverge?)")
+    finite = np.isfinite(weight)
+    if not finite.all():
+        bad = int((~finite).sum())
+        channel = int(np.argwhere(~finite)[0][0])
+        raise ValueError(f"layer {name!r} ({type(module).__name__}, weight shape "
+                         f"{tuple(weight.shape)}) has {bad} NaN or infinite weight(s), the "
+                         f"first in output channel {channel}: the energy cannot be built "
+                         f"(did training diverge? lower the learning rate or restart from a "
+                         f"finite checkpoint)")
     return weight
 
 

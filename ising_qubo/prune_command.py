@@ -158,8 +158,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     from ising_qubo import data as data_module
     from ising_qubo import models
-    from ising_qubo.pipeline import _load_weights
     from ising_qubo.problem import PruningProblem
+    from ising_qubo.training import load_weights
 
     batch = None
     num_classes, in_channels, size = args.num_classes, args.in_channels, args.image_size
@@ -177,7 +177,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     else:
         model = models.build(args.model, num_classes=num_classes, in_channels=in_channels)
         if args.checkpoint:
-            _load_weights(model, Path(args.checkpoint))
+            load_weights(model, args.checkpoint)
     model.eval()
     generator = torch.Generator().manual_seed(args.seed)
     example = torch.randn(1, in_channels, size, size, generator=generator)

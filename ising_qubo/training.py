@@ -54,9 +54,11 @@ __all__ = [
     "accuracy_topk",
     "evaluate",
     "load_checkpoint",
+    "load_weights",
     "make_optimizer",
     "make_scheduler",
     "prepare_model",
+    "read_weights",
     "resolve_device",
     "save_checkpoint",
     "train_one_epoch",
@@ -723,20 +725,91 @@ def load_checkpoint(path: str | os.PathLike[str],
     if not source.is_file():
         raise FileNotFoundError(f"checkpoint {str(source)!r} not found")
     try:
-        state = torch.load(source, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():  # torch's protocol notice on a foreign pickle
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            state = torch.load(source, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
-        # weights_only refusals are UnpicklingErrors too; the message tells them apart
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        # weights_only refusals are UnpicklingErrors too; nothing in the file was run
         raise CheckpointError(f"checkpoint {str(source)!r} cannot be loaded as plain data "
-                              f"(not written by save_checkpoint, corrupt, or unsafe): "
-                              f"{first}") from exc
+                              f"(not written by save_checkpoint, corrupt, or unsafe; nothing "
+                              f"in it was executed): {_torch_load_reason(exc)}") from exc
     except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError) as exc:
         raise CheckpointError(f"checkpoint {str(source)!r} is unreadable (truncated or "
-                              f"corrupt?): {exc}") from exc
+                              f"corrupt?): {_torch_load_reason(exc)}") from exc
     if not isinstance(state, dict):
         raise CheckpointError(f"checkpoint {str(source)!r} holds a {type(state).__name__}, "
                               "not the dict save_checkpoint writes")
     return state
+
+
+_TORCH_BOILERPLATE = ("Weights only load failed", "Please file an issue",
+                      "Check the documentation", "This is an internal miniz error")
+
+
+def _torch_load_reason(exc: BaseException) -> str:
+    """The informative line of a ``torch.load`` error, without torch's advice to retry with
+    ``weights_only=False`` (which would run whatever the file asks for)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    for line in lines:
+        if not line.startswith(_TORCH_BOILERPLATE):
+            line = line.removeprefix("WeightsUnpickler error:").strip()
+            return line.split(". This is an internal miniz error")[0] or type(exc).__name__
+    return type(exc).__name__
+
+
+def read_weights(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
+    """The state dict in ``path``, read without running code: a ``.safetensors`` file, a
+    ``torch.save``-d state dict, or a checkpoint of :func:`save_checkpoint` with a
+    ``"model"`` entry. Every problem is a ``ValueError`` (or ``FileNotFoundError``) that
+    names the file."""
+    source = Path(path)
+    if not source.is_file():
+        raise FileNotFoundError(f"weights file {str(source)!r} not found" +
+                                (" (it is a directory)" if source.is_dir() else ""))
+    if source.suffix == ".safetensors":
+        import safetensors
+        import safetensors.torch
+
+        try:
+            state = safetensors.torch.load_file(str(source))
+        except (safetensors.SafetensorError, OSError) as exc:
+            raise CheckpointError(f"weights file {str(source)!r} is not a readable "
+                                  f"safetensors file: {exc}") from exc
+    else:
+        state = load_checkpoint(source)
+        if isinstance(state.get("model"), dict):
+            state = state["model"]  # one of our own run checkpoints
+    for key, value in state.items():
+        if not isinstance(key, str) or not isinstance(value, torch.Tensor):
+            raise CheckpointError(f"weights file {str(source)!r} is not a state dict: entry "
+                                  f"{key!r} is not a tensor ({type(value).__name__})")
+    return dict(state)
+
+
+def load_weights(model: nn.Module, path: str | os.PathLike[str]) -> nn.Module:
+    """Load the state dict in ``path`` (see :func:`read_weights`) into ``model``, strictly.
+
+    A file from another architecture (or another number of classes) is a ValueError
+    naming the file and the first key that does not fit, before any weight is copied.
+    """
+    state = read_weights(path)
+    expected = model.state_dict()
+    problems = []
+    for key, tensor in expected.items():
+        if key not in state:
+            problems.append(f"{key!r} is missing from the file")
+        elif tuple(state[key].shape) != tuple(tensor.shape):
+            problems.append(f"{key!r} has shape {list(state[key].shape)} in the file but "
+                            f"{list(tensor.shape)} in the model")
+    problems += [f"{key!r} is in the file but not in the model"
+                 for key in state if key not in expected]
+    if problems:
+        raise CheckpointError(f"weights file {str(path)!r} does not fit the "
+                              f"{type(model).__name__} model: {problems[0]} ({len(problems)} "
+                              f"mismatching key(s) in all); pass weights saved from the "
+                              f"same --model and number of classes")
+    model.load_state_dict(state)
+    return model
 
 
 # --------------------------------------------------------------------------------------

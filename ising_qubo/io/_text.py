@@ -15,6 +15,9 @@ import numpy as np
 # Far beyond any published benchmark, yet small enough that a corrupted header cannot make
 # us reserve gigabytes before the data itself proves the size wrong.
 MAX_DECLARED = 50_000_000
+# Variables get a bias each (and a dimod adjacency entry) even when no line mentions them,
+# so a variable count is capped lower than an entry count, which the lines must back up.
+MAX_VARIABLES = 10_000_000
 
 
 def fail(path: Path | str, message: str, line: int | None = None) -> ValueError:
@@ -45,6 +48,27 @@ def format_float(value: float) -> str:
     if not math.isfinite(value):
         raise ValueError(f"cannot write the non-finite value {value!r} to a text QUBO/Ising file")
     return np.format_float_positional(float(value), unique=True, trim="-")
+
+
+def first_non_finite(bqm) -> str | None:
+    """Describe the first NaN or infinite bias of ``bqm`` (None when all are finite).
+
+    The text readers refuse such values line by line; the binary and JSON formats carry
+    whole arrays, so they are checked once the model is built (and before it is written).
+    """
+    ldata, (irow, icol, qdata), offset = bqm.to_numpy_vectors()
+    if not math.isfinite(offset):
+        return f"the offset is {float(offset)!r}"
+    variables = list(bqm.variables)
+    bad = np.flatnonzero(~np.isfinite(ldata))
+    if bad.size:
+        return f"the linear bias of variable {variables[bad[0]]!r} is {float(ldata[bad[0]])!r}"
+    bad = np.flatnonzero(~np.isfinite(qdata))
+    if bad.size:
+        k = bad[0]
+        u, v = variables[irow[k]], variables[icol[k]]
+        return f"the quadratic bias of ({u!r}, {v!r}) is {float(qdata[k])!r}"
+    return None
 
 
 def decode(path: Path | str, data: bytes, expected: str) -> str:
@@ -109,15 +133,22 @@ class TextFile:
                 raise self.error(f"{what} must be a finite number, got {show(token)}", line)
         raise self.error(f"{what} must be a number, got {show(token)}", line)
 
-    def count(self, token: str, line: int, what: str, minimum: int = 0) -> int:
-        """A declared size: an integer in ``[minimum, MAX_DECLARED]``."""
+    def count(
+        self, token: str, line: int, what: str, minimum: int = 0, maximum: int = MAX_DECLARED
+    ) -> int:
+        """A declared size: an integer in ``[minimum, maximum]``, checked before anything
+        of that size is allocated."""
         value = self.integer(token, line, what)
         if value < minimum:
             raise self.error(f"{what} must be at least {minimum}, got {value}", line)
-        if value > MAX_DECLARED:
+        if value > maximum:
             raise self.error(
-                f"{what} = {value} is more than this reader accepts ({MAX_DECLARED:,});"
+                f"{what} = {value} is more than this reader accepts ({maximum:,});"
                 " the header is probably corrupt",
                 line,
             )
         return value
+
+    def variables(self, token: str, line: int, what: str, minimum: int = 0) -> int:
+        """A declared number of variables: at most ``MAX_VARIABLES``."""
+        return self.count(token, line, what, minimum, maximum=MAX_VARIABLES)

@@ -49,7 +49,7 @@ def _read_instance(tf: TextFile, lines, header: tuple[int, str], k: int, path: P
     tokens = text.split()
     if len(tokens) != 2:
         raise tf.error(f"instance {k}: header must be 'n nnz', got {show(text)}", hline)
-    n = tf.count(tokens[0], hline, f"instance {k}: variable count n", minimum=1)
+    n = tf.variables(tokens[0], hline, f"instance {k}: variable count n", minimum=1)
     nnz = tf.count(tokens[1], hline, f"instance {k}: entry count nnz")
     if nnz > n * (n + 1) // 2:
         raise tf.error(
@@ -57,7 +57,8 @@ def _read_instance(tf: TextFile, lines, header: tuple[int, str], k: int, path: P
             f" of a {n}x{n} upper triangle",
             hline,
         )
-    linear = np.zeros(n)
+    diag: list[int] = []
+    diag_val: list[float] = []
     rows: list[int] = []
     cols: list[int] = []
     vals: list[float] = []
@@ -87,10 +88,14 @@ def _read_instance(tf: TextFile, lines, header: tuple[int, str], k: int, path: P
             )
         seen[key] = number
         if i == j:
-            linear[i - 1] = -q
+            diag.append(i - 1)
+            diag_val.append(-q)
         else:
             rows.append(key[0] - 1)
             cols.append(key[1] - 1)
             vals.append(-2.0 * q)
+    # n-sized only now that the entries are read (a corrupt header fails before this)
+    linear = np.zeros(n)
+    linear[diag] = diag_val
     bqm = bqm_from_lists(linear, rows, cols, vals, 0.0, dimod.BINARY)
     return Instance(bqm=bqm, name=f"{path.stem}-{k}", kind="bqp", path=path, index=k)

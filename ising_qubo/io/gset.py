@@ -29,7 +29,7 @@ def read(path: Path) -> list[Instance]:
     tokens = header.split()
     if len(tokens) != 2:
         raise tf.error(f"header must be 'N E' (nodes, edges), got {show(header)}", hline)
-    n = tf.count(tokens[0], hline, "node count N", minimum=1)
+    n = tf.variables(tokens[0], hline, "node count N", minimum=1)
     e = tf.count(tokens[1], hline, "edge count E")
     if e > n * (n - 1) // 2:
         raise tf.error(f"E = {e} edges is more than a simple graph on {n} nodes can have", hline)

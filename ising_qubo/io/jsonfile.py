@@ -11,7 +11,7 @@ from dimod.variables import Variables
 
 from ising_qubo.io import _labels
 from ising_qubo.io._instance import Instance
-from ising_qubo.io._text import TextFile
+from ising_qubo.io._text import TextFile, first_non_finite
 
 _EXPECTED = "a dimod BQM JSON document (BinaryQuadraticModel.to_serializable())"
 
@@ -21,8 +21,11 @@ def write(bqm: dimod.BinaryQuadraticModel, fp: IO[str]) -> None:
 
     dimod sorts the labels when serialising; we store the vectors in the model's own
     order instead (``from_serializable`` accepts any order), so a round trip gives back
-    the same variable order as the other formats do. Floats are written exactly by repr.
+    the same variable order as the other formats do. Floats are written exactly by repr;
+    NaN and infinities (not JSON) are refused, as every reader refuses them.
     """
+    if (bad := first_non_finite(bqm)) is not None:
+        raise ValueError(f"cannot write a model with non-finite biases: {bad}")
     doc = bqm.to_serializable()
     variables = list(bqm.variables)
     ldata, (irow, icol, qdata), _ = bqm.to_numpy_vectors(variable_order=variables)
@@ -55,4 +58,6 @@ def read(path: Path) -> list[Instance]:
         bqm = dimod.BinaryQuadraticModel.from_serializable(obj)
     except Exception as exc:  # missing keys, wrong lengths, bad vartype, ...
         raise tf.error(f"malformed BQM JSON document ({type(exc).__name__}: {exc})") from exc
+    if (bad := first_non_finite(bqm)) is not None:
+        raise tf.error(f"{bad}; every bias must be a finite number")
     return [Instance(bqm=bqm, name=path.stem, path=path)]

@@ -9,11 +9,13 @@ from typing import IO
 import dimod
 
 from ising_qubo.io._instance import Instance
-from ising_qubo.io._text import fail
+from ising_qubo.io._text import fail, first_non_finite
 
 
 def write(bqm: dimod.BinaryQuadraticModel, fp: IO[bytes]) -> None:
-    """Copy ``bqm.to_file()`` into the binary file ``fp``."""
+    """Copy ``bqm.to_file()`` into the binary file ``fp`` (finite biases only)."""
+    if (bad := first_non_finite(bqm)) is not None:
+        raise ValueError(f"cannot write a model with non-finite biases: {bad}")
     with bqm.to_file() as src:
         shutil.copyfileobj(src, fp)
 
@@ -32,4 +34,6 @@ def read(path: Path) -> list[Instance]:
                 f"not a dimod BQM file ({type(exc).__name__}: {exc}); expected the"
                 " output of BinaryQuadraticModel.to_file()",
             ) from exc
+    if (bad := first_non_finite(bqm)) is not None:
+        raise fail(path, f"{bad}; every bias must be a finite number")
     return [Instance(bqm=bqm, name=path.stem, path=path)]

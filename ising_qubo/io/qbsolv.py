@@ -133,7 +133,7 @@ def _read_header(tf: TextFile, number: int, tokens: list[str]) -> tuple[int, int
             f" got {show(' '.join(tokens))}",
             number,
         )
-    max_nodes = tf.count(tokens[3], number, "maxNodes")
+    max_nodes = tf.variables(tokens[3], number, "maxNodes")
     n_nodes = tf.count(tokens[4], number, "nNodes")
     n_couplers = tf.count(tokens[5], number, "nCouplers")
     if n_nodes > max_nodes:
