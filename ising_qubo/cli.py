@@ -159,6 +159,9 @@ def cmd_solve(args: argparse.Namespace) -> int:
     if objective is not None:
         print(f"objective:  {objective:.10g} ({instance.objective_name}, maximised)")
     print(f"status:     {status}")
+    interrupted = bool(sampleset.info.get("interrupted"))
+    if interrupted:  # Ctrl-C: the solver returned its best so far
+        print("note:       interrupted: best found so far")
     if "bound" in sampleset.info:
         print(f"bound:      {sampleset.info['bound']:.10g} (proven lower bound on the energy)")
     print(f"time:       {elapsed:.3f} s")
@@ -168,6 +171,7 @@ def cmd_solve(args: argparse.Namespace) -> int:
             "energy": _plain(best.energy),
             "objective": _plain(objective),
             "status": status,
+            "interrupted": interrupted,
             "time_s": elapsed,
             "num_variables": instance.bqm.num_variables,
             "sample": {str(v): int(x) for v, x in best.sample.items()},
@@ -264,6 +268,23 @@ def main(argv: Sequence[str] | None = None) -> int:
             message = f"{exc.filename}: {message}"
         print(f"ising-qubo: error: {message}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except Exception as exc:
+        if not _unreadable_file(exc):
+            raise  # a bug: the traceback is what a report needs
+        # a weights file refused by torch's weights-only unpickler or by safetensors
+        source = getattr(args, "checkpoint", None)
+        where = f"--checkpoint {source}: " if source else ""
+        from ising_qubo.training import _torch_load_reason  # torch is loaded by now
+
+        print(f"ising-qubo: error: {where}cannot be read as plain tensors (nothing in it was "
+              f"executed): {_torch_load_reason(exc)}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+
+def _unreadable_file(exc: BaseException) -> bool:
+    import pickle
+
+    return isinstance(exc, pickle.UnpicklingError) or type(exc).__name__ == "SafetensorError"
 
 
 if __name__ == "__main__":

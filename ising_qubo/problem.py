@@ -381,11 +381,17 @@ class PruningProblem:
                     if warm:
                         extra["initial_states"] = (inits[k], group.labels)
                     samplesets.append(sampler.sample(bqm, **extra))
+                    if samplesets[-1].info.get("interrupted"):
+                        raise KeyboardInterrupt  # Ctrl-C: do not go on to the next group
             state = np.concatenate([
                 _best_state(ss, g.labels) for ss, g in zip(samplesets, self.groups)])
         else:
             state, samplesets = self._solve_network(sampler, initial if warm else None, params)
         seconds = time.perf_counter() - start
+        if any(getattr(ss, "info", {}).get("interrupted") for ss in samplesets):
+            # the solver stopped early on Ctrl-C and kept its best state; a training run
+            # must still stop (its last checkpoint stays), so the interrupt goes on
+            raise KeyboardInterrupt
         masks, repair_flips, swaps = self.polish(self.masks_from_state(state))
         return PruningSolution(masks, self.energy(masks), str(name), seconds, repair_flips,
                                swaps, samplesets)

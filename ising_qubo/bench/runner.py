@@ -430,6 +430,9 @@ def _run_one(run: RunResult, instance: BenchInstance, plan: SolverPlan,
             run.elapsed += time.perf_counter() - start
             run.rounds += 1
             run.observe(sampleset, instance)
+            if getattr(sampleset, "info", {}).get("interrupted"):
+                # the solver kept its best state on Ctrl-C; the benchmark still stops here
+                raise KeyboardInterrupt
             status = sampleset.info.get("status") if hasattr(sampleset, "info") else None
             run.status = None if status is None else str(status)
             if time.perf_counter() - last_refresh > 0.5 and run.best_objective is not None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import signal
+import threading
 import time
 from collections.abc import Hashable
 from contextlib import contextmanager
@@ -76,6 +78,81 @@ class Deadline:
 
     def elapsed(self) -> float:
         return time.perf_counter() - self.start
+
+    def remaining(self) -> float | None:
+        """Seconds left (may be negative), or None without a limit."""
+        return None if self.end is None else self.end - time.perf_counter()
+
+
+class Stop:
+    """When a solver's loop should stop: its time limit passed, or Ctrl-C was pressed.
+
+    ``stop()`` is true once either happened. The clock starts at construction, so set-up
+    counts against the time limit. Inside ``with stop:`` in the main thread, while
+    Python's default SIGINT handler is installed, a first Ctrl-C only sets
+    ``interrupted``: the loop ends at its next check and the solver returns the best it
+    has, with ``info["interrupted"] = True``; a second Ctrl-C raises KeyboardInterrupt as
+    usual. Elsewhere (another thread, a custom handler) Ctrl-C raises KeyboardInterrupt;
+    loops catch it between steps and call :meth:`interrupt`, re-raising a second one. So
+    Ctrl-C once stops the solve with its best so far, twice aborts it.
+
+    A caller that loops over solves sees the first Ctrl-C only as
+    ``info["interrupted"]`` and should stop on it.
+    """
+
+    def __init__(self, seconds: float | None) -> None:
+        self.deadline = Deadline(seconds)
+        self.interrupted = False
+        self._previous_handler: Any = None
+
+    def __call__(self) -> bool:
+        return self.interrupted or self.deadline.expired()
+
+    def interrupt(self) -> bool:
+        """Records a Ctrl-C caught as KeyboardInterrupt; False when one had come already
+        (the caller then re-raises: a second Ctrl-C aborts)."""
+        first = not self.interrupted
+        self.interrupted = True
+        return first
+
+    def _on_sigint(self, signum: int, frame: Any) -> None:
+        if self.interrupted:
+            raise KeyboardInterrupt
+        self.interrupted = True
+
+    def __enter__(self) -> Stop:
+        if (threading.current_thread() is threading.main_thread()
+                and signal.getsignal(signal.SIGINT) is signal.default_int_handler):
+            self._previous_handler = signal.signal(signal.SIGINT, self._on_sigint)
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        if self._previous_handler is not None:
+            signal.signal(signal.SIGINT, self._previous_handler)
+            self._previous_handler = None
+
+    def report(self, info: dict[str, Any]) -> None:
+        """Marks ``info`` as an interrupted run's, if it was one."""
+        if self.interrupted:
+            info["interrupted"] = True
+
+
+def parse_initial_states(sampler: dimod.Initialized, bqm: dimod.BinaryQuadraticModel,
+                         **arguments: Any) -> np.ndarray:
+    """``sampler.parse_initial_states(bqm, ...)``'s states, without their energies.
+
+    dimod scores every initial state on ``bqm`` (num_reads x interactions operations:
+    seconds for thousands of reads of a dense problem, all before the time limit can be
+    checked); parsing against a model with the same variables and no biases gives the
+    same states at the cost of the linear terms. Columns are in ``bqm.variables`` order
+    (dimod keeps the order of labelled initial states).
+    """
+    labels = list(bqm.variables)
+    blank = dimod.BinaryQuadraticModel.from_numpy_vectors(
+        np.zeros(len(labels)), ([], [], []), 0.0, bqm.vartype, variable_order=labels)
+    states = sampler.parse_initial_states(blank, **arguments).initial_states
+    columns = [states.variables.index(v) for v in labels]
+    return np.ascontiguousarray(states.record.sample[:, columns])
 
 
 @contextmanager

@@ -1,4 +1,4 @@
-"""What the dwave-samplers front ends add: a ``time_limit`` and wall time in ``info``."""
+"""What the dwave-samplers front ends add: checks, a ``time_limit`` and wall time in ``info``."""
 
 from __future__ import annotations
 
@@ -6,16 +6,29 @@ from typing import Any
 
 import dimod
 
-from ising_qubo.solvers._common import check_bqm, wall_timer
+from ising_qubo.solvers._common import check_bqm, positive_int, wall_timer
 
 
 class WallTimed:
-    """Mixin for a dwave-samplers class: checks input and records wall time."""
+    """Mixin for a dwave-samplers class: checks input and records wall time.
+
+    dwave-samplers silently ignore keywords they do not know; these front ends follow
+    dimod's convention instead (``SamplerUnknownArgWarning``, then ignored), and refuse a
+    ``num_reads`` that is not a positive integer with a ValueError naming the solver.
+    """
 
     solver_name = ""
 
-    def _timed_sample(self, bqm: dimod.BinaryQuadraticModel, **parameters: Any):
+    def _checked(self, bqm: dimod.BinaryQuadraticModel, parameters: dict[str, Any]
+                 ) -> dict[str, Any]:
         check_bqm(bqm, self.solver_name)
+        parameters = self.remove_unknown_kwargs(**parameters)
+        if parameters.get("num_reads") is not None:
+            positive_int(parameters["num_reads"], "num_reads", self.solver_name)
+        return parameters
+
+    def _timed_sample(self, bqm: dimod.BinaryQuadraticModel, **parameters: Any):
+        parameters = self._checked(bqm, parameters)
         info: dict[str, Any] = {}
         with wall_timer(info):
             sampleset = super().sample(bqm, **parameters)

@@ -9,6 +9,7 @@ y <= x_i, y <= x_j, y >= x_i + x_j - 1, keeping only the side the objective's si
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Hashable, Mapping
 from typing import Any
 
@@ -19,6 +20,7 @@ from ortools.sat.python import cp_model
 from ising_qubo.scaling import scale_budget, scale_objective
 from ising_qubo.solvers._common import (
     ArrayModel,
+    Stop,
     check_bqm,
     optional_time_limit,
     positive_int,
@@ -33,7 +35,8 @@ class CPSATSampler(dimod.Sampler):
     """Minimises a BQM with CP-SAT; ``info["status"]`` is OPTIMAL (proven) or FEASIBLE.
 
     Parameters:
-        time_limit: seconds; on expiry the best state found is returned with FEASIBLE.
+        time_limit: seconds from the call, building the model included (CP-SAT gets what
+            is left); on expiry the best state found is returned with FEASIBLE.
         num_reads: how many of the improving solutions found to return (best first).
         seed: CP-SAT's random seed.
         num_workers: CP-SAT search workers (default: the CPU count).
@@ -45,6 +48,12 @@ class CPSATSampler(dimod.Sampler):
         budget_costs, budget: hard constraint ``sum costs[v] x_v <= budget`` (real costs
             rounded conservatively, so solutions always meet the real budget).
         variables of a SPIN problem count as selected where s = +1.
+
+    Ctrl-C during the search stops CP-SAT (the search runs in a worker thread while this
+    one waits, so Python sees the signal at once; CP-SAT's own SIGINT handler is off) and
+    returns the best state found with its status (FEASIBLE unless optimality was proven)
+    and ``info["interrupted"] = True``; with no state found yet, KeyboardInterrupt is
+    raised.
     """
 
     parameters = {
@@ -78,9 +87,10 @@ class CPSATSampler(dimod.Sampler):
         log_search_progress: bool = False,
         **parameters: Any,
     ) -> dimod.SampleSet:
+        seconds = optional_time_limit(time_limit, "cpsat")
+        stop = Stop(seconds)
         check_bqm(bqm, "cpsat")
         self.remove_unknown_kwargs(**parameters)
-        seconds = optional_time_limit(time_limit, "cpsat")
         num_reads = positive_int(num_reads, "num_reads", "cpsat")
         model_arrays = ArrayModel.from_bqm(bqm, dimod.BINARY)
         n = model_arrays.num_variables
@@ -122,23 +132,29 @@ class CPSATSampler(dimod.Sampler):
 
         solver = cp_model.CpSolver()
         solver.parameters.num_workers = int(num_workers or os.cpu_count() or 1)
-        if seconds is not None:
-            solver.parameters.max_time_in_seconds = seconds
         if seed is not None:
             solver.parameters.random_seed = int(seed) % (2**31)
         solver.parameters.log_search_progress = bool(log_search_progress)
+        solver.parameters.catch_sigint_signal = False  # _solve handles Ctrl-C
 
         collector = _SolutionCollector(x, num_reads)
-        with wall_timer(info):
-            status = solver.solve(model, collector)
+        with stop, wall_timer(info):
+            building = stop.deadline.elapsed()
+            if seconds is not None:
+                # at least a little: CP-SAT then still returns any solution it has found
+                solver.parameters.max_time_in_seconds = max(stop.deadline.remaining(), 0.01)
+            status = _solve(solver, model, collector, stop)
         status_name = solver.status_name(status)
+        if stop.interrupted and not collector.solutions:
+            raise KeyboardInterrupt
         if status == cp_model.INFEASIBLE:
             raise ValueError("cpsat: the constraints cannot be met (INFEASIBLE): "
                              f"{info.get('cardinality', '')} {info.get('budget', '')}".strip())
         if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE) or not collector.solutions:
-            raise RuntimeError(f"cpsat: no solution found (status {status_name}); "
-                               "raise time_limit")
+            raise RuntimeError(f"cpsat: no solution found (status {status_name}; building "
+                               f"the model took {building:.2f} s); raise time_limit")
         info["status"] = status_name
+        stop.report(info)
         # The proven lower bound, in the user's energy units (exact up to energy_error_bound).
         info["bound"] = solver.best_objective_bound * scaled.resolution + model_arrays.offset
         info["wall_time_cpsat_s"] = solver.wall_time
@@ -188,6 +204,39 @@ class CPSATSampler(dimod.Sampler):
             np.array([costs[v] for v in labels], float), float(budget))
         model.add(sum(int(c) * x[index[v]] for v, c in zip(labels, int_costs)) <= int_budget)
         return {"limit": float(budget), "resolution": res}
+
+
+def _solve(solver: Any, model: Any, collector: Any, stop: Stop) -> Any:
+    """``solver.solve(model, collector)`` in a worker thread; Ctrl-C stops the search.
+
+    The solve releases the GIL, so this thread keeps running Python: a Ctrl-C (``stop``'s
+    flag, or a KeyboardInterrupt where its handler is not installed) calls
+    ``solver.stop_search()``, and CP-SAT returns what it has found.
+    """
+    result: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            result["status"] = solver.solve(model, collector)
+        except BaseException as exc:  # re-raised in the calling thread
+            result["error"] = exc
+
+    worker = threading.Thread(target=target, name="cpsat-solve", daemon=True)
+    worker.start()
+    stopped = False
+    while worker.is_alive():
+        try:
+            worker.join(0.05)
+        except KeyboardInterrupt:
+            if not stop.interrupt():
+                solver.stop_search()
+                raise
+        if stop.interrupted and not stopped:
+            solver.stop_search()
+            stopped = True
+    if "error" in result:
+        raise result["error"]
+    return result["status"]
 
 
 class _SolutionCollector(cp_model.CpSolverSolutionCallback):

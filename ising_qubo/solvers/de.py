@@ -19,20 +19,32 @@ import numpy as np
 
 from ising_qubo.solvers._common import (
     ArrayModel,
-    Deadline,
+    Stop,
     check_bqm,
     in_unit_interval,
     optional_time_limit,
+    parse_initial_states,
     positive_int,
     sampleset_from_states,
     wall_timer,
 )
+
+# Runs are evolved in blocks whose scoring temporaries hold at most this many numbers
+# (16 MB each): scoring a whole large population at once took tens of GB and minutes.
+_BLOCK_ELEMENTS = 1 << 21
 
 
 class DifferentialEvolutionSampler(dimod.Sampler, dimod.Initialized):
     """Binary differential evolution; each read is one independent population's best.
 
     Defaults are the paper's: population 8, F = 0.9, CR = 0.9.
+
+    ``time_limit`` (seconds from the call) and Ctrl-C are checked between blocks of runs
+    (populations) within a generation; a stopped run returns every population's best so
+    far (``info["interrupted"]`` is True after Ctrl-C). Populations not yet scored when
+    the first generation is cut short are left out, so fewer than ``num_reads`` samples
+    may come back. ``info["num_generations"]`` counts the generations every returned run
+    completed.
     """
 
     parameters = {
@@ -62,9 +74,10 @@ class DifferentialEvolutionSampler(dimod.Sampler, dimod.Initialized):
         initial_states_generator: str = "random",
         **parameters: Any,
     ) -> dimod.SampleSet:
+        stop = Stop(optional_time_limit(time_limit, "de"))
         check_bqm(bqm, "de")
         self.remove_unknown_kwargs(**parameters)
-        runs = positive_int(num_reads or 1, "num_reads", "de")
+        runs = positive_int(1 if num_reads is None else num_reads, "num_reads", "de")
         members = positive_int(population_size, "population_size", "de")
         if members < 4:
             raise ValueError("de: population_size must be at least 4 "
@@ -72,39 +85,61 @@ class DifferentialEvolutionSampler(dimod.Sampler, dimod.Initialized):
         generations = positive_int(num_generations, "num_generations", "de")
         f = in_unit_interval(mutation_factor, "mutation_factor", "de")
         cr = in_unit_interval(crossover_rate, "crossover_rate", "de")
-        deadline = Deadline(optional_time_limit(time_limit, "de"))
 
-        parsed = self.parse_initial_states(
-            bqm, initial_states=initial_states,
+        start = parse_initial_states(
+            self, bqm, initial_states=initial_states,
             initial_states_generator=initial_states_generator,
             num_reads=runs * members, seed=seed)
         rng = np.random.default_rng(seed)
         model = ArrayModel.from_bqm(bqm, dimod.BINARY)
         n = model.num_variables
-        start = parsed.initial_states.record.sample
         if bqm.vartype is dimod.SPIN:
             start = (start + 1) // 2
-        population = np.asarray(start, dtype=np.uint8).reshape(runs, members, n)
+        population = np.array(start, dtype=np.uint8).reshape(runs, members, n)
+        energies = np.empty((runs, members))
+        block = max(1, _BLOCK_ELEMENTS // (members * max(n, len(model.data), 1)))
 
         def score(states: np.ndarray) -> np.ndarray:
-            return model.energies(states.reshape(runs * members, n)).reshape(runs, members)
+            count = len(states)
+            return model.energies(states.reshape(count * members, n)).reshape(count, members)
 
         info: dict[str, Any] = {}
-        with wall_timer(info):
-            energies = score(population)
-            done = 0
-            while done < generations:
-                trial = _trial_population(population, f, cr, rng)
-                trial_energies = score(trial)
-                better = trial_energies < energies
-                population = np.where(better[..., None], trial, population)
-                energies = np.where(better, trial_energies, energies)
-                done += 1
-                if deadline.expired():
-                    break
+        scored = 0  # runs [0, scored) have a scored population
+        done = 0  # generations completed by every run
+        with stop, wall_timer(info):
+            a = b = 0
+            try:
+                while done < generations:
+                    for a in range(0, runs, block):
+                        if (done or a) and stop():
+                            raise _Stopped
+                        b = min(a + block, runs)
+                        if b > scored:
+                            energies[a:b] = score(population[a:b])
+                            scored = b
+                        trial = _trial_population(population[a:b], f, cr, rng)
+                        trial_energies = score(trial)
+                        better = trial_energies < energies[a:b]
+                        population[a:b] = np.where(better[..., None], trial, population[a:b])
+                        energies[a:b] = np.where(better, trial_energies, energies[a:b])
+                    done += 1
+            except _Stopped:
+                pass
+            except KeyboardInterrupt:  # may have landed between the two updates above
+                if not stop.interrupt():
+                    raise
+                scored = min(scored, b)
+                if not scored:
+                    raise  # no population scored yet: nothing to return
+                energies[a:scored] = score(population[a:scored])
         info["num_generations"] = done
-        best = population[np.arange(runs), energies.argmin(axis=1)]
+        stop.report(info)
+        best = population[np.arange(scored), energies[:scored].argmin(axis=1)]
         return sampleset_from_states(best, dimod.BINARY, bqm, info)
+
+
+class _Stopped(Exception):
+    """Ends the generation loop (time limit or Ctrl-C)."""
 
 
 def _trial_population(population: np.ndarray, f: float, cr: float,

@@ -16,6 +16,8 @@ class ExactSampler(dimod.Sampler):
     """Every state of the problem, lowest energy first; refuses more than 24 variables.
 
     2^24 states already take about 0.5 GB as a SampleSet, so the limit is a memory guard.
+    No time limit, and Ctrl-C raises KeyboardInterrupt: brute force has no best-so-far
+    (dimod scores all states at once).
     """
 
     parameters: dict[str, list] = {}

@@ -11,7 +11,12 @@ from ising_qubo.solvers._dwave import WallTimed
 
 
 class GreedySolver(WallTimed, SteepestDescentSolver):
-    """dwave-samplers' ``SteepestDescentSolver``: every sample is a local minimum."""
+    """dwave-samplers' ``SteepestDescentSolver``: every sample is a local minimum.
+
+    No time limit: all reads run in one C++ call that does not look at Python signals,
+    so Ctrl-C takes effect when the call returns and raises KeyboardInterrupt (there is no
+    partial result to return). Each read is one descent, so this is rarely long.
+    """
 
     solver_name = "greedy"
 

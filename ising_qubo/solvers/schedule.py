@@ -44,3 +44,43 @@ def beta_schedule(hot: float, cold: float, num_sweeps: int, kind: str = "geometr
     if kind == "linear":
         return np.linspace(hot, cold, num_sweeps)
     raise ValueError(f"beta_schedule_type must be 'geometric' or 'linear', got {kind!r}")
+
+
+class BetaSchedule:
+    """Per-sweep inverse temperatures of one or more problems, a block of sweeps at a time.
+
+    ``table(start, stop)`` is rows ``start:stop`` of the (num_sweeps, problems) table of
+    :func:`beta_schedule` columns. Up to ``_WHOLE`` sweeps the table is computed once
+    (exactly numpy's values); beyond, rows are computed on demand, so a huge
+    ``num_sweeps`` under a time limit costs no memory (10^8 sweeps would be 800 MB a
+    problem).
+    """
+
+    _WHOLE = 1 << 20
+
+    def __init__(self, ranges: list[tuple[float, float]], num_sweeps: int,
+                 kind: str = "geometric") -> None:
+        beta_schedule(1.0, 2.0, 2, kind)  # checks kind
+        self.ranges = [(float(hot), float(cold)) for hot, cold in ranges]
+        self.num_sweeps = int(num_sweeps)
+        self.kind = kind
+        self._whole = None
+        if self.num_sweeps <= self._WHOLE:
+            self._whole = np.stack([beta_schedule(hot, cold, self.num_sweeps, kind)
+                                    for hot, cold in self.ranges], axis=1)
+
+    def __len__(self) -> int:
+        return self.num_sweeps
+
+    def table(self, start: int, stop: int) -> np.ndarray:
+        stop = min(stop, self.num_sweeps)
+        if self._whole is not None:
+            return np.ascontiguousarray(self._whole[start:stop])
+        fraction = np.arange(start, stop, dtype=np.float64) / max(self.num_sweeps - 1, 1)
+        columns = []
+        for hot, cold in self.ranges:
+            if self.kind == "geometric":
+                columns.append(np.exp(math.log(hot) + fraction * (math.log(cold) - math.log(hot))))
+            else:
+                columns.append(hot + fraction * (cold - hot))
+        return np.ascontiguousarray(np.stack(columns, axis=1))

@@ -15,8 +15,9 @@ fall back to one variable per class (a sequential sweep, like neal's).
 from __future__ import annotations
 
 import math
+import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,18 +28,22 @@ import torch
 
 from ising_qubo.solvers._common import (
     ArrayModel,
-    Deadline,
+    Stop,
     check_bqm,
     optional_time_limit,
+    parse_initial_states,
     positive_int,
     sampleset_from_states,
     wall_timer,
 )
-from ising_qubo.solvers._torch_common import resolve_device, torch_seed
-from ising_qubo.solvers.schedule import beta_schedule, default_beta_range
+from ising_qubo.solvers._torch_common import in_chunks, on_device, resolve_device, torch_seed
+from ising_qubo.solvers.schedule import BetaSchedule, default_beta_range
 
 # Above this fraction of non-zero couplings a dense matrix is cheaper than CSR.
 _DENSE_FRACTION = 0.3
+# The CPU kernel recomputes the local fields every this many sweeps (bounds the rounding
+# drift of the incremental updates); results depend on it, so it is fixed.
+_REFRESH_SWEEPS = 100
 
 
 @dataclass
@@ -170,35 +175,56 @@ class _FieldState:
 def anneal(
     problem: IsingTensors,
     spins: torch.Tensor,
-    betas: np.ndarray | torch.Tensor,
+    betas: Iterable[float | torch.Tensor],
     generator: torch.Generator,
-    deadline: Deadline,
+    stop: Stop,
 ) -> tuple[torch.Tensor, int]:
     """Metropolis sweeps at inverse temperatures ``betas``; returns (spins, sweeps done).
 
-    ``betas`` is one value per sweep, or a (sweeps, n) table of per-variable values
-    (batched problems, each on its own schedule).
+    ``betas`` gives one value per sweep, or one (n,) row of per-variable values per sweep
+    (batched problems, each on its own schedule). ``stop`` is checked every 32 colour
+    classes and after each sweep; a KeyboardInterrupt between updates ends the run as
+    ``stop.interrupt()`` does (``spins`` stays a valid state).
     """
     state = _FieldState(problem, spins)
     sweeps = 0
-    for sweeps, beta in enumerate(betas, start=1):
-        # Metropolis accepts a flip when dE < -log(u) / beta, u uniform in (0, 1]:
-        # drawing all thresholds of a sweep at once saves a kernel launch per class.
-        uniform = torch.rand(spins.shape, generator=generator, device=spins.device,
-                             dtype=spins.dtype)
-        thresholds = torch.log1p(-uniform).neg_().div_(
-            beta if isinstance(beta, torch.Tensor) else float(beta))
-        for k, cls in enumerate(problem.classes):
-            state.flip(k, cls, state.delta_energy(cls) < thresholds[:, cls])
-        if sweeps % 64 == 0:
-            state.refresh()
-        if deadline.expired():
-            break
+    synchronize = spins.is_cuda and stop.deadline.end is not None
+    try:
+        for sweep, beta in enumerate(betas, start=1):
+            # Metropolis accepts a flip when dE < -log(u) / beta, u uniform in (0, 1]:
+            # drawing all thresholds of a sweep at once saves a kernel launch per class.
+            uniform = torch.rand(spins.shape, generator=generator, device=spins.device,
+                                 dtype=spins.dtype)
+            thresholds = torch.log1p(-uniform).neg_().div_(
+                beta if isinstance(beta, torch.Tensor) else float(beta))
+            for k, cls in enumerate(problem.classes):
+                state.flip(k, cls, state.delta_energy(cls) < thresholds[:, cls])
+                if k % 32 == 31 and stop():
+                    return spins, sweeps
+            sweeps = sweep
+            if sweeps % 64 == 0:
+                state.refresh()
+            if synchronize:  # the host must not run ahead of the GPU's work on the clock
+                torch.cuda.synchronize(spins.device)
+            if stop():
+                break
+    except KeyboardInterrupt:
+        if not stop.interrupt():
+            raise
     return spins, sweeps
 
 
 def descend(problem: IsingTensors, spins: torch.Tensor, max_sweeps: int = 10_000) -> torch.Tensor:
-    """Greedy single flips (dE < 0) until no flip lowers any replica's energy."""
+    """Greedy single flips (dE < 0) until no flip lowers any replica's energy.
+
+    Flips go class by class in the stored order. On the CPU (float64, no low-rank terms)
+    the compiled kernel of the numba backend does the same sweeps: driving them from
+    Python took up to seconds on dense problems (one class per variable), after a time
+    limit had already stopped the run.
+    """
+    if (spins.device.type == "cpu" and spins.dtype == torch.float64
+            and problem.h.dtype == torch.float64 and problem.lowrank_u is None):
+        return _descend_compiled(problem, spins, max_sweeps)
     state = _FieldState(problem, spins)
     for _ in range(max_sweeps):
         flipped = False
@@ -210,6 +236,35 @@ def descend(problem: IsingTensors, spins: torch.Tensor, max_sweeps: int = 10_000
         if not flipped:
             break
         state.refresh()
+    return spins
+
+
+def _descend_compiled(problem: IsingTensors, spins: torch.Tensor,
+                      max_sweeps: int) -> torch.Tensor:
+    """:func:`descend` with the numba kernels (sequential flips in the stored order)."""
+    from ising_qubo.solvers import _sa_cpu
+
+    states = np.ascontiguousarray(spins.numpy())
+    reads, n = states.shape
+    h = np.ascontiguousarray(problem.h.numpy())
+    greedy = np.zeros((max_sweeps, 1))
+    streams = np.zeros(reads, dtype=np.uint64)  # unused by greedy sweeps
+    if problem.dense:
+        jflat = np.ascontiguousarray(problem.J.numpy()).ravel()
+        var_start = np.array([0, n], dtype=np.int64)
+        j_start = np.array([0, n * n], dtype=np.int64)
+        fields = _sa_cpu.fields_blocks(states, h, jflat, var_start, j_start)
+        _sa_cpu.sweeps_blocks(states, fields, jflat, var_start, j_start, greedy, streams, True)
+    else:
+        indptr = problem.J.crow_indices().numpy().astype(np.int64)
+        indices = problem.J.col_indices().numpy().astype(np.int32)
+        values = np.ascontiguousarray(problem.J.values().numpy())
+        none = np.zeros((0, n))
+        fields, proj_u, proj_v = _sa_cpu.fields_csr(states, h, indptr, indices, values, none,
+                                                    none)
+        _sa_cpu.sweeps_csr(states, fields, proj_u, proj_v, indptr, indices, values, none, none,
+                           np.zeros(n), greedy, np.zeros(n, dtype=np.int64), streams, True)
+    spins.copy_(torch.from_numpy(states))
     return spins
 
 
@@ -237,12 +292,21 @@ class TorchSASampler(dimod.Sampler, dimod.Initialized):
     Parameters: ``num_reads`` (replicas), ``num_sweeps``, ``beta_range`` (default from
     the coefficients, by neal's rule), ``beta_schedule_type`` ('geometric' or 'linear'),
     ``seed`` (reproducible on the CPU), ``initial_states`` (warm starts), ``time_limit``
-    (seconds, checked every few sweeps), ``device`` ('auto', 'cpu', 'cuda'), ``dtype``
+    (seconds from the call, set-up included; checked between kernel calls of about 2% of
+    it), ``device`` ('auto', 'cpu', 'cuda'), ``dtype``
     ('float32' or 'float64': the precision of the torch backend; the CPU kernel always
     uses float64), ``backend`` ('auto': the compiled numba kernel on the CPU and the
     torch kernel on CUDA; or 'numba' / 'torch').
     Every returned state is a local minimum: a final greedy descent in float64 removes
     any single flip that still lowers the energy.
+
+    When ``time_limit`` or Ctrl-C stops a run, the replicas are descended as they are
+    and returned (``info["interrupted"]`` is True after Ctrl-C); replicas that had not
+    started annealing are left out, so fewer than ``num_reads`` may come back.
+    ``info["num_sweeps"]`` is the number of sweeps every returned replica completed. A
+    CUDA out-of-memory error is retried with the replicas split into chunks, halving
+    until one fits (``info["replica_chunk"]``), else a ValueError gives the memory asked
+    and free.
 
     :meth:`sample_batch` anneals several independent problems in one call, each on its
     own temperature schedule; :meth:`sample_structured` takes a
@@ -269,15 +333,18 @@ class TorchSASampler(dimod.Sampler, dimod.Initialized):
                initial_states: Any = None, initial_states_generator: str = "random",
                seed: int | None = None, beta_range: Any = None,
                **parameters: Any) -> dimod.SampleSet:
+        stop = _stop_from(parameters)
         check_bqm(bqm, "torch-sa")
-        parsed = self.parse_initial_states(
-            bqm, initial_states=initial_states,
+        if num_reads is not None:
+            positive_int(num_reads, "num_reads", "torch-sa")
+        initial = parse_initial_states(
+            self, bqm, initial_states=initial_states,
             initial_states_generator=initial_states_generator, num_reads=num_reads, seed=seed)
         model = ArrayModel.from_bqm(bqm, dimod.SPIN)
-        start = _as_spins(parsed.initial_states.record.sample, bqm.vartype)
+        start = _as_spins(initial, bqm.vartype)
         part = _Part(model.linear, model.rows, model.cols, model.data, start,
                      _beta_range(beta_range, model.linear, model.rows, model.cols, model.data))
-        [states], info = self._run([part], seed=seed, **parameters)
+        [states], info = self._run([part], stop, seed=seed, **parameters)
         return sampleset_from_states(states, dimod.SPIN, bqm, info)
 
     def sample_batch(self, bqms: list[dimod.BinaryQuadraticModel], num_reads: int = 10,
@@ -292,6 +359,7 @@ class TorchSASampler(dimod.Sampler, dimod.Initialized):
         the first k reads, the others start at random. Returns one SampleSet per problem,
         in order; ``info`` is shared and its timing is that of the whole batch.
         """
+        stop = _stop_from(parameters)
         reads = positive_int(num_reads, "num_reads", "torch-sa")
         rng = np.random.default_rng(seed)
         if initial_states is not None and len(initial_states) != len(bqms):
@@ -314,7 +382,7 @@ class TorchSASampler(dimod.Sampler, dimod.Initialized):
             parts.append(_Part(model.linear, model.rows, model.cols, model.data, start,
                                _beta_range(beta_range, model.linear, model.rows, model.cols,
                                            model.data)))
-        states, info = self._run(parts, seed=seed, **parameters)
+        states, info = self._run(parts, stop, seed=seed, **parameters)
         return [sampleset_from_states(x, dimod.SPIN, bqm, dict(info))
                 for x, bqm in zip(states, bqms)]
 
@@ -328,6 +396,7 @@ class TorchSASampler(dimod.Sampler, dimod.Initialized):
         """
         from ising_qubo.structured import StructuredIsing
 
+        stop = _stop_from(parameters)
         if not isinstance(problem, StructuredIsing):
             raise TypeError(f"torch-sa: expected a StructuredIsing, got {type(problem).__name__}")
         reads = positive_int(num_reads, "num_reads", "torch-sa")
@@ -354,18 +423,17 @@ class TorchSASampler(dimod.Sampler, dimod.Initialized):
             betas = _check_beta_range(beta_range)
         part = _Part(problem.h, rows[upper], indices[upper], data[upper], start,
                      (min(betas), max(betas)), problem.lowrank_u, problem.lowrank_v)
-        [states], info = self._run([part], seed=seed, **parameters)
+        [states], info = self._run([part], stop, seed=seed, **parameters)
         energies = problem.energies(states)
         return dimod.SampleSet.from_samples((states.astype(np.int8), problem.labels),
                                             dimod.SPIN, energies, info=info)
 
-    def _run(self, parts: list[_Part], num_sweeps: int = 1000, beta_schedule_type: str =
-             "geometric", seed: int | None = None, time_limit: float | None = None,
+    def _run(self, parts: list[_Part], stop: Stop, num_sweeps: int = 1000,
+             beta_schedule_type: str = "geometric", seed: int | None = None,
              device: str = "auto", dtype: str = "float32", backend: str = "auto",
              **parameters: Any) -> tuple[list[np.ndarray], dict]:
         self.remove_unknown_kwargs(**parameters)
         sweeps = positive_int(num_sweeps, "num_sweeps", "torch-sa")
-        deadline = Deadline(optional_time_limit(time_limit, "torch-sa"))
         torch_device = resolve_device(device, "torch-sa")
         if str(dtype) not in ("float32", "float64"):
             raise ValueError(f"torch-sa: dtype must be 'float32' or 'float64', got {dtype!r}")
@@ -376,22 +444,27 @@ class TorchSASampler(dimod.Sampler, dimod.Initialized):
             backend = "torch" if torch_device.type == "cuda" else "numba"
         if backend == "numba" and torch_device.type == "cuda":
             raise ValueError("torch-sa: backend='numba' runs on the CPU; use device='cpu'")
-        beta_table = np.stack([beta_schedule(*part.beta_range, sweeps, beta_schedule_type)
-                               for part in parts], axis=1)  # (sweeps, problems)
+        schedule = BetaSchedule([p.beta_range for p in parts], sweeps, beta_schedule_type)
         info: dict[str, Any] = {"beta_range": [p.beta_range for p in parts],
                                 "backend": backend, "device": str(torch_device)}
         sizes = [part.n for part in parts]
-        with wall_timer(info):
+        with stop, wall_timer(info):
             if sum(sizes) == 0:
                 spins, done = np.concatenate([p.start for p in parts], axis=1), 0
             elif backend == "numba":
-                spins, done = _run_numba(parts, beta_table, seed, deadline)
+                spins, done = _run_numba(parts, schedule, seed, stop)
             else:
-                spins, done = _run_torch(parts, beta_table, seed, deadline, torch_device,
-                                         getattr(torch, dtype))
+                spins, done = _run_torch(parts, schedule, seed, stop, torch_device,
+                                         getattr(torch, dtype), info)
         info["num_sweeps"] = done
+        stop.report(info)
         bounds = np.cumsum([0] + sizes)
         return [spins[:, a:b] for a, b in zip(bounds[:-1], bounds[1:])], info
+
+
+def _stop_from(parameters: dict[str, Any]) -> Stop:
+    """The call's Stop, its clock started now, from ``parameters.pop("time_limit")``."""
+    return Stop(optional_time_limit(parameters.pop("time_limit", None), "torch-sa"))
 
 
 def _as_spins(states: np.ndarray, vartype: dimod.Vartype) -> np.ndarray:
@@ -437,7 +510,7 @@ def _lowrank_union(parts: list[_Part]) -> tuple[np.ndarray, np.ndarray]:
     return lr_u, lr_v
 
 
-def _run_numba(parts, beta_table, seed, deadline) -> tuple[np.ndarray, int]:
+def _run_numba(parts, schedule, seed, stop) -> tuple[np.ndarray, int]:
     """Anneal on the CPU with the compiled kernels; returns (spins, sweeps done).
 
     The kernels work in float64 whatever ``dtype`` says: mixing float32 couplings into
@@ -446,14 +519,24 @@ def _run_numba(parts, beta_table, seed, deadline) -> tuple[np.ndarray, int]:
 
     Three layouts: every problem dense (one task per replica and problem, rows read
     contiguously), or CSR with optional low-rank terms for everything else.
+
+    Each replica has its own random stream and its fields are recomputed every
+    ``_REFRESH_SWEEPS`` sweeps, so how the work is cut into kernel calls (blocks of
+    replicas, runs of sweeps) does not change the result; :class:`_Pacer` cuts it into
+    calls of about 2% of the time limit (0.25 s at most), between which ``stop`` is
+    checked and Ctrl-C is noticed.
     """
+    import numba
+
     from ising_qubo.solvers import _sa_cpu
     from ising_qubo.structured import csr_from_coo
 
     model, problem_of = _union(parts)
     n = model.num_variables
+    problems = len(parts)
     spins = np.ascontiguousarray(np.concatenate([p.start for p in parts], axis=1))
     reads = spins.shape[0]
+    fields = np.empty_like(spins)
     h = model.linear
     offsets = np.cumsum([0] + [p.n for p in parts])
     if all(_is_dense(p) for p in parts):
@@ -465,41 +548,106 @@ def _run_numba(parts, beta_table, seed, deadline) -> tuple[np.ndarray, int]:
         j_start = np.cumsum([0] + [len(b) for b in blocks]).astype(np.int64)
         jflat = np.concatenate(blocks)
         var_start = offsets.astype(np.int64)
-        seeds = np.random.SeedSequence(seed).generate_state(reads * len(parts), np.uint64)
+        # one stream per (replica, problem) task, replica-major as the kernel counts them
+        seeds = np.random.SeedSequence(seed).generate_state(reads * problems, np.uint64)
 
-        def run(table, greedy, coefficients):
-            f = _sa_cpu.fields_blocks(spins, h, coefficients, var_start, j_start)
-            _sa_cpu.sweeps_blocks(spins, f, coefficients, var_start, j_start, table, seeds,
-                                  greedy)
+        def refresh(a, b):
+            fields[a:b] = _sa_cpu.fields_blocks(spins[a:b], h, jflat, var_start, j_start)
 
-        annealing = exact = jflat
+        def sweep(a, b, table, greedy):
+            _sa_cpu.sweeps_blocks(spins[a:b], fields[a:b], jflat, var_start, j_start, table,
+                                  seeds[a * problems:b * problems], greedy)
     else:
         lr_u, lr_v = _lowrank_union(parts)
         lr_diag = (lr_u * lr_v).sum(axis=0)
+        proj_u = np.zeros((reads, lr_u.shape[0]))
+        proj_v = np.zeros((reads, lr_u.shape[0]))
         indptr, indices, values = csr_from_coo(
             n, np.concatenate([model.rows, model.cols]), np.concatenate([model.cols, model.rows]),
             np.concatenate([model.data, model.data]))
         indices = indices.astype(np.int32)  # halves the memory the sweeps stream through
         seeds = np.random.SeedSequence(seed).generate_state(reads, np.uint64)
 
-        def run(table, greedy, coefficients):
-            f, pu, pv = _sa_cpu.fields_csr(spins, h, indptr, indices, coefficients, lr_u, lr_v)
-            _sa_cpu.sweeps_csr(spins, f, pu, pv, indptr, indices, coefficients, lr_u, lr_v,
-                               lr_diag, table, problem_of, seeds, greedy)
+        def refresh(a, b):
+            fields[a:b], proj_u[a:b], proj_v[a:b] = _sa_cpu.fields_csr(
+                spins[a:b], h, indptr, indices, values, lr_u, lr_v)
 
-        annealing = exact = values
+        def sweep(a, b, table, greedy):
+            _sa_cpu.sweeps_csr(spins[a:b], fields[a:b], proj_u[a:b], proj_v[a:b], indptr,
+                               indices, values, lr_u, lr_v, lr_diag, table, problem_of,
+                               seeds[a:b], greedy)
 
-    # Chunks bound the rounding drift of the incremental field updates and let the
-    # time limit be checked; a chunk costs about 100x the field recomputation.
-    done = 0
-    chunk = 100
-    while done < len(beta_table):
-        run(np.ascontiguousarray(beta_table[done:done + chunk]), False, annealing)
-        done = min(done + chunk, len(beta_table))
-        if deadline.expired():
-            break
-    run(np.zeros((10_000, beta_table.shape[1])), True, exact)
-    return spins, done
+    limit = None if stop.deadline.end is None else stop.deadline.end - stop.deadline.start
+    pacer = _Pacer(0.25 if limit is None else min(0.25, max(0.002, 0.02 * limit)),
+                   numba.get_num_threads())
+    swept = np.zeros(reads, dtype=np.int64)  # sweeps done, per replica
+
+    def anneal_all() -> None:
+        """Segments of _REFRESH_SWEEPS sweeps; in each, blocks of replicas in order."""
+        first = True
+        for begin in range(0, len(schedule), _REFRESH_SWEEPS):
+            table = schedule.table(begin, begin + _REFRESH_SWEEPS)
+            a = 0
+            while a < reads:
+                width, step = pacer.block(reads - a, len(table))
+                b = a + width
+                refresh(a, b)
+                done = 0
+                while done < len(table):
+                    if not first and stop():
+                        return
+                    first = False
+                    chunk = table[done:done + step]
+                    started = time.perf_counter()
+                    sweep(a, b, chunk, False)
+                    pacer.record(width * len(chunk), time.perf_counter() - started)
+                    swept[a:b] += len(chunk)
+                    done += len(chunk)
+                    step = pacer.sweeps(width, len(table) - done)
+                a = b
+
+    try:
+        anneal_all()
+    except KeyboardInterrupt:
+        if not stop.interrupt():
+            raise
+    # Replicas never reached (the run stopped in its first segment) are left out: they
+    # would only be random states, and descending them all could overrun the limit.
+    kept = int(np.count_nonzero(swept)) if swept[-1] == 0 else reads
+    refresh(0, kept)
+    sweep(0, kept, np.zeros((10_000, problems)), True)
+    return spins[:kept], int(swept[:kept].min())
+
+
+class _Pacer:
+    """Sizes CPU kernel calls to about ``target`` seconds from the measured cost.
+
+    A call runs ``width`` replicas (at least one per thread, when there are that many)
+    for some sweeps; the cost of a replica-sweep is re-measured after every call, and the
+    first call (cost unknown) is one sweep.
+    """
+
+    def __init__(self, target: float, threads: int) -> None:
+        self.target = target
+        self.threads = max(1, threads)
+        self.cost: float | None = None  # seconds per replica-sweep
+
+    def block(self, replicas: int, sweeps: int) -> tuple[int, int]:
+        """(replicas, sweeps) of the next call, out of ``replicas`` and ``sweeps`` left."""
+        width = min(replicas, self.threads)
+        if self.cost is None:
+            return width, 1
+        budget = self.target / self.cost  # replica-sweeps in one call
+        if budget >= width * sweeps:
+            return min(replicas, max(width, int(budget // sweeps))), sweeps
+        return width, self.sweeps(width, sweeps)
+
+    def sweeps(self, width: int, sweeps: int) -> int:
+        budget = self.target / self.cost
+        return max(1, min(sweeps, int(budget // width)))
+
+    def record(self, replica_sweeps: int, seconds: float) -> None:
+        self.cost = max(seconds, 1e-9) / max(replica_sweeps, 1)
 
 
 def _part_colours(part: _Part) -> np.ndarray:
@@ -512,8 +660,18 @@ def _part_colours(part: _Part) -> np.ndarray:
     return colours
 
 
-def _run_torch_padded(parts, beta_table, seed, deadline, device,
-                      dtype) -> tuple[np.ndarray, int]:
+def _beta_rows(schedule: BetaSchedule, columns: np.ndarray | None, device: torch.device,
+               dtype: torch.dtype, block: int = 256) -> Iterator[torch.Tensor]:
+    """The schedule's rows as tensors (``columns`` picks a column per variable), computed
+    a block at a time: a (sweeps, n) table of a long run would not fit in memory."""
+    for a in range(0, len(schedule), block):
+        table = schedule.table(a, a + block)
+        yield from torch.as_tensor(table if columns is None else table[:, columns],
+                                   dtype=dtype, device=device)
+
+
+def _run_torch_padded(parts, schedule, seed, stop, device, dtype,
+                      info) -> tuple[np.ndarray, int]:
     """A batch of dense problems as one padded (problems, replicas, n_max) tensor.
 
     Step k updates variable k of every problem and replica in one set of tensor
@@ -525,24 +683,42 @@ def _run_torch_padded(parts, beta_table, seed, deadline, device,
     reads = parts[0].start.shape[0]
     J = torch.zeros((count, width, width), dtype=torch.float64)
     h = torch.zeros((count, 1, width), dtype=torch.float64)
-    spins = torch.ones((count, reads, width), dtype=torch.float64)
+    start = torch.ones((count, reads, width), dtype=torch.float64)
     padding = torch.ones((count, 1, width), dtype=torch.bool)
     for k, p in enumerate(parts):
         block = np.zeros((p.n, p.n))
         np.add.at(block, (p.rows, p.cols), p.data)
         J[k, :p.n, :p.n] = torch.from_numpy(block + block.T)
         h[k, 0, :p.n] = torch.from_numpy(p.h)
-        spins[k, :, :p.n] = torch.from_numpy(p.start)
+        start[k, :, :p.n] = torch.from_numpy(p.start)
         padding[k, 0, :p.n] = False
-    J, h, spins, padding = (t.to(device) for t in (J, h, spins, padding))
+    itemsize = torch.finfo(dtype).bits // 8
+    J, h, padding = on_device(lambda: (J.to(device), h.to(device), padding.to(device)),
+                              "torch-sa", device, f"{count} padded {width}x{width} matrices",
+                              J.numel() * 8)
+    J_work = on_device(lambda: J.to(dtype), "torch-sa", device, f"the matrices in {dtype}",
+                       J.numel() * itemsize)
     generator = torch.Generator(device=device)
     generator.manual_seed(torch_seed(seed))
-    betas = torch.as_tensor(beta_table, dtype=dtype, device=device)  # (sweeps, problems)
 
-    def run(table: torch.Tensor | None, coupling: torch.Tensor, state: torch.Tensor) -> int:
+    synchronize = device.type == "cuda" and stop.deadline.end is not None
+
+    def run(table, coupling: torch.Tensor, state: torch.Tensor) -> int:
+        if table is None:
+            return sweep_all(table, coupling, state)
+        try:
+            return sweep_all(table, coupling, state)
+        except KeyboardInterrupt:  # between updates: every state is still a valid one
+            if not stop.interrupt():
+                raise
+            return progress[-1]
+
+    progress = [0]
+
+    def sweep_all(table, coupling: torch.Tensor, state: torch.Tensor) -> int:
         fields = h.to(state.dtype) + torch.bmm(state, coupling)
-        done = 0
-        for done, beta in enumerate(table if table is not None else range(10_000), start=1):
+        done = progress[-1] = 0
+        for step, beta in enumerate(table if table is not None else range(10_000), start=1):
             if table is None:  # greedy descent: accept strict improvements only
                 bar = torch.zeros_like(state).masked_fill_(padding, -torch.inf)
             else:
@@ -559,44 +735,77 @@ def _run_torch_padded(parts, beta_table, seed, deadline, device,
                 fields.add_(delta[:, :, None] * coupling[:, k:k + 1, :])
                 if table is None:
                     flips += int(flip.sum())
+            done = step
             if table is None and flips == 0:
                 break
+            progress[-1] = done
             if table is not None and (done % 64 == 0):
                 fields = h.to(state.dtype) + torch.bmm(state, coupling)
-            if table is not None and deadline.expired():
+            if synchronize:
+                torch.cuda.synchronize(device)
+            if table is not None and stop():
                 break
         return done
 
-    work = spins.to(dtype)
-    done = run(betas, J.to(dtype), work)
-    exact = work.to(torch.float64)
-    run(None, J, exact)
-    out = exact.cpu().numpy()
-    return np.concatenate([out[k, :, :n] for k, n in enumerate(sizes)], axis=1), done
+    sweeps = []
+
+    def chunk(a: int, b: int) -> np.ndarray:
+        work = start[:, a:b].to(device=device, dtype=dtype)
+        sweeps.append(run(_beta_rows(schedule, None, device, dtype), J_work, work))
+        exact = work.to(torch.float64)
+        run(None, J, exact)
+        return exact.cpu().numpy()
+
+    per_replica = count * width * (6 * itemsize + 3 * 8)
+    outs, size = in_chunks(chunk, reads, stop, "torch-sa", device,
+                           lambda k: J.numel() * (8 + itemsize) + k * per_replica)
+    if size < reads:
+        info["replica_chunk"] = size
+    out = np.concatenate(outs, axis=1)
+    return np.concatenate([out[k, :, :n] for k, n in enumerate(sizes)], axis=1), min(sweeps)
 
 
-def _run_torch(parts, beta_table, seed, deadline, device, dtype) -> tuple[np.ndarray, int]:
+def _run_torch(parts, schedule, seed, stop, device, dtype, info) -> tuple[np.ndarray, int]:
     if len(parts) > 1 and all(_is_dense(p) for p in parts):
-        return _run_torch_padded(parts, beta_table, seed, deadline, device, dtype)
+        return _run_torch_padded(parts, schedule, seed, stop, device, dtype, info)
     model, problem_of = _union(parts)
+    n = model.num_variables
+    itemsize = torch.finfo(dtype).bits // 8
     # Problems share no couplings, so class k of every problem forms one class: a batch
     # costs as many steps per sweep as its largest problem, not the sum of all.
     colours = None if len(parts) == 1 else np.concatenate([_part_colours(p) for p in parts])
-    problem = build_tensors(model, device, dtype, colours)
+    # J (dense, or CSR plus its transposed class blocks), in dtype and a float64 copy
+    dense = 2 * len(model.data) >= _DENSE_FRACTION * n * n or n <= 64
+    matrix_bytes = (n * n if dense else 8 * len(model.data)) * (itemsize + 8)
+    problem = on_device(lambda: build_tensors(model, device, dtype, colours), "torch-sa",
+                        device, f"the {n}x{n} coupling matrix", matrix_bytes)
     lr_u, lr_v = _lowrank_union(parts)
     if lr_u.shape[0]:
         problem.lowrank_u = torch.as_tensor(lr_u[:, problem.order], dtype=dtype, device=device)
         problem.lowrank_v = torch.as_tensor(lr_v[:, problem.order], dtype=dtype, device=device)
-    start = np.concatenate([p.start for p in parts], axis=1)
+    exact = on_device(lambda: problem.to(torch.float64), "torch-sa", device,
+                      f"the {n}x{n} coupling matrix in float64", matrix_bytes)
+    start = np.concatenate([p.start for p in parts], axis=1)[:, problem.order]
     generator = torch.Generator(device=device)
     generator.manual_seed(torch_seed(seed))
-    spins = torch.as_tensor(start[:, problem.order], dtype=dtype, device=device)
     # per-variable inverse temperatures, in the stored (colour) order
-    betas = torch.as_tensor(beta_table[:, problem_of[problem.order]], dtype=dtype, device=device)
-    spins, done = anneal(problem, spins, betas, generator, deadline)
-    spins = descend(problem.to(torch.float64), spins.to(torch.float64))
-    spins = spins[:, torch.as_tensor(np.argsort(problem.order), device=device)]
-    return spins.cpu().numpy(), done
+    columns = problem_of[problem.order]
+    back = torch.as_tensor(np.argsort(problem.order), device=device)
+    sweeps = []
+
+    def chunk(a: int, b: int) -> np.ndarray:
+        spins = torch.as_tensor(start[a:b], dtype=dtype, device=device)
+        spins, done = anneal(problem, spins, _beta_rows(schedule, columns, device, dtype),
+                             generator, stop)
+        sweeps.append(done)
+        spins = descend(exact, spins.to(torch.float64))
+        return spins[:, back].cpu().numpy()
+
+    outs, size = in_chunks(chunk, len(start), stop, "torch-sa", device,
+                           lambda k: matrix_bytes + k * n * (6 * itemsize + 3 * 8))
+    if size < len(start):
+        info["replica_chunk"] = size
+    return np.concatenate(outs), min(sweeps)
 
 
 def _check_beta_range(beta_range: Any) -> tuple[float, float]:

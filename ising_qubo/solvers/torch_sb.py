@@ -33,15 +33,22 @@ import torch
 
 from ising_qubo.solvers._common import (
     ArrayModel,
-    Deadline,
+    Stop,
     check_bqm,
     optional_positive,
     optional_time_limit,
+    parse_initial_states,
     positive_int,
     sampleset_from_states,
     wall_timer,
 )
-from ising_qubo.solvers._torch_common import resolve_device, resolve_dtype, torch_seed
+from ising_qubo.solvers._torch_common import (
+    in_chunks,
+    on_device,
+    resolve_device,
+    resolve_dtype,
+    torch_seed,
+)
 from ising_qubo.solvers.torch_sa import build_tensors, descend
 
 MODES = ("ballistic", "discrete")
@@ -150,7 +157,7 @@ def bifurcate(
     num_steps: int,
     dt: float,
     mode: str,
-    deadline: Deadline,
+    stop: Stop,
     early_stopping: bool = True,
     sampling_period: int = 50,
     convergence_threshold: int = 50,
@@ -161,6 +168,8 @@ def bifurcate(
     positions. With ``early_stopping``, signs are sampled every ``sampling_period`` steps;
     an agent whose signs were identical at ``convergence_threshold`` consecutive samplings
     is frozen with those signs and no longer integrated, and the run ends when all are.
+    ``stop`` is checked every step; a KeyboardInterrupt between steps ends the run as
+    ``stop.interrupt()`` does.
     """
     M, discrete = problem.M, mode == "discrete"
     coupling = dt * problem.xi0
@@ -169,33 +178,42 @@ def bifurcate(
     previous: torch.Tensor | None = None
     stable = torch.zeros(x.shape[1], dtype=torch.int64, device=x.device)
     ramp = max(num_steps - 1, 1)
-    step = 0
-    for step in range(1, num_steps + 1):
-        pressure = (step - 1) / ramp  # a(t) / a0, from 0 to 1
-        y.addmm_(M, torch.sign(x) if discrete else x, alpha=coupling)
-        y.add_(x, alpha=dt * (pressure - 1.0))
-        x.add_(y, alpha=dt)
-        y.masked_fill_(x.abs() > 1.0, 0.0)
-        x.clamp_(-1.0, 1.0)
-        if early_stopping and step % sampling_period == 0:
-            signs = x >= 0
-            if previous is not None:
-                same = (signs == previous).all(dim=0)
-                stable = torch.where(same, stable + 1, 0)
-            previous = signs
-            converged = stable >= convergence_threshold - 1
-            if bool(converged.any()):
-                spins[:, active[converged]] = _signs(x[:, converged])
-                keep = ~converged
-                x, y, previous = x[:, keep], y[:, keep], previous[:, keep]
-                stable, active = stable[keep], active[keep]
-                if active.numel() == 0:
-                    break
-        if deadline.expired():
-            break
+    step = done = 0
+    synchronize = x.is_cuda and stop.deadline.end is not None
+    try:
+        for step in range(1, num_steps + 1):
+            pressure = (step - 1) / ramp  # a(t) / a0, from 0 to 1
+            y.addmm_(M, torch.sign(x) if discrete else x, alpha=coupling)
+            y.add_(x, alpha=dt * (pressure - 1.0))
+            x.add_(y, alpha=dt)
+            y.masked_fill_(x.abs() > 1.0, 0.0)
+            x.clamp_(-1.0, 1.0)
+            done = step
+            if early_stopping and step % sampling_period == 0:
+                signs = x >= 0
+                if previous is not None:
+                    same = (signs == previous).all(dim=0)
+                    stable = torch.where(same, stable + 1, 0)
+                previous = signs
+                converged = stable >= convergence_threshold - 1
+                if bool(converged.any()):
+                    spins[:, active[converged]] = _signs(x[:, converged])
+                    keep = ~converged
+                    # one statement: the arrays stay consistent if interrupted around it
+                    x, y, previous, stable, active = (x[:, keep], y[:, keep], previous[:, keep],
+                                                      stable[keep], active[keep])
+                    if active.numel() == 0:
+                        break
+            if synchronize:  # the host must not run ahead of the GPU's work on the clock
+                torch.cuda.synchronize(x.device)
+            if stop():
+                break
+    except KeyboardInterrupt:
+        if not stop.interrupt():
+            raise
     if active.numel():
         spins[:, active] = _signs(x)
-    return spins, step
+    return spins, done
 
 
 def _signs(x: torch.Tensor) -> torch.Tensor:
@@ -235,7 +253,9 @@ class TorchSBSampler(dimod.Sampler, dimod.Initialized):
     * ``early_stopping`` (default True), ``sampling_period`` (50) and
       ``convergence_threshold`` (50), as in the simulated-bifurcation package: an agent
       stops once its signs are identical at that many consecutive samplings.
-    * ``time_limit``: seconds, checked every step (cuts the ramp short).
+    * ``time_limit``: seconds from the call (set-up included), checked every step (cuts
+      the ramp short). Ctrl-C also ends the run between steps: the agents' current signs
+      are descended and returned, with ``info["interrupted"] = True``.
     * ``seed``: reproducible on CPU.
     * ``initial_states``, ``initial_states_generator``: warm starts set the signs of the
       initial positions (see :func:`initial_positions`).
@@ -244,7 +264,10 @@ class TorchSBSampler(dimod.Sampler, dimod.Initialized):
       force it.
 
     Every returned state is a local minimum: a float64 greedy single-flip descent
-    (``torch_sa.descend``) follows SB. ``info`` has ``timing``, ``num_steps`` (steps
+    (``torch_sa.descend``) follows SB. A CUDA out-of-memory error is retried with the
+    agents split into chunks run one after another, halving until one fits
+    (``info["agent_chunk"]``; a chunk is not started once the time limit has passed), else
+    a ValueError gives the memory asked and free. ``info`` has ``timing``, ``num_steps`` (steps
     run), ``mode``, ``device``, ``dt`` and ``matrix`` ('dense' or 'csr').
     """
 
@@ -285,6 +308,7 @@ class TorchSBSampler(dimod.Sampler, dimod.Initialized):
         sparse: bool | None = None,
         **parameters: Any,
     ) -> dimod.SampleSet:
+        stop = Stop(optional_time_limit(time_limit, "torch-sb"))
         check_bqm(bqm, "torch-sb")
         self.remove_unknown_kwargs(**parameters)
         if num_reads is None and initial_states is None:
@@ -301,44 +325,59 @@ class TorchSBSampler(dimod.Sampler, dimod.Initialized):
         threshold = positive_int(convergence_threshold, "convergence_threshold", "torch-sb")
         if sparse is not None:
             sparse = check_bool(sparse, "sparse")
-        deadline = Deadline(optional_time_limit(time_limit, "torch-sb"))
         torch_device = resolve_device(device, "torch-sb")
         torch_dtype = resolve_dtype(dtype, "torch-sb")
-        parsed = self.parse_initial_states(
-            bqm, initial_states=initial_states,
+        start = parse_initial_states(
+            self, bqm, initial_states=initial_states,
             initial_states_generator=initial_states_generator,
-            num_reads=num_reads, seed=seed)
+            num_reads=num_reads, seed=seed).astype(np.float64)
         model = ArrayModel.from_bqm(bqm, dimod.SPIN)
         n = model.num_variables
 
         info: dict[str, Any] = {"mode": mode, "device": str(torch_device)}
-        with wall_timer(info):
-            start = np.asarray(parsed.initial_states.record.sample, dtype=np.float64)
+        with stop, wall_timer(info):
             if bqm.vartype is dimod.BINARY:
                 start = 2 * start - 1
             done = 0
             if n == 0:
-                spins = torch.empty((len(start), 0), dtype=torch.float64)
+                states = np.empty((len(start), 0), dtype=np.int8)
             else:
-                problem = build_sb_problem(model, torch_device, torch_dtype, sparse)
+                itemsize = torch.finfo(torch_dtype).bits // 8
+                matrix_bytes = (n + 1) ** 2 * itemsize + n * n * 8 * 2
+                problem, ising = on_device(
+                    lambda: (build_sb_problem(model, torch_device, torch_dtype, sparse),
+                             build_tensors(model, torch_device, torch.float64)),
+                    "torch-sb", torch_device, f"the {n}x{n} coupling matrices", matrix_bytes)
                 if step_size is None:
                     step_size = problem.default_dt(mode)
                 info["matrix"] = "dense" if problem.dense else "csr"
                 generator = torch.Generator(device=torch_device)
                 generator.manual_seed(torch_seed(seed))
-                x, y = initial_positions(start, problem.ancilla, generator, torch_device,
-                                         torch_dtype)
-                spins, done = bifurcate(problem, x, y, steps, step_size, mode, deadline,
-                                        early_stopping, period, threshold)
-                if problem.ancilla:
-                    spins = spins[:n] * spins[n]
-                spins = spins.T.to(torch.float64)
-                ising = build_tensors(model, torch_device, torch.float64)
-                spins = descend(ising, spins[:, torch.as_tensor(ising.order, device=torch_device)])
-                spins = spins[:, torch.as_tensor(np.argsort(ising.order), device=torch_device)]
+                order = torch.as_tensor(ising.order, device=torch_device)
+                back = torch.as_tensor(np.argsort(ising.order), device=torch_device)
+                steps_run = []
+
+                def run(a: int, b: int) -> np.ndarray:
+                    x, y = initial_positions(start[a:b], problem.ancilla, generator,
+                                             torch_device, torch_dtype)
+                    spins, count = bifurcate(problem, x, y, steps, step_size, mode, stop,
+                                             early_stopping, period, threshold)
+                    steps_run.append(count)
+                    if problem.ancilla:
+                        spins = spins[:n] * spins[n]
+                    spins = descend(ising, spins.T.to(torch.float64)[:, order])
+                    return spins[:, back].cpu().numpy().astype(np.int8)
+
+                # per agent: x, y, signs, spins in dtype; spins, fields, deltas in float64
+                per_agent = (n + 1) * (6 * itemsize + 4 * 8)
+                chunks, size = in_chunks(run, len(start), stop, "torch-sb", torch_device,
+                                         lambda k: matrix_bytes + k * per_agent)
+                if size < len(start):
+                    info["agent_chunk"] = size
+                states = np.concatenate(chunks)
+                done = max(steps_run)
         info["num_steps"] = done
         info["dt"] = step_size
-        states = spins.cpu().numpy().astype(np.int8)
+        stop.report(info)
         return sampleset_from_states(states, dimod.SPIN, bqm, info)
-
 
