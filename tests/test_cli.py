@@ -44,7 +44,8 @@ def test_solve_prints_and_writes_json(small_qubo, tmp_path):
     assert "status:     OPTIMAL" in result.stdout
     data = json.loads(out.read_text())
     assert set(data) == {"solver", "energy", "objective", "status", "time_s",
-                         "num_variables", "sample"}
+                         "num_variables", "sample", "interrupted"}
+    assert data["interrupted"] is False
     assert data["energy"] == optimum.energy and data["num_variables"] == 3
     assert bqm.energy({int(k): v for k, v in data["sample"].items()}) == data["energy"]
 
