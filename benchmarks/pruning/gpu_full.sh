@@ -12,7 +12,10 @@
 # and carry "data" (18.6 MB). Packages: the machine's torch plus this project's wheels
 # (see the device README's .whl recipe: dimod, dwave-samplers, ortools, torch-pruning,
 # safetensors, numba, llvmlite, networkx, tqdm), then `pip install --no-deps -e .`.
-# Environment: PYTHON, DENSE_EPOCHS (15), PRE_EPOCHS (1), FINETUNE_EPOCHS (5), BATCH (512).
+# Environment: PYTHON, DENSE_EPOCHS (15), PRE_EPOCHS (1), FINETUNE_EPOCHS (5), BATCH (512),
+# DEVICE (cuda), EXTRA (more options for every run). Smoke test without a GPU:
+#   DEVICE=cpu DENSE_EPOCHS=1 PRE_EPOCHS=0 FINETUNE_EPOCHS=1 BATCH=64 \
+#   EXTRA="--model resnet20 --train-subset 256 --test-subset 200" DATA=/work/data gpu_full.sh
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 PYTHON=${PYTHON:-python3}
@@ -22,15 +25,22 @@ PRE_EPOCHS=${PRE_EPOCHS:-1}
 FINETUNE_EPOCHS=${FINETUNE_EPOCHS:-5}
 BATCH=${BATCH:-512}
 DATA=${DATA:-/tmp/cifar10-jpeg}
+DEVICE=${DEVICE:-cuda}
+read -r -a extra <<< "${EXTRA:-}"
 
-"$PYTHON" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 'gpu_full.sh: no CUDA device')"
+if [[ $DEVICE == cuda* ]]; then
+    "$PYTHON" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 'gpu_full.sh: no CUDA device')"
+    gpu_flags=(--amp --channels-last)
+else
+    gpu_flags=()
+fi
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
 if [[ ! -d $DATA/train ]]; then
     mkdir -p "$DATA" && tar -xJf data/cifar10-jpeg.tar.xz -C "$DATA"
 fi
 mkdir -p "$OUT"
 common=(--model resnet18 --dataset imagefolder --data-dir "$DATA" --batch-size "$BATCH"
-        --device cuda --amp --channels-last --no-progress --seed 0)
+        --device "$DEVICE" "${gpu_flags[@]}" --no-progress --seed 0 "${extra[@]}")
 start=$(date +%s)
 "$PYTHON" -m ising_qubo.cli train --method none --epochs "$DENSE_EPOCHS" --finetune-epochs 0 \
     --lr 0.2 --out "$OUT/dense" "${common[@]}"
@@ -47,7 +57,7 @@ import json, sys, time
 from pathlib import Path
 out, start = Path(sys.argv[1]), int(sys.argv[2])
 dense = json.loads((out / "dense" / "report.json").read_text())
-print(f"dense ResNet-18: top-1 {dense['accuracy']['after']['top1']:.2f}%, "
+print(f"dense model: top-1 {dense['accuracy']['after']['top1']:.2f}%, "
       f"top-5 {dense['accuracy']['after']['top5']:.2f}%, {dense['params']['after']:,} params")
 print("| method | top-1 | top-5 | params kept | MACs kept | selection s |")
 print("|---|---|---|---|---|---|")
