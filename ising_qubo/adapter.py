@@ -143,15 +143,23 @@ def execution_order(model: nn.Module, example_inputs: Any,
             order.append(name)
             out_size[name] = int(output[0, 0].numel()) if output.dim() > 2 else 1
 
-    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, types)]
+    watched = [m for m in model.modules() if isinstance(m, types)]
+    forward_with_hooks(model, watched, hook, example_inputs)
+    return order, out_size
+
+
+def forward_with_hooks(model: nn.Module, modules: Sequence[nn.Module], hook: Any,
+                       inputs: Any) -> None:
+    """One eval-mode, no-grad forward pass with ``hook`` on ``modules``; every module's
+    train/eval mode and the hooks are put back whatever happens."""
+    handles = [m.register_forward_hook(hook) for m in modules]
     try:
         with modes_kept(model), torch.no_grad():
             model.eval()
-            _forward(model, example_inputs)
+            _forward(model, inputs)
     finally:
         for handle in handles:
             handle.remove()
-    return order, out_size
 
 
 def _forward(model: nn.Module, example_inputs: Any) -> Any:

@@ -33,8 +33,7 @@ from ising_qubo import io
 from ising_qubo.adapter import (
     ModelGroups,
     UnitGroup,
-    _forward,
-    modes_kept,
+    forward_with_hooks,
     uniform_keep_counts,
 )
 from ising_qubo.constrained import budgeted_descent
@@ -549,12 +548,5 @@ def _mean_feature_maps(model: nn.Module, modules: list[nn.Module], data: Any) ->
     def hook(module, _inputs, output):
         maps[id(module)] = output.detach().float().mean(dim=0).cpu().numpy()
 
-    handles = [m.register_forward_hook(hook) for m in modules]
-    try:
-        with modes_kept(model), torch.no_grad():
-            model.eval()
-            _forward(model, inputs)
-    finally:
-        for handle in handles:
-            handle.remove()
+    forward_with_hooks(model, modules, hook, inputs)
     return maps

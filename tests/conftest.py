@@ -42,3 +42,15 @@ def shared_bench() -> Path:
     if not SHARED_BENCH.is_dir():
         pytest.skip(f"benchmark instances not found at {SHARED_BENCH}")
     return SHARED_BENCH
+
+
+@pytest.fixture
+def one_torch_thread():
+    """One intra-op thread for the network tests: tiny models gain nothing from more, and
+    the suite stays off the cores other work is using."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -47,13 +47,7 @@ from ising_qubo.problem import PruningProblem
 from ising_qubo.pruner import ImportancePruner
 from ising_qubo.training import CheckpointError, load_checkpoint, load_weights, save_checkpoint
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 WILD = "<*>"  # in an expected message: any text (a library's own wording, a long list)

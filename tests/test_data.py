@@ -28,14 +28,7 @@ from ising_qubo.data import (
     stratified_indices,
 )
 
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Keep CPU use modest (and fast on a shared machine)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # --------------------------------------------------------------------------- writers

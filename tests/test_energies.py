@@ -10,7 +10,6 @@ import dimod
 import numpy as np
 import pytest
 import scipy.linalg
-import torch
 
 from ising_qubo.energies import (
     LayerTerms,
@@ -25,13 +24,7 @@ from ising_qubo.energies import (
     reference_energy,
 )
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # ----- references ------------------------------------------------------------------------

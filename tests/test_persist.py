@@ -25,13 +25,7 @@ from ising_qubo.persist import (
     save_pruned,
 )
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def random_masks(groups: ModelGroups, seed: int) -> dict[str, np.ndarray]:

@@ -16,13 +16,7 @@ from ising_qubo.adapter import ModelGroups, count_params, uniform_keep_counts
 from ising_qubo.models import build
 from ising_qubo.pruner import ImportancePruner, IsingPruner, prune_model
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 SA = {"num_reads": 2, "num_sweeps": 50, "seed": 0}
