@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 import warnings
 
@@ -251,10 +252,14 @@ def test_tabu_stops_between_batches_on_ctrl_c(monkeypatch):
 def test_cpsat_returns_feasible_best_on_ctrl_c(monkeypatch):
     bqm = random_bqm(70, "SPIN", seed=10, density=1.0)  # far from proven in a minute
     on_solution = cpsat._SolutionCollector.on_solution_callback
+    first = threading.Lock()  # acquired once, never released: atomic across workers
 
     def first_solution_then_ctrl_c(self):
         on_solution(self)
-        if len(self.solutions) == 1:  # a CP-SAT worker thread: a process-wide SIGINT
+        # Exactly one Ctrl-C: the collector keeps only num_reads solutions, so counting
+        # them would send a second SIGINT (an abort) when a second solution arrives
+        # before the search stops.
+        if first.acquire(blocking=False):  # a CP-SAT worker thread: a process-wide SIGINT
             os.kill(os.getpid(), signal.SIGINT)
 
     monkeypatch.setattr(cpsat._SolutionCollector, "on_solution_callback",
