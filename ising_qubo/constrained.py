@@ -1,77 +1,138 @@
-"""Local search on a structured Ising model under "keep exactly k_g units of group g".
+"""Structured Ising models under "keep exactly k_g units of group g".
 
 A penalty makes the budget part of the energy, but a state that meets it can only move
 to another such state by a swap (one unit out, one in), which single-flip annealing must
-do through an energy barrier of the penalty's height. So after any solver, the pruning
-problem finishes with this exact search: first single flips that meet the budget at the
-least energy cost, then best-improvement swaps inside each group until none improves.
-Every returned state therefore meets the budget and is a swap-local minimum of the
-budget-free energy. Fields are updated from the structured form (blocks plus low-rank
-terms) in O(block + rank) per move, never from a dense n x n matrix.
+do through an energy barrier of the penalty's height. This module searches the budget's
+states directly, with the compiled kernels of :mod:`ising_qubo.solvers._swap_cpu`:
+
+* :func:`budgeted_descent` (the pruning problem's final polish after any solver): greedy
+  single flips that meet the budget at the least energy cost, then swaps inside groups
+  until none lowers the energy. Every returned state meets the budget and is a
+  swap-local minimum of the energy.
+* :func:`budgeted_anneal`: simulated annealing by Metropolis swaps from budget-meeting
+  states, then the same descent. No penalty, no dense n x n matrix: fields are kept
+  from the blocks and the low-rank terms in O(block + terms touching the spin) per flip.
+
+Groups must be disjoint; variables outside every group keep their values.
 """
 
 from __future__ import annotations
 
+import math
+import time
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
 from ising_qubo.structured import StructuredIsing
 
+_DELTA_SAMPLES = 4096
 
-class _Fields:
-    """g_i = dE/ds_i of a structured model, kept current under spin flips."""
 
-    def __init__(self, model: StructuredIsing, spins: np.ndarray) -> None:
+class SwapModel:
+    """A :class:`StructuredIsing` plus groups, laid out as flat arrays for the kernels."""
+
+    def __init__(self, model: StructuredIsing, groups: Sequence[np.ndarray]) -> None:
+        n = model.num_variables
         self.model = model
-        self.spins = spins.astype(float).copy()
-        self.block_of = [index for index, _ in model.blocks]
-        self.u = model.lowrank_u
-        self.v = model.lowrank_v
-        self.us = self.u @ self.spins
-        self.vs = self.v @ self.spins
-        self.block_field = np.zeros_like(self.spins)
-        for index, J in model.blocks:
-            self.block_field[index] += J @ self.spins[index]
-        self.self_term = 4.0 * np.sum(self.u * self.v, axis=0)
-        self.where: list[list[tuple[int, int]]] = [[] for _ in range(len(spins))]
-        for b, (index, _) in enumerate(model.blocks):
-            for position, variable in enumerate(index.tolist()):
-                self.where[variable].append((b, position))
+        self.n = n
+        self.h = np.ascontiguousarray(model.h, dtype=np.float64)
+        sizes = [len(index) for index, _ in model.blocks]
+        self.bvars = (np.concatenate([index for index, _ in model.blocks]).astype(np.int64)
+                      if model.blocks else np.zeros(0, dtype=np.int64))
+        self.bvar_start = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+        self.j_start = np.concatenate([[0], np.cumsum([m * m for m in sizes])]).astype(np.int64)
+        self.jflat = (np.concatenate([np.ascontiguousarray(J, dtype=np.float64).ravel()
+                                      for _, J in model.blocks])
+                      if model.blocks else np.zeros(0))
+        # variable -> (block, position) for every block holding it
+        block_of = np.repeat(np.arange(len(sizes), dtype=np.int64), sizes)
+        position = (np.concatenate([np.arange(m) for m in sizes]).astype(np.int64)
+                    if sizes else np.zeros(0, dtype=np.int64))
+        order = np.argsort(self.bvars, kind="stable")
+        self.vb_ptr = np.concatenate([[0], np.cumsum(np.bincount(self.bvars, minlength=n))]
+                                     ).astype(np.int64)
+        self.vb_block = block_of[order]
+        self.vb_pos = position[order]
+        # low-rank factors by column, term indices ascending within a column
+        u, v = model.lowrank_u, model.lowrank_v
+        self.rank = u.shape[0]
+        cols, terms = np.nonzero(((u != 0) | (v != 0)).T)
+        self.lr_ptr = np.concatenate([[0], np.cumsum(np.bincount(cols, minlength=n))]
+                                     ).astype(np.int64)
+        self.lr_q = terms.astype(np.int64)
+        self.lr_u = np.ascontiguousarray(u[terms, cols], dtype=np.float64)
+        self.lr_v = np.ascontiguousarray(v[terms, cols], dtype=np.float64)
+        groups = [np.asarray(index, dtype=np.int64) for index in groups]
+        self.g_vars = (np.concatenate(groups) if groups else np.zeros(0, dtype=np.int64))
+        self.g_ptr = np.concatenate([[0], np.cumsum([len(g) for g in groups])]).astype(np.int64)
+        if len(self.g_vars) and (self.g_vars.min() < 0 or self.g_vars.max() >= n):
+            raise ValueError(f"group variable index out of range [0, {n})")
+        if len(np.unique(self.g_vars)) != len(self.g_vars):
+            raise ValueError("groups must be disjoint and list each variable once")
+        self.num_groups = len(groups)
 
-    def field(self, index: np.ndarray | None = None) -> np.ndarray:
-        if index is None:
-            index = slice(None)
-        return (self.model.h[index] + self.block_field[index] + self.u[:, index].T @ self.vs
-                + self.v[:, index].T @ self.us)
+    @property
+    def _blocks(self) -> tuple:
+        return (self.bvars, self.bvar_start, self.jflat, self.j_start,
+                self.vb_ptr, self.vb_block, self.vb_pos)
 
-    def flip_delta(self, index: np.ndarray | None = None) -> np.ndarray:
-        """Energy change of flipping each spin (of ``index``) alone."""
-        spins = self.spins if index is None else self.spins[index]
-        own = self.self_term if index is None else self.self_term[index]
-        return -2.0 * spins * self.field(index) + own
+    @property
+    def _lowrank(self) -> tuple:
+        return self.lr_ptr, self.lr_q, self.lr_u, self.lr_v
 
-    def coupling(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        """C[a, b]: the coefficient of s_a s_b in the energy."""
-        c = self.u[:, a].T @ self.v[:, b] + self.v[:, a].T @ self.u[:, b]
-        for index, J in self.model.blocks:
-            position = {v: p for p, v in enumerate(index.tolist())}
-            pa = np.array([position.get(i, -1) for i in a.tolist()])
-            pb = np.array([position.get(i, -1) for i in b.tolist()])
-            ra, rb = pa >= 0, pb >= 0
-            if ra.any() and rb.any():
-                c[np.ix_(ra, rb)] += J[np.ix_(pa[ra], pb[rb])]
-        return c
+    def state(self, spins: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(spins, block fields, u projections, v projections) for the kernels."""
+        from ising_qubo.solvers import _swap_cpu
 
-    def flip(self, i: int) -> None:
-        old = self.spins[i]
-        step = -2.0 * old
-        self.spins[i] = -old
-        self.us += self.u[:, i] * step
-        self.vs += self.v[:, i] * step
-        for b, position in self.where[i]:
-            index, J = self.model.blocks[b]
-            self.block_field[index] += J[:, position] * step
+        spins = np.ascontiguousarray(np.atleast_2d(spins), dtype=np.float64).copy()
+        fields = _swap_cpu.block_fields(spins, self.h, self.bvars, self.bvar_start,
+                                        self.jflat, self.j_start)
+        pu, pv = _swap_cpu.projections(spins, *self._lowrank, self.rank)
+        return spins, fields, pu, pv
+
+    def repair(self, state, targets: Sequence[int]) -> np.ndarray:
+        from ising_qubo.solvers import _swap_cpu
+
+        sizes = np.diff(self.g_ptr)
+        targets = np.asarray(targets, dtype=np.int64)
+        bad = np.flatnonzero((targets < 0) | (targets > sizes))
+        if len(bad):
+            g = int(bad[0])
+            raise ValueError(f"group {g}: cannot keep {int(targets[g])} of {int(sizes[g])} "
+                             "units")
+        return _swap_cpu.repair(*state, self.g_ptr, self.g_vars, targets,
+                                self.bvars, self.bvar_start, self.jflat, self.j_start,
+                                self.vb_ptr, self.vb_block, self.vb_pos, *self._lowrank)
+
+    def descend(self, state, max_swaps: int) -> np.ndarray:
+        from ising_qubo.solvers import _swap_cpu
+
+        return _swap_cpu.swap_descent(*state, self.g_ptr, self.g_vars, int(max_swaps),
+                                      self.tolerance(), self.bvars, self.bvar_start,
+                                      self.jflat, self.j_start, self.vb_ptr, self.vb_block,
+                                      self.vb_pos, *self._lowrank)
+
+    def tolerance(self) -> float:
+        """Improvements below this are float noise: 1e-9 of the largest field scale."""
+        scale = (np.abs(self.h).max(initial=0.0) + np.abs(self.jflat).max(initial=0.0)
+                 + float(np.abs(self.lr_u).sum() * np.abs(self.lr_v).max(initial=0.0)))
+        return 1e-9 * max(scale, 1.0)
+
+    def slots(self, spins: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per replica, each group's variables with the kept ones first; kept counts."""
+        reads = spins.shape[0]
+        order = np.empty((reads, len(self.g_vars)), dtype=np.int64)
+        kept = np.zeros(self.num_groups, dtype=np.int64)
+        for g in range(self.num_groups):
+            a, b = self.g_ptr[g], self.g_ptr[g + 1]
+            index = self.g_vars[a:b]
+            on = spins[:, index] > 0
+            kept[g] = int(on[0].sum())
+            # kept first, stable: a permutation of the group per replica
+            order[:, a:b] = index[np.argsort(~on, axis=1, kind="stable")]
+        return order, kept
 
 
 def budgeted_descent(model: StructuredIsing, spins: np.ndarray,
@@ -79,44 +140,97 @@ def budgeted_descent(model: StructuredIsing, spins: np.ndarray,
                      max_moves: int | None = None) -> tuple[np.ndarray, int, int]:
     """Meet ``sum(x[groups[g]]) == targets[g]`` (x = (s + 1) / 2) and descend by swaps.
 
+    ``max_moves`` caps the swaps (default 20 n; 0: only meet the budget).
     Returns (spins, repair flips, improving swaps).
     """
-    state = _Fields(model, np.asarray(spins, dtype=float))
-    repairs = 0
-    for index, target in zip(groups, targets):
-        while True:
-            kept = int((state.spins[index] > 0).sum())
-            if kept == target:
-                break
-            adding = kept < target
-            candidates = index[(state.spins[index] < 0) if adding else (state.spins[index] > 0)]
-            delta = state.flip_delta(candidates)
-            state.flip(int(candidates[np.argmin(delta)]))
-            repairs += 1
-    swaps = 0
-    limit = max_moves if max_moves is not None else 20 * len(state.spins)
-    # Group by group until a whole pass finds nothing: a swap moves the fields of the
-    # other groups only through the low-rank terms, which the next pass picks up.
-    improved = True
-    while improved and swaps < limit:
-        improved = False
-        for index in groups:
-            coupling = state.coupling(index, index)  # state-independent: once per pass
-            while swaps < limit:
-                on = state.spins[index] > 0
-                if on.all() or not on.any():
-                    break
-                delta = state.flip_delta(index)
-                out_pos, in_pos = np.flatnonzero(on), np.flatnonzero(~on)
-                # s_out = +1, s_in = -1: the pair's own term moves by 4 s_i s_j C = -4 C
-                gain = (delta[out_pos][:, None] + delta[in_pos][None, :]
-                        - 4.0 * coupling[np.ix_(out_pos, in_pos)])
-                k = int(np.argmin(gain))
-                if gain.flat[k] >= -1e-9 * max(1.0, abs(float(gain.flat[k]))):
-                    break
-                r, c = divmod(k, len(in_pos))
-                state.flip(int(index[out_pos[r]]))
-                state.flip(int(index[in_pos[c]]))
-                swaps += 1
-                improved = True
-    return state.spins, repairs, swaps
+    layout = SwapModel(model, groups)
+    state = layout.state(np.asarray(spins, dtype=float)[None, :])
+    repairs = int(layout.repair(state, targets)[0])
+    limit = 20 * layout.n if max_moves is None else int(max_moves)
+    swaps = int(layout.descend(state, limit)[0]) if limit > 0 else 0
+    return state[0][0], repairs, swaps
+
+
+def budgeted_anneal(model: StructuredIsing, groups: Sequence[np.ndarray],
+                    targets: Sequence[int], num_reads: int = 4, num_sweeps: int = 100,
+                    beta_range: tuple[float, float] | None = None, seed: int | None = None,
+                    initial_states: np.ndarray | None = None, stop: Any = None
+                    ) -> tuple[np.ndarray, dict]:
+    """Anneal by swaps inside groups, every state meeting the budget; then descend.
+
+    Starts from ``initial_states`` ((num_reads, n) spins, brought onto the budget by
+    greedy flips) or from random budget-meeting states. ``beta_range`` (hot, cold)
+    defaults to one derived from the energy changes of random swaps at the start:
+    the 90th percentile uphill swap is accepted with probability 1/2 at the hot end and
+    the 1st percentile with 1/100 at the cold end; geometric in between. ``stop``
+    (a :class:`~ising_qubo.solvers._common.Stop`) is checked between runs of sweeps.
+    Returns ((num_reads, n) spins, info).
+    """
+    from ising_qubo.solvers import _swap_cpu
+
+    layout = SwapModel(model, groups)
+    n = layout.n
+    rng = np.random.default_rng(seed)
+    if initial_states is None:
+        start = -np.ones((num_reads, n))
+        for g, k in enumerate(targets):
+            index = layout.g_vars[layout.g_ptr[g]:layout.g_ptr[g + 1]]
+            for r in range(num_reads):
+                start[r, rng.choice(index, size=int(k), replace=False)] = 1.0
+    else:
+        start = np.asarray(initial_states, dtype=float)
+        if start.shape != (num_reads, n) or not np.all(np.abs(start) == 1):
+            raise ValueError(f"initial_states must be a ({num_reads}, {n}) array of -1/+1 "
+                             "spins")
+    state = layout.state(start)
+    repairs = layout.repair(state, targets)
+    order, kept = layout.slots(state[0])
+    rng_state = rng.integers(0, 2**63, size=num_reads, dtype=np.int64).astype(np.uint64)
+    info: dict[str, Any] = {"repair_flips": repairs.tolist()}
+    if beta_range is None:
+        deltas = _swap_cpu.swap_deltas(state[0][0], state[1][0], state[2][0], state[3][0],
+                                       order[0], layout.g_ptr, kept, _DELTA_SAMPLES,
+                                       rng_state[:1].copy(), layout.vb_ptr, layout.vb_block,
+                                       layout.vb_pos, layout.bvar_start, layout.jflat,
+                                       layout.j_start, *layout._lowrank)
+        beta_range = _default_betas(deltas, layout.tolerance())
+    hot, cold = float(beta_range[0]), float(beta_range[1])
+    if not (0 <= hot <= cold) or not math.isfinite(cold):
+        raise ValueError(f"beta_range must be (hot, cold) with 0 <= hot <= cold, got "
+                         f"{beta_range!r}")
+
+    def betas(first: int, count: int) -> np.ndarray:
+        """Sweeps first..first+count of the geometric (linear from 0) schedule; computed
+        per call, as a long run's whole table would not fit in memory."""
+        t = np.arange(first, first + count) / max(num_sweeps - 1, 1)
+        return hot * (cold / hot) ** t if hot > 0 else cold * t
+
+    info["beta_range"] = [hot, cold]
+    done = 0
+    accepted = np.zeros(num_reads, dtype=np.int64)
+    # stop is checked between kernel calls, each sized from the measured cost of a sweep
+    # to ~2% of the time limit (0.25 s at most); the first call is one sweep
+    limit = None if stop is None else stop.deadline.remaining()
+    target = 0.25 if limit is None else min(0.25, max(0.002, 0.02 * limit))
+    chunk = 1
+    while done < num_sweeps and not (stop is not None and stop()):
+        part = betas(done, min(chunk, num_sweeps - done))
+        started = time.perf_counter()
+        accepted += _swap_cpu.swap_sweeps(*state, order, layout.g_ptr, layout.g_vars, kept,
+                                          part, rng_state, *layout._blocks, *layout._lowrank)
+        per_sweep = max(time.perf_counter() - started, 1e-9) / len(part)
+        chunk = max(1, int(target / per_sweep))
+        done += len(part)
+    info["num_sweeps"] = done
+    info["accepted_swaps"] = accepted.tolist()
+    info["descent_swaps"] = layout.descend(state, 20 * n).tolist()
+    return state[0], info
+
+
+def _default_betas(deltas: np.ndarray, tolerance: float) -> tuple[float, float]:
+    moving = deltas[deltas > tolerance]
+    if len(moving) == 0:
+        return 0.0, 1.0
+    hot = math.log(2) / float(np.percentile(moving, 90))
+    cold = math.log(100) / float(np.percentile(moving, 1))
+    return hot, max(hot, cold)

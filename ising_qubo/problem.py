@@ -17,9 +17,10 @@ strength provably makes every single-flip local minimum satisfy it.
 
 from __future__ import annotations
 
+import inspect
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -176,19 +177,30 @@ class PruningProblem:
         return cosine_redundancy(np.concatenate(columns, axis=1))
 
     def _build_ipruning(self, data: Any) -> None:
+        self._ipruning_data = data
+        self._network = network_energy(self._ipruning_terms(data), self.num_variables,
+                                       self.labels)
+
+    def _ipruning_terms(self, data: Any) -> Iterator[LayerTerms]:
+        """Each layer's share of the paper's energy, in execution order, one at a time."""
         layers = [(layer, group) for group in self.groups for layer in group.layers]
         rank = {name: i for i, name in enumerate(self.model_groups.order)}
         layers.sort(key=lambda item: rank[item[0].name])
         maps = _mean_feature_maps(self.model_groups.model, [layer.module for layer, _ in layers],
                                   data if data is not None else self.model_groups.example_inputs)
-        terms = []
         for layer, group in layers:
             weight = _weight(layer.module, layer.name)[layer.channels]
-            entropy = channel_entropy(maps[id(layer.module)][layer.channels])
-            terms.append(LayerTerms(layer.name, self.offsets[group.name] + layer.units,
-                                    redundancy_affinity(weight), entropy))
-        self.layer_terms = terms
-        self._network = network_energy(terms, self.num_variables, self.labels)
+            entropy = channel_entropy(maps.pop(id(layer.module))[layer.channels])
+            yield LayerTerms(layer.name, self.offsets[group.name] + layer.units,
+                             redundancy_affinity(weight), entropy)
+
+    @property
+    def layer_terms(self) -> list[LayerTerms]:
+        """The paper's energy layer by layer, recomputed from the current weights (for
+        checks: the problem itself keeps only the merged structured form)."""
+        if self.energy_name != "ipruning":
+            raise AttributeError("layer_terms exist for the paper's energy (ipruning) only")
+        return list(self._ipruning_terms(self._ipruning_data))
 
     # ----- models for solvers -----------------------------------------------------------
     def _group_bqm(self, group: UnitGroup, budget: bool) -> dimod.BinaryQuadraticModel:
@@ -406,7 +418,12 @@ class PruningProblem:
                 x = self.state_from_masks(initial).astype(float)
                 reads = int(params.get("num_reads", 10))
                 extra["initial_states"] = np.repeat(2 * x[None, :] - 1, reads, axis=0)
-            sampleset = sampler.sample_structured(self.structured(), **extra)
+            swaps = (self.keep_counts is not None and "cardinalities" in
+                     inspect.signature(sampler.sample_structured).parameters)
+            if swaps:  # the budget met exactly by swap moves: no penalty to anneal through
+                extra["cardinalities"] = [(g.labels, self.keep_counts[g.name])
+                                          for g in self.groups]
+            sampleset = sampler.sample_structured(self.structured(budget=not swaps), **extra)
             return _best_state(sampleset, self.labels), [sampleset]
         parameters = getattr(sampler, "parameters", {})
         exact_budget = self.keep_counts is not None and "cardinalities" in parameters

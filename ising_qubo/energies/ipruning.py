@@ -17,7 +17,7 @@ Plain numpy in, plain numpy out: the model adapter extracts the weights and feat
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -127,21 +127,24 @@ class LayerTerms:
     entropy: np.ndarray
 
 
-def network_energy(layers: Sequence[LayerTerms], num_variables: int,
+def network_energy(layers: Iterable[LayerTerms], num_variables: int,
                    labels: Sequence[Hashable] | None = None) -> StructuredIsing:
     """H over the problem variables y, where each layer unit is x_i = y_{units(i)}.
 
     Gamma = blockdiag(A_l) + sum_l [E~_l on layer l] 1^T[layer l+1] - 1 1^T, and
-    H(x) = -x^T Gamma x + (sum Gamma / D) 1.x. Substituting x = P y keeps the shape:
+    H(x) = -x^T Gamma x + (sum(Gamma) / D) 1.x. Substituting x = P y keeps the shape:
     blocks become P_l^T A_l P_l on the group's variables, rank-1 terms stay rank 1.
+
+    ``layers`` may be a generator in execution order: each layer's affinity is folded
+    into its group's block as it arrives and then let go, so a network's worth of
+    per-layer matrices (hundreds of MB for ResNet-101) never lives at once.
     """
-    if not layers:
-        raise ValueError("the network energy needs at least one layer")
     multiplicity = np.zeros(num_variables)
-    blocks = []
+    blocks: dict[tuple[int, ...], np.ndarray] = {}  # one block per tied variable set
     lowrank = []
     gamma_sum = 0.0
     total_units = 0
+    previous: LayerTerms | None = None
     for layer in layers:
         units = np.asarray(layer.units, dtype=np.int64)
         n = len(units)
@@ -151,34 +154,42 @@ def network_energy(layers: Sequence[LayerTerms], num_variables: int,
         if n and (units.min() < 0 or units.max() >= num_variables):
             raise ValueError(f"layer {layer.name}: unit index out of range [0, {num_variables})")
         np.add.at(multiplicity, units, 1.0)
-        index, inverse = np.unique(units, return_inverse=True)
-        # P^T A P on the distinct variables this layer touches
-        merged = np.zeros((len(index), len(index)))
-        np.add.at(merged, (inverse[:, None], inverse[None, :]), layer.affinity)
-        blocks.append((index, -merged))
+        _fold_into_block(blocks, units, layer.affinity)
         gamma_sum += float(layer.affinity.sum())
         total_units += n
-    for earlier, later in zip(layers[:-1], layers[1:]):
-        entropy = np.zeros(num_variables)
-        np.add.at(entropy, np.asarray(earlier.units, dtype=np.int64), earlier.entropy)
-        count = np.zeros(num_variables)
-        np.add.at(count, np.asarray(later.units, dtype=np.int64), 1.0)
-        lowrank.append((-entropy, count))  # -(E~.x_l)(1.x_{l+1})
-        gamma_sum += float(earlier.entropy.sum()) * len(later.units)
+        if previous is not None:
+            entropy = np.zeros(num_variables)
+            np.add.at(entropy, previous.units, previous.entropy)
+            count = np.zeros(num_variables)
+            np.add.at(count, units, 1.0)
+            lowrank.append((-entropy, count))  # -(E~.x_l)(1.x_{l+1})
+            gamma_sum += float(previous.entropy.sum()) * n
+        previous = LayerTerms(layer.name, units, np.zeros((0, 0)), layer.entropy)
+    if previous is None:
+        raise ValueError("the network energy needs at least one layer")
     gamma_sum -= float(total_units) ** 2
     lowrank.append((multiplicity, multiplicity))  # +(1.x)^2 from the -1 shift
     linear = (gamma_sum / total_units) * multiplicity
-    merged_blocks = _merge_blocks(blocks, num_variables)
-    return StructuredIsing.from_binary(linear, merged_blocks, lowrank, 0.0, labels)
+    merged = [(np.array(key, dtype=np.int64), matrix) for key, matrix in blocks.items()]
+    return StructuredIsing.from_binary(linear, merged, lowrank, 0.0, labels)
 
 
-def _merge_blocks(blocks, num_variables: int):
-    """Sum blocks acting on identical variable sets (the layers of one tied group)."""
-    merged: dict[tuple[int, ...], np.ndarray] = {}
-    for index, matrix in blocks:
-        key = tuple(index.tolist())
-        merged[key] = merged[key] + matrix if key in merged else matrix.copy()
-    return [(np.array(key, dtype=np.int64), matrix) for key, matrix in merged.items()]
+def _fold_into_block(blocks: dict, units: np.ndarray, affinity: np.ndarray) -> None:
+    """blocks[variables] -= P^T A P, P mapping the layer's units onto its variables.
+
+    Layers of one tied group land on the same variable set and so in the same block."""
+    index, inverse = np.unique(units, return_inverse=True)
+    key = tuple(index.tolist())
+    block = blocks.get(key)
+    if block is None:
+        block = blocks[key] = np.zeros((len(index), len(index)))
+    if len(index) == len(units) and np.array_equal(inverse, np.arange(len(units))):
+        block -= affinity  # units already sorted and distinct: no copy
+    elif len(index) == len(units):
+        back = np.argsort(inverse)  # a permutation: P^T A P is a reindexing
+        block -= affinity[np.ix_(back, back)]
+    else:  # several units on one variable: their affinities add up
+        np.add.at(block, (inverse[:, None], inverse[None, :]), -affinity)
 
 
 def reference_energy(layers: Sequence[LayerTerms], y: np.ndarray) -> float:

@@ -388,8 +388,17 @@ class TorchSASampler(dimod.Sampler, dimod.Initialized):
 
     def sample_structured(self, problem: Any, num_reads: int = 10, seed: int | None = None,
                           beta_range: Any = None, initial_states: np.ndarray | None = None,
+                          cardinalities: Sequence[tuple[Sequence[Any], int]] | None = None,
                           **parameters: Any) -> dimod.SampleSet:
         """Anneal a :class:`~ising_qubo.structured.StructuredIsing` without a dense matrix.
+
+        ``cardinalities``: ``[(labels, k), ...]``, disjoint groups covering every
+        variable, each to have exactly k spins up (+1). The annealer then moves by swaps
+        inside groups from budget-meeting states (:func:`ising_qubo.constrained.
+        budgeted_anneal`, compiled for the CPU whatever ``device`` says), so every
+        returned state meets them exactly, with no penalty; a sweep proposes as many swaps
+        as there are variables, and ``beta_range`` defaults to one derived from the energy
+        changes of random swaps.
 
         Returns a SPIN SampleSet labelled like the problem, energies from
         ``problem.energies`` (block and low-rank terms, no dense matrix either).
@@ -408,6 +417,10 @@ class TorchSASampler(dimod.Sampler, dimod.Initialized):
             if start.shape != (reads, n) or not np.all(np.abs(start) == 1):
                 raise ValueError(f"torch-sa: initial_states must be a ({reads}, {n}) array "
                                  "of -1/+1 spins")
+        if cardinalities is not None:
+            return self._sample_swaps(problem, cardinalities, reads, seed, beta_range,
+                                      None if initial_states is None else start, stop,
+                                      **parameters)
         indptr, indices, data = problem.csr()
         rows = np.repeat(np.arange(n), np.diff(indptr))
         upper = rows < indices  # each coupling once, as the BQM path stores it
@@ -427,6 +440,30 @@ class TorchSASampler(dimod.Sampler, dimod.Initialized):
         energies = problem.energies(states)
         return dimod.SampleSet.from_samples((states.astype(np.int8), problem.labels),
                                             dimod.SPIN, energies, info=info)
+
+    def _sample_swaps(self, problem: Any, cardinalities: Any, reads: int, seed: int | None,
+                      beta_range: Any, start: np.ndarray | None, stop: Stop,
+                      num_sweeps: int = 1000, device: str = "auto", **parameters: Any
+                      ) -> dimod.SampleSet:
+        from ising_qubo.constrained import budgeted_anneal
+
+        parameters.pop("dtype", None)  # the swap kernel always runs in float64
+        parameters.pop("backend", None)
+        parameters.pop("beta_schedule_type", None)
+        self.remove_unknown_kwargs(**parameters)
+        resolve_device(device, "torch-sa")
+        sweeps = positive_int(num_sweeps, "num_sweeps", "torch-sa")
+        groups, targets = _cardinality_groups(problem, cardinalities)
+        betas = None if beta_range is None else _check_beta_range(beta_range)
+        info: dict[str, Any] = {"backend": "numba-swaps", "device": "cpu"}
+        with stop, wall_timer(info):
+            states, run_info = budgeted_anneal(problem, groups, targets, num_reads=reads,
+                                               num_sweeps=sweeps, beta_range=betas,
+                                               seed=seed, initial_states=start, stop=stop)
+        info.update(run_info)
+        stop.report(info)
+        return dimod.SampleSet.from_samples((states.astype(np.int8), problem.labels),
+                                            dimod.SPIN, problem.energies(states), info=info)
 
     def _run(self, parts: list[_Part], stop: Stop, num_sweeps: int = 1000,
              beta_schedule_type: str = "geometric", seed: int | None = None,
@@ -460,6 +497,38 @@ class TorchSASampler(dimod.Sampler, dimod.Initialized):
         stop.report(info)
         bounds = np.cumsum([0] + sizes)
         return [spins[:, a:b] for a, b in zip(bounds[:-1], bounds[1:])], info
+
+
+def _cardinality_groups(problem: Any, cardinalities: Any) -> tuple[list[np.ndarray], list[int]]:
+    """``[(labels, k), ...]`` -> variable index arrays and targets, checked: disjoint,
+    covering every variable, 0 <= k <= group size."""
+    position = {label: i for i, label in enumerate(problem.labels)}
+    groups, targets = [], []
+    seen = np.zeros(problem.num_variables, dtype=bool)
+    try:
+        entries = [(list(labels), k) for labels, k in cardinalities]
+    except (TypeError, ValueError):
+        raise ValueError("torch-sa: cardinalities must be a list of (labels, k) pairs") from None
+    for g, (labels, k) in enumerate(entries):
+        unknown = [v for v in labels if v not in position]
+        if unknown:
+            raise ValueError(f"torch-sa: cardinalities[{g}] names variables not in the "
+                             f"problem: {unknown[:5]!r}")
+        index = np.array([position[v] for v in labels], dtype=np.int64)
+        if seen[index].any() or len(set(index.tolist())) != len(index):
+            raise ValueError(f"torch-sa: cardinalities[{g}] overlaps another group; groups "
+                             "must be disjoint")
+        if isinstance(k, bool) or int(k) != k or not 0 <= k <= len(index):
+            raise ValueError(f"torch-sa: cardinalities[{g}] asks for {k!r} of {len(index)} "
+                             "variables")
+        seen[index] = True
+        groups.append(index)
+        targets.append(int(k))
+    if not seen.all():
+        missing = [problem.labels[i] for i in np.flatnonzero(~seen)[:5]]
+        raise ValueError(f"torch-sa: cardinalities must cover every variable (swap moves "
+                         f"never move the others); not covered: {missing!r}")
+    return groups, targets
 
 
 def _stop_from(parameters: dict[str, Any]) -> Stop:
