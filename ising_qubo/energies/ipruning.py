@@ -55,6 +55,8 @@ def kl_matrix(weight: np.ndarray) -> np.ndarray:
     """
     mean, cov = filter_gaussians(weight)
     n, d = mean.shape
+    if d == 1:
+        return _kl_scalar(mean[:, 0], cov[:, 0, 0])
     pinv = np.linalg.pinv(cov, hermitian=True)
     # A covariance of rank < d (fewer than d + 1 samples, e.g. 3x3 kernels with C_in <= 9)
     # has determinant 0, but in floating point slogdet returns a tiny determinant of
@@ -74,6 +76,26 @@ def kl_matrix(weight: np.ndarray) -> np.ndarray:
     log_ratio = np.where(both, logdet[None, :] - logdet[:, None], 0.0)
     with np.errstate(invalid="ignore", over="ignore"):
         kl = 0.5 * (trace + log_ratio + mahalanobis - d)
+    kl[~np.isfinite(kl)] = 1.0
+    return kl
+
+
+def _kl_scalar(mean: np.ndarray, var: np.ndarray) -> np.ndarray:
+    """:func:`kl_matrix` for 1x1 kernels (d = 1) by the same rules, in O(n^2) without the
+    (n, n, d) intermediates: the 1x1 convolutions of a bottleneck ResNet are most of its
+    channels and its widest layers (2,048)."""
+    regular = var > 0  # pinv's cut-off for a 1x1 matrix: any positive variance
+    inverse = np.where(regular, 1.0 / np.where(regular, var, 1.0), 0.0)
+    logvar = np.where(regular, np.log(np.where(regular, var, 1.0)), 0.0)
+    with np.errstate(invalid="ignore", over="ignore"):
+        kl = var[:, None] * inverse[None, :]  # tr(P_j S_i)
+        diff = mean[None, :] - mean[:, None]
+        kl += diff * inverse[None, :] * diff  # in this order, as the general path: 0 * inf
+        del diff
+        kl += np.where(regular[:, None] & regular[None, :],
+                       logvar[None, :] - logvar[:, None], 0.0)
+        kl -= 1.0
+        kl *= 0.5
     kl[~np.isfinite(kl)] = 1.0
     return kl
 
