@@ -1,6 +1,8 @@
 """``ising-qubo`` command line: parses arguments and calls the library, nothing more.
 
 Exit codes: 0 success, 2 bad input (one line on stderr, no traceback), 130 interrupted.
+``python -m ising_qubo`` is the same command (``torchrun ... -m ising_qubo prune ...`` runs
+it in every process; see ``ising_qubo.distributed``).
 """
 
 from __future__ import annotations
@@ -69,10 +71,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     from ising_qubo import prune_command
 
-    prune = sub.add_parser("prune", help="train with Ising-dropout, prune for real, fine-tune")
+    parallel = ("Data-parallel on several GPUs or machines when started by torchrun, e.g. "
+                "'torchrun --nproc-per-node 4 -m ising_qubo prune --device cuda ...': "
+                "--batch-size is then the global batch, and only rank 0 writes to --out.")
+    prune = sub.add_parser("prune", help="train with Ising-dropout, prune for real, fine-tune",
+                           description="Train with Ising-dropout, prune for real, fine-tune. "
+                                       + parallel)
     prune_command.add_run_arguments(prune, default_method="ising")
     train = sub.add_parser("train", help="the same run with a baseline method (l1, random, "
-                                         "tp-magnitude, tp-taylor) or none")
+                                         "tp-magnitude, tp-taylor) or none",
+                           description="The prune run with a baseline method (l1, random, "
+                                       "tp-magnitude, tp-taylor) or none. " + parallel)
     prune_command.add_run_arguments(train, default_method="l1")
     export = sub.add_parser("export", help="write a network's pruning QUBOs, one file per group")
     prune_command.add_export_arguments(export)
@@ -266,7 +275,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = " ".join(str(exc).split()) or type(exc).__name__
         if isinstance(exc, OSError) and exc.filename and str(exc.filename) not in message:
             message = f"{exc.filename}: {message}"
-        print(f"ising-qubo: error: {message}", file=sys.stderr)
+        print(f"ising-qubo: error{_rank_tag()}: {message}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except Exception as exc:
         if not _unreadable_file(exc):
@@ -279,6 +288,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"ising-qubo: error: {where}cannot be read as plain tensors (nothing in it was "
               f"executed): {_torch_load_reason(exc)}", file=sys.stderr)
         return EXIT_BAD_INPUT
+
+
+def _rank_tag() -> str:
+    """`` (rank K)`` in the processes other than rank 0 of a torchrun job, else empty."""
+    import os
+
+    rank = os.environ.get("RANK", "0")
+    return "" if rank == "0" or os.environ.get("WORLD_SIZE", "1") == "1" else f" (rank {rank})"
 
 
 def _unreadable_file(exc: BaseException) -> bool:

@@ -890,13 +890,19 @@ class BatchLoader:
     ``rank``/``world_size`` shard each pass: rank ``r`` gets positions ``r, r+W, ...`` of
     the pass's permutation, truncated to ``len(dataset) // world_size`` items so every
     rank has the same number of batches and the shards are disjoint (up to
-    ``world_size - 1`` items, different ones each epoch, are skipped per pass).
+    ``world_size - 1`` items, different ones each epoch, are skipped per pass). The
+    permutation and the augmentation draws are those of the whole dataset, so with a
+    per-rank batch of ``B / W`` the ranks' ``i``-th batches together are exactly the
+    ``i``-th batch of size ``B`` of a single process (data-parallel training follows the
+    single-process trajectory). ``even=False`` (for evaluation) skips nothing: rank ``r``
+    gets every position ``r, r+W, ...`` and the shards differ by at most one item.
     """
 
     def __init__(self, dataset: ImageDataset, batch_size: int = 128, shuffle: bool = True,
                  augment: bool = False, device: str | torch.device = "cpu", seed: int = 0,
                  drop_last: bool = False, channels_last: bool = False, *, rank: int = 0,
-                 world_size: int = 1, padding: int = 4, flip: bool = True) -> None:
+                 world_size: int = 1, padding: int = 4, flip: bool = True,
+                 even: bool = True) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
         if world_size < 1 or not 0 <= rank < world_size:
@@ -916,6 +922,7 @@ class BatchLoader:
         self.world_size = int(world_size)
         self.padding = int(padding)
         self.flip = bool(flip)
+        self.even = bool(even)
         self.epoch = 0
         self.images = dataset.images.to(self.device).contiguous()
         self.labels = dataset.labels.to(self.device)
@@ -929,7 +936,11 @@ class BatchLoader:
     def num_samples(self) -> int:
         """Items per pass for this rank."""
         n = len(self.dataset)
-        return n // self.world_size if self.world_size > 1 else n
+        if self.world_size == 1:
+            return n
+        if self.even:
+            return n // self.world_size
+        return len(range(self.rank, n, self.world_size))
 
     def __len__(self) -> int:
         n = self.num_samples
@@ -955,7 +966,9 @@ class BatchLoader:
             flips = torch.randint(0, 2, (n,), generator=g).bool()
             plan["flip"] = flips if self.flip else torch.zeros_like(flips)
         if self.world_size > 1:
-            keep = torch.arange(self.rank, self.num_samples * self.world_size, self.world_size)
+            stop = self.num_samples * self.world_size if self.even else n
+            # (a rank past the end of a small set gets an empty shard)
+            keep = torch.arange(self.rank, max(stop, self.rank), self.world_size)
             plan = {k: v[keep] for k, v in plan.items()}
         return plan
 

@@ -10,6 +10,14 @@ The CLI's ``prune`` and ``train`` commands only fill a :class:`RunConfig` and ca
     model/             the final model: model.safetensors + architecture.json
     report.json        parameters, MACs, accuracy before/after, kept units, energies
     kept_channels.png  energy.png  accuracy.png
+
+Under ``torchrun`` (several processes, :mod:`ising_qubo.distributed`) the run is
+data-parallel: ``batch_size`` is the global batch, each process trains on its shard with
+``DistributedDataParallel`` (BatchNorm synchronised), evaluates its shard of the test set
+(the counts are summed), the main process (rank 0) solves the Ising problem and broadcasts
+the masks, and only the main process writes to the run directory; the others never touch
+it. A checkpoint is read by the main process and broadcast, so the other nodes need no
+access to ``--out``.
 """
 
 from __future__ import annotations
@@ -17,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,10 +36,10 @@ import torch
 from torch import nn
 
 from ising_qubo import data as data_module
-from ising_qubo import models
+from ising_qubo import distributed, models
 from ising_qubo.adapter import count_macs, count_params
 from ising_qubo.io._atomic import atomic_write
-from ising_qubo.persist import load_pruned, save_pruned
+from ising_qubo.persist import ARCHITECTURE_FILE, WEIGHTS_FILE, load_pruned, save_pruned
 from ising_qubo.pruner import BASELINES, ImportancePruner, IsingPruner
 from ising_qubo.training import (
     History,
@@ -120,25 +129,39 @@ class Run:
     """State of one run; :func:`run` drives it. Split in phases so a checkpoint written
     after any epoch is enough to continue."""
 
-    def __init__(self, config: RunConfig, resume: bool = False) -> None:
+    def __init__(self, config: RunConfig, resume: bool = False,
+                 context: distributed.Context | None = None) -> None:
         self.config = config
         self.out = Path(config.out)
         self.resume = resume
-        self.device = resolve_device(config.device)
+        self.ctx = context or distributed.Context(device=resolve_device(config.device))
+        self.device = self.ctx.device
+        # --batch-size is the global batch: each of the processes takes its share
+        self.local_batch_size = self.ctx.local_batch_size(config.batch_size)
         self.history = History()
         self.energy_history: list[dict] = []
         self.timing: dict[str, float] = {"train": 0.0, "finetune": 0.0, "solver": 0.0}
         self.report: dict[str, Any] = {}
 
     # ----- set-up -------------------------------------------------------------------
+    def say(self, message: str) -> None:
+        if self.ctx.is_main:
+            _say(message)
+
     def prepare_directory(self) -> dict | None:
+        """Refuse an existing run without ``resume``, check the options of a resumed one and
+        load its checkpoint. Main process only (the others get the outcome)."""
         config_path = self.out / CONFIG
         checkpoint_path = self.out / CHECKPOINT
         state = None
         if self.resume:
             if not checkpoint_path.exists():
-                raise FileNotFoundError(f"--resume: no {CHECKPOINT} in {self.out} to resume "
-                                        f"from; start the run without --resume")
+                where = ("" if not self.ctx.distributed else
+                         " on the machine of rank 0 (on several machines with the c10d "
+                         "rendezvous any of them can get rank 0: keep --out on a shared "
+                         "filesystem, or use --rdzv-backend static with --node-rank)")
+                raise FileNotFoundError(f"--resume: no {CHECKPOINT} in {self.out}{where} to "
+                                        f"resume from; start the run without --resume")
             saved = json.loads(config_path.read_text())
             if _comparable(saved) != _comparable(self.config.to_dict()):
                 changed = sorted(k for k in _comparable(saved)
@@ -167,14 +190,19 @@ class Run:
                              f"an image folder needs train/ and test/ subfolders")
         self.splits = splits
         train = splits["train"]
+        shard = {"rank": self.ctx.rank, "world_size": self.ctx.world_size}
+        # each process: positions rank, rank+W, ... of the global permutation, B/W per
+        # batch, so the processes' i-th batches together are the single-process i-th batch
         self.train_loader = data_module.BatchLoader(
-            train, c.batch_size, shuffle=True, augment=True, device=self.device, seed=c.seed,
-            drop_last=len(train) > c.batch_size, channels_last=c.channels_last)
+            train, self.local_batch_size, shuffle=True, augment=True, device=self.device,
+            seed=c.seed, drop_last=len(train) > c.batch_size, channels_last=c.channels_last,
+            **shard)
+        # evaluation: every item once over all processes (no truncation), counts summed
         self.test_loader = data_module.BatchLoader(
             splits["test"], 256, shuffle=False, device=self.device,
-            channels_last=c.channels_last)
+            channels_last=c.channels_last, even=False, **shard)
         self.val_loader = (data_module.BatchLoader(splits["val"], 256, shuffle=False,
-                                                   device=self.device)
+                                                   device=self.device, even=False, **shard)
                            if "val" in splits else None)
         calibration = train.subset(min(c.calibration_size, len(train)), seed=c.seed)
         loader = data_module.BatchLoader(calibration, len(calibration), shuffle=False,
@@ -209,40 +237,60 @@ class Run:
 
     def _make_pruner(self, model: nn.Module):
         c = self.config
+        # several processes: the main one solves (or ranks units), every one gets the masks
+        share = self.ctx.run_on_main if self.ctx.distributed else None
         if c.method == "ising":
             return IsingPruner(model, self.example_inputs, keep=c.keep, energy=c.energy,
                                solver=c.solver, solver_params=c.solver_params,
                                every=c.resolve_every, patience=c.patience,
                                freeze_epoch=c.freeze_epoch, data=self.calibration,
                                keep_by=c.keep_by, importance=c.importance,
-                               similarity=c.similarity, seed=c.seed)
+                               similarity=c.similarity, seed=c.seed, run_on_main=share)
         if c.method == "none":
             return None
         return ImportancePruner(model, self.example_inputs, keep=c.keep,
                                 importance=c.method, data=self.calibration, keep_by=c.keep_by,
-                                seed=c.seed)
+                                seed=c.seed, run_on_main=share)
 
-    def _epoch(self, phase: str, epoch: int, model, optimizer, scheduler, hooks) -> dict:
+    def evaluate(self, model: nn.Module, loader) -> dict:
+        """Over the whole split: each process scores its shard, the sums are reduced."""
+        reduce = self.ctx.all_reduce_sum if self.ctx.distributed else None
+        return evaluate(model, loader, amp=self.config.amp, reduce=reduce)
+
+    def _epoch(self, phase: str, epoch: int, train_model, model, optimizer, scheduler,
+               hooks) -> dict:
+        """One epoch through ``train_model`` (the DDP wrapper when distributed), then the
+        evaluation of ``model`` (the plain network)."""
         c = self.config
         self.train_loader.set_epoch(epoch if phase == "train" else c.epochs + epoch)
         started = time.perf_counter()
-        stats = train_one_epoch(model, self.train_loader, optimizer, scheduler,
+        stats = train_one_epoch(train_model, self.train_loader, optimizer, scheduler,
                                 device=self.device, hooks=hooks, amp=c.amp,
-                                progress=c.progress, desc=f"{phase} {epoch + 1}", epoch=epoch)
+                                progress=c.progress if self.ctx.is_main else False,
+                                desc=f"{phase} {epoch + 1}", epoch=epoch,
+                                reduce=self.ctx.all_reduce_sum if self.ctx.distributed
+                                else None)
         self.timing[phase] += time.perf_counter() - started
-        test = evaluate(model, self.test_loader, amp=c.amp)
+        test = self.evaluate(model, self.test_loader)
         row = {"phase": phase, "epoch": epoch, "train_loss": stats["loss"],
                "train_top1": stats["top1"], "test_top1": test["top1"],
                "test_top5": test["top5"], "test_loss": test["loss"]}
         if self.val_loader is not None:
-            val = evaluate(model, self.val_loader, amp=c.amp)
+            val = self.evaluate(model, self.val_loader)
             row.update(val_top1=val["top1"], val_top5=val["top5"])
         self.history.append(**row)
-        _say(f"{phase} epoch {epoch + 1}: loss {stats['loss']:.3f}, train top-1 "
-             f"{stats['top1']:.2f}%, test top-1 {test['top1']:.2f}% top-5 {test['top5']:.2f}%")
+        self.say(f"{phase} epoch {epoch + 1}: loss {stats['loss']:.3f}, train top-1 "
+                 f"{stats['top1']:.2f}%, test top-1 {test['top1']:.2f}% top-5 "
+                 f"{test['top5']:.2f}%")
         return row
 
     def _checkpoint(self, phase: str, epoch: int, model, optimizer, scheduler, pruner) -> None:
+        """Written by the main process; every process waits for it (and fails with it)."""
+        self.ctx.run_on_main(lambda: self._write_checkpoint(phase, epoch, model, optimizer,
+                                                            scheduler, pruner))
+
+    def _write_checkpoint(self, phase: str, epoch: int, model, optimizer, scheduler,
+                          pruner) -> None:
         state = {
             "phase": phase, "epoch": epoch,
             "model": model.state_dict(),
@@ -253,6 +301,32 @@ class Run:
         }
         save_checkpoint(self.out / CHECKPOINT, **state)
 
+    def pruned_architecture(self) -> nn.Module:
+        """The pruned model saved in ``pruned_init/`` (resuming in the fine-tuning phase),
+        read by the main process; the others get its two files' bytes, so they need no
+        access to the run directory."""
+        folder = self.out / "pruned_init"
+        if not self.ctx.distributed:
+            return load_pruned(folder)
+
+        def read() -> dict[str, bytes]:
+            try:
+                return {name: (folder / name).read_bytes()
+                        for name in (ARCHITECTURE_FILE, WEIGHTS_FILE)}
+            except FileNotFoundError as error:
+                raise FileNotFoundError(
+                    f"--resume: {folder} lacks {Path(error.filename).name}: the run was "
+                    f"interrupted in its fine-tuning phase and needs the pruned architecture "
+                    f"its main process saved there") from None
+
+        files = self.ctx.run_on_main(read)
+        if self.ctx.is_main:
+            return load_pruned(folder)
+        with tempfile.TemporaryDirectory(prefix="ising-qubo-pruned-") as tmp:
+            for name, content in files.items():
+                (Path(tmp) / name).write_bytes(content)
+            return load_pruned(tmp)
+
 
 def run(config: RunConfig, resume: bool = False) -> dict:
     """Run (or, with ``resume``, continue) the pruning run; returns the report.
@@ -260,25 +334,32 @@ def run(config: RunConfig, resume: bool = False) -> dict:
     A checkpoint is written before the first epoch and after every epoch (atomically), so
     an interrupt or a kill loses at most the epoch in progress: ``resume=True`` continues
     from the last checkpoint and, with the same seed, ends with the same masks and metrics.
+
+    Started by ``torchrun`` with several processes, the run is data-parallel (see the
+    module docstring and :mod:`ising_qubo.distributed`); every process returns the report,
+    the main one writes it. The process group is destroyed at the end, also on error.
     """
-    try:
-        return _run(config, resume)
-    except KeyboardInterrupt:
-        if (Path(config.out) / CHECKPOINT).exists():
-            _say(f"interrupted: the last checkpoint is kept in {config.out}; continue with "
-                 f"the same command plus --resume")
-        raise
+    with distributed.session(config.device) as ctx:
+        try:
+            return _run(config, resume, ctx)
+        except KeyboardInterrupt:
+            if ctx.is_main and (Path(config.out) / CHECKPOINT).exists():
+                _say(f"interrupted: the last checkpoint is kept in {config.out}; continue "
+                     f"with the same command plus --resume")
+            raise
 
 
-def _run(config: RunConfig, resume: bool) -> dict:
+def _run(config: RunConfig, resume: bool, ctx: distributed.Context) -> dict:
     c = config
     torch.manual_seed(c.seed)
     np.random.seed(c.seed % 2**32)
-    job = Run(config, resume)
-    state = job.prepare_directory()
-    job.load_data()
-    model = job.build_model()
-    job.write_config()
+    job = Run(config, resume, ctx)
+    # the main process checks the directory and reads the checkpoint; every process gets
+    # the outcome (the state, or the same error)
+    state = ctx.run_on_main(job.prepare_directory)
+    ctx.together(job.load_data)  # a node without the data fails every process, clearly
+    model = ctx.together(job.build_model)
+    ctx.run_on_main(job.write_config)
     job.report["initial"] = _measure(model, job)
     if state is not None:
         job.history = History.from_dict(state["history"])
@@ -303,11 +384,13 @@ def _run(config: RunConfig, resume: bool) -> dict:
         hooks = [pruner] if isinstance(pruner, IsingPruner) else []
         if state is None:  # a checkpoint before any work: even a kill in epoch 1 resumes
             job._checkpoint("train", -1, model, optimizer, scheduler, pruner)
-        for epoch in range(start_epoch, c.epochs):
-            job._epoch("train", epoch, model, optimizer, scheduler, hooks)
-            if isinstance(pruner, IsingPruner):
-                pruner.on_epoch_end(epoch)
-            job._checkpoint("train", epoch, model, optimizer, scheduler, pruner)
+        with ctx.wrap_model(model) as train_model:  # DDP + synchronised BN when distributed
+            for epoch in range(start_epoch, c.epochs):
+                job._epoch("train", epoch, train_model, model, optimizer, scheduler, hooks)
+                if isinstance(pruner, IsingPruner):
+                    pruner.on_epoch_end(epoch)
+                job._checkpoint("train", epoch, model, optimizer, scheduler, pruner)
+        del train_model  # the DDP wrapper and its gradient hooks go now
         job.report["before_pruning"] = _measure(model, job)
 
         # ----- phase 2: structural pruning ---------------------------------------------
@@ -338,14 +421,13 @@ def _run(config: RunConfig, resume: bool) -> dict:
                 "paper_filter_pruning_rate": filter_rate,
                 "energy_history": job.energy_history,
             }
-            save_pruned(model, job.out / "pruned_init", spec=job.spec,
-                        metadata={"history": history})
+            ctx.run_on_main(lambda: save_pruned(model, job.out / "pruned_init", spec=job.spec,
+                                                metadata={"history": history}))
             job.report["after_pruning"] = _measure(model, job)
         start_epoch = 0
         state = None
     else:
-        model = prepare_model(load_pruned(job.out / "pruned_init"), job.device,
-                              c.channels_last)
+        model = prepare_model(job.pruned_architecture(), job.device, c.channels_last)
         model.load_state_dict(state["model"])
         start_epoch = state["epoch"] + 1
 
@@ -356,24 +438,31 @@ def _run(config: RunConfig, resume: bool) -> dict:
         if state is not None:
             optimizer.load_state_dict(state["optimizer"])
             scheduler.load_state_dict(state["scheduler"])
-        for epoch in range(start_epoch, c.finetune_epochs):
-            job._epoch("finetune", epoch, model, optimizer, scheduler, [])
-            job._checkpoint("finetune", epoch, model, optimizer, scheduler, None)
+        # a new wrapper: the surgery gave the model new parameters
+        with ctx.wrap_model(model) as train_model:
+            for epoch in range(start_epoch, c.finetune_epochs):
+                job._epoch("finetune", epoch, train_model, model, optimizer, scheduler, [])
+                job._checkpoint("finetune", epoch, model, optimizer, scheduler, None)
+        del train_model
 
     job.report["final"] = _measure(model, job)
-    save_pruned(model, job.out / "model", spec=job.spec,
-                metadata={"report": "report.json", "config": c.to_dict()})
     report = _final_report(job)
-    with atomic_write(job.out / REPORT, binary=False) as handle:
-        json.dump(_plain(report), handle, indent=1)
-    from ising_qubo.plots import plot_run
 
-    plot_run(report, job.out)
+    def write_outputs() -> None:
+        save_pruned(model, job.out / "model", spec=job.spec,
+                    metadata={"report": "report.json", "config": c.to_dict()})
+        with atomic_write(job.out / REPORT, binary=False) as handle:
+            json.dump(_plain(report), handle, indent=1)
+        from ising_qubo.plots import plot_run
+
+        plot_run(report, job.out)
+
+    ctx.run_on_main(write_outputs)  # the others wait for it, and fail with it
     return report
 
 
 def _measure(model: nn.Module, job: Run) -> dict:
-    test = evaluate(model, job.test_loader, amp=job.config.amp)
+    test = job.evaluate(model, job.test_loader)
     return {"top1": test["top1"], "top5": test["top5"], "loss": test["loss"],
             "params": count_params(model),
             "macs": count_macs(model, job.example_inputs)}
@@ -386,6 +475,7 @@ def _final_report(job: Run) -> dict:
     return {
         "config": job.config.to_dict(),
         "device": str(job.device),
+        "world_size": job.ctx.world_size,  # processes (batch_size is their global batch)
         "data": {name: len(split) for name, split in job.splits.items()},
         "params": {"before": before["params"], "after": after["params"],
                    "kept_fraction": params_ratio},

@@ -1,7 +1,9 @@
 """Arguments and handlers of ``ising-qubo prune | train | export | evaluate``.
 
 Parsing only: every handler fills a config and calls the library (``pipeline.run``,
-``PruningProblem.save``, ``persist.load_pruned`` + ``training.evaluate``).
+``PruningProblem.save``, ``persist.load_pruned`` + ``training.evaluate``). ``prune`` and
+``train`` run data-parallel when started by ``torchrun`` (``torchrun --nproc-per-node N
+-m ising_qubo prune ...``); nothing else in the command changes.
 """
 
 from __future__ import annotations
@@ -46,7 +48,10 @@ def _add_data(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--test-subset", type=int, metavar="N")
     group.add_argument("--val-size", type=int, default=0, metavar="N",
                        help="hold out N training images for validation (the paper: 5000)")
-    group.add_argument("--batch-size", type=int, default=128)
+    group.add_argument("--batch-size", type=int, default=128,
+                       help="the GLOBAL batch: under torchrun with N processes each takes "
+                            "batch-size/N per step (N must divide it), so the run follows the "
+                            "single-process one (same learning-rate schedule and iterations)")
 
 
 def _add_energy(parser: argparse.ArgumentParser) -> None:
@@ -96,7 +101,9 @@ def add_run_arguments(parser: argparse.ArgumentParser, default_method: str) -> N
     group.add_argument("--step-size", type=int, metavar="EPOCHS")
     group.add_argument("--gamma", type=float, default=0.1)
     group.add_argument("--seed", type=int, default=0)
-    group.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
+    group.add_argument("--device", default="auto",
+                       help="auto, cpu, cuda, cuda:N (under torchrun: auto, cpu or cuda; each "
+                            "process then takes GPU LOCAL_RANK)")
     group.add_argument("--amp", action="store_true", help="mixed precision (CUDA only)")
     group.add_argument("--channels-last", action="store_true", help="(CUDA only)")
     group.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -121,9 +128,12 @@ def _config(args: argparse.Namespace):
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from ising_qubo.distributed import launched_rank
     from ising_qubo.pipeline import run
 
     report = run(_config(args), resume=args.resume)
+    if launched_rank() != 0:  # under torchrun the main process speaks for the run
+        return 0
     before, after = report["accuracy"]["before"], report["accuracy"]["after"]
     print(f"parameters {report['params']['before']:,} -> {report['params']['after']:,} "
           f"({100 * report['params']['kept_fraction']:.1f}% kept), MACs "

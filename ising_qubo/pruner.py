@@ -28,7 +28,9 @@ In a hand-written loop::
 
 from __future__ import annotations
 
+import dataclasses
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -51,6 +53,14 @@ class IsingPruner(TrainingHook):
     ``tolerance`` (relative); ``freeze_epoch``: freeze at the end of that epoch (0-based)
     whatever the energy does. ``data``: the calibration batch the energy is rebuilt with
     (feature maps, Taylor importance); :meth:`step` accepts a fresh one.
+
+    ``run_on_main`` (data-parallel training): a function that runs a zero-argument callable
+    on the main process only and returns its result on every process, such as
+    :meth:`ising_qubo.distributed.Context.run_on_main`. Each :meth:`step` then rebuilds the
+    energy and solves on the main process only; the masks and the new ``energy_history``
+    row are broadcast, so every process holds the same state and takes the same freeze
+    decisions, and sets its own dropout slices from the broadcast masks. ``None``: solve
+    here (one process).
     """
 
     def __init__(self, model: nn.Module, example_inputs: Any, keep: float | None = 0.5,
@@ -58,8 +68,10 @@ class IsingPruner(TrainingHook):
                  solver_params: dict | None = None, every: int = 50, patience: int = 5,
                  tolerance: float = 1e-3, freeze_epoch: int | None = None, data: Any = None,
                  keep_by: str = "params", ignored_layers: Any = None,
+                 run_on_main: Callable[[Callable[[], Any]], Any] | None = None,
                  **energy_options: Any) -> None:
         self.model = model
+        self.run_on_main = run_on_main
         self.problem = PruningProblem.from_model(model, example_inputs, energy=energy,
                                                  keep=keep, data=data, keep_by=keep_by,
                                                  ignored_layers=ignored_layers,
@@ -85,30 +97,51 @@ class IsingPruner(TrainingHook):
 
     # ----- solving -------------------------------------------------------------------
     def step(self, data: Any = None) -> PruningSolution:
-        """Rebuild the energy from the current weights and re-solve (warm start)."""
-        started = time.perf_counter()
+        """Rebuild the energy from the current weights and re-solve (warm start).
+
+        With ``run_on_main``, the main process solves and every process gets its result
+        (the other processes' solution has no ``samplesets``).
+        """
         if data is not None:
             self.data = data
         self.dropout.restore()  # measure the real weights, not the zeroed copies
+        if self.run_on_main is None:
+            solution, row = self._solve()
+        else:
+            full = None
+
+            def solve_and_share():
+                nonlocal full
+                full, row = self._solve()
+                return dataclasses.replace(full, samplesets=[]), row
+
+            solution, row = self.run_on_main(solve_and_share)
+            solution = full if full is not None else solution
+        previous = self.energy_history[-1]["energy"] if self.energy_history else None
+        self.masks = solution.masks
+        self.dropout.set_slices(self.problem.model_groups.dropped_slices(self.masks))
+        self.energy_history.append(row)
+        if previous is not None:
+            improvement = (previous - solution.energy) / max(abs(previous), 1e-12)
+            self.stalled = self.stalled + 1 if improvement < self.tolerance else 0
+        return solution
+
+    def _solve(self) -> tuple[PruningSolution, dict]:
+        """Refresh the energy and solve: the solution and its ``energy_history`` row."""
+        started = time.perf_counter()
         self.problem.refresh(self.data)
         params = dict(self.solver_params)
         if "seed" not in params and "seed" in getattr(self._sampler, "parameters", {}):
             # a seed per solve, derived from the run's: a resumed run solves identically
             params["seed"] = self.problem.seed * 100_003 + len(self.energy_history)
         solution = self.problem.solve(self._sampler, initial=self.masks, **params)
-        previous = self.energy_history[-1]["energy"] if self.energy_history else None
-        self.masks = solution.masks
-        self.dropout.set_slices(self.problem.model_groups.dropped_slices(self.masks))
-        self.energy_history.append({
+        row = {
             "iteration": self.calls, "energy": solution.energy,
             "solver_seconds": solution.seconds,
             "seconds": time.perf_counter() - started,
             "kept": int(sum(solution.kept.values())),
-        })
-        if previous is not None:
-            improvement = (previous - solution.energy) / max(abs(previous), 1e-12)
-            self.stalled = self.stalled + 1 if improvement < self.tolerance else 0
-        return solution
+        }
+        return solution, row
 
     def freeze(self) -> None:
         if self.masks is None:
@@ -178,7 +211,8 @@ class ImportancePruner(TrainingHook):
 
     def __init__(self, model: nn.Module, example_inputs: Any, keep: float = 0.5,
                  importance: str = "l1", data: Any = None, keep_by: str = "params",
-                 ignored_layers: Any = None, seed: int = 0) -> None:
+                 ignored_layers: Any = None, seed: int = 0,
+                 run_on_main: Callable[[Callable[[], Any]], Any] | None = None) -> None:
         if importance not in BASELINES and importance not in ("l2", "bn", "taylor"):
             raise ValueError(f"unknown baseline {importance!r}; choose one of "
                              f"{', '.join(BASELINES)}")
@@ -190,6 +224,7 @@ class ImportancePruner(TrainingHook):
         self.importance = importance
         self.data = data
         self.seed = seed
+        self.run_on_main = run_on_main  # as in IsingPruner: chosen on the main process
         self.masks: dict[str, np.ndarray] | None = None
         self.energy_history: list[dict] = []
 
@@ -198,9 +233,12 @@ class ImportancePruner(TrainingHook):
         return self.model_groups.groups
 
     def step(self, data: Any = None) -> dict[str, np.ndarray]:
-        scores = group_importance(self.model_groups, self.importance,
-                                  data if data is not None else self.data, self.seed)
-        self.masks = top_k_masks(scores, self.keep_counts)
+        def choose() -> dict[str, np.ndarray]:
+            scores = group_importance(self.model_groups, self.importance,
+                                      data if data is not None else self.data, self.seed)
+            return top_k_masks(scores, self.keep_counts)
+
+        self.masks = choose() if self.run_on_main is None else self.run_on_main(choose)
         return self.masks
 
     def prune(self) -> list[tuple[str, list[int]]]:

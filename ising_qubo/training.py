@@ -293,7 +293,9 @@ def _mode(model: nn.Module, training: bool) -> Iterator[None]:
 
 
 def evaluate(model: nn.Module, batches: Iterable[Any], device: str | torch.device | None = None,
-             amp: bool = False, max_batches: int | None = None) -> dict[str, float | int]:
+             amp: bool = False, max_batches: int | None = None,
+             reduce: Callable[[torch.Tensor], torch.Tensor] | None = None
+             ) -> dict[str, float | int]:
     """Accuracy and loss of ``model`` over ``batches`` of ``(x, y)``.
 
     Returns ``{"top1": %, "top5": %, "loss": mean cross-entropy, "count": samples}``
@@ -302,6 +304,12 @@ def evaluate(model: nn.Module, batches: Iterable[Any], device: str | torch.devic
     ``device=None`` uses the device of the model's parameters; ``max_batches`` stops early
     (a quick estimate). To evaluate the network with Ising-dropped units removed, wrap the
     call in :meth:`UnitDropout.masked`.
+
+    ``reduce``: for a data-parallel evaluation where each process scores its own shard, a
+    function that sums a tensor over the processes in place (e.g.
+    :meth:`ising_qubo.distributed.Context.all_reduce_sum`); the correct counts, the loss
+    sum and the sample count are summed before the ratios are taken, so the result is that
+    of the whole set (a process with an empty shard is fine).
     """
     if max_batches is not None:
         _check_int("max_batches", max_batches, 1)
@@ -323,6 +331,15 @@ def evaluate(model: nn.Module, batches: Iterable[Any], device: str | torch.devic
             loss_sum += F.cross_entropy(logits, y, reduction="sum").double()
             correct += _topk_correct(logits, y, (1, 5))
             count += y.shape[0]
+    if reduce is not None:
+        # float64 holds counts exactly up to 2**53; one collective for the four sums
+        sums = torch.cat([correct.double(), loss_sum.view(1),
+                          torch.tensor([float(count)], dtype=torch.float64, device=dev)])
+        sums = reduce(sums)
+        top1, top5, loss_total, total = sums.tolist()
+        count = int(total)
+        correct = torch.tensor([int(top1), int(top5)])
+        loss_sum = torch.tensor(loss_total, dtype=torch.float64)
     if count == 0:
         raise ValueError("evaluate: no samples (empty batches)")
     top1, top5 = correct.tolist()
@@ -523,7 +540,9 @@ def train_one_epoch(model: nn.Module, batches: Iterable[Any], optimizer: torch.o
                     hooks: Sequence[TrainingHook] = (), amp: bool = False,
                     grad_clip: float | None = None, progress: bool = True,
                     desc: str = "train", epoch: int = 0, *, start_iteration: int = 0,
-                    scaler: torch.amp.GradScaler | None = None) -> dict[str, float | int]:
+                    scaler: torch.amp.GradScaler | None = None,
+                    reduce: Callable[[torch.Tensor], torch.Tensor] | None = None
+                    ) -> dict[str, float | int]:
     """One pass over ``batches`` of ``(x, y)`` with cross-entropy loss.
 
     Per iteration: ``zero_grad``, hooks' ``before_forward``, forward (under autocast with
@@ -544,6 +563,13 @@ def train_one_epoch(model: nn.Module, batches: Iterable[Any], optimizer: torch.o
     loss and accuracy are of the (possibly masked) network as trained, per sample.
     A non-finite loss raises FloatingPointError before the optimizer step, naming the epoch
     and iteration; hooks' ``on_error`` runs first (UnitDropout puts weights back).
+
+    ``reduce`` (data-parallel training, ``model`` a ``DistributedDataParallel`` and
+    ``batches`` this process's shard): a function summing a tensor over the processes in
+    place. Each iteration's loss sum, sample count and correct count are then summed over
+    the processes (one small collective per iteration, in place of the host sync), so the
+    loss the hooks receive, the finiteness check (every process stops together) and the
+    returned metrics are those of the global batch.
     """
     if grad_clip is not None:
         grad_clip = _check_number("grad_clip", grad_clip, low=0, low_open=True)
@@ -586,7 +612,17 @@ def train_one_epoch(model: nn.Module, batches: Iterable[Any], optimizer: torch.o
                 (scaler.scale(loss) if use_scaler else loss).backward()
                 # The one host sync per iteration, placed after backward so the GPU has the
                 # whole forward+backward queued; checked before any weight is touched.
-                loss_value = loss.item()
+                if reduce is None:
+                    loss_value = loss.item()
+                    batch = y.shape[0]
+                else:
+                    local = torch.stack([
+                        loss.detach().double() * y.shape[0],
+                        torch.tensor(float(y.shape[0]), dtype=torch.float64, device=dev),
+                        (logits.detach().argmax(dim=1) == y).sum().double()])
+                    loss_total, batch_total, correct_total = reduce(local).tolist()
+                    loss_value = loss_total / batch_total
+                    batch = int(batch_total)
                 if not math.isfinite(loss_value):
                     raise FloatingPointError(
                         f"non-finite training loss {loss_value} at epoch {epoch}, iteration "
@@ -611,9 +647,11 @@ def train_one_epoch(model: nn.Module, batches: Iterable[Any], optimizer: torch.o
                 for fn in calls["on_error"]:
                     fn(iteration, exc)
                 raise
-            batch = y.shape[0]
             loss_sum += loss_value * batch
-            correct += (logits.detach().argmax(dim=1) == y).sum()
+            if reduce is None:
+                correct += (logits.detach().argmax(dim=1) == y).sum()
+            else:
+                correct += int(correct_total)
             count += batch
             if not bar.disable:
                 bar.set_postfix(loss=f"{loss_sum / count:.4f}",
