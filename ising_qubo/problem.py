@@ -20,6 +20,7 @@ from __future__ import annotations
 import inspect
 import json
 import time
+import warnings
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,7 +53,7 @@ from ising_qubo.energies import (
 from ising_qubo.importance import IMPORTANCES, NEEDS_DATA, group_importance
 from ising_qubo.io._atomic import atomic_write
 from ising_qubo.solvers import get_solver
-from ising_qubo.structured import StructuredIsing
+from ising_qubo.structured import DENSE_BQM_LIMIT, StructuredIsing
 
 MANIFEST = "manifest.json"
 
@@ -488,7 +489,11 @@ class PruningProblem:
     def save(self, directory: str | Path, format: str = "coo", budget: bool = True,
              whole_network: bool | None = None) -> Path:
         """One QUBO file per group, a manifest mapping variables to modules and channels,
-        and (for the paper's whole-network energy) ``network.<format>``."""
+        and (for the paper's whole-network energy) ``network.<format>``.
+
+        ``whole_network=None`` writes the network file for the paper's energy when its
+        dense BQM fits (:data:`ising_qubo.structured.DENSE_BQM_LIMIT` variables) and
+        warns otherwise; True insists (a ValueError for a network that large)."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         suffix = "txt" if format == "gset" else format
@@ -497,7 +502,14 @@ class PruningProblem:
             filename = f"{k:03d}_{group.name.replace('/', '_')}.{suffix}"
             io.save(self.to_bqm(group.name, budget), directory / filename, format=format)
             files[group.name] = filename
-        if whole_network if whole_network is not None else self.energy_name == "ipruning":
+        if whole_network is None:
+            whole_network = self.energy_name == "ipruning"
+            if whole_network and self.num_variables > DENSE_BQM_LIMIT:
+                warnings.warn(f"{directory}: network.{suffix} not written: the whole-network "
+                              f"BQM of {self.num_variables} variables would be dense; the "
+                              f"per-group files and manifest.json are", stacklevel=2)
+                whole_network = False
+        if whole_network:
             filename = f"network.{suffix}"
             io.save(self.to_bqm(None, budget), directory / filename, format=format)
             files["__network__"] = filename

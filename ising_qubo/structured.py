@@ -22,6 +22,9 @@ from dataclasses import dataclass, field
 import dimod
 import numpy as np
 
+#: Variables above which :meth:`StructuredIsing.to_bqm` refuses to build a dense BQM.
+DENSE_BQM_LIMIT = 8192
+
 
 @dataclass
 class StructuredIsing:
@@ -121,8 +124,19 @@ class StructuredIsing:
         return energy
 
     def to_bqm(self) -> dimod.BinaryQuadraticModel:
-        """The equivalent dense SPIN BQM (for checks and for solvers that need one)."""
+        """The equivalent dense SPIN BQM (for checks and for solvers that need one).
+
+        Refused (ValueError) above :data:`DENSE_BQM_LIMIT` variables: the low-rank terms
+        couple every pair, so the BQM holds n (n - 1) / 2 couplings.
+        """
         n = self.num_variables
+        if n > DENSE_BQM_LIMIT:
+            pairs = n * (n - 1) // 2
+            raise ValueError(
+                f"a dense BQM of this structured problem ({n} variables) would hold {pairs:,} "
+                f"couplings (~{3 * 8 * n * n / 2**30:.0f} GiB to build); above "
+                f"{DENSE_BQM_LIMIT} variables use the structured form (torch-sa's "
+                f"sample_structured) or per-group problems")
         J = np.zeros((n, n))
         for index, block in self.blocks:
             J[np.ix_(index, index)] += block / 2

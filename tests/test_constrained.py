@@ -177,3 +177,37 @@ def test_swap_anneal_honours_time_limit_and_ctrl_c(monkeypatch):
     assert len(calls) == 2
     for row in result.record.sample:  # the interrupted states still meet the budget
         assert [int((row[index] > 0).sum()) for index in GROUPS] == TARGETS
+
+
+def test_dense_bqm_of_a_huge_structured_problem_is_refused_with_its_size(monkeypatch):
+    from ising_qubo import structured
+
+    monkeypatch.setattr(structured, "DENSE_BQM_LIMIT", 10)
+    with pytest.raises(ValueError, match=r"\(12 variables\) would hold 66 couplings .*"
+                                         r"use the structured form"):
+        random_structured(0).to_bqm()
+    monkeypatch.setattr(structured, "DENSE_BQM_LIMIT", 12)
+    assert random_structured(0).to_bqm().num_interactions == 66  # at the limit: built
+
+
+def test_problem_save_skips_a_too_large_network_file_with_a_warning(monkeypatch, tmp_path):
+    import torch
+    from torch import nn
+
+    from ising_qubo import problem as problem_module
+    from ising_qubo.problem import PruningProblem
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 6, 3), nn.BatchNorm2d(6), nn.ReLU(),
+                          nn.Conv2d(6, 5, 3), nn.ReLU(), nn.Flatten(), nn.LazyLinear(2))
+    batch = torch.randn(4, 3, 8, 8)
+    model(batch)
+    problem = PruningProblem.from_model(model, batch, energy="ipruning", keep=0.5)
+    problem.save(tmp_path / "fits")
+    assert (tmp_path / "fits" / "network.coo").exists()
+    monkeypatch.setattr(problem_module, "DENSE_BQM_LIMIT", problem.num_variables - 1)
+    with pytest.warns(UserWarning, match="network.coo not written: the whole-network BQM of "
+                                         f"{problem.num_variables} variables would be dense"):
+        problem.save(tmp_path / "large")
+    assert not (tmp_path / "large" / "network.coo").exists()
+    assert (tmp_path / "large" / "manifest.json").exists()
