@@ -157,8 +157,10 @@ def test_swap_anneal_honours_time_limit_and_ctrl_c(monkeypatch):
     sampler.sample_structured(model, num_reads=2, num_sweeps=2, cardinalities=cards)  # JIT
     started = time.perf_counter()
     result = sampler.sample_structured(model, num_reads=2, num_sweeps=10**8, seed=0,
-                                       cardinalities=cards, time_limit=0.5)
-    assert time.perf_counter() - started < 0.5 * 1.1
+                                       cardinalities=cards, time_limit=1.0)
+    # within 10%, plus the same allowance as tests/test_interrupts.py (descent, SampleSet,
+    # scheduling noise on a busy 2-core machine)
+    assert time.perf_counter() - started <= 1.1 * 1.0 + 0.1
     assert result.info["num_sweeps"] < 10**8
 
     calls = []
