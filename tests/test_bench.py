@@ -299,3 +299,22 @@ def test_sense_min_instance_and_best_known_early_stop(tmp_path):
     assert run.elapsed < 1.0  # stopped on reaching the best-known value
     assert result.run_times(run)["1.0"] is not None
     assert np.isclose(result.summary()[0]["gap_percent"], 0.0)
+
+
+def test_grow_override_sets_the_anneal_length_per_round():
+    from ising_qubo.bench.runner import plan_solvers
+
+    [default] = plan_solvers(["neal"])
+    assert [default.call_params(0, r, 10.0)["num_sweeps"] for r in range(3)] == [1000, 1500, 2250]
+    [fixed] = plan_solvers(["neal"], {"neal": {"grow": 1, "num_sweeps": 4000}})
+    assert [fixed.call_params(0, r, 10.0)["num_sweeps"] for r in range(4)] == [4000] * 4
+    assert "every round the same" in fixed.about
+    [doubling] = plan_solvers(["neal"], {"neal": {"grow": "2"}})
+    assert [doubling.call_params(0, r, 10.0)["num_sweeps"] for r in range(3)] == [1000, 2000,
+                                                                               4000]
+    assert doubling.call_params(0, 10, 10.0)["num_sweeps"] == 32_000  # the cap stays
+    for bad in (0.5, "fast", float("nan")):
+        with pytest.raises(ValueError, match="grow must be a factor >= 1"):
+            plan_solvers(["neal"], {"neal": {"grow": bad}})
+    with pytest.raises(ValueError, match="its rounds do not grow; grow applies to neal"):
+        plan_solvers(["greedy"], {"greedy": {"grow": 1}})

@@ -22,7 +22,8 @@ INSTANCE: """ + SPEC_HELP + "."
 
 def _defaults_epilog() -> str:
     lines = ["per-round solver settings; change them with --param SOLVER:KEY=VALUE, and",
-             "--param SOLVER:single_call=true makes one call with the whole time limit:"]
+             "--param SOLVER:single_call=true makes one call with the whole time limit,",
+             "--param SOLVER:grow=F sets the per-round growth of an annealer's sweeps (1: fixed):"]
     for name, settings in SOLVER_DEFAULTS.items():
         params = ", ".join(f"{k}={v}" for k, v in settings.params.items()) or "-"
         mode = "single call" if settings.single_call else "rounds"

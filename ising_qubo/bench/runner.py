@@ -86,7 +86,7 @@ SOLVER_DEFAULTS: dict[str, SolverSettings] = {
 _GENERIC = SolverSettings(about="the solver's own defaults per round")
 
 #: Harness options accepted by ``--param SOLVER:KEY=VALUE`` besides solver parameters.
-HARNESS_KEYS = ("single_call",)
+HARNESS_KEYS = ("single_call", "grow")
 
 
 @dataclass
@@ -153,9 +153,12 @@ def plan_solvers(
         accepted = set(getattr(sampler, "parameters", {}) or {})
         params = {k: v for k, v in settings.params.items() if k in accepted}
         single = settings.single_call or "seed" not in accepted
+        grow, about = settings.grow, settings.about
         for key, value in overrides.pop(name, {}).items():
             if key == "single_call":
                 single = _as_bool(value, name)
+            elif key == "grow":
+                grow, about = _grow_override(value, settings, name)
             elif key == "seed":
                 raise ValueError(f"solver {name!r}: seeds are set by the harness (--seeds), "
                                  "not by --param")
@@ -164,12 +167,32 @@ def plan_solvers(
                                  f"{', '.join(sorted(accepted)) or 'none'}")
             else:
                 params[key] = value
-        plans.append(SolverPlan(name, sampler, params, single, settings.about, settings.grow))
+        plans.append(SolverPlan(name, sampler, params, single, about, grow))
     if not plans:
         raise ValueError("no solvers given")
     if overrides:
         raise ValueError(f"--param for solver(s) not in the run: {', '.join(sorted(overrides))}")
     return plans
+
+
+def _grow_override(value: Any, settings: SolverSettings, solver: str
+                   ) -> tuple[tuple[str, float, int] | None, str]:
+    """``--param SOLVER:grow=F``: the growing parameter's factor per round (1: every round
+    the same length); the notes column of the report says what was run."""
+    try:
+        factor = float(value)
+    except (TypeError, ValueError):
+        factor = math.nan
+    if not factor >= 1.0 or not math.isfinite(factor):
+        raise ValueError(f"solver {solver!r}: grow must be a factor >= 1 (1: fixed-length "
+                         f"rounds), got {value!r}")
+    if settings.grow is None:
+        raise ValueError(f"solver {solver!r}: its rounds do not grow; grow applies to "
+                         f"{', '.join(n for n, s in SOLVER_DEFAULTS.items() if s.grow)}")
+    key, _, cap = settings.grow
+    if factor == 1.0:
+        return None, f"every round the same ({key} as given; --param grow=1)"
+    return (key, factor, cap), f"{key} growing {factor:g}x per round to {cap:,} (--param grow)"
 
 
 def _as_bool(value: Any, solver: str) -> bool:
