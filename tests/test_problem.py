@@ -471,6 +471,10 @@ def test_tiny_net_exact_solvers_reach_the_brute_force_optimum(tiny, energy):
     assert solution.kept == problem.keep_counts
     assert solution.energy >= optimum - 1e-9
     assert_swap_local_minimum(problem, solution.masks)
+    if energy == "ipruning":  # the whole network annealed by swaps under the budget
+        assert solution.samplesets[0].info["backend"] == "numba-swaps"
+        assert solution.repair_flips == 0  # every state the annealer returns meets it
+        assert solution.energy == pytest.approx(optimum, abs=1e-6)
 
 
 def test_tiny_net_polish_from_bad_states_meets_budget(tiny):
