@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import dimod
 import numpy as np
 import pytest
@@ -165,3 +169,30 @@ def test_sample_batch_warm_start_is_used_per_problem():
         sampler.sample_batch([bqm], initial_states=[zeros, ones])
     with pytest.raises(ValueError, match=r"initial_states\[0\]"):
         sampler.sample_batch([bqm], initial_states=[np.full((1, n), 3)])
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="needs 2 cores to see a change")
+def test_compiled_solves_keep_torchs_thread_count():
+    """numba's OpenMP pool used to raise torch's thread count to all cores (ignoring
+    OMP_NUM_THREADS=1), so training after a solve rounded differently from a resumed run
+    that had not solved. Fresh process: the pool starts here, not in this test session."""
+    script = """
+import os, numba, numpy as np, torch
+import ising_qubo
+from ising_qubo.bench.instances import sk_instance
+from ising_qubo.structured import StructuredIsing
+assert torch.get_num_threads() == 1
+rng = np.random.default_rng(0)
+bqm = sk_instance(32, 0).bqm
+ising_qubo.get_solver("torch-sa").sample(bqm, num_reads=4, num_sweeps=20, seed=0)
+problem = StructuredIsing.from_binary(rng.normal(size=8), [(np.arange(8), rng.normal(size=(8, 8)))], [], 0.0)
+ising_qubo.get_solver("torch-sa").sample_structured(problem, num_reads=2, num_sweeps=5, seed=0,
+                                                   cardinalities=[(problem.labels, 4)])
+print(torch.get_num_threads(), numba.get_num_threads())
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            env=dict(os.environ, OMP_NUM_THREADS="1"), timeout=300)
+    assert result.returncode == 0, result.stderr
+    torch_threads, numba_threads = map(int, result.stdout.split())
+    assert torch_threads == 1  # as the user asked
+    assert numba_threads == os.cpu_count()  # the solver still uses every core

@@ -16,6 +16,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from ising_qubo.solvers._threads import start_numba_pool
+
 _SPLITMIX_GAMMA = np.uint64(0x9E3779B97F4A7C15)
 _MIX1 = np.uint64(0xBF58476D1CE4E5B9)
 _MIX2 = np.uint64(0x94D049BB133111EB)
@@ -168,3 +170,7 @@ def sweeps_blocks(spins, fields, jflat, var_start, j_start, beta_table, rng_stat
                         f[j] += step * jflat[base + j]
             if greedy and flips == 0:
                 break
+
+
+# Before any parallel kernel runs: keeps torch's thread count as the user set it.
+start_numba_pool()

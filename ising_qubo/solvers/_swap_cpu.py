@@ -21,6 +21,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from ising_qubo.solvers._threads import start_numba_pool
+
 from ising_qubo.solvers._sa_cpu import _accept, _uniform
 
 
@@ -255,3 +257,7 @@ def swap_deltas(s, f, pu, pv, order, g_ptr, kept_count, samples, rng_state,
                                                      bvar_start, jflat, j_start,
                                                      lr_ptr, lr_q, lr_u, lr_v))
     return out
+
+
+# Before any parallel kernel runs: keeps torch's thread count as the user set it.
+start_numba_pool()

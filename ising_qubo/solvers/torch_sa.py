@@ -37,7 +37,7 @@ from ising_qubo.solvers._common import (
     wall_timer,
 )
 from ising_qubo.solvers._torch_common import in_chunks, on_device, resolve_device, torch_seed
-from ising_qubo.solvers.schedule import BetaSchedule, default_beta_range
+from ising_qubo.solvers.schedule import BetaSchedule, default_beta_range, fitted_beta_range
 
 # Above this fraction of non-zero couplings a dense matrix is cheaper than CSR.
 _DENSE_FRACTION = 0.3
@@ -289,8 +289,10 @@ class _Part:
 class TorchSASampler(dimod.Sampler, dimod.Initialized):
     """Simulated annealing with many replicas (and many problems) at once, CPU or CUDA.
 
-    Parameters: ``num_reads`` (replicas), ``num_sweeps``, ``beta_range`` (default from
-    the coefficients, by neal's rule), ``beta_schedule_type`` ('geometric' or 'linear'),
+    Parameters: ``num_reads`` (replicas), ``num_sweeps``, ``beta_range`` (hot, cold;
+    default fitted to the problem's flip energies, see
+    :func:`~ising_qubo.solvers.schedule.fitted_beta_range`; ``"neal"`` for neal's rule),
+    ``beta_schedule_type`` ('geometric' or 'linear'),
     ``seed`` (reproducible on the CPU), ``initial_states`` (warm starts), ``time_limit``
     (seconds from the call, set-up included; checked between kernel calls of about 2% of
     it), ``device`` ('auto', 'cpu', 'cuda'), ``dtype``
@@ -425,6 +427,9 @@ class TorchSASampler(dimod.Sampler, dimod.Initialized):
         rows = np.repeat(np.arange(n), np.diff(indptr))
         upper = rows < indices  # each coupling once, as the BQM path stores it
         if beta_range is None:
+            betas = fitted_beta_range(problem.h, rows[upper], indices[upper], data[upper],
+                                      lowrank=(problem.lowrank_u, problem.lowrank_v))
+        elif isinstance(beta_range, str) and beta_range == "neal":
             # Rank-1 terms couple every pair: count their largest field in the hot bound.
             abs_u, abs_v = np.abs(problem.lowrank_u), np.abs(problem.lowrank_v)
             reach = ((abs_u * abs_v.sum(1, keepdims=True)).sum(0)
@@ -543,6 +548,8 @@ def _as_spins(states: np.ndarray, vartype: dimod.Vartype) -> np.ndarray:
 
 def _beta_range(beta_range: Any, h, rows, cols, data) -> tuple[float, float]:
     if beta_range is None:
+        return fitted_beta_range(h, rows, cols, data)
+    if isinstance(beta_range, str) and beta_range == "neal":
         return default_beta_range(h, rows, cols, data)
     return _check_beta_range(beta_range)
 
