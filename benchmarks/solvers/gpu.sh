@@ -6,6 +6,8 @@
 #
 # Environment: PYTHON (default .venv/bin/python), SIZE (4096), SEEDS (3), TIME_LIMIT (15),
 # DEVICE (cuda; DEVICE=cpu SIZE=256 TIME_LIMIT=1 SEEDS=1 is a smoke test without a GPU).
+# Prints the bench table, then time to neal's median best energy with ratios to neal and
+# sb-ref (benchmarks/solvers/reach_neal.py).
 # Worst case: 4 solvers x SEEDS x TIME_LIMIT = 180 s of solver time, plus neal's last read
 # running past the limit, problem set-up and warm-up (CUDA start-up is not timed).
 # Solvers that are not registered here are skipped with a message.
@@ -68,3 +70,7 @@ mapfile -t ARGS <<< "$spec"
 
 "$PYTHON" -m ising_qubo.cli bench "sk:$SIZE" --seeds "$SEEDS" --time-limit "$TIME_LIMIT" \
     --out "$OUT" --no-progress "${ARGS[@]}"
+# The GPU target's figure: time to neal's median best energy, as a ratio to neal (CPU) and
+# to sb-ref (same GPU); also written to $OUT/reach_neal.md.
+echo
+"$PYTHON" benchmarks/solvers/reach_neal.py "$OUT/results.json" | tee "$OUT/reach_neal.md"

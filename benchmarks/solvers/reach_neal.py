@@ -5,7 +5,9 @@
 For each instance: neal's median over seeds of its final best objective is the target
 (the worse middle value for an even count, so that a neal run reached it); a solver's time
 is the median over seeds of the first solver time its best-so-far reached that target
-(infinite when a seed never did). Prints the ratio to neal's own time.
+(infinite when a seed never did). Prints the ratio to neal's own time, and to
+``sb-ref``'s (the simulated-bifurcation package) where it ran (the GPU target compares
+with both).
 """
 
 from __future__ import annotations
@@ -22,6 +24,14 @@ def first_time(trajectory, target, sense):
         if (value >= target - 1e-9 * abs(target)) if sense == "max" else (value <= target):
             return t
     return math.inf
+
+
+def ratio(time: float, peer_time: float, peer: str) -> str:
+    if not math.isfinite(time):
+        return "never"
+    if not math.isfinite(peer_time):
+        return f"{peer} never"
+    return f"{time / peer_time:.2f}"
 
 
 def main(path: str) -> None:
@@ -41,12 +51,14 @@ def main(path: str) -> None:
         times = {s: statistics.median(first_time(r["trajectory"], target, sense[instance])
                                       for r in rs)
                  for (i, s), rs in runs.items() if i == instance}
+        peers = ["neal"] + (["sb-ref"] if "sb-ref" in times else [])
         print(f"{instance}: target = neal's median best objective {target:.1f}")
-        print("| solver | median time to target (s) | ratio to neal |")
-        print("|---|---|---|")
+        print("| solver | median time to target (s) | "
+              + " | ".join(f"ratio to {p}" for p in peers) + " |")
+        print("|---|---|" + "---|" * len(peers))
         for solver, t in sorted(times.items(), key=lambda kv: kv[1]):
-            ratio = t / times["neal"] if math.isfinite(t) else math.inf
-            print(f"| {solver} | {t:.3g} | {ratio:.2f} |")
+            print(f"| {solver} | {t:.3g} | "
+                  + " | ".join(ratio(t, times[p], p) for p in peers) + " |")
         print()
 
 
