@@ -135,3 +135,20 @@ def test_fitted_range_of_structured_problem_equals_its_dense_form():
     assert structured == pytest.approx(dense, rel=1e-9)
     without = fitted_beta_range(problem.h, rows[upper], indices[upper], data[upper])
     assert without != pytest.approx(dense, rel=1e-3)  # the low-rank terms matter here
+
+
+def test_beta_range_strings_are_checked_with_clear_errors():
+    sampler = ising_qubo.get_solver("torch-sa")
+    bqm = sk(8, seed=0)
+    with pytest.raises(ValueError, match=r"two numbers \(hot, cold\) or 'neal', got 'hot'"):
+        sampler.sample(bqm, num_sweeps=5, beta_range="hot")
+    from ising_qubo.structured import StructuredIsing
+
+    rng = np.random.default_rng(0)
+    problem = StructuredIsing.from_binary(rng.normal(size=6), [(np.arange(6),
+                                          rng.normal(size=(6, 6)))], [], 0.0)
+    with pytest.raises(ValueError, match="'neal' is for spin flips"):
+        sampler.sample_structured(problem, num_reads=2, num_sweeps=5, beta_range="neal",
+                                  cardinalities=[(problem.labels, 3)])
+    result = sampler.sample_structured(problem, num_reads=2, num_sweeps=5, beta_range="neal")
+    assert len(result) == 2

@@ -459,6 +459,9 @@ class TorchSASampler(dimod.Sampler, dimod.Initialized):
         resolve_device(device, "torch-sa")
         sweeps = positive_int(num_sweeps, "num_sweeps", "torch-sa")
         groups, targets = _cardinality_groups(problem, cardinalities)
+        if isinstance(beta_range, str) and beta_range == "neal":
+            raise ValueError("torch-sa: beta_range='neal' is for spin flips; annealing by swaps "
+                             "(cardinalities) takes (hot, cold) or derives its own range")
         betas = None if beta_range is None else _check_beta_range(beta_range)
         info: dict[str, Any] = {"backend": "numba-swaps", "device": "cpu"}
         with stop, wall_timer(info):
@@ -888,7 +891,8 @@ def _check_beta_range(beta_range: Any) -> tuple[float, float]:
     try:
         hot, cold = (float(b) for b in beta_range)
     except (TypeError, ValueError):
-        raise ValueError(f"torch-sa: beta_range must be two numbers, got {beta_range!r}") from None
+        raise ValueError(f"torch-sa: beta_range must be two numbers (hot, cold) or 'neal', "
+                         f"got {beta_range!r}") from None
     if not (0 < hot <= cold and math.isfinite(cold)):
         raise ValueError(f"torch-sa: beta_range must satisfy 0 < hot <= cold, got {beta_range!r}")
     return hot, cold
