@@ -196,6 +196,25 @@ class ArrayModel:
         return states @ self.linear + quadratic + self.offset
 
 
+def symmetric_dense(n: int, rows: np.ndarray, cols: np.ndarray, data: np.ndarray) -> np.ndarray:
+    """The symmetric coupling matrix J (J[i, j] = J[j, i] = coupling of i and j, duplicates
+    added), flattened row-major: the dense layout of the compiled kernels."""
+    flat = np.bincount(np.asarray(rows, np.int64) * n + cols, data, n * n).reshape(n, n)
+    return np.ascontiguousarray(flat + flat.T).ravel()
+
+
+def symmetric_csr(n: int, rows: np.ndarray, cols: np.ndarray,
+                  data: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The same matrix as CSR (indptr int64, indices int32, values float64): the sparse
+    layout of the compiled kernels (int32 indices halve the memory sweeps stream)."""
+    from ising_qubo.structured import csr_from_coo
+
+    indptr, indices, values = csr_from_coo(
+        n, np.concatenate([rows, cols]), np.concatenate([cols, rows]),
+        np.concatenate([data, data]))
+    return indptr, indices.astype(np.int32), values
+
+
 def sampleset_from_states(
     states: np.ndarray,
     vartype: dimod.Vartype,

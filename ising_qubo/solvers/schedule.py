@@ -24,6 +24,8 @@ import math
 
 import numpy as np
 
+from ising_qubo.solvers._common import symmetric_csr, symmetric_dense
+
 
 def default_beta_range(
     h: np.ndarray, rows: np.ndarray, cols: np.ndarray, couplings: np.ndarray,
@@ -53,6 +55,8 @@ def fitted_beta_range(
     h: np.ndarray, rows: np.ndarray, cols: np.ndarray, couplings: np.ndarray,
     samples: int | None = None, seed: int = 0,
     lowrank: tuple[np.ndarray, np.ndarray] | None = None,
+    dense: np.ndarray | None = None,
+    csr: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
 ) -> tuple[float, float]:
     """(hot, cold) beta from the single-flip energy changes the problem actually has.
 
@@ -65,6 +69,9 @@ def fitted_beta_range(
     4096 flips, at most 4: the descents dominate the cost on large dense problems.
     ``lowrank``: (u, v), arrays (rank, n) of the terms sum_r (u_r.s)(v_r.s) of a
     structured problem, counted in every flip as ``torch-sa``'s kernel counts them.
+    ``dense`` (:func:`~ising_qubo.solvers._common.symmetric_dense`) or ``csr``
+    (:func:`~ising_qubo.solvers._common.symmetric_csr`): the couplings already laid out
+    for the kernels, which a solver builds anyway; otherwise they are built here.
     """
     h = np.asarray(h, dtype=np.float64)
     n = len(h)
@@ -75,8 +82,14 @@ def fitted_beta_range(
         return 0.1, 1.0  # all biases zero: every state has the same energy
     if samples is None:
         samples = min(4, -(-4096 // n))
-    random_changes, excitations = _flip_energies(h, np.asarray(rows), np.asarray(cols),
-                                                 couplings, samples, seed, lowrank)
+    if lowrank is not None and dense is not None:
+        raise ValueError("fitted_beta_range: low-rank terms need the CSR layout, not dense")
+    if dense is None and csr is None:
+        if lowrank is None and 2 * len(couplings) >= n * n * _DENSE_FRACTION:
+            dense = symmetric_dense(n, rows, cols, couplings)
+        else:
+            csr = symmetric_csr(n, np.asarray(rows), np.asarray(cols), couplings)
+    random_changes, excitations = _flip_energies(h, samples, seed, lowrank, dense, csr)
     moving = random_changes[random_changes > 0]
     excited = excitations[excitations > 0]
     if moving.size == 0 or excited.size == 0:
@@ -86,40 +99,33 @@ def fitted_beta_range(
     return hot, max(cold, hot)
 
 
-#: Coupled fraction of all pairs from which the flip energies use the dense kernels.
+#: Coupled fraction of all pairs from which couplings are laid out dense when the caller
+#: gives no layout: building CSR costs more than the rest there (1.3 s of 1.5 s, n = 4096).
 _DENSE_FRACTION = 1 / 8
 
 
-def _flip_energies(h, rows, cols, couplings, samples: int, seed: int, lowrank=None):
+def _flip_energies(h, samples: int, seed: int, lowrank, dense, csr):
     """|Energy change| of every flip at random states, and every excitation energy at the
-    greedy local minima reached from them (compiled kernels; dense ones from
-    ``_DENSE_FRACTION`` of the pairs coupled, where building CSR costs more than the
-    rest: 1.3 s of 1.5 s for n = 4096; CSR with the low-rank terms otherwise)."""
+    greedy local minima reached from them, with the compiled kernels (``dense`` or
+    ``csr`` layout; low-rank terms only with CSR, as in the kernels)."""
     from ising_qubo.solvers import _sa_cpu  # imported late: numba start-up
 
     n = len(h)
     spins = np.random.default_rng(seed).choice([-1.0, 1.0], size=(samples, n))
     streams = np.random.SeedSequence(seed).generate_state(samples, np.uint64)
     descend = np.zeros((10_000, 1))  # beta table of a greedy pass: betas unused
-    if lowrank is None and 2 * len(couplings) >= n * n * _DENSE_FRACTION:
-        flat = np.bincount(rows.astype(np.int64) * n + cols, couplings, n * n).reshape(n, n)
-        flat = np.ascontiguousarray(flat + flat.T).ravel()
+    if dense is not None:
         var_start, j_start = np.array([0, n], dtype=np.int64), np.zeros(1, dtype=np.int64)
 
         def changes(states):
-            fields = _sa_cpu.fields_blocks(states, h, flat, var_start, j_start)
+            fields = _sa_cpu.fields_blocks(states, h, dense, var_start, j_start)
             return -2.0 * states * fields, fields
 
         def descend_from(states, fields):
-            _sa_cpu.sweeps_blocks(states, fields, flat, var_start, j_start, descend,
+            _sa_cpu.sweeps_blocks(states, fields, dense, var_start, j_start, descend,
                                   streams, True)
     else:
-        from ising_qubo.structured import csr_from_coo
-
-        indptr, indices, values = csr_from_coo(
-            n, np.concatenate([rows, cols]), np.concatenate([cols, rows]),
-            np.concatenate([couplings, couplings]))
-        indices = indices.astype(np.int32)
+        indptr, indices, values = csr
         lr_u, lr_v = (np.zeros((0, n)), np.zeros((0, n))) if lowrank is None else (
             np.ascontiguousarray(lowrank[0], dtype=np.float64),
             np.ascontiguousarray(lowrank[1], dtype=np.float64))
