@@ -172,5 +172,52 @@ def sweeps_blocks(spins, fields, jflat, var_start, j_start, beta_table, rng_stat
                 break
 
 
+
+# Plain-Python fronts of the kernels for one problem, for callers outside the annealing
+# loop (the fitted temperature range, the torch backend's final descent).
+def _layout(n: int, dense, csr, lowrank):
+    if (dense is None) == (csr is None):
+        raise ValueError("give exactly one of dense= or csr=")
+    if lowrank is not None and dense is not None:
+        raise ValueError("low-rank terms need the CSR layout, not dense")
+    if lowrank is None:
+        lowrank = (np.zeros((0, n)), np.zeros((0, n)))
+    lr_u = np.ascontiguousarray(lowrank[0], dtype=np.float64)
+    lr_v = np.ascontiguousarray(lowrank[1], dtype=np.float64)
+    return lr_u, lr_v, (lr_u * lr_v).sum(axis=0)
+
+
+def flip_changes(states, h, dense=None, csr=None, lowrank=None) -> np.ndarray:
+    """Energy change of flipping each spin of each state, (reads, n).
+
+    ``dense``: the symmetric couplings flattened (n * n); ``csr``: (indptr, indices
+    int32, values); ``lowrank``: (u, v) of the terms sum_r (u_r.s)(v_r.s), CSR only."""
+    n = states.shape[1]
+    lr_u, lr_v, lr_diag = _layout(n, dense, csr, lowrank)
+    if dense is not None:
+        fields = fields_blocks(states, h, dense, np.array([0, n], dtype=np.int64),
+                               np.zeros(1, dtype=np.int64))
+        return -2.0 * states * fields
+    fields, proj_u, proj_v = fields_csr(states, h, *csr, lr_u, lr_v)
+    full = fields + proj_v @ lr_u + proj_u @ lr_v  # as _delta_energy counts them
+    return -2.0 * states * full + 4.0 * lr_diag
+
+
+def descend(states, h, dense=None, csr=None, lowrank=None, max_sweeps: int = 10_000) -> None:
+    """Strict single-flip descent of every state, in place, in the stored variable order
+    (layouts as in :func:`flip_changes`)."""
+    n = states.shape[1]
+    lr_u, lr_v, lr_diag = _layout(n, dense, csr, lowrank)
+    greedy = np.zeros((max_sweeps, 1))  # beta table of a greedy pass: betas unused
+    streams = np.zeros(len(states), dtype=np.uint64)  # greedy passes draw no numbers
+    if dense is not None:
+        var_start, j_start = np.array([0, n], dtype=np.int64), np.zeros(1, dtype=np.int64)
+        fields = fields_blocks(states, h, dense, var_start, j_start)
+        sweeps_blocks(states, fields, dense, var_start, j_start, greedy, streams, True)
+        return
+    fields, proj_u, proj_v = fields_csr(states, h, *csr, lr_u, lr_v)
+    sweeps_csr(states, fields, proj_u, proj_v, *csr, lr_u, lr_v, lr_diag, greedy,
+               np.zeros(n, dtype=np.int64), streams, True)
+
 # Before any parallel kernel runs: keeps torch's thread count as the user set it.
 start_numba_pool()

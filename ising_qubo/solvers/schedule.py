@@ -82,8 +82,6 @@ def fitted_beta_range(
         return 0.1, 1.0  # all biases zero: every state has the same energy
     if samples is None:
         samples = min(4, -(-4096 // n))
-    if lowrank is not None and dense is not None:
-        raise ValueError("fitted_beta_range: low-rank terms need the CSR layout, not dense")
     if dense is None and csr is None:
         if lowrank is None and 2 * len(couplings) >= n * n * _DENSE_FRACTION:
             dense = symmetric_dense(n, rows, cols, couplings)
@@ -106,46 +104,14 @@ _DENSE_FRACTION = 1 / 8
 
 def _flip_energies(h, samples: int, seed: int, lowrank, dense, csr):
     """|Energy change| of every flip at random states, and every excitation energy at the
-    greedy local minima reached from them, with the compiled kernels (``dense`` or
-    ``csr`` layout; low-rank terms only with CSR, as in the kernels)."""
+    greedy local minima reached from them (the compiled kernels, ``dense`` or ``csr``)."""
     from ising_qubo.solvers import _sa_cpu  # imported late: numba start-up
 
-    n = len(h)
-    spins = np.random.default_rng(seed).choice([-1.0, 1.0], size=(samples, n))
-    streams = np.random.SeedSequence(seed).generate_state(samples, np.uint64)
-    descend = np.zeros((10_000, 1))  # beta table of a greedy pass: betas unused
-    if dense is not None:
-        var_start, j_start = np.array([0, n], dtype=np.int64), np.zeros(1, dtype=np.int64)
-
-        def changes(states):
-            fields = _sa_cpu.fields_blocks(states, h, dense, var_start, j_start)
-            return -2.0 * states * fields, fields
-
-        def descend_from(states, fields):
-            _sa_cpu.sweeps_blocks(states, fields, dense, var_start, j_start, descend,
-                                  streams, True)
-    else:
-        indptr, indices, values = csr
-        lr_u, lr_v = (np.zeros((0, n)), np.zeros((0, n))) if lowrank is None else (
-            np.ascontiguousarray(lowrank[0], dtype=np.float64),
-            np.ascontiguousarray(lowrank[1], dtype=np.float64))
-        lr_diag = (lr_u * lr_v).sum(axis=0)
-
-        def changes(states):
-            fields, proj_u, proj_v = _sa_cpu.fields_csr(states, h, indptr, indices, values,
-                                                        lr_u, lr_v)
-            full = fields + proj_v @ lr_u + proj_u @ lr_v  # as the kernel's _delta_energy
-            return -2.0 * states * full + 4.0 * lr_diag, (fields, proj_u, proj_v)
-
-        def descend_from(states, kernel_state):
-            fields, proj_u, proj_v = kernel_state
-            _sa_cpu.sweeps_csr(states, fields, proj_u, proj_v, indptr, indices, values, lr_u,
-                               lr_v, lr_diag, descend, np.zeros(n, dtype=np.int64), streams,
-                               True)
-
-    random_changes, kernel_state = changes(spins)
-    descend_from(spins, kernel_state)
-    return np.abs(random_changes).ravel(), changes(spins)[0].ravel()
+    spins = np.random.default_rng(seed).choice([-1.0, 1.0], size=(samples, len(h)))
+    layout = {"dense": dense, "csr": csr, "lowrank": lowrank}
+    random_changes = np.abs(_sa_cpu.flip_changes(spins, h, **layout)).ravel()
+    _sa_cpu.descend(spins, h, **layout)
+    return random_changes, _sa_cpu.flip_changes(spins, h, **layout).ravel()
 
 
 def beta_schedule(hot: float, cold: float, num_sweeps: int, kind: str = "geometric") -> np.ndarray:

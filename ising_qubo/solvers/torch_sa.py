@@ -248,25 +248,14 @@ def _descend_compiled(problem: IsingTensors, spins: torch.Tensor,
     from ising_qubo.solvers import _sa_cpu
 
     states = np.ascontiguousarray(spins.numpy())
-    reads, n = states.shape
     h = np.ascontiguousarray(problem.h.numpy())
-    greedy = np.zeros((max_sweeps, 1))
-    streams = np.zeros(reads, dtype=np.uint64)  # unused by greedy sweeps
     if problem.dense:
-        jflat = np.ascontiguousarray(problem.J.numpy()).ravel()
-        var_start = np.array([0, n], dtype=np.int64)
-        j_start = np.array([0, n * n], dtype=np.int64)
-        fields = _sa_cpu.fields_blocks(states, h, jflat, var_start, j_start)
-        _sa_cpu.sweeps_blocks(states, fields, jflat, var_start, j_start, greedy, streams, True)
+        layout = {"dense": np.ascontiguousarray(problem.J.numpy()).ravel()}
     else:
-        indptr = problem.J.crow_indices().numpy().astype(np.int64)
-        indices = problem.J.col_indices().numpy().astype(np.int32)
-        values = np.ascontiguousarray(problem.J.values().numpy())
-        none = np.zeros((0, n))
-        fields, proj_u, proj_v = _sa_cpu.fields_csr(states, h, indptr, indices, values, none,
-                                                    none)
-        _sa_cpu.sweeps_csr(states, fields, proj_u, proj_v, indptr, indices, values, none, none,
-                           np.zeros(n), greedy, np.zeros(n, dtype=np.int64), streams, True)
+        layout = {"csr": (problem.J.crow_indices().numpy().astype(np.int64),
+                          problem.J.col_indices().numpy().astype(np.int32),
+                          np.ascontiguousarray(problem.J.values().numpy()))}
+    _sa_cpu.descend(states, h, max_sweeps=max_sweeps, **layout)
     spins.copy_(torch.from_numpy(states))
     return spins
 
