@@ -7,6 +7,7 @@ exactly as a user would, next to the same command in one process.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -15,7 +16,9 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 import traceback
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -570,6 +573,41 @@ def test_resume_in_the_finetune_phase_rebuilds_the_pruned_model_on_every_rank(
 
 @pytest.mark.slow
 @pytest.mark.skipif(sys.platform == "win32", reason="needs SIGKILL and process groups")
+def descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (Linux /proc), children first listed."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            children = (task / "children").read_text().split()
+        except OSError:  # the task ended meanwhile
+            continue
+        for child in map(int, children):
+            found += [child, *descendants(child)]
+    return found
+
+
+def kill_tree(pid: int) -> None:
+    """SIGKILL ``pid`` and all its descendants, and wait until they are gone. torchrun
+    starts each worker in a session of its own, so killing torchrun's process group
+    leaves the workers running (they went on writing checkpoints into the copied run)."""
+    victims = [*descendants(pid), pid]
+    for victim in victims:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(victim, signal.SIGKILL)
+    deadline = time.monotonic() + 60
+    while any(Path(f"/proc/{v}").exists() and _alive(v) for v in victims):
+        assert time.monotonic() < deadline, "killed processes did not end within 60 s"
+        time.sleep(0.05)
+
+
+def _alive(pid: int) -> bool:
+    """False for a zombie (killed, not yet reaped) or an ended process."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
 def test_killed_two_process_run_resumes_to_the_same_result(single_run, double_run,
                                                            image_folder,  # noqa: F811
                                                            tmp_path):
@@ -585,7 +623,7 @@ def test_killed_two_process_run_resumes_to_the_same_result(single_run, double_ru
         for line in process.stdout:
             seen.append(line)
             if line.startswith("train epoch 1:"):
-                os.killpg(process.pid, signal.SIGKILL)  # torchrun and both workers
+                kill_tree(process.pid)  # torchrun and both workers
                 break
     finally:
         process.wait(timeout=120)
