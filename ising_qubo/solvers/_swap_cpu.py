@@ -21,9 +21,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from ising_qubo.solvers._threads import start_numba_pool
-
 from ising_qubo.solvers._sa_cpu import _accept, _uniform
+from ising_qubo.solvers._threads import start_numba_pool
 
 
 @njit(cache=True, parallel=True)
