@@ -185,7 +185,8 @@ assert torch.get_num_threads() == 1
 rng = np.random.default_rng(0)
 bqm = sk_instance(32, 0).bqm
 ising_qubo.get_solver("torch-sa").sample(bqm, num_reads=4, num_sweeps=20, seed=0)
-problem = StructuredIsing.from_binary(rng.normal(size=8), [(np.arange(8), rng.normal(size=(8, 8)))], [], 0.0)
+block = (np.arange(8), rng.normal(size=(8, 8)))
+problem = StructuredIsing.from_binary(rng.normal(size=8), [block], [], 0.0)
 ising_qubo.get_solver("torch-sa").sample_structured(problem, num_reads=2, num_sweeps=5, seed=0,
                                                    cardinalities=[(problem.labels, 4)])
 print(torch.get_num_threads(), numba.get_num_threads())
