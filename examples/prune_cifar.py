@@ -18,8 +18,8 @@ import torch
 import torch.nn.functional as F
 
 import ising_qubo
-from ising_qubo import data, models
-from ising_qubo.training import evaluate
+from ising_qubo.nets import data, models
+from ising_qubo.nets.training import evaluate
 
 
 def train_epoch(model, loader, optimizer, pruner=None):

@@ -18,13 +18,13 @@ from ising_qubo.solvers import get_solver, list_solvers, register_solver, solve,
 _LAZY = {
     # the network side imports torch and Torch-Pruning: load it on first use only, so that
     # solving a QUBO file stays quick to start
-    "PruningProblem": "ising_qubo.problem",
-    "PruningSolution": "ising_qubo.problem",
-    "IsingPruner": "ising_qubo.pruner",
-    "ImportancePruner": "ising_qubo.pruner",
-    "prune_model": "ising_qubo.pruner",
-    "load_pruned": "ising_qubo.persist",
-    "save_pruned": "ising_qubo.persist",
+    "PruningProblem": "ising_qubo.pruning.problem",
+    "PruningSolution": "ising_qubo.pruning.problem",
+    "IsingPruner": "ising_qubo.pruning.pruners",
+    "ImportancePruner": "ising_qubo.pruning.pruners",
+    "prune_model": "ising_qubo.pruning.pruners",
+    "load_pruned": "ising_qubo.nets.persist",
+    "save_pruned": "ising_qubo.nets.persist",
 }
 
 

@@ -7,7 +7,7 @@ traceback, never a silently wrong result.
 
     FILE_CASES         QUBO/Ising problem files (ising_qubo.io)
     MODEL_CASES        networks and pruning problems (adapter, problem, importance)
-    DATA_CASES         datasets on disk (ising_qubo.data)
+    DATA_CASES         datasets on disk (ising_qubo.nets.data)
     CHECKPOINT_CASES   checkpoints, weights files and saved models (training, persist)
     CLI_CASES          the same through ``ising-qubo``: exit code 2 and one stderr line
 
@@ -37,15 +37,15 @@ from PIL import Image
 from torch import nn
 
 import ising_qubo.io as qio
-from ising_qubo import cli
-from ising_qubo.adapter import ModelGroups, UnknownGroupError
-from ising_qubo.data import ImageDataset, load_dataset, load_splits
-from ising_qubo.energies import cosine_redundancy, kl_matrix, kl_redundancy, redundancy_affinity
-from ising_qubo.models import build
-from ising_qubo.persist import ARCHITECTURE_FILE, WEIGHTS_FILE, load_pruned, save_pruned
-from ising_qubo.problem import PruningProblem
-from ising_qubo.pruner import ImportancePruner
-from ising_qubo.training import CheckpointError, load_checkpoint, load_weights, save_checkpoint
+from ising_qubo.cli import app as cli
+from ising_qubo.pruning.groups import ModelGroups, UnknownGroupError
+from ising_qubo.nets.data import ImageDataset, load_dataset, load_splits
+from ising_qubo.pruning.energies import cosine_redundancy, kl_matrix, kl_redundancy, redundancy_affinity
+from ising_qubo.nets.models import build
+from ising_qubo.nets.persist import ARCHITECTURE_FILE, WEIGHTS_FILE, load_pruned, save_pruned
+from ising_qubo.pruning.problem import PruningProblem
+from ising_qubo.pruning.pruners import ImportancePruner
+from ising_qubo.nets.training import CheckpointError, load_checkpoint, load_weights, save_checkpoint
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -469,7 +469,7 @@ def test_a_bad_mask_leaves_the_model_untouched():
 @pytest.mark.parametrize("energy, similarity", [("ipruning", "cosine"), ("redundancy", "kl"),
                                                 ("redundancy", "cosine")])
 def test_zero_variance_filters_give_finite_energies(fill, energy, similarity):
-    """pinv + log-det term 0 + non-finite -> 1 (ising_qubo/energies/ipruning.py)."""
+    """pinv + log-det term 0 + non-finite -> 1 (ising_qubo/pruning/energies/paper.py)."""
     model = net()
     with torch.no_grad():
         model.stem.weight.fill_(0.0 if fill == "zeros" else 0.25)
@@ -759,7 +759,7 @@ def test_malicious_pickle_is_refused_not_run(tmp_path, write, loader):
         check_message(info.value, expected)
     else:
         # pipeline._load_weights (--checkpoint of prune/train): the same refusal, one line
-        from ising_qubo.pipeline import _load_weights
+        from ising_qubo.pruning.pipeline import _load_weights
 
         with pytest.raises(ValueError) as info:
             _load_weights(build("resnet20"), path)
@@ -823,7 +823,7 @@ def _other_model_weights(saved: Path, root: Path):
 
 
 def _other_model_weights_pipeline(saved: Path, root: Path):
-    from ising_qubo.pipeline import _load_weights
+    from ising_qubo.pruning.pipeline import _load_weights
 
     path = root / "other.pt"
     torch.save(nn.Linear(3, 2).state_dict(), path)

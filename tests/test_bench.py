@@ -13,7 +13,7 @@ import dimod
 import numpy as np
 import pytest
 
-from ising_qubo import cli
+from ising_qubo.cli import app as cli
 from ising_qubo.bench import (
     BenchInstance,
     collect_instances,
@@ -21,7 +21,7 @@ from ising_qubo.bench import (
     target_value,
     time_to_target,
 )
-from ising_qubo.bench.command import parse_params
+from ising_qubo.cli.bench import parse_params
 from ising_qubo.solvers.neal import NealSampler
 
 REPO = Path(__file__).resolve().parents[1]

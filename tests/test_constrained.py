@@ -1,4 +1,4 @@
-"""Swap annealing and swap descent under per-group cardinalities (ising_qubo.constrained),
+"""Swap annealing and swap descent under per-group cardinalities (ising_qubo.solvers.budgeted),
 checked against brute force over every budget-meeting state and a dense recomputation."""
 
 from __future__ import annotations
@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 
 import ising_qubo
-from ising_qubo.constrained import budgeted_anneal, budgeted_descent
+from ising_qubo.solvers.budgeted import budgeted_anneal, budgeted_descent
 from ising_qubo.solvers import _swap_cpu
-from ising_qubo.structured import StructuredIsing
+from ising_qubo.lowrank import LowRankIsing
 
 
-def random_structured(seed: int, n: int = 12, rank: int = 3) -> StructuredIsing:
+def random_structured(seed: int, n: int = 12, rank: int = 3) -> LowRankIsing:
     """Overlapping blocks (variable 5 sits in two) plus dense and sparse low-rank terms."""
     rng = np.random.default_rng(seed)
     blocks = []
@@ -26,7 +26,7 @@ def random_structured(seed: int, n: int = 12, rank: int = 3) -> StructuredIsing:
     sparse = np.zeros(n)
     sparse[[1, 7]] = [2.0, -1.5]
     lowrank.append((sparse, rng.normal(size=n) * (rng.random(n) < 0.5)))
-    return StructuredIsing.from_binary(rng.normal(size=n), blocks, lowrank, 1.5)
+    return LowRankIsing.from_binary(rng.normal(size=n), blocks, lowrank, 1.5)
 
 
 GROUPS = [np.array([0, 3, 6, 9]), np.array([1, 4, 7, 10, 2]), np.array([5, 8, 11])]
@@ -45,7 +45,7 @@ def feasible_states(n: int, groups, targets) -> np.ndarray:
     return np.array(states)
 
 
-def dense_energy(model: StructuredIsing, spins: np.ndarray) -> np.ndarray:
+def dense_energy(model: LowRankIsing, spins: np.ndarray) -> np.ndarray:
     """From the equivalent dense BQM: independent of the structured bookkeeping."""
     bqm = model.to_bqm()
     return bqm.energies((np.atleast_2d(spins).astype(int), model.labels))
@@ -96,7 +96,7 @@ def test_descent_meets_the_budget_and_is_swap_local_minimum(seed):
 
 def test_kernel_fields_stay_exact_after_many_moves():
     """Block fields and projections updated flip by flip equal a fresh computation."""
-    from ising_qubo.constrained import SwapModel
+    from ising_qubo.solvers.budgeted import SwapModel
 
     model = random_structured(3)
     layout = SwapModel(model, GROUPS)
@@ -182,13 +182,13 @@ def test_swap_anneal_honours_time_limit_and_ctrl_c(monkeypatch):
 
 
 def test_dense_bqm_of_a_huge_structured_problem_is_refused_with_its_size(monkeypatch):
-    from ising_qubo import structured
+    from ising_qubo import lowrank
 
-    monkeypatch.setattr(structured, "DENSE_BQM_LIMIT", 10)
+    monkeypatch.setattr(lowrank, "DENSE_BQM_LIMIT", 10)
     with pytest.raises(ValueError, match=r"\(12 variables\) would hold 66 couplings .*"
                                          r"use the structured form"):
         random_structured(0).to_bqm()
-    monkeypatch.setattr(structured, "DENSE_BQM_LIMIT", 12)
+    monkeypatch.setattr(lowrank, "DENSE_BQM_LIMIT", 12)
     assert random_structured(0).to_bqm().num_interactions == 66  # at the limit: built
 
 
@@ -196,8 +196,8 @@ def test_problem_save_skips_a_too_large_network_file_with_a_warning(monkeypatch,
     import torch
     from torch import nn
 
-    from ising_qubo import problem as problem_module
-    from ising_qubo.problem import PruningProblem
+    from ising_qubo.pruning import problem as problem_module
+    from ising_qubo.pruning.problem import PruningProblem
 
     torch.manual_seed(0)
     model = nn.Sequential(nn.Conv2d(3, 6, 3), nn.BatchNorm2d(6), nn.ReLU(),

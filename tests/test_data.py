@@ -14,8 +14,8 @@ import pytest
 import torch
 from PIL import Image
 
-from ising_qubo import data as D
-from ising_qubo.data import (
+from ising_qubo.nets import data as D
+from ising_qubo.nets.data import (
     CIFAR10_CLASSES,
     FASHION_MNIST_CLASSES,
     BatchLoader,

@@ -26,12 +26,12 @@ import torch
 from test_pipeline import image_folder  # noqa: F401 - the same tiny image folder (fixture)
 from torch import nn
 
-from ising_qubo import distributed
-from ising_qubo.data import BatchLoader, ImageDataset
-from ising_qubo.distributed import Context, CPUSyncBatchNorm2d
-from ising_qubo.pipeline import Run, RunConfig
-from ising_qubo.pruner import IsingPruner
-from ising_qubo.training import evaluate, make_optimizer, make_scheduler, train_one_epoch
+from ising_qubo.nets import distributed
+from ising_qubo.nets.data import BatchLoader, ImageDataset
+from ising_qubo.nets.distributed import Context, CPUSyncBatchNorm2d
+from ising_qubo.pruning.pipeline import Run, RunConfig
+from ising_qubo.pruning.pruners import IsingPruner
+from ising_qubo.nets.training import evaluate, make_optimizer, make_scheduler, train_one_epoch
 
 pytestmark = [pytest.mark.usefixtures("one_torch_thread"),
               pytest.mark.skipif(not torch.distributed.is_available()

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import scipy.linalg
 
-from ising_qubo.energies import (
+from ising_qubo.pruning.energies import (
     LayerTerms,
     channel_entropy,
     cosine_redundancy,

@@ -11,8 +11,8 @@ import torch_pruning as tp
 import torchvision
 from torch import nn
 
-from ising_qubo import models
-from ising_qubo.models import available, build, from_spec, spec_of
+from ising_qubo.nets import models
+from ising_qubo.nets.models import available, build, from_spec, spec_of
 
 NAMES = ["resnet18", "resnet34", "resnet50", "resnet101", "resnet20", "resnet56", "alexnet",
          "squeezenet1_1"]
@@ -137,7 +137,7 @@ def test_weight_initialisation():
 def test_spec_round_trip(name):
     model = on_meta(name, num_classes=100)
     spec = spec_of(model)
-    assert spec == {"builder": "ising_qubo.models.build", "name": name,
+    assert spec == {"builder": "ising_qubo.nets.models.build", "name": name,
                     "kwargs": {"num_classes": 100, "in_channels": 3}}
     assert json.loads(json.dumps(spec)) == spec
     with torch.device("meta"):
@@ -216,16 +216,16 @@ def test_torchvision_errors():
 @pytest.mark.parametrize("spec, match", [
     ("resnet20", "dict"),
     ({"name": "resnet20", "kwargs": {}}, "builder"),
-    ({"builder": "ising_qubo.models.build", "name": "resnet20"}, "kwargs"),
-    ({"builder": "ising_qubo.models.build", "name": "resnet20", "kwargs": {}, "x": 1}, "'x'"),
+    ({"builder": "ising_qubo.nets.models.build", "name": "resnet20"}, "kwargs"),
+    ({"builder": "ising_qubo.nets.models.build", "name": "resnet20", "kwargs": {}, "x": 1}, "'x'"),
     ({"builder": "somewhere.else", "name": "resnet20", "kwargs": {}}, "somewhere.else"),
-    ({"builder": "ising_qubo.models.build", "name": 20, "kwargs": {}}, "name"),
-    ({"builder": "ising_qubo.models.build", "name": "resnet20", "kwargs": []}, "kwargs"),
-    ({"builder": "ising_qubo.models.build", "name": "resnet20",
+    ({"builder": "ising_qubo.nets.models.build", "name": 20, "kwargs": {}}, "name"),
+    ({"builder": "ising_qubo.nets.models.build", "name": "resnet20", "kwargs": []}, "kwargs"),
+    ({"builder": "ising_qubo.nets.models.build", "name": "resnet20",
       "kwargs": {"depth": 20}}, "depth"),
-    ({"builder": "ising_qubo.models.build", "name": "resnet20",
+    ({"builder": "ising_qubo.nets.models.build", "name": "resnet20",
       "kwargs": {"num_classes": 0}}, "num_classes"),
-    ({"builder": "ising_qubo.models.build", "name": "vgg16", "kwargs": {}}, "vgg16"),
+    ({"builder": "ising_qubo.nets.models.build", "name": "vgg16", "kwargs": {}}, "vgg16"),
 ])
 def test_from_spec_rejects_bad_content(spec, match):
     with pytest.raises(ValueError, match=match):

@@ -12,10 +12,10 @@ import safetensors.torch
 import torch
 from torch import nn
 
-import ising_qubo.persist as persist
-from ising_qubo.adapter import ModelGroups
-from ising_qubo.models import build, spec_of
-from ising_qubo.persist import (
+import ising_qubo.nets.persist as persist
+from ising_qubo.pruning.groups import ModelGroups
+from ising_qubo.nets.models import build, spec_of
+from ising_qubo.nets.persist import (
     ARCHITECTURE_FILE,
     FORMAT,
     WEIGHTS_FILE,

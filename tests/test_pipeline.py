@@ -9,10 +9,10 @@ import pytest
 import torch
 from PIL import Image
 
-from ising_qubo import pipeline
+from ising_qubo.pruning import pipeline
 from ising_qubo.cli import main
-from ising_qubo.persist import load_pruned
-from ising_qubo.pipeline import RunConfig, run
+from ising_qubo.nets.persist import load_pruned
+from ising_qubo.pruning.pipeline import RunConfig, run
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
 
@@ -62,8 +62,8 @@ def test_prune_run_writes_a_smaller_model_that_reloads_with_the_same_accuracy(
 
     model = load_pruned(out / "model")
     assert sum(p.numel() for p in model.parameters()) == saved["params"]["after"]
-    from ising_qubo import data
-    from ising_qubo.training import evaluate
+    from ising_qubo.nets import data
+    from ising_qubo.nets.training import evaluate
 
     test = data.load_dataset("imagefolder", image_folder, "test")
     result = evaluate(model, data.BatchLoader(test, 256, shuffle=False))

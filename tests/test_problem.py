@@ -16,11 +16,11 @@ import torch
 from torch import nn
 
 from ising_qubo import io
-from ising_qubo.adapter import ModelGroups, count_params, uniform_keep_counts
-from ising_qubo.energies import reference_energy
-from ising_qubo.importance import group_importance, top_k_masks
-from ising_qubo.models import build
-from ising_qubo.problem import MANIFEST, PruningProblem
+from ising_qubo.pruning.groups import ModelGroups, count_params, uniform_keep_counts
+from ising_qubo.pruning.energies import reference_energy
+from ising_qubo.pruning.importance import group_importance, top_k_masks
+from ising_qubo.nets.models import build
+from ising_qubo.pruning.problem import MANIFEST, PruningProblem
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

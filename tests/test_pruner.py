@@ -12,9 +12,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ising_qubo.adapter import ModelGroups, count_params, uniform_keep_counts
-from ising_qubo.models import build
-from ising_qubo.pruner import ImportancePruner, IsingPruner, prune_model
+from ising_qubo.pruning.groups import ModelGroups, count_params, uniform_keep_counts
+from ising_qubo.nets.models import build
+from ising_qubo.pruning.pruners import ImportancePruner, IsingPruner, prune_model
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -118,14 +118,14 @@ def test_fitted_range_anneals_sk_better_than_neals_rule():
 def test_fitted_range_of_structured_problem_equals_its_dense_form():
     """Low-rank terms counted in every flip as the kernel counts them: the structured
     problem and its dense BQM (no low-rank terms) give the same range."""
-    from ising_qubo.structured import StructuredIsing
+    from ising_qubo.lowrank import LowRankIsing
 
     rng = np.random.default_rng(6)
     n, size = 24, 8
     blocks = [(np.arange(b * size, (b + 1) * size), rng.normal(size=(size, size)))
               for b in range(n // size)]
     lowrank = [(rng.normal(size=n), rng.normal(size=n)) for _ in range(2)]
-    problem = StructuredIsing.from_binary(rng.normal(size=n), blocks, lowrank, offset=0.0)
+    problem = LowRankIsing.from_binary(rng.normal(size=n), blocks, lowrank, offset=0.0)
     indptr, indices, data = problem.csr()
     rows = np.repeat(np.arange(n), np.diff(indptr))
     upper = rows < indices
@@ -142,10 +142,10 @@ def test_beta_range_strings_are_checked_with_clear_errors():
     bqm = sk(8, seed=0)
     with pytest.raises(ValueError, match=r"two numbers \(hot, cold\) or 'neal', got 'hot'"):
         sampler.sample(bqm, num_sweeps=5, beta_range="hot")
-    from ising_qubo.structured import StructuredIsing
+    from ising_qubo.lowrank import LowRankIsing
 
     rng = np.random.default_rng(0)
-    problem = StructuredIsing.from_binary(rng.normal(size=6), [(np.arange(6),
+    problem = LowRankIsing.from_binary(rng.normal(size=6), [(np.arange(6),
                                           rng.normal(size=(6, 6)))], [], 0.0)
     with pytest.raises(ValueError, match="'neal' is for spin flips"):
         sampler.sample_structured(problem, num_reads=2, num_sweeps=5, beta_range="neal",

@@ -12,7 +12,7 @@ import pytest
 from conftest import assert_local_minima, brute_force_minimum, random_bqm
 
 import ising_qubo
-from ising_qubo.structured import StructuredIsing
+from ising_qubo.lowrank import LowRankIsing
 
 
 @pytest.fixture(scope="module")
@@ -73,14 +73,14 @@ def test_batch_keeps_each_schedule():
         assert result.first.energy == pytest.approx(brute_force_minimum(bqm), rel=1e-9)
 
 
-def random_structured(n_blocks=3, size=4, rank=2, seed=0) -> StructuredIsing:
+def random_structured(n_blocks=3, size=4, rank=2, seed=0) -> LowRankIsing:
     rng = np.random.default_rng(seed)
     n = n_blocks * size
     blocks = [(np.arange(b * size, (b + 1) * size), rng.normal(size=(size, size)))
               for b in range(n_blocks)]
     lowrank = [(rng.normal(size=n) * (rng.random(n) < 0.6), rng.normal(size=n))
                for _ in range(rank)]
-    return StructuredIsing.from_binary(rng.normal(size=n), blocks, lowrank, offset=0.7,
+    return LowRankIsing.from_binary(rng.normal(size=n), blocks, lowrank, offset=0.7,
                                        labels=[f"layer{i // size}:{i % size}" for i in range(n)])
 
 
@@ -90,7 +90,7 @@ def test_structured_binary_form_matches_direct_binary_energy():
     linear = rng.normal(size=n)
     Q = rng.normal(size=(4, 4))
     p, q = rng.normal(size=n), rng.normal(size=n)
-    problem = StructuredIsing.from_binary(linear, [(np.array([1, 3, 5, 7]), Q)], [(p, q)], 0.3)
+    problem = LowRankIsing.from_binary(linear, [(np.array([1, 3, 5, 7]), Q)], [(p, q)], 0.3)
     x = rng.integers(0, 2, size=(50, n)).astype(float)
     block = x[:, [1, 3, 5, 7]]
     direct = (x @ linear + np.einsum("ki,ij,kj->k", block, Q, block)
@@ -121,10 +121,10 @@ def test_sample_structured_reaches_dense_optimum(sampler, backend):
 
 def test_structured_input_errors(sampler):
     with pytest.raises(ValueError, match="block 0"):
-        StructuredIsing(np.zeros(3), [(np.array([0, 1]), np.ones((2, 2)))])
+        LowRankIsing(np.zeros(3), [(np.array([0, 1]), np.ones((2, 2)))])
     with pytest.raises(ValueError, match="rank"):
-        StructuredIsing(np.zeros(3), lowrank_u=np.ones((1, 3)), lowrank_v=np.ones((2, 3)))
-    with pytest.raises(TypeError, match="StructuredIsing"):
+        LowRankIsing(np.zeros(3), lowrank_u=np.ones((1, 3)), lowrank_v=np.ones((2, 3)))
+    with pytest.raises(TypeError, match="LowRankIsing"):
         sampler.sample_structured(random_bqm(3, "SPIN", 0))
 
 
@@ -180,13 +180,13 @@ def test_compiled_solves_keep_torchs_thread_count():
 import os, numba, numpy as np, torch
 import ising_qubo
 from ising_qubo.bench.instances import sk_instance
-from ising_qubo.structured import StructuredIsing
+from ising_qubo.lowrank import LowRankIsing
 assert torch.get_num_threads() == 1
 rng = np.random.default_rng(0)
 bqm = sk_instance(32, 0).bqm
 ising_qubo.get_solver("torch-sa").sample(bqm, num_reads=4, num_sweeps=20, seed=0)
 block = (np.arange(8), rng.normal(size=(8, 8)))
-problem = StructuredIsing.from_binary(rng.normal(size=8), [block], [], 0.0)
+problem = LowRankIsing.from_binary(rng.normal(size=8), [block], [], 0.0)
 ising_qubo.get_solver("torch-sa").sample_structured(problem, num_reads=2, num_sweeps=5, seed=0,
                                                    cardinalities=[(problem.labels, 4)])
 print(torch.get_num_threads(), numba.get_num_threads())

@@ -12,8 +12,8 @@ import pytest
 import torch
 from torch import nn
 
-from ising_qubo import training
-from ising_qubo.training import (
+from ising_qubo.nets import training
+from ising_qubo.nets.training import (
     CheckpointError,
     History,
     TrainingHook,

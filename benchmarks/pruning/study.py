@@ -8,7 +8,7 @@ Each method then starts from it with the same budget: one epoch of pre-pruning t
 they select), structural pruning to the same fraction of parameters, and the same
 fine-tuning epochs. Writes ``study.json`` (raw), ``results.md`` (tables) and
 ``accuracy_vs_pruned.png`` into ``--out``; ``--docs`` also copies the markdown and the
-figure into ``docs/``. Every run goes through ``ising_qubo.pipeline.run``, exactly what
+figure into ``docs/``. Every run goes through ``ising_qubo.pruning.pipeline.run``, exactly what
 ``ising-qubo prune`` / ``train`` do.
 """
 
@@ -25,8 +25,8 @@ from pathlib import Path
 
 import torch
 
-from ising_qubo.persist import load_pruned
-from ising_qubo.pipeline import RunConfig, run
+from ising_qubo.nets.persist import load_pruned
+from ising_qubo.pruning.pipeline import RunConfig, run
 
 METHODS = {
     # name: (method, energy, solver, solver parameters)

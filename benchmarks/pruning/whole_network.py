@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ising_qubo import models
-from ising_qubo.problem import PruningProblem
+from ising_qubo.nets import models
+from ising_qubo.pruning.problem import PruningProblem
 
 
 def peak_mib() -> float:

@@ -10,7 +10,6 @@ Command line: ``ising-qubo bench gset --solvers torch-sa,neal --seeds 5 --time-l
 See :mod:`ising_qubo.bench.runner` for what is timed and how, and ``benchmarks/README.md``.
 """
 
-from ising_qubo.bench.command import add_arguments, run_from_args
 from ising_qubo.bench.instances import (
     DEFAULT_BENCH_DIR,
     BenchInstance,
@@ -38,12 +37,10 @@ __all__ = [
     "RunResult",
     "SolverPlan",
     "SolverSettings",
-    "add_arguments",
     "collect_instances",
     "plan_solvers",
     "round_seed",
     "run_benchmark",
-    "run_from_args",
     "sk_instance",
     "target_value",
     "time_to_target",

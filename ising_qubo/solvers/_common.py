@@ -207,7 +207,7 @@ def symmetric_csr(n: int, rows: np.ndarray, cols: np.ndarray,
                   data: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The same matrix as CSR (indptr int64, indices int32, values float64): the sparse
     layout of the compiled kernels (int32 indices halve the memory sweeps stream)."""
-    from ising_qubo.structured import csr_from_coo
+    from ising_qubo.lowrank import csr_from_coo
 
     indptr, indices, values = csr_from_coo(
         n, np.concatenate([rows, cols]), np.concatenate([cols, rows]),

@@ -7,7 +7,7 @@ visit meets the budget and no penalty is needed: Metropolis swaps at a temperatu
 (annealing), or strict-descent swaps (the final polish), plus the greedy single flips
 that bring an arbitrary state onto the budget in the first place.
 
-Model (spin form, see :mod:`ising_qubo.structured`): E(s) = h.s + sum_b 1/2 s_b^T J_b s_b
+Model (spin form, see :mod:`ising_qubo.lowrank`): E(s) = h.s + sum_b 1/2 s_b^T J_b s_b
 + sum_q (u_q.s)(v_q.s). Block couplings are kept as per-variable block fields, updated
 in O(block) when a spin flips; the low-rank factors are stored by column (CSC) because
 in pruning energies each rank-1 term touches one or two layers, so a spin meets only the

@@ -54,7 +54,7 @@ class IsingTensors:
     """Spin-form problem on a device: ``E = h.s + 1/2 s^T J s + sum_r (u_r.s)(v_r.s)``.
 
     J is symmetric with a zero diagonal; the optional low-rank terms (``lowrank_u``,
-    ``lowrank_v``: (rank, n)) are those of :class:`~ising_qubo.structured.StructuredIsing`.
+    ``lowrank_v``: (rank, n)) are those of :class:`~ising_qubo.lowrank.LowRankIsing`.
     Variables are stored in colour order (``order[k]`` is the original index of stored
     variable k), so each colour class is a contiguous slice and updates work on views.
     """
@@ -314,7 +314,7 @@ class TorchSASampler(dimod.Sampler, dimod.Initialized):
 
     :meth:`sample_batch` anneals several independent problems in one call, each on its
     own temperature schedule; :meth:`sample_structured` takes a
-    :class:`~ising_qubo.structured.StructuredIsing` (dense blocks + low-rank terms).
+    :class:`~ising_qubo.lowrank.LowRankIsing` (dense blocks + low-rank terms).
     """
 
     parameters = {
@@ -393,11 +393,11 @@ class TorchSASampler(dimod.Sampler, dimod.Initialized):
                           beta_range: Any = None, initial_states: np.ndarray | None = None,
                           cardinalities: Sequence[tuple[Sequence[Any], int]] | None = None,
                           **parameters: Any) -> dimod.SampleSet:
-        """Anneal a :class:`~ising_qubo.structured.StructuredIsing` without a dense matrix.
+        """Anneal a :class:`~ising_qubo.lowrank.LowRankIsing` without a dense matrix.
 
         ``cardinalities``: ``[(labels, k), ...]``, disjoint groups covering every
         variable, each to have exactly k spins up (+1). The annealer then moves by swaps
-        inside groups from budget-meeting states (:func:`ising_qubo.constrained.
+        inside groups from budget-meeting states (:func:`ising_qubo.solvers.budgeted.
         budgeted_anneal`, compiled for the CPU whatever ``device`` says), so every
         returned state meets them exactly, with no penalty; a sweep proposes as many swaps
         as there are variables, and ``beta_range`` defaults to one derived from the energy
@@ -406,11 +406,11 @@ class TorchSASampler(dimod.Sampler, dimod.Initialized):
         Returns a SPIN SampleSet labelled like the problem, energies from
         ``problem.energies`` (block and low-rank terms, no dense matrix either).
         """
-        from ising_qubo.structured import StructuredIsing
+        from ising_qubo.lowrank import LowRankIsing
 
         stop = _stop_from(parameters)
-        if not isinstance(problem, StructuredIsing):
-            raise TypeError(f"torch-sa: expected a StructuredIsing, got {type(problem).__name__}")
+        if not isinstance(problem, LowRankIsing):
+            raise TypeError(f"torch-sa: expected a LowRankIsing, got {type(problem).__name__}")
         reads = positive_int(num_reads, "num_reads", "torch-sa")
         n = problem.num_variables
         if initial_states is None:
@@ -449,7 +449,7 @@ class TorchSASampler(dimod.Sampler, dimod.Initialized):
                       beta_range: Any, start: np.ndarray | None, stop: Stop,
                       num_sweeps: int = 1000, device: str = "auto", **parameters: Any
                       ) -> dimod.SampleSet:
-        from ising_qubo.constrained import budgeted_anneal
+        from ising_qubo.solvers.budgeted import budgeted_anneal
 
         parameters.pop("dtype", None)  # the swap kernel always runs in float64
         parameters.pop("backend", None)

@@ -1,6 +1,6 @@
 """A network's pruning problem: variables, energy, QUBO export, solving, masks.
 
-One binary variable per unit of every :class:`~ising_qubo.adapter.UnitGroup`, labelled
+One binary variable per unit of every :class:`~ising_qubo.pruning.groups.UnitGroup`, labelled
 ``"<module path>:<channel>"``; x = 1 keeps the unit. Two energies:
 
 * ``"redundancy"`` (ours): independent per group, importance fields plus redundancy
@@ -10,7 +10,7 @@ One binary variable per unit of every :class:`~ising_qubo.adapter.UnitGroup`, la
 
 The budget ``keep`` is a fraction of the model's parameters (or MACs); every group keeps
 the same fraction of its units, found so that the really pruned model meets it (see
-:func:`ising_qubo.adapter.uniform_keep_counts`). Solvers with a hard cardinality
+:func:`ising_qubo.pruning.groups.uniform_keep_counts`). Solvers with a hard cardinality
 constraint (CP-SAT) get it as a constraint; every other solver gets a penalty whose
 strength provably makes every single-flip local minimum satisfy it.
 """
@@ -32,14 +32,14 @@ import torch
 from torch import nn
 
 from ising_qubo import io
-from ising_qubo.adapter import (
+from ising_qubo.pruning.groups import (
     ModelGroups,
     UnitGroup,
     forward_with_hooks,
     uniform_keep_counts,
 )
-from ising_qubo.constrained import budgeted_descent
-from ising_qubo.energies import (
+from ising_qubo.solvers.budgeted import budgeted_descent
+from ising_qubo.pruning.energies import (
     ENERGIES,
     SIMILARITIES,
     LayerTerms,
@@ -50,10 +50,10 @@ from ising_qubo.energies import (
     redundancy_affinity,
     redundancy_coefficients,
 )
-from ising_qubo.importance import IMPORTANCES, NEEDS_DATA, group_importance
+from ising_qubo.pruning.importance import IMPORTANCES, NEEDS_DATA, group_importance
 from ising_qubo.io._atomic import atomic_write
 from ising_qubo.solvers import get_solver
-from ising_qubo.structured import DENSE_BQM_LIMIT, StructuredIsing
+from ising_qubo.lowrank import DENSE_BQM_LIMIT, LowRankIsing
 
 MANIFEST = "manifest.json"
 
@@ -67,7 +67,7 @@ class PruningSolution:
     solver: str
     seconds: float
     repair_flips: int = 0  # single flips that made the solver's state meet the budget
-    swaps: int = 0  # improving in-group swaps after that (see ising_qubo.constrained)
+    swaps: int = 0  # improving in-group swaps after that (see ising_qubo.solvers.budgeted)
     samplesets: list[dimod.SampleSet] = field(default_factory=list, repr=False)
 
     @property
@@ -243,7 +243,7 @@ class PruningProblem:
         bound += (u * v.sum(axis=1, keepdims=True) + v * u.sum(axis=1, keepdims=True)).sum(0)
         return float(2.0 * bound.max() + 1.0)  # a spin flip moves the energy by <= 2 * bound
 
-    def structured(self, budget: bool = True) -> StructuredIsing:
+    def structured(self, budget: bool = True) -> LowRankIsing:
         """The whole-network energy as blocks plus low-rank terms (no dense matrix)."""
         if self.energy_name == "redundancy":
             blocks, linear = [], np.zeros(self.num_variables)
@@ -253,7 +253,7 @@ class PruningProblem:
                 index = np.arange(start, start + group.size)
                 linear[index] = lin
                 blocks.append((index, quad))
-            base = StructuredIsing.from_binary(linear, blocks, (), 0.0, self.labels)
+            base = LowRankIsing.from_binary(linear, blocks, (), 0.0, self.labels)
             if not budget or self.keep_counts is None:
                 return base
             strengths = {g.name: self._group_strength(g) for g in self.groups}
@@ -280,19 +280,19 @@ class PruningProblem:
             offset += strength * k * k
         return linear, blocks, offset
 
-    def _with_budget_blocks(self, base, linear, blocks, strengths) -> StructuredIsing:
+    def _with_budget_blocks(self, base, linear, blocks, strengths) -> LowRankIsing:
         pen_linear, pen_blocks, offset = self._budget_terms(strengths)
         merged = [(index, quad + pen) for (index, quad), (_, pen) in zip(blocks, pen_blocks)]
-        return StructuredIsing.from_binary(linear + pen_linear, merged, (), offset, self.labels)
+        return LowRankIsing.from_binary(linear + pen_linear, merged, (), offset, self.labels)
 
-    def _with_budget_spin(self, net: StructuredIsing, strengths) -> StructuredIsing:
+    def _with_budget_spin(self, net: LowRankIsing, strengths) -> LowRankIsing:
         pen_linear, pen_blocks, offset = self._budget_terms(strengths)
-        penalty = StructuredIsing.from_binary(pen_linear, pen_blocks, (), offset, self.labels)
+        penalty = LowRankIsing.from_binary(pen_linear, pen_blocks, (), offset, self.labels)
         blocks = {tuple(index.tolist()): J.copy() for index, J in net.blocks}
         for index, J in penalty.blocks:
             key = tuple(index.tolist())
             blocks[key] = blocks[key] + J if key in blocks else J
-        return StructuredIsing(net.h + penalty.h,
+        return LowRankIsing(net.h + penalty.h,
                                [(np.array(k, dtype=np.int64), J) for k, J in blocks.items()],
                                net.lowrank_u, net.lowrank_v, net.offset + penalty.offset,
                                list(self.labels))
@@ -439,7 +439,7 @@ class PruningProblem:
 
     def polish(self, masks: Mapping[str, np.ndarray]) -> tuple[dict[str, np.ndarray], int, int]:
         """Meet the budget exactly (without one: keep >= 1 unit per group), then descend by
-        swaps inside groups (see :mod:`ising_qubo.constrained`).
+        swaps inside groups (see :mod:`ising_qubo.solvers.budgeted`).
 
         Returns (masks, repair flips, swaps). Without a budget only the >= 1 rule applies.
         """
@@ -492,7 +492,7 @@ class PruningProblem:
         and (for the paper's whole-network energy) ``network.<format>``.
 
         ``whole_network=None`` writes the network file for the paper's energy when its
-        dense BQM fits (:data:`ising_qubo.structured.DENSE_BQM_LIMIT` variables) and
+        dense BQM fits (:data:`ising_qubo.lowrank.DENSE_BQM_LIMIT` variables) and
         warns otherwise; True insists (a ValueError for a network that large)."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
@@ -518,7 +518,7 @@ class PruningProblem:
         return directory
 
 
-def _condition_on_kept(model: StructuredIsing, free: np.ndarray) -> StructuredIsing:
+def _condition_on_kept(model: LowRankIsing, free: np.ndarray) -> LowRankIsing:
     """``model`` on the variables ``free`` with every other spin fixed at +1 (kept).
 
     With s = a + b (a: the fixed spins, zero on ``free``; b: the free spins, zero elsewhere)
@@ -543,7 +543,7 @@ def _condition_on_kept(model: StructuredIsing, free: np.ndarray) -> StructuredIs
     u, v = model.lowrank_u[:, free], model.lowrank_v[:, free]
     h += v_a @ u + u_a @ v
     offset += float(u_a @ v_a)
-    return StructuredIsing(h, blocks, u, v, offset, [model.labels[k] for k in free])
+    return LowRankIsing(h, blocks, u, v, offset, [model.labels[k] for k in free])
 
 
 def _best_state(sampleset: dimod.SampleSet, labels: list) -> np.ndarray:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ising_qubo.structured import StructuredIsing
+from ising_qubo.lowrank import LowRankIsing
 
 
 def filter_gaussians(weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -150,7 +150,7 @@ class LayerTerms:
 
 
 def network_energy(layers: Iterable[LayerTerms], num_variables: int,
-                   labels: Sequence[Hashable] | None = None) -> StructuredIsing:
+                   labels: Sequence[Hashable] | None = None) -> LowRankIsing:
     """H over the problem variables y, where each layer unit is x_i = y_{units(i)}.
 
     Gamma = blockdiag(A_l) + sum_l [E~_l on layer l] 1^T[layer l+1] - 1 1^T, and
@@ -193,7 +193,7 @@ def network_energy(layers: Iterable[LayerTerms], num_variables: int,
     lowrank.append((multiplicity, multiplicity))  # +(1.x)^2 from the -1 shift
     linear = (gamma_sum / total_units) * multiplicity
     merged = [(np.array(key, dtype=np.int64), matrix) for key, matrix in blocks.items()]
-    return StructuredIsing.from_binary(linear, merged, lowrank, 0.0, labels)
+    return LowRankIsing.from_binary(linear, merged, lowrank, 0.0, labels)
 
 
 def _fold_into_block(blocks: dict, units: np.ndarray, affinity: np.ndarray) -> None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ising_qubo.energies.ipruning import redundancy_affinity
+from ising_qubo.pruning.energies.paper import redundancy_affinity
 
 SIMILARITIES = ("cosine", "kl")
 

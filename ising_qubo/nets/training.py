@@ -307,7 +307,7 @@ def evaluate(model: nn.Module, batches: Iterable[Any], device: str | torch.devic
 
     ``reduce``: for a data-parallel evaluation where each process scores its own shard, a
     function that sums a tensor over the processes in place (e.g.
-    :meth:`ising_qubo.distributed.Context.all_reduce_sum`); the correct counts, the loss
+    :meth:`ising_qubo.nets.distributed.Context.all_reduce_sum`); the correct counts, the loss
     sum and the sample count are summed before the ratios are taken, so the result is that
     of the whole set (a process with an empty shard is fine).
     """

@@ -5,7 +5,7 @@ Neither module imports torch: the model adapter extracts weights, feature maps a
 importances, so every formula can be checked against a direct computation.
 """
 
-from ising_qubo.energies.ipruning import (
+from ising_qubo.pruning.energies.paper import (
     LayerTerms,
     channel_entropy,
     kl_matrix,
@@ -13,7 +13,7 @@ from ising_qubo.energies.ipruning import (
     redundancy_affinity,
     reference_energy,
 )
-from ising_qubo.energies.redundancy import (
+from ising_qubo.pruning.energies.redundancy import (
     SIMILARITIES,
     cosine_redundancy,
     group_energy,

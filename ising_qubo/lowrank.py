@@ -10,7 +10,7 @@ Energy over spins s in {-1,+1}^n:
     E(s) = h.s + sum_b 1/2 s_b^T J_b s_b + sum_r (u_r.s)(v_r.s) + offset
 
 with each J_b symmetric with zero diagonal, acting on the variables ``blocks[b]``.
-:meth:`StructuredIsing.from_binary` builds the same from the binary (x in {0,1}) form
+:meth:`LowRankIsing.from_binary` builds the same from the binary (x in {0,1}) form
 that pruning energies are written in.
 """
 
@@ -22,12 +22,12 @@ from dataclasses import dataclass, field
 import dimod
 import numpy as np
 
-#: Variables above which :meth:`StructuredIsing.to_bqm` refuses to build a dense BQM.
+#: Variables above which :meth:`LowRankIsing.to_bqm` refuses to build a dense BQM.
 DENSE_BQM_LIMIT = 8192
 
 
 @dataclass
-class StructuredIsing:
+class LowRankIsing:
     h: np.ndarray
     blocks: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)
     lowrank_u: np.ndarray | None = None  # (rank, n)
@@ -78,7 +78,7 @@ class StructuredIsing:
         lowrank: Sequence[tuple[np.ndarray, np.ndarray]] = (),
         offset: float = 0.0,
         labels: Sequence[Hashable] | None = None,
-    ) -> StructuredIsing:
+    ) -> LowRankIsing:
         """From E(x) = a.x + sum_b x_b^T Q_b x_b + sum_r (p_r.x)(q_r.x) + offset, x in {0,1}.
 
         Q_b may be any square matrix (its diagonal is linear, as x_i^2 = x_i).

@@ -17,7 +17,7 @@ import torch
 import torch_pruning as tp
 from torch import nn
 
-from ising_qubo.adapter import ModelGroups, UnitGroup, _forward, modes_kept
+from ising_qubo.pruning.groups import ModelGroups, UnitGroup, _forward, modes_kept
 
 IMPORTANCES = ("l1", "l2", "bn", "taylor", "random", "tp-magnitude", "tp-taylor")
 NEEDS_DATA = ("taylor", "tp-taylor")

@@ -11,7 +11,7 @@
 
 Every network accepts 1- or 3-channel inputs of 28x28 or 32x32 (pooling before the classifier
 is adaptive). Each built model carries ``model._ising_qubo_spec``, a JSON-serialisable dict
-``{"builder": "ising_qubo.models.build", "name": ..., "kwargs": {"num_classes": ...,
+``{"builder": "ising_qubo.nets.models.build", "name": ..., "kwargs": {"num_classes": ...,
 "in_channels": ...}}``; ``spec_of(model)`` reads it and ``from_spec(spec)`` builds the same
 architecture again, untrained and unpruned (for example to reload a pruned checkpoint's origin).
 The attribute survives in-place pruning, ``copy.deepcopy`` and whole-model pickling, not
@@ -25,15 +25,17 @@ from typing import Any
 
 from torch import nn
 
-from ising_qubo.models.alexnet import alexnet
-from ising_qubo.models.cifar_resnet import resnet18, resnet34, resnet50, resnet101
-from ising_qubo.models.resnet_cifar_he import resnet20, resnet56
-from ising_qubo.models.squeezenet import squeezenet1_1
+from ising_qubo.nets.models.alexnet import alexnet
+from ising_qubo.nets.models.cifar_resnet import resnet18, resnet34, resnet50, resnet101
+from ising_qubo.nets.models.resnet_cifar_he import resnet20, resnet56
+from ising_qubo.nets.models.squeezenet import squeezenet1_1
 
 __all__ = ["BUILDER", "SPEC_ATTR", "TORCHVISION_PREFIX", "available", "build", "from_spec",
            "spec_of"]
 
-BUILDER = "ising_qubo.models.build"
+BUILDER = "ising_qubo.nets.models.build"
+# models saved before the network side moved to ising_qubo.nets name the old path
+_LEGACY_BUILDERS = ("ising_qubo.models.build",)
 SPEC_ATTR = "_ising_qubo_spec"
 TORCHVISION_PREFIX = "torchvision."
 
@@ -119,7 +121,7 @@ def spec_of(model: nn.Module) -> dict | None:
 def from_spec(spec: dict) -> nn.Module:
     """Build the (unpruned, freshly initialised) architecture a spec describes.
 
-    The spec must be a dict with exactly the keys ``builder`` (``"ising_qubo.models.build"``),
+    The spec must be a dict with exactly the keys ``builder`` (``"ising_qubo.nets.models.build"``),
     ``name`` (a string) and ``kwargs`` (a dict with some of ``num_classes``, ``in_channels``);
     anything else raises ``ValueError``.
     """
@@ -130,7 +132,7 @@ def from_spec(spec: dict) -> nn.Module:
     if missing or extra:
         raise ValueError(f"model spec needs exactly the keys {sorted(expected)}; "
                          f"missing {sorted(missing)}, unexpected {sorted(map(str, extra))}")
-    if spec["builder"] != BUILDER:
+    if spec["builder"] != BUILDER and spec["builder"] not in _LEGACY_BUILDERS:
         raise ValueError(f"model spec builder must be {BUILDER!r}, got {spec['builder']!r}")
     if not isinstance(spec["name"], str):
         raise ValueError(f"model spec name must be a string, got {spec['name']!r}")

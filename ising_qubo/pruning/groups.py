@@ -332,7 +332,7 @@ class ModelGroups:
         """Remove the dropped channels from ``self.model`` in place (Torch-Pruning surgery).
 
         Returns the pruning history [(root module, removed channel indices)], which
-        :func:`ising_qubo.persist.save_pruned` records.
+        :func:`ising_qubo.nets.persist.save_pruned` records.
         """
         unknown = set(masks) - {g.name for g in self.groups}
         if unknown:

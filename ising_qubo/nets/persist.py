@@ -8,7 +8,7 @@ A saved model is a directory with two files:
 * ``architecture.json``: ``{"format": "ising-qubo-pruned/1", "spec": ..., "modules": ...,
   "num_parameters": ..., "metadata": ..., "torch": ..., "save_id": ...,
   "shared_tensors": ...}``. ``spec`` rebuilds the unpruned architecture
-  (:func:`ising_qubo.models.from_spec`), or is ``null`` for a user's own architecture;
+  (:func:`ising_qubo.nets.models.from_spec`), or is ``null`` for a user's own architecture;
   ``modules`` maps the path of every module that owns tensors (or has a shape attribute)
   to its class name and its shape attributes after pruning (``in_channels``,
   ``out_channels``, ``groups``, ``in_features``, ``out_features``, ``num_features``, ...).
@@ -41,7 +41,7 @@ import torch
 from torch import nn
 
 from ising_qubo.io._atomic import _fsync_directory, atomic_write
-from ising_qubo.models import from_spec, spec_of
+from ising_qubo.nets.models import from_spec, spec_of
 
 __all__ = ["ARCHITECTURE_FILE", "FORMAT", "SHAPE_ATTRIBUTES", "WEIGHTS_FILE",
            "MissingModelFileError", "load_pruned", "read_architecture", "save_pruned"]
@@ -163,7 +163,7 @@ def save_pruned(model: nn.Module, path: str | os.PathLike, spec: dict | None = N
     """Save ``model`` (pruned in place, e.g. by :meth:`ModelGroups.prune`) to directory ``path``.
 
     ``spec`` rebuilds the unpruned architecture (default: :func:`spec_of` ``(model)``, set by
-    :func:`ising_qubo.models.build`); without one the loader needs ``model=``. ``metadata`` is
+    :func:`ising_qubo.nets.models.build`); without one the loader needs ``model=``. ``metadata`` is
     any JSON-serialisable dict (the pruning history, accuracy, ...). Returns the directory.
     Tensors that share storage (tied weights) are stored as separate copies; loading into a
     skeleton with the same ties restores them.
@@ -388,7 +388,7 @@ def load_pruned(path: str | os.PathLike, model: nn.Module | None = None,
     if model is None:
         if arch["spec"] is None:
             raise ValueError(f"{arch_file} records no spec (the model was not built by "
-                             f"ising_qubo.models.build); pass model= with an unpruned "
+                             f"ising_qubo.nets.models.build); pass model= with an unpruned "
                              f"instance of its architecture")
         # The skeleton is built on the meta device: no memory, so a tampered spec (say
         # num_classes=10**9) cannot make loading allocate; every tensor the file holds

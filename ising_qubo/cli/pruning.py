@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ising_qubo.energies import ENERGIES, SIMILARITIES
+from ising_qubo.pruning.energies import ENERGIES, SIMILARITIES
 
 DATASETS = ("cifar10", "cifar100", "fashion-mnist", "imagefolder")
 
@@ -110,7 +110,7 @@ def add_run_arguments(parser: argparse.ArgumentParser, default_method: str) -> N
 
 
 def _config(args: argparse.Namespace):
-    from ising_qubo.pipeline import RunConfig
+    from ising_qubo.pruning.pipeline import RunConfig
 
     return RunConfig(
         out=args.out, model=args.model, dataset=args.dataset, data_dir=args.data_dir,
@@ -128,8 +128,8 @@ def _config(args: argparse.Namespace):
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from ising_qubo.distributed import launched_rank
-    from ising_qubo.pipeline import run
+    from ising_qubo.nets.distributed import launched_rank
+    from ising_qubo.pruning.pipeline import run
 
     report = run(_config(args), resume=args.resume)
     if launched_rank() != 0:  # under torchrun the main process speaks for the run
@@ -166,10 +166,10 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> None:
 def cmd_export(args: argparse.Namespace) -> int:
     import torch
 
-    from ising_qubo import data as data_module
-    from ising_qubo import models
-    from ising_qubo.problem import PruningProblem
-    from ising_qubo.training import load_weights
+    from ising_qubo.nets import data as data_module
+    from ising_qubo.nets import models
+    from ising_qubo.pruning.problem import PruningProblem
+    from ising_qubo.nets.training import load_weights
 
     batch = None
     num_classes, in_channels, size = args.num_classes, args.in_channels, args.image_size
@@ -181,7 +181,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         num_classes, in_channels = train.num_classes, train.in_channels
         size = train.image_size[0]
     if args.checkpoint and Path(args.checkpoint).is_dir():
-        from ising_qubo.persist import load_pruned
+        from ising_qubo.nets.persist import load_pruned
 
         model = load_pruned(args.checkpoint)
     else:
@@ -210,10 +210,10 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from ising_qubo import data as data_module
-    from ising_qubo.adapter import count_params
-    from ising_qubo.persist import load_pruned
-    from ising_qubo.training import evaluate, resolve_device
+    from ising_qubo.nets import data as data_module
+    from ising_qubo.pruning.groups import count_params
+    from ising_qubo.nets.persist import load_pruned
+    from ising_qubo.nets.training import evaluate, resolve_device
 
     device = resolve_device(args.device)
     model = load_pruned(args.model_dir, map_location=str(device))

@@ -36,11 +36,11 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from ising_qubo.adapter import ModelGroups
-from ising_qubo.importance import group_importance, top_k_masks
-from ising_qubo.problem import PruningProblem, PruningSolution
+from ising_qubo.pruning.groups import ModelGroups
+from ising_qubo.pruning.importance import group_importance, top_k_masks
+from ising_qubo.pruning.problem import PruningProblem, PruningSolution
 from ising_qubo.solvers import get_solver
-from ising_qubo.training import TrainingHook, UnitDropout
+from ising_qubo.nets.training import TrainingHook, UnitDropout
 
 BASELINES = ("l1", "random", "tp-magnitude", "tp-taylor")
 
@@ -56,7 +56,7 @@ class IsingPruner(TrainingHook):
 
     ``run_on_main`` (data-parallel training): a function that runs a zero-argument callable
     on the main process only and returns its result on every process, such as
-    :meth:`ising_qubo.distributed.Context.run_on_main`. Each :meth:`step` then rebuilds the
+    :meth:`ising_qubo.nets.distributed.Context.run_on_main`. Each :meth:`step` then rebuilds the
     energy and solves on the main process only; the masks and the new ``energy_history``
     row are broadcast, so every process holds the same state and takes the same freeze
     decisions, and sets its own dropout slices from the broadcast masks. ``None``: solve
@@ -216,7 +216,7 @@ class ImportancePruner(TrainingHook):
         if importance not in BASELINES and importance not in ("l2", "bn", "taylor"):
             raise ValueError(f"unknown baseline {importance!r}; choose one of "
                              f"{', '.join(BASELINES)}")
-        from ising_qubo.adapter import uniform_keep_counts
+        from ising_qubo.pruning.groups import uniform_keep_counts
 
         self.model = model
         self.model_groups = ModelGroups(model, example_inputs, ignored_layers)

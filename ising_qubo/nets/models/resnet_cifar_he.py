@@ -12,7 +12,7 @@ With 10 classes: ResNet-20 has 272,474 parameters, ResNet-56 855,770.
 
 from __future__ import annotations
 
-from ising_qubo.models.cifar_resnet import BasicBlock, CifarResNet
+from ising_qubo.nets.models.cifar_resnet import BasicBlock, CifarResNet
 
 __all__ = ["resnet20", "resnet56"]
 

@@ -2,7 +2,7 @@
 
 Exit codes: 0 success, 2 bad input (one line on stderr, no traceback), 130 interrupted.
 ``python -m ising_qubo`` is the same command (``torchrun ... -m ising_qubo prune ...`` runs
-it in every process; see ``ising_qubo.distributed``).
+it in every process; see ``ising_qubo.nets.distributed``).
 """
 
 from __future__ import annotations
@@ -65,11 +65,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_instance(info)
 
     bench = sub.add_parser("bench", help="time-to-target benchmark of solvers on instance sets")
-    from ising_qubo.bench import add_arguments as add_bench_arguments
+    from ising_qubo.cli.bench import add_arguments as add_bench_arguments
 
     add_bench_arguments(bench)
 
-    from ising_qubo import prune_command
+    from ising_qubo.cli import pruning as prune_command
 
     parallel = ("Data-parallel on several GPUs or machines when started by torchrun, e.g. "
                 "'torchrun --nproc-per-node 4 -m ising_qubo prune --device cuda ...': "
@@ -232,7 +232,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from ising_qubo.bench import run_from_args
+    from ising_qubo.cli.bench import run_from_args
 
     return run_from_args(args)
 
@@ -258,7 +258,7 @@ COMMANDS = {
 
 
 def _prune_command():
-    from ising_qubo import prune_command
+    from ising_qubo.cli import pruning as prune_command
 
     return prune_command
 
@@ -283,7 +283,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # a weights file refused by torch's weights-only unpickler or by safetensors
         source = getattr(args, "checkpoint", None)
         where = f"--checkpoint {source}: " if source else ""
-        from ising_qubo.training import _torch_load_reason  # torch is loaded by now
+        from ising_qubo.nets.training import _torch_load_reason  # torch is loaded by now
 
         print(f"ising-qubo: error: {where}cannot be read as plain tensors (nothing in it was "
               f"executed): {_torch_load_reason(exc)}", file=sys.stderr)

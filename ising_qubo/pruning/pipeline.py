@@ -11,7 +11,7 @@ The CLI's ``prune`` and ``train`` commands only fill a :class:`RunConfig` and ca
     report.json        parameters, MACs, accuracy before/after, kept units, energies
     kept_channels.png  energy.png  accuracy.png
 
-Under ``torchrun`` (several processes, :mod:`ising_qubo.distributed`) the run is
+Under ``torchrun`` (several processes, :mod:`ising_qubo.nets.distributed`) the run is
 data-parallel: ``batch_size`` is the global batch, each process trains on its shard with
 ``DistributedDataParallel`` (BatchNorm synchronised), evaluates its shard of the test set
 (the counts are summed), the main process (rank 0) solves the Ising problem and broadcasts
@@ -35,13 +35,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from ising_qubo import data as data_module
-from ising_qubo import distributed, models
-from ising_qubo.adapter import count_macs, count_params
+from ising_qubo.nets import data as data_module
+from ising_qubo.nets import distributed, models
+from ising_qubo.pruning.groups import count_macs, count_params
 from ising_qubo.io._atomic import atomic_write
-from ising_qubo.persist import ARCHITECTURE_FILE, WEIGHTS_FILE, load_pruned, save_pruned
-from ising_qubo.pruner import BASELINES, ImportancePruner, IsingPruner
-from ising_qubo.training import (
+from ising_qubo.nets.persist import ARCHITECTURE_FILE, WEIGHTS_FILE, load_pruned, save_pruned
+from ising_qubo.pruning.pruners import BASELINES, ImportancePruner, IsingPruner
+from ising_qubo.nets.training import (
     History,
     evaluate,
     load_checkpoint,
@@ -336,7 +336,7 @@ def run(config: RunConfig, resume: bool = False) -> dict:
     from the last checkpoint and, with the same seed, ends with the same masks and metrics.
 
     Started by ``torchrun`` with several processes, the run is data-parallel (see the
-    module docstring and :mod:`ising_qubo.distributed`); every process returns the report,
+    module docstring and :mod:`ising_qubo.nets.distributed`); every process returns the report,
     the main one writes it. The process group is destroyed at the end, also on error.
     """
     with distributed.session(config.device) as ctx:
@@ -453,7 +453,7 @@ def _run(config: RunConfig, resume: bool, ctx: distributed.Context) -> dict:
                     metadata={"report": "report.json", "config": c.to_dict()})
         with atomic_write(job.out / REPORT, binary=False) as handle:
             json.dump(_plain(report), handle, indent=1)
-        from ising_qubo.plots import plot_run
+        from ising_qubo.pruning.plots import plot_run
 
         plot_run(report, job.out)
 

@@ -266,14 +266,14 @@ def setup(device_option: str | torch.device | None = "auto") -> Context:
     """A :class:`Context` for this process; joins the process group under ``torchrun``.
 
     ``device_option`` is the ``--device`` value. In a single process it is resolved as
-    usual (:func:`ising_qubo.training.resolve_device`). Under ``torchrun`` (``WORLD_SIZE``
+    usual (:func:`ising_qubo.nets.training.resolve_device`). Under ``torchrun`` (``WORLD_SIZE``
     > 1): ``auto`` or ``cuda`` put each process on GPU ``LOCAL_RANK`` and use NCCL (a
     ``ValueError`` if this node has fewer GPUs than processes, or if ``cuda:K`` names one
     GPU for all of them); ``cpu`` (or ``auto`` without CUDA) uses gloo. A process group
     that is already initialised (a user's own launcher) is used as it is and left alone
     by :func:`teardown`.
     """
-    from ising_qubo.training import resolve_device
+    from ising_qubo.nets.training import resolve_device
 
     if not launched_by_torchrun() and not (dist.is_available() and dist.is_initialized()):
         return Context(device=resolve_device(device_option))

@@ -25,15 +25,15 @@ from typing import Any
 
 import numpy as np
 
-from ising_qubo.structured import StructuredIsing
+from ising_qubo.lowrank import LowRankIsing
 
 _DELTA_SAMPLES = 4096
 
 
 class SwapModel:
-    """A :class:`StructuredIsing` plus groups, laid out as flat arrays for the kernels."""
+    """A :class:`LowRankIsing` plus groups, laid out as flat arrays for the kernels."""
 
-    def __init__(self, model: StructuredIsing, groups: Sequence[np.ndarray]) -> None:
+    def __init__(self, model: LowRankIsing, groups: Sequence[np.ndarray]) -> None:
         n = model.num_variables
         self.model = model
         self.n = n
@@ -135,7 +135,7 @@ class SwapModel:
         return order, kept
 
 
-def budgeted_descent(model: StructuredIsing, spins: np.ndarray,
+def budgeted_descent(model: LowRankIsing, spins: np.ndarray,
                      groups: Sequence[np.ndarray], targets: Sequence[int],
                      max_moves: int | None = None) -> tuple[np.ndarray, int, int]:
     """Meet ``sum(x[groups[g]]) == targets[g]`` (x = (s + 1) / 2) and descend by swaps.
@@ -151,7 +151,7 @@ def budgeted_descent(model: StructuredIsing, spins: np.ndarray,
     return state[0][0], repairs, swaps
 
 
-def budgeted_anneal(model: StructuredIsing, groups: Sequence[np.ndarray],
+def budgeted_anneal(model: LowRankIsing, groups: Sequence[np.ndarray],
                     targets: Sequence[int], num_reads: int = 4, num_sweeps: int = 100,
                     beta_range: tuple[float, float] | None = None, seed: int | None = None,
                     initial_states: np.ndarray | None = None, stop: Any = None

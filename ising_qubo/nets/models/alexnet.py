@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ising_qubo.models.cifar_resnet import init_weights
+from ising_qubo.nets.models.cifar_resnet import init_weights
 
 __all__ = ["AlexNet", "alexnet"]
 

@@ -1,0 +1,5 @@
+"""The ``ising-qubo`` command line."""
+
+from ising_qubo.cli.app import main
+
+__all__ = ["main"]
