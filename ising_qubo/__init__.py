@@ -28,12 +28,35 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        import importlib
+# submodules reachable as attributes (``iq.models.build(...)``), imported on first use:
+# ``import ising_qubo`` itself never imports torch
+_SUBMODULES = {
+    "io": "ising_qubo.io",
+    "solvers": "ising_qubo.solvers",
+    "bench": "ising_qubo.bench",
+    "lowrank": "ising_qubo.lowrank",
+    "scaling": "ising_qubo.scaling",
+    "qubo": "ising_qubo.qubo",
+    "nets": "ising_qubo.nets",
+    "models": "ising_qubo.nets.models",
+    "pruning": "ising_qubo.pruning",
+}
 
+
+def __getattr__(name: str):
+    import importlib
+
+    if name in _LAZY:
         return getattr(importlib.import_module(_LAZY[name]), name)
+    if name in _SUBMODULES:
+        module = importlib.import_module(_SUBMODULES[name])
+        globals()[name] = module
+        return module
     raise AttributeError(f"module 'ising_qubo' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY, *_SUBMODULES})
 
 
 __all__ = [

@@ -18,6 +18,7 @@ import numpy as np
 from ortools.sat.python import cp_model
 
 from ising_qubo.scaling import scale_budget, scale_objective
+from ising_qubo.solvers.capabilities import Capability as C
 from ising_qubo.solvers._common import (
     ArrayModel,
     Stop,
@@ -70,6 +71,7 @@ class CPSATSampler(dimod.Sampler):
         "log_search_progress": [],
     }
     properties = {"cardinality_senses": _SENSES, "exact": True}
+    capabilities = frozenset({C.CARDINALITY, C.CARDINALITIES, C.BUDGET, C.TIME_LIMIT, C.INTERRUPT})
 
     def sample(
         self,

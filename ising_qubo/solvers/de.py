@@ -17,6 +17,7 @@ from typing import Any
 import dimod
 import numpy as np
 
+from ising_qubo.solvers.capabilities import Capability as C
 from ising_qubo.solvers._common import (
     ArrayModel,
     Stop,
@@ -47,6 +48,7 @@ class DifferentialEvolutionSampler(dimod.Sampler, dimod.Initialized):
     completed.
     """
 
+    capabilities = frozenset({C.INITIAL_STATES, C.TIME_LIMIT, C.INTERRUPT})
     parameters = {
         "num_reads": [],
         "population_size": [],

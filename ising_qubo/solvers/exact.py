@@ -7,6 +7,7 @@ from typing import Any
 import dimod
 import numpy as np
 
+from ising_qubo.solvers.capabilities import Capability
 from ising_qubo.solvers._common import check_bqm, wall_timer
 
 MAX_VARIABLES = 24
@@ -21,6 +22,7 @@ class ExactSampler(dimod.Sampler):
     """
 
     parameters: dict[str, list] = {}
+    capabilities: frozenset[Capability] = frozenset()
     properties = {"max_variables": MAX_VARIABLES}
 
     def sample(self, bqm: dimod.BinaryQuadraticModel, **parameters: Any) -> dimod.SampleSet:

@@ -7,6 +7,7 @@ from typing import Any
 import dimod
 from dwave.samplers import SteepestDescentSolver
 
+from ising_qubo.solvers.capabilities import Capability as C
 from ising_qubo.solvers._dwave import WallTimed
 
 
@@ -19,6 +20,7 @@ class GreedySolver(WallTimed, SteepestDescentSolver):
     """
 
     solver_name = "greedy"
+    capabilities = frozenset({C.INITIAL_STATES})
 
     def sample(self, bqm: dimod.BinaryQuadraticModel, **parameters: Any) -> dimod.SampleSet:
         return self._timed_sample(bqm, **parameters)

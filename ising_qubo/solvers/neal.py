@@ -8,6 +8,7 @@ import dimod
 import numpy as np
 from dwave.samplers import SimulatedAnnealingSampler
 
+from ising_qubo.solvers.capabilities import Capability as C
 from ising_qubo.solvers._common import Stop, optional_time_limit, wall_timer
 from ising_qubo.solvers._dwave import WallTimed
 
@@ -31,6 +32,7 @@ class NealSampler(WallTimed, SimulatedAnnealingSampler):
     """
 
     solver_name = "neal"
+    capabilities = frozenset({C.TIME_LIMIT, C.INTERRUPT, C.INITIAL_STATES})
 
     def __init__(self) -> None:
         super().__init__()

@@ -172,6 +172,11 @@ class ParameterDefaults(dimod.Sampler, dimod.Composite):
         return self._children
 
     @property
+    def capability_source(self) -> dimod.Sampler:
+        """Binding defaults changes no capability: the child answers (see capabilities)."""
+        return self.child
+
+    @property
     def parameters(self) -> dict[str, list]:
         return dict(self.child.parameters)
 

@@ -18,6 +18,7 @@ import dimod
 import numpy as np
 import torch
 
+from ising_qubo.solvers.capabilities import Capability as C
 from ising_qubo.solvers._common import (
     ArrayModel,
     check_bqm,
@@ -53,6 +54,7 @@ class SBReferenceSampler(dimod.Sampler):
     'float64'). Defaults are the package's.
     """
 
+    capabilities = frozenset({C.TIME_LIMIT})
     parameters = {
         "num_reads": [],
         "num_steps": [],

@@ -9,6 +9,7 @@ import dimod
 import numpy as np
 from dwave.samplers import TabuSampler
 
+from ising_qubo.solvers.capabilities import Capability as C
 from ising_qubo.solvers._common import (
     Stop,
     optional_time_limit,
@@ -35,6 +36,7 @@ class TabuSolver(WallTimed, TabuSampler):
     """
 
     solver_name = "tabu"
+    capabilities = frozenset({C.TIME_LIMIT, C.INTERRUPT, C.INITIAL_STATES})
 
     def __init__(self) -> None:
         super().__init__()

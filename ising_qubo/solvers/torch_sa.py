@@ -27,6 +27,7 @@ import networkx as nx
 import numpy as np
 import torch
 
+from ising_qubo.solvers.capabilities import Capability as C
 from ising_qubo.solvers._common import (
     ArrayModel,
     Stop,
@@ -317,6 +318,7 @@ class TorchSASampler(dimod.Sampler, dimod.Initialized):
     :class:`~ising_qubo.lowrank.LowRankIsing` (dense blocks + low-rank terms).
     """
 
+    capabilities = frozenset({C.BATCH, C.STRUCTURED, C.STRUCTURED_CARDINALITIES, C.INITIAL_STATES, C.TIME_LIMIT, C.INTERRUPT})
     parameters = {
         "num_reads": [],
         "num_sweeps": [],

@@ -31,6 +31,7 @@ import dimod
 import numpy as np
 import torch
 
+from ising_qubo.solvers.capabilities import Capability as C
 from ising_qubo.solvers._common import (
     ArrayModel,
     Stop,
@@ -271,6 +272,7 @@ class TorchSBSampler(dimod.Sampler, dimod.Initialized):
     run), ``mode``, ``device``, ``dt`` and ``matrix`` ('dense' or 'csr').
     """
 
+    capabilities = frozenset({C.INITIAL_STATES, C.TIME_LIMIT, C.INTERRUPT})
     parameters = {
         "num_reads": [],
         "num_steps": [],
