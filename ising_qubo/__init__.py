@@ -20,9 +20,9 @@ _LAZY = {
     # solving a QUBO file stays quick to start
     "PruningProblem": "ising_qubo.pruning.problem",
     "PruningSolution": "ising_qubo.pruning.problem",
-    "IsingPruner": "ising_qubo.pruning.pruners",
-    "ImportancePruner": "ising_qubo.pruning.pruners",
-    "prune_model": "ising_qubo.pruning.pruners",
+    "IsingPruner": "ising_qubo.pruning.pruners.ising",
+    "ImportancePruner": "ising_qubo.pruning.pruners.importance",
+    "prune_model": "ising_qubo.pruning.prune",
     "load_pruned": "ising_qubo.nets.persist",
     "save_pruned": "ising_qubo.nets.persist",
 }

@@ -758,8 +758,8 @@ def test_malicious_pickle_is_refused_not_run(tmp_path, write, loader):
             load_weights(build("resnet20"), path)
         check_message(info.value, expected)
     else:
-        # pipeline._load_weights (--checkpoint of prune/train): the same refusal, one line
-        from ising_qubo.pruning.pipeline import _load_weights
+        # load_checkpoint_weights (--checkpoint of prune/train/export): the same refusal
+        from ising_qubo.pruning.starting_point import load_checkpoint_weights as _load_weights
 
         with pytest.raises(ValueError) as info:
             _load_weights(build("resnet20"), path)
@@ -823,7 +823,7 @@ def _other_model_weights(saved: Path, root: Path):
 
 
 def _other_model_weights_pipeline(saved: Path, root: Path):
-    from ising_qubo.pruning.pipeline import _load_weights
+    from ising_qubo.pruning.starting_point import load_checkpoint_weights as _load_weights
 
     path = root / "other.pt"
     torch.save(nn.Linear(3, 2).state_dict(), path)
@@ -883,7 +883,9 @@ CHECKPOINT_CASES = [
      "{root}/model/model.safetensors: not a readable safetensors file: <*>"),
     ("not a model directory",
      lambda saved, root: (lambda: load_pruned(root)), ValueError,
-     "saved model {root} is incomplete: architecture.json is missing"),
+     "no saved model at {root}: neither {root}/architecture.json nor "
+     "{root}/model/architecture.json (where a run directory of 'ising-qubo prune --out' "
+     "keeps it) exists; pass the directory that save_pruned wrote, or a run directory"),
     ("a file instead of a model directory",
      lambda saved, root: (lambda: load_pruned(saved / WEIGHTS_FILE)), ValueError,
      f"{{saved}}/{WEIGHTS_FILE} is not a directory; pass the directory that save_pruned "
@@ -1013,21 +1015,24 @@ CLI_CASES = [
      "'conv1.weight' is missing from the file (130 mismatching key(s) in all); pass weights "
      "saved from the same --model and number of classes"),
     ("evaluate a directory that is not a model", ["evaluate", "{root}"],
-     "saved model {root} is incomplete: architecture.json is missing"),
+     "no saved model at {root}: neither {root}/architecture.json nor "
+     "{root}/model/architecture.json (where a run directory of 'ising-qubo prune --out' "
+     "keeps it) exists; pass the directory that save_pruned wrote, or a run directory"),
     ("evaluate a missing directory", ["evaluate", "{root}/nowhere"],
      "no saved model at {root}/nowhere: the directory does not exist"),
     ("export an unknown --model", ["export", "--model", "resnet21", "--out", "{root}/q1"],
      "unknown model 'resnet21'; available: <*>"),
     ("export --checkpoint with code in it",
-     ["export", "--checkpoint", "{evil}", "--out", "{root}/q2"], EVIL_LINE),
+     ["export", "--checkpoint", "{evil}", "--out", "{root}/q2"],
+     "--checkpoint: " + EVIL_LINE),
     ("export --checkpoint of another model",
      ["export", "--checkpoint", "{other}", "--out", "{root}/q3"],
-     "weights file '{other}' does not fit the CifarResNet model: 'conv1.weight' is missing "
-     "from the file (130 mismatching key(s) in all); pass weights saved from the same "
-     "--model and number of classes"),
+     "--checkpoint: weights file '{other}' does not fit the CifarResNet model: "
+     "'conv1.weight' is missing from the file (130 mismatching key(s) in all); pass weights "
+     "saved from the same --model and number of classes"),
     ("export --checkpoint truncated safetensors",
      ["export", "--checkpoint", "{trunc}", "--out", "{root}/q4"],
-     "weights file '{trunc}' is not a readable safetensors file: <*>"),
+     "--checkpoint: weights file '{trunc}' is not a readable safetensors file: <*>"),
     ("export --checkpoint with NaN weights",
      ["export", "--checkpoint", "{nanweights}", "--out", "{root}/q5"],
      "layer 'layer1.0.conv1' (Conv2d, weight shape (16, 16, 3, 3)) has 1 NaN or infinite "

@@ -301,6 +301,25 @@ def test_sense_min_instance_and_best_known_early_stop(tmp_path):
     assert np.isclose(result.summary()[0]["gap_percent"], 0.0)
 
 
+def test_results_json_names_non_finite_numbers_and_reads_back(tmp_path):
+    from ising_qubo.io.jsonvalues import read_float
+
+    result = run_benchmark(["sk:6"], ["exact"], seeds=(0,), time_limit=1.0, progress=False,
+                           out_dir=tmp_path, plot=False, warmup=False)
+    (run,) = result.runs
+    run.energy_mismatch = math.inf  # a solver whose reported energy overflowed, say
+    run.trajectory.append([np.float32(2.0), np.float64(-np.inf)])
+    result.write(tmp_path)
+    text = (tmp_path / "results.json").read_text()
+    data = json.loads(text, parse_constant=lambda name: pytest.fail(f"JSON literal {name}"))
+    (saved,) = data["runs"]
+    assert saved["energy_mismatch"] == "inf"
+    assert saved["trajectory"][-1] == [2.0, "-inf"]
+    assert data["summary"][0]["max_energy_mismatch"] == "inf"
+    assert read_float(saved["trajectory"][-1][1]) == -math.inf
+    assert read_float(saved["best_objective"]) == run.best_objective
+
+
 def test_grow_override_sets_the_anneal_length_per_round():
     from ising_qubo.bench.runner import plan_solvers
 

@@ -89,6 +89,11 @@ def test_convert_and_info(small_qubo, tmp_path):
     (["solve", "{good}", "--solver", "greedy", "--time-limit", "1"], "does not take --time-limit"),
     (["solve", "{good}", "--solver", "neal", "--num-reads", "0"], "num_reads"),
     (["solve", "{good}", "--param", "bogus=1"], "no parameter bogus"),
+    (["solve", "{good}", "--param", "num_reads"], "--param 'num_reads': expected KEY=VALUE"),
+    (["bench", "sk:4", "--param", "neal", "--out", "{tmp}/b"],
+     "--param 'neal': expected SOLVER:KEY=VALUE"),
+    (["prune", "--solver-param", "=4", "--out", "{tmp}/p"],
+     "--solver-param '=4': expected KEY=VALUE"),
     (["solve", "{good}", "--instance", "2"], "instance 2 is out of range"),
     (["convert", "{good}", "{tmp}/x.unknown"], "suffix"),
 ])
@@ -113,3 +118,15 @@ def test_json_output_is_not_clobbered_on_error(small_qubo, tmp_path):
     result = run("solve", good, "--solver", "nope", "--json", out)
     assert result.returncode == 2
     assert json.loads(out.read_text()) == {"previous": True}
+
+
+def test_key_value_options_read_values_as_json_and_name_their_flag():
+    from ising_qubo.cli.options import parse_key_value, parse_key_values
+
+    assert parse_key_values(["a=1", "b=[0.1, 5]", "c=cuda", "d=true", "e=", ' f ="x"',
+                             "a=2.5", "g=x=y"], "--param") == {
+        "a": 2.5, "b": [0.1, 5], "c": "cuda", "d": True, "e": "", "f": "x", "g": "x=y"}
+    for text in ("novalue", "=3", " =3"):
+        with pytest.raises(ValueError) as info:
+            parse_key_value(text, "--solver-param")
+        assert str(info.value) == f"--solver-param {text!r}: expected KEY=VALUE"

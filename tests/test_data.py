@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import write_image_folder as write_imagefolder
 from PIL import Image
 
 from ising_qubo.nets import data as D
@@ -22,6 +23,7 @@ from ising_qubo.nets.data import (
     ImageDataset,
     crop_flip,
     download_cifar,
+    image_folder,
     load_dataset,
     load_splits,
     read_idx,
@@ -97,24 +99,6 @@ def write_fashion(directory: Path, n_train: int = 40, n_test: int = 20, gz: bool
                 (directory / (name + ".gz")).write_bytes(gzip.compress(raw))
             else:
                 (directory / name).write_bytes(raw)
-    return out
-
-
-def write_imagefolder(root: Path, classes=("ant", "bee", "cat"), per_class=(4, 5, 6),
-                      test_per_class=(2, 2, 2), size=(6, 8), ext=".png", seed=0) -> dict:
-    """root/{train,test}/<class>/NNN.png with random RGB pixels; returns the arrays."""
-    rng = np.random.default_rng(seed)
-    h, w = size
-    out: dict[str, list[tuple[str, np.ndarray]]] = {"train": [], "test": []}
-    for split, counts in (("train", per_class), ("test", test_per_class)):
-        for cls, count in zip(classes, counts):
-            folder = root / split / cls
-            folder.mkdir(parents=True, exist_ok=True)
-            for i in range(count):
-                pixels = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
-                path = folder / f"{i:03d}{ext}"
-                Image.fromarray(pixels).save(path)
-                out[split].append((cls, pixels))
     return out
 
 
@@ -483,8 +467,9 @@ def test_imagefolder_subset_chooses_files_before_decoding(tmp_path, monkeypatch)
     write_imagefolder(tmp_path, per_class=(10, 10, 10))
     load_dataset("imagefolder", tmp_path, subset=3)  # also measures (and caches) stats
     decoded = []
-    real = D._decode_one
-    monkeypatch.setattr(D, "_decode_one", lambda p, s: decoded.append(p) or real(p, s))
+    real = image_folder._decode_one
+    monkeypatch.setattr(image_folder, "_decode_one",
+                        lambda p, s: decoded.append(p) or real(p, s))
     ds = load_dataset("imagefolder", tmp_path, subset=6, seed=2, num_workers=1)
     assert len(decoded) == 6 and ds.labels.tolist() == [0, 0, 1, 1, 2, 2]
     full = load_dataset("imagefolder", tmp_path)
@@ -632,7 +617,6 @@ def test_batchloader_sharding_is_disjoint():
 
 
 @pytest.mark.cuda
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_batchloader_cuda_matches_cpu():
     ds = _toy(n=300, size=(32, 32))
     cpu = list(BatchLoader(ds, batch_size=64, augment=True, seed=5))
@@ -659,10 +643,8 @@ def test_real_fashion_mnist_subset():
 
 
 @pytest.mark.slow
-def test_real_imagefolder_subset():
-    root = Path("/work/data")
-    if not (root / "train").is_dir():
-        pytest.skip(f"{root} (CIFAR-10 as JPEG folders) not present")
+def test_real_imagefolder_subset(cifar10_jpeg_train):
+    root = cifar10_jpeg_train
     start = time.perf_counter()
     ds = load_dataset("imagefolder", root, subset=500, seed=0)
     assert time.perf_counter() - start < 15

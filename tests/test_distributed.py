@@ -23,7 +23,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from test_pipeline import image_folder  # noqa: F401 - the same tiny image folder (fixture)
 from torch import nn
 
 from ising_qubo.nets import distributed

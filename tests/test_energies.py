@@ -1,6 +1,8 @@
 """The pruning energies against independent references written from the spec
 (../shared/docs/ising-pruning.md): per-pair KL with scipy, closed-form Gaussian KL,
-per-channel np.histogram entropies, and a dense D x D construction of the paper's H."""
+per-channel np.histogram entropies, and a dense D x D construction of the paper's H; then
+energies as objects: a user's energy registered and solved end to end, and the built-in
+energy objects giving the very models the numpy functions compute from the weights."""
 
 from __future__ import annotations
 
@@ -10,11 +12,16 @@ import dimod
 import numpy as np
 import pytest
 import scipy.linalg
+import torch
+from torch import nn
 
+import ising_qubo.pruning.energies as energies_module
 from ising_qubo.pruning.energies import (
+    Energy,
     LayerTerms,
     channel_entropy,
     cosine_redundancy,
+    get_energy,
     group_energy,
     kl_matrix,
     kl_redundancy,
@@ -22,7 +29,12 @@ from ising_qubo.pruning.energies import (
     redundancy_affinity,
     redundancy_coefficients,
     reference_energy,
+    register_energy,
+    unregister_energy,
 )
+from ising_qubo.pruning.groups import ModelGroups
+from ising_qubo.pruning.importance import group_importance
+from ising_qubo.pruning.problem import PruningProblem
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -380,3 +392,226 @@ def test_cosine_redundancy_and_group_energy():
         redundancy_coefficients(np.array([1.0, np.nan]), np.zeros((2, 2)), 1)
     with pytest.raises(ValueError, match="shape"):
         redundancy_coefficients(np.ones(3), np.zeros((2, 2)), 1)
+
+
+# ----- energies as objects: the registry, a user's energy, the built-ins unchanged --------
+
+class TiedNet(nn.Module):
+    """conv1 and conv2 tied by a residual add (one 6-unit group), conv3 a group of 5."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 6, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(6)
+        self.conv2 = nn.Conv2d(6, 6, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(6)
+        self.conv3 = nn.Conv2d(6, 5, 3, padding=1)
+        self.fc = nn.Linear(5, 3)
+
+    def forward(self, x):
+        a = torch.relu(self.bn1(self.conv1(x)))
+        b = torch.relu(self.bn2(self.conv2(a)) + a)
+        return self.fc(torch.relu(self.conv3(b)).mean(dim=(2, 3)))
+
+
+@pytest.fixture(scope="module")
+def tied_net():
+    torch.manual_seed(3)
+    model = TiedNet().eval()
+    with torch.no_grad():  # BatchNorm scales away from 1, so that importances differ
+        for bn in (model.bn1, model.bn2):
+            bn.weight.uniform_(0.5, 1.5)
+    return model, torch.randn(4, 3, 8, 8)
+
+
+class SizeEnergy(Energy):
+    """E_g(x) = -sum_i l1_i x_i + c (sum_i x_i)^2, with l1_i the L1 norm of filter i of the
+    group's first layer; the quadratic part is returned as a full matrix with a diagonal,
+    c on every entry, so the problem's canonical form is exercised too."""
+
+    name = "size-test"
+    per_group = True
+    c = 0.25
+
+    def build(self, inputs):
+        out = {}
+        for group in inputs.groups:
+            root = group.layers[0]
+            l1 = np.zeros(group.size)
+            l1[root.units] = np.abs(inputs.weight(root)).reshape(len(root.channels), -1).sum(1)
+            out[group.name] = (-l1, np.full((group.size, group.size), self.c))
+        return out
+
+
+def size_energy_reference(model: nn.Module, name: str, x: np.ndarray) -> np.ndarray:
+    """SizeEnergy of states ``x`` (k, n) of the group rooted at ``name``, from the weights."""
+    weight = getattr(model, name).weight.detach().double().numpy()
+    l1 = np.abs(weight).reshape(len(weight), -1).sum(axis=1)
+    return -x @ l1 + SizeEnergy.c * x.sum(axis=1) ** 2
+
+
+@pytest.fixture
+def size_energy():
+    register_energy("size-test", SizeEnergy())
+    yield
+    unregister_energy("size-test")
+
+
+def test_a_registered_user_energy_end_to_end(tied_net, size_energy):
+    model, batch = tied_net
+    assert "size-test" in energies_module.ENERGIES  # read when asked for: includes it now
+    problem = PruningProblem.from_model(model, batch, energy="size-test", keep=0.5)
+    assert problem.energy_name == "size-test" and problem.manifest()["energy"] == "size-test"
+    assert {g.name: g.size for g in problem.groups} == {"conv1": 6, "conv3": 5}
+    rng = np.random.default_rng(0)
+    for group in problem.groups:
+        x = rng.integers(0, 2, size=(20, group.size))
+        bqm = problem.to_bqm(group.name, budget=False)
+        np.testing.assert_allclose(bqm.energies((x, group.labels)),
+                                   size_energy_reference(model, group.name, x), rtol=1e-12)
+        # with the budget penalty: the same energies wherever the budget is met
+        k = problem.keep_counts[group.name]
+        met = x[x.sum(axis=1) == k]
+        assert len(met)
+        np.testing.assert_allclose(problem.to_bqm(group.name).energies((met, group.labels)),
+                                   size_energy_reference(model, group.name, met), rtol=1e-12)
+    # with exactly k units kept the quadratic part is a constant: the optimum keeps the k
+    # filters of largest L1 norm, which every solver (after the swap polish) must find
+    for solver in ("torch-sa", "cpsat", dimod.ExactSolver()):
+        solution = problem.solve(solver, **({"num_reads": 2, "seed": 0}
+                                            if solver == "torch-sa" else {}))
+        for group in problem.groups:
+            weight = getattr(model, group.name).weight.detach().double().numpy()
+            l1 = np.abs(weight).reshape(len(weight), -1).sum(axis=1)
+            expected = np.zeros(group.size, dtype=bool)
+            expected[np.argsort(-l1)[:problem.keep_counts[group.name]]] = True
+            np.testing.assert_array_equal(solution.masks[group.name], expected)
+        x = problem.state_from_masks(solution.masks)
+        direct = sum(size_energy_reference(model, g.name,
+                                           solution.masks[g.name][None, :].astype(float))[0]
+                     for g in problem.groups)
+        assert solution.energy == pytest.approx(direct, rel=1e-12)
+        assert problem.to_bqm(budget=False).energy((x, problem.labels)) == \
+            pytest.approx(direct, rel=1e-12)
+
+
+def test_an_unregistered_energy_instance_works_too(tied_net):
+    model, batch = tied_net
+    problem = PruningProblem.from_model(model, batch, energy=SizeEnergy(), keep=0.5)
+    assert problem.energy_name == "size-test"
+    assert "size-test" not in energies_module.ENERGIES
+    x = np.ones((1, 5))
+    assert problem.to_bqm("conv3", budget=False).energies((x, problem.groups[1].labels))[0] \
+        == pytest.approx(size_energy_reference(model, "conv3", x)[0], rel=1e-12)
+
+
+def test_registry_rejects_bad_registrations(size_energy):
+    with pytest.raises(ValueError, match="'size-test' is already registered"):
+        register_energy("size-test", SizeEnergy())
+    register_energy("size-test", SizeEnergy(), overwrite=True)
+    with pytest.raises(ValueError, match=r"named 'size-test'; set SizeEnergy.name = 'other'"):
+        register_energy("other", SizeEnergy())
+    with pytest.raises(ValueError, match=r"an instance of SizeEnergy \(SizeEnergy\(\)\)"):
+        register_energy("size-test", SizeEnergy, overwrite=True)
+    with pytest.raises(ValueError, match="subclass of ising_qubo.pruning.energies.Energy"):
+        register_energy("plain", object())
+    with pytest.raises(ValueError, match="non-empty string"):
+        register_energy("", SizeEnergy())
+    assert get_energy("size-test").name == "size-test"
+    with pytest.raises(ValueError, match="unknown energy 'nope'; choose one of ipruning, "
+                                         "redundancy, size-test"):
+        get_energy("nope")
+    assert energies_module.ENERGIES[:2] == ("ipruning", "redundancy")
+
+
+def test_a_user_energy_of_the_wrong_shape_is_named(tied_net):
+    model, batch = tied_net
+
+    class Short(SizeEnergy):
+        name = "short"
+
+        def build(self, inputs):
+            return {g.name: (np.zeros(g.size - 1), np.zeros((g.size, g.size)))
+                    for g in inputs.groups}
+
+    class NotANetwork(SizeEnergy):
+        name = "flat"
+        per_group = False
+
+    with pytest.raises(ValueError, match=r"energy 'short', group 'conv1': coefficients of "
+                                         r"shapes \(5,\) and \(6, 6\), expected \(6,\)"):
+        PruningProblem.from_model(model, batch, energy=Short())
+    with pytest.raises(ValueError, match="energy 'flat' is whole-network: build.. must return "
+                                         "a LowRankIsing, got dict"):
+        PruningProblem.from_model(model, batch, energy=NotANetwork())
+
+
+def weights_of(layer) -> np.ndarray:
+    """The layer's weights of its channels, extracted as the problem did before energies
+    became objects."""
+    return layer.module.weight.detach().float().cpu().numpy().astype(np.float64)[layer.channels]
+
+
+@pytest.mark.parametrize("similarity", ["cosine", "kl"])
+@pytest.mark.parametrize("keep", [None, 0.5])
+def test_redundancy_energy_object_gives_the_same_bqms(tied_net, similarity, keep):
+    model, batch = tied_net
+    problem = PruningProblem.from_model(model, batch, energy="redundancy", keep=keep,
+                                        similarity=similarity, redundancy_weight=0.7)
+    scores = group_importance(ModelGroups(model, batch), "l1")
+    for group in problem.groups:
+        if similarity == "kl":
+            root = group.layers[0]
+            redundancy = kl_redundancy(weights_of(root)[np.argsort(root.units)])
+        else:
+            placed = []
+            for layer in group.layers:
+                weight = weights_of(layer).reshape(len(layer.channels), -1)
+                columns = np.zeros((group.size, weight.shape[1]))
+                columns[layer.units] = weight
+                placed.append(columns)
+            redundancy = cosine_redundancy(np.concatenate(placed, axis=1))
+        k = group.size if keep is None else problem.keep_counts[group.name]
+        linear, quadratic = redundancy_coefficients(scores[group.name], redundancy, k, 0.7)
+        bqm = problem.to_bqm(group.name, budget=False)
+        labels = group.labels
+        np.testing.assert_array_equal([bqm.get_linear(v) for v in labels], linear)
+        got = np.zeros_like(quadratic)
+        for (u, v), value in bqm.quadratic.items():
+            i, j = sorted((labels.index(u), labels.index(v)))
+            got[i, j] = value
+        np.testing.assert_array_equal(got, quadratic)
+
+
+@pytest.mark.parametrize("keep", [None, 0.5])
+def test_paper_energy_object_gives_the_same_model(tied_net, keep):
+    model, batch = tied_net
+    problem = PruningProblem.from_model(model, batch, energy="ipruning", keep=keep)
+    groups = ModelGroups(model, batch)
+    maps = {}
+    hooks = [getattr(model, name).register_forward_hook(
+        lambda m, i, o, name=name: maps.__setitem__(
+            name, o.detach().float().mean(dim=0).cpu().numpy()))
+        for name in ("conv1", "conv2", "conv3")]
+    with torch.no_grad():
+        model(batch)
+    for hook in hooks:
+        hook.remove()
+    offsets = {"conv1": 0, "conv3": 6}
+    layers = {layer.name: (layer, group) for group in groups.groups for layer in group.layers}
+    terms = [LayerTerms(name, offsets[group.name] + layer.units,
+                        redundancy_affinity(weights_of(layer)),
+                        channel_entropy(maps[name][layer.channels]))
+             for name, (layer, group) in ((n, layers[n]) for n in ("conv1", "conv2", "conv3"))]
+    expected = network_energy(terms, 11, problem.labels)
+    got = problem.structured(budget=False)
+    np.testing.assert_array_equal(got.h, expected.h)
+    np.testing.assert_array_equal(got.lowrank_u, expected.lowrank_u)
+    np.testing.assert_array_equal(got.lowrank_v, expected.lowrank_v)
+    assert got.offset == expected.offset
+    assert len(got.blocks) == len(expected.blocks)
+    for (index, J), (ref_index, ref_J) in zip(got.blocks, expected.blocks):
+        np.testing.assert_array_equal(index, ref_index)
+        np.testing.assert_array_equal(J, ref_J)
+    assert [(t.name, t.units.tolist()) for t in problem.layer_terms] == \
+        [(t.name, t.units.tolist()) for t in terms]

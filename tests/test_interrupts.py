@@ -24,7 +24,7 @@ import torch
 from conftest import REPO, assert_local_minima, random_bqm
 
 import ising_qubo
-from ising_qubo.solvers import _sa_cpu, cpsat, de, torch_sa, torch_sb
+from ising_qubo.solvers import _sa_cpu, _sa_torch, cpsat, de, pacing, torch_sa, torch_sb
 from ising_qubo.solvers._common import Stop
 
 # What may follow the time limit: the unit of work in flight when it passes (at most 2%
@@ -120,9 +120,9 @@ def test_pacing_does_not_change_seeded_results(monkeypatch):
     bqm = random_bqm(40, "SPIN", seed=3, density=0.2)
     params = dict(num_reads=9, num_sweeps=250, seed=4, backend="numba")
     reference = ising_qubo.solve(bqm, "torch-sa", **params)
-    monkeypatch.setattr(torch_sa._Pacer, "block",
+    monkeypatch.setattr(pacing.Pacer, "block",
                         lambda self, replicas, sweeps: (min(4, replicas), min(7, sweeps)))
-    monkeypatch.setattr(torch_sa._Pacer, "sweeps", lambda self, width, sweeps: min(11, sweeps))
+    monkeypatch.setattr(pacing.Pacer, "sweeps", lambda self, width, sweeps: min(11, sweeps))
     paced = ising_qubo.solve(bqm, "torch-sa", **params)
     np.testing.assert_array_equal(paced.record.sample, reference.record.sample)
 
@@ -167,7 +167,7 @@ def test_torch_sa_cpu_returns_descended_states_on_ctrl_c(monkeypatch, action, de
 
 def test_torch_sa_torch_backend_returns_on_ctrl_c(monkeypatch):
     bqm = random_bqm(40, "SPIN", seed=5, density=0.5)
-    flip = torch_sa._FieldState.flip
+    flip = _sa_torch._FieldState.flip
     calls = {"n": 0}
 
     def interrupted_flip(self, *args):
@@ -176,7 +176,7 @@ def test_torch_sa_torch_backend_returns_on_ctrl_c(monkeypatch):
             raise KeyboardInterrupt
         return flip(self, *args)
 
-    monkeypatch.setattr(torch_sa._FieldState, "flip", interrupted_flip)
+    monkeypatch.setattr(_sa_torch._FieldState, "flip", interrupted_flip)
     sampleset = ising_qubo.solve(bqm, "torch-sa", num_reads=8, num_sweeps=10**6,
                                  backend="torch", device="cpu", seed=0)
     assert sampleset.info["interrupted"] is True
@@ -384,9 +384,9 @@ def _out_of_memory_above(limit: int, original, replicas_of):
 
 def test_torch_sa_retries_out_of_memory_with_smaller_chunks(monkeypatch):
     bqm = random_bqm(30, "BINARY", seed=12, density=0.5)
-    wrapper, chunks = _out_of_memory_above(8, torch_sa.anneal,
+    wrapper, chunks = _out_of_memory_above(8, _sa_torch.anneal,
                                            lambda problem, spins, *rest: spins.shape[0])
-    monkeypatch.setattr(torch_sa, "anneal", wrapper)
+    monkeypatch.setattr(_sa_torch, "anneal", wrapper)
     sampleset = ising_qubo.solve(bqm, "torch-sa", num_reads=32, num_sweeps=50,
                                  backend="torch", device="cpu", seed=0)
     assert chunks == [32, 16, 8, 8, 8, 8]
@@ -411,7 +411,7 @@ def test_torch_sb_retries_out_of_memory_with_smaller_chunks(monkeypatch):
 
 
 @pytest.mark.parametrize("solver, module, function", [
-    ("torch-sa", torch_sa, "anneal"), ("torch-sb", torch_sb, "bifurcate"),
+    ("torch-sa", _sa_torch, "anneal"), ("torch-sb", torch_sb, "bifurcate"),
     ("torch-sb", torch_sb, "build_sb_problem")])
 def test_out_of_memory_even_for_one_replica_is_a_value_error(monkeypatch, solver, module,
                                                             function):

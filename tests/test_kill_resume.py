@@ -8,27 +8,10 @@ import signal
 import subprocess
 import sys
 
-import numpy as np
 import pytest
-from PIL import Image
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(sys.platform == "win32", reason="needs SIGKILL")]
-
-
-@pytest.fixture(scope="module")
-def image_folder(tmp_path_factory):
-    root = tmp_path_factory.mktemp("images")
-    rng = np.random.default_rng(1)
-    for split, count in (("train", 32), ("test", 8)):
-        for label in range(3):
-            folder = root / split / f"c{label}"
-            folder.mkdir(parents=True)
-            for k in range(count):
-                pixels = rng.integers(0, 80, size=(32, 32, 3), dtype=np.uint8)
-                pixels[..., label] += np.uint8(150)
-                Image.fromarray(pixels).save(folder / f"{k}.png")
-    return root
 
 
 def command(data_dir, out, *extra):

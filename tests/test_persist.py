@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +13,6 @@ import torch
 from torch import nn
 
 import ising_qubo.nets.persist as persist
-from ising_qubo.pruning.groups import ModelGroups
 from ising_qubo.nets.models import build, spec_of
 from ising_qubo.nets.persist import (
     ARCHITECTURE_FILE,
@@ -24,6 +23,7 @@ from ising_qubo.nets.persist import (
     read_architecture,
     save_pruned,
 )
+from ising_qubo.pruning.groups import ModelGroups
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -286,6 +286,56 @@ def test_missing_directory(tmp_path):
         load_pruned(tmp_path / "nowhere")
 
 
+def make_run_directory(run: Path, model: nn.Module) -> Path:
+    """What `ising-qubo prune --out RUN` leaves: the model in RUN/model, files beside it."""
+    save_pruned(model, run / "model", metadata={"method": "ising"})
+    (run / "config.json").write_text("{}\n")
+    (run / "report.json").write_text("{}\n")
+    torch.save({"epoch": 0}, run / "checkpoint.pt")
+    return run
+
+
+def test_load_pruned_accepts_a_run_directory(tmp_path):
+    model = pruned_resnet20(seed=2)
+    run = make_run_directory(tmp_path / "run", model)
+    x = fixed_input()
+    assert torch.equal(outputs(load_pruned(run), x), outputs(model, x))
+    assert read_architecture(run) == read_architecture(run / "model")
+    assert read_architecture(run)["metadata"] == {"method": "ising"}
+
+
+def test_a_saved_model_in_the_directory_itself_wins_over_its_model_folder(tmp_path):
+    outer, inner = pruned_resnet20(seed=3), pruned_resnet20(seed=4)
+    save_pruned(outer, tmp_path)
+    save_pruned(inner, tmp_path / "model")
+    x = fixed_input()
+    assert torch.equal(outputs(load_pruned(tmp_path), x), outputs(outer, x))
+
+
+def test_directory_without_a_model_names_both_places(tmp_path):
+    run = tmp_path / "run"
+    (run / "model").mkdir(parents=True)
+    (run / "report.json").write_text("{}\n")
+    for call in (load_pruned, read_architecture):
+        with pytest.raises(MissingModelFileError) as info:
+            call(run)
+        message = str(info.value)
+        assert message == (
+            f"no saved model at {run}: neither {run / ARCHITECTURE_FILE} nor "
+            f"{run / 'model' / ARCHITECTURE_FILE} (where a run directory of 'ising-qubo prune "
+            f"--out' keeps it) exists; pass the directory that save_pruned wrote, or a run "
+            f"directory")
+
+
+def test_run_directory_with_an_incomplete_model(tmp_path):
+    run = make_run_directory(tmp_path / "run", pruned_resnet20())
+    (run / "model" / WEIGHTS_FILE).unlink()
+    with pytest.raises(MissingModelFileError,
+                       match=f"saved model {run / 'model'} is incomplete: {WEIGHTS_FILE} is "
+                             f"missing"):
+        load_pruned(run)
+
+
 def rewrite_weights(directory: Path, change) -> None:
     path = directory / WEIGHTS_FILE
     with safetensors.safe_open(str(path), framework="pt") as handle:
@@ -362,21 +412,65 @@ def test_interrupted_architecture_write_keeps_previous_model(tmp_path, monkeypat
     good = pruned_resnet20(seed=0)
     save_pruned(good, tmp_path, metadata={"which": "good"})
     before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
-    real_atomic_write = persist.atomic_write
+    real_write_text = Path.write_text
 
-    @contextlib.contextmanager
-    def interrupted(path, binary):
-        with real_atomic_write(path, binary) as handle:
-            handle.write('{"format": ')
-            raise KeyboardInterrupt
-        yield handle  # never reached
+    def interrupted(self, text, *args, **kwargs):
+        real_write_text(self, text[:len(text) // 2], *args, **kwargs)  # half, then Ctrl-C
+        raise KeyboardInterrupt
 
-    monkeypatch.setattr(persist, "atomic_write", interrupted)
+    monkeypatch.setattr(Path, "write_text", interrupted)
     with pytest.raises(KeyboardInterrupt):
         save_pruned(pruned_resnet20(seed=1), tmp_path, metadata={"which": "new"})
+    monkeypatch.undo()
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
     x = fixed_input()
     assert torch.equal(outputs(load_pruned(tmp_path), x), outputs(good, x))
+
+
+def test_both_new_files_are_complete_before_either_replaces(tmp_path, monkeypatch):
+    save_pruned(pruned_resnet20(seed=0), tmp_path)
+    real_replace = os.replace
+    renamed = []
+
+    def checking_replace(src, dst):
+        if not renamed:  # the first rename: both new files must be whole already
+            new = {name: p for p in tmp_path.iterdir() if p.suffix == ".tmp"
+                   for name in (ARCHITECTURE_FILE, WEIGHTS_FILE)
+                   if p.name.startswith(f".{name}.")}
+            arch = json.loads(new[ARCHITECTURE_FILE].read_text())
+            with safetensors.safe_open(str(new[WEIGHTS_FILE]), framework="pt") as handle:
+                assert handle.metadata()[persist._SAVE_ID_KEY] == arch["save_id"]
+                assert len(handle.keys()) == len(second.state_dict())
+        renamed.append(Path(dst).name)
+        real_replace(src, dst)
+
+    second = pruned_resnet20(seed=1)
+    monkeypatch.setattr(os, "replace", checking_replace)
+    save_pruned(second, tmp_path)
+    monkeypatch.undo()
+    assert renamed == [ARCHITECTURE_FILE, WEIGHTS_FILE]
+    x = fixed_input()
+    assert torch.equal(outputs(load_pruned(tmp_path), x), outputs(second, x))
+
+
+def test_saved_files_get_the_mode_of_a_plain_open(tmp_path):
+    # tempfile.mkstemp would give 0o600; a saved model must be as readable as its neighbours
+    old_umask = os.umask(0o022)
+    try:
+        save_pruned(small_net(), tmp_path / "m")
+        (tmp_path / "plain.txt").write_text("made by open()")
+    finally:
+        os.umask(old_umask)
+    expected = (tmp_path / "plain.txt").stat().st_mode & 0o777
+    assert expected == 0o644
+    for name in (ARCHITECTURE_FILE, WEIGHTS_FILE):
+        assert (tmp_path / "m" / name).stat().st_mode & 0o777 == expected, name
+    # overwriting keeps the mode a user gave the old files (as writing into them would)
+    for name in (ARCHITECTURE_FILE, WEIGHTS_FILE):
+        os.chmod(tmp_path / "m" / name, 0o640)
+    save_pruned(small_net(), tmp_path / "m")
+    for name in (ARCHITECTURE_FILE, WEIGHTS_FILE):
+        assert (tmp_path / "m" / name).stat().st_mode & 0o777 == 0o640, name
 
 
 def test_overwrite_replaces_both_files(tmp_path):

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from ising_qubo.pruning import pipeline
 from ising_qubo.cli import main
@@ -15,22 +13,6 @@ from ising_qubo.nets.persist import load_pruned
 from ising_qubo.pruning.pipeline import RunConfig, run
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
-
-
-@pytest.fixture(scope="module")
-def image_folder(tmp_path_factory):
-    """train/ and test/ with 4 classes of 32x32 PNGs whose colour says the class."""
-    root = tmp_path_factory.mktemp("images")
-    rng = np.random.default_rng(0)
-    for split, count in (("train", 24), ("test", 8)):
-        for label in range(4):
-            folder = root / split / f"class{label}"
-            folder.mkdir(parents=True)
-            for k in range(count):
-                pixels = rng.integers(0, 60, size=(32, 32, 3), dtype=np.uint8)
-                pixels[..., label % 3] += np.uint8(120 + 40 * (label // 3))
-                Image.fromarray(pixels).save(folder / f"{k:03d}.png")
-    return root
 
 
 def _config(out, data_dir, **overrides):
@@ -164,3 +146,36 @@ def test_cli_missing_data_is_one_clear_line(tmp_path, capsys):
     assert code == 2
     err = capsys.readouterr().err.strip()
     assert "--data-dir" in err and "\n" not in err and "Traceback" not in err
+
+
+def test_export_takes_its_calibration_batch_from_the_dataset(tmp_path, image_folder):
+    """``export --dataset``: the network sized by the dataset (4 classes) and a labelled
+    calibration batch (Taylor importance needs the labels) of the stratified, seeded
+    images; the files hold the energy of exactly that network and batch."""
+    from ising_qubo import io
+    from ising_qubo.nets import data
+    from ising_qubo.nets.models import build
+    from ising_qubo.pruning.problem import PruningProblem
+
+    out = tmp_path / "qubos"
+    torch.manual_seed(7)  # the network's initial weights
+    code = main(["export", "--dataset", "imagefolder", "--data-dir", str(image_folder),
+                 "--calibration-size", "8", "--importance", "taylor", "--seed", "3",
+                 "--out", str(out)])
+    assert code == 0
+    torch.manual_seed(7)
+    model = build("resnet20", num_classes=4).eval()
+    train = data.load_dataset("imagefolder", image_folder, "train")
+    chosen = train.take(data.stratified_indices(train.labels, 8, 3))
+    assert sorted(chosen.labels.tolist()) == [0, 0, 1, 1, 2, 2, 3, 3]
+    batch = next(iter(data.BatchLoader(chosen, 8, shuffle=False)))
+    expected = PruningProblem.from_model(model, batch[0][:1], keep=0.5, data=batch,
+                                         importance="taylor")
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert [g["name"] for g in manifest["groups"]] == [g.name for g in expected.groups]
+    for entry, group in zip(manifest["groups"], expected.groups):
+        saved = io.load(out / entry["file"])
+        reference = expected.to_bqm(group.name)
+        assert saved.num_variables == group.size
+        assert saved.energy({v: 1 for v in saved.variables}) == pytest.approx(
+            reference.energy({v: 1 for v in reference.variables}), rel=1e-9)

@@ -279,6 +279,28 @@ def test_prune_model_inplace_and_ipruning():
         assert model(x).shape == (8, 10)
 
 
+def test_prune_model_builds_the_energy_once_and_prunes_as_the_pruner(monkeypatch):
+    from ising_qubo.pruning.energies import RedundancyEnergy
+
+    builds = []
+    build = RedundancyEnergy.build
+    monkeypatch.setattr(RedundancyEnergy, "build",
+                        lambda self, inputs: builds.append(1) or build(self, inputs))
+    model, x, _ = resnet20_and_batch(8)
+    model.eval()
+    pruned = prune_model(model, x, keep=0.5, solver_params=SA)
+    assert len(builds) == 1
+    # the same model the training hook reaches with one solve (which builds twice)
+    hooked = copy.deepcopy(model)
+    pruner = IsingPruner(hooked, x, keep=0.5, every=0, solver_params=SA)
+    pruner.step()
+    pruner.prune()
+    assert len(builds) == 3
+    assert pruned.state_dict().keys() == hooked.state_dict().keys()
+    for key, value in hooked.state_dict().items():
+        assert torch.equal(pruned.state_dict()[key], value), key
+
+
 # ----- bad input ----------------------------------------------------------------------------
 
 def test_pruner_bad_input():

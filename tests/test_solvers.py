@@ -218,7 +218,7 @@ def test_de_population_members_are_scored_on_their_own_state():
 
 
 def test_torch_sa_sparse_path_matches_dense_energies():
-    from ising_qubo.solvers import torch_sa
+    from ising_qubo.solvers import _sa_torch
     from ising_qubo.solvers._common import ArrayModel
 
     rng = np.random.default_rng(0)
@@ -229,7 +229,7 @@ def test_torch_sa_sparse_path_matches_dense_energies():
     model = ArrayModel.from_bqm(bqm, dimod.SPIN)
     import torch
 
-    sparse = torch_sa.build_tensors(model, torch.device("cpu"), torch.float64)
+    sparse = _sa_torch.build_tensors(model, torch.device("cpu"), torch.float64)
     assert not sparse.dense and len(sparse.classes) < 20
     spins = torch.as_tensor(rng.choice([-1.0, 1.0], size=(3, n)))
     fields = sparse.fields(spins[:, sparse.order])
@@ -244,7 +244,6 @@ def test_torch_sa_sparse_path_matches_dense_energies():
 
 
 @pytest.mark.cuda
-@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="CUDA not available")
 def test_torch_sa_on_cuda_matches_brute_force():
     bqm = random_bqm(12, "SPIN", seed=21)
     sampleset = ising_qubo.solve(bqm, "torch-sa", device="cuda", num_reads=64, num_sweeps=300,

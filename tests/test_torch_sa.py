@@ -197,3 +197,19 @@ print(torch.get_num_threads(), numba.get_num_threads())
     torch_threads, numba_threads = map(int, result.stdout.split())
     assert torch_threads == 1  # as the user asked
     assert numba_threads == os.cpu_count()  # the solver still uses every core
+
+
+def test_pacing_rule_sizes_calls_to_two_percent_of_the_limit():
+    from ising_qubo.solvers.pacing import Pacer, call_seconds
+
+    assert call_seconds(None) == 0.25  # no limit: Ctrl-C is still noticed within 0.25 s
+    assert call_seconds(1.0) == pytest.approx(0.02)
+    assert call_seconds(0.01) == 0.002 and call_seconds(1000.0) == 0.25
+    pacer = Pacer(1.0, threads=4)
+    assert pacer.block(10, 100) == (4, 1)  # cost unknown: one sweep, a replica per thread
+    assert pacer.sweeps(4, 100) == 1
+    pacer.record(4, 0.0004)  # 1e-4 s per replica-sweep: 200 replica-sweeps per 0.02 s
+    assert pacer.sweeps(4, 100) == 50
+    assert pacer.block(10, 100) == (4, 50)
+    assert pacer.block(10, 5) == (10, 5)  # all that is left fits in one call
+    assert pacer.sweeps(4, 7) == 7

@@ -221,7 +221,7 @@ def test_torch_sb_sparse_matches_dense_on_small_problem():
     assert_recomputed(bqm, result)
 
 
-@pytest.mark.skipif(not CUDA, reason="CUDA not available")
+@pytest.mark.cuda
 @pytest.mark.parametrize("sparse", [False, True])
 def test_torch_sb_cuda(sparse):
     bqm = random_bqm(14, 0.5, dimod.BINARY, 2)

@@ -12,7 +12,6 @@ import pytest
 import torch
 from torch import nn
 
-from ising_qubo.nets import training
 from ising_qubo.nets.training import (
     CheckpointError,
     History,
@@ -21,8 +20,10 @@ from ising_qubo.nets.training import (
     accuracy_topk,
     evaluate,
     load_checkpoint,
+    loop,
     make_optimizer,
     make_scheduler,
+    precision,
     prepare_model,
     resolve_device,
     save_checkpoint,
@@ -276,7 +277,7 @@ def test_non_finite_loss_raises_and_hooks_restore_weights():
 
 
 def test_amp_on_cpu_is_ignored_with_one_warning(monkeypatch):
-    monkeypatch.setattr(training, "_AMP_CPU_WARNED", False)
+    monkeypatch.setattr(precision, "_AMP_CPU_WARNED", False)
     net = TinyNet()
     data = synthetic(n=32)
     opt = make_optimizer("sgd", net.parameters())
@@ -296,8 +297,8 @@ def test_progress_bar_and_generator_batches(monkeypatch):
     assert stats["count"] == 64
     # ... force a visible bar into a buffer to check what it shows
     sink = io.StringIO()
-    real_tqdm = training.tqdm
-    monkeypatch.setattr(training, "tqdm", lambda *a, **k: real_tqdm(
+    real_tqdm = loop.tqdm
+    monkeypatch.setattr(loop, "tqdm", lambda *a, **k: real_tqdm(
         *a, **{**k, "disable": k["disable"] is True, "file": sink, "mininterval": 0}))
     train_one_epoch(net, synthetic(n=64), opt, desc="epoch 3")
     text = sink.getvalue()
@@ -310,7 +311,6 @@ def test_progress_bar_and_generator_batches(monkeypatch):
 
 
 @pytest.mark.cuda
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_amp_channels_last_and_dropout():
     torch.manual_seed(0)
     net = prepare_model(TinyNet(), "cuda", channels_last=True)

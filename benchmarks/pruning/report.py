@@ -2,6 +2,9 @@
 
     python benchmarks/pruning/report.py DIR [DIR ...] [--out DIR] [--docs]
         # tables and figure again from the study.json of one or more study runs
+
+study.json is read and written as :mod:`ising_qubo.io.jsonvalues` says: a non-finite
+number is the string "inf", "-inf" or "nan" (older files may hold null or a NaN literal).
 """
 
 from __future__ import annotations
@@ -16,6 +19,12 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+
+from ising_qubo.io.jsonvalues import dumps, read_float  # noqa: E402
+
+#: The measured numbers of a run in study.json (the others are names, counts and keys).
+MEASURES = ("top1", "top5", "top1_dense", "latency_ratio", "selection_seconds",
+            "run_seconds")
 
 CAVEAT = ("CIFAR-10 here is the lossy JPEG copy of `../shared/data/` (quality 75; models "
           "trained on it score about 2-3 points lower than on the original files).")
@@ -45,8 +54,13 @@ def _settings_text(settings: dict) -> str:
             f"{settings.get('seeds')}; mean ± standard deviation over seeds.")
 
 
+def _measured(run: dict) -> dict:
+    """The run with its measures as floats ("inf"/"nan" strings read back; null stays None)."""
+    return run | {key: read_float(run[key]) for key in MEASURES if key in run}
+
+
 def write_report(raw: dict, out: Path, docs: Path | None = None) -> Path:
-    runs = raw["runs"]
+    runs = [_measured(r) for r in raw["runs"]]
     lines = ["# Pruning study: Ising selection against simple criteria", ""]
     by_dataset = raw.get("settings_by_dataset") or {
         dataset: raw.get("settings", {}) for dataset in dict.fromkeys(r["dataset"] for r in runs)}
@@ -154,7 +168,7 @@ def main() -> None:
     raw = merge(args.results)
     out = args.out or args.results[0]
     out.mkdir(parents=True, exist_ok=True)
-    (out / "study.json").write_text(json.dumps(raw, indent=1))
+    (out / "study.json").write_text(dumps(raw, indent=1))
     docs = Path(__file__).resolve().parents[2] / "docs" if args.docs else None
     print(write_report(raw, out, docs))
 

@@ -7,7 +7,8 @@ For each instance: neal's median over seeds of its final best objective is the t
 is the median over seeds of the first solver time its best-so-far reached that target
 (infinite when a seed never did). Prints the ratio to neal's own time, and to
 ``sb-ref``'s (the simulated-bifurcation package) where it ran (the GPU target compares
-with both).
+with both). Numbers are read with :func:`ising_qubo.io.jsonvalues.read_float`, so files
+with non-finite values written as "inf"/"nan" (and older ones with null) both read.
 """
 
 from __future__ import annotations
@@ -18,9 +19,12 @@ import statistics
 import sys
 from collections import defaultdict
 
+from ising_qubo.io.jsonvalues import read_float
+
 
 def first_time(trajectory, target, sense):
     for t, value in trajectory:
+        t, value = read_float(t), read_float(value, missing=math.nan)
         if (value >= target - 1e-9 * abs(target)) if sense == "max" else (value <= target):
             return t
     return math.inf
@@ -35,14 +39,16 @@ def ratio(time: float, peer_time: float, peer: str) -> str:
 
 
 def main(path: str) -> None:
-    data = json.load(open(path))
+    with open(path, encoding="utf-8") as handle:
+        data = json.load(handle)
     sense = {i["name"]: i.get("sense", "max") for i in data["instances"]}
     runs = defaultdict(list)
     for run in data["runs"]:
-        if run["best_objective"] is not None:
+        best = read_float(run["best_objective"])
+        if best is not None and math.isfinite(best):
             runs[(run["instance"], run["solver"])].append(run)
     for instance in sorted({i for i, _ in runs}):
-        neal = [r["best_objective"] for r in runs.get((instance, "neal"), [])]
+        neal = [read_float(r["best_objective"]) for r in runs.get((instance, "neal"), [])]
         if not neal:
             continue
         # median_low: a value some neal run actually reached, also for an even count

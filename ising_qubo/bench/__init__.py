@@ -8,6 +8,8 @@
 
 Command line: ``ising-qubo bench gset --solvers torch-sa,neal --seeds 5 --time-limit 10``.
 See :mod:`ising_qubo.bench.runner` for what is timed and how, and ``benchmarks/README.md``.
+Modules: ``instances`` (what is solved), ``plans`` (what each solver runs), ``runner`` (the
+timed rounds), ``record`` (the results), ``report`` (results.json, table.md, the plot).
 """
 
 from ising_qubo.bench.instances import (
@@ -16,18 +18,16 @@ from ising_qubo.bench.instances import (
     collect_instances,
     sk_instance,
 )
-from ising_qubo.bench.runner import (
+from ising_qubo.bench.plans import (
     SOLVER_DEFAULTS,
-    BenchmarkResult,
-    RunResult,
     SolverPlan,
     SolverSettings,
     plan_solvers,
     round_seed,
-    run_benchmark,
-    target_value,
-    time_to_target,
 )
+from ising_qubo.bench.record import RunResult, target_value, time_to_target
+from ising_qubo.bench.report import BenchmarkResult
+from ising_qubo.bench.runner import run_benchmark
 
 __all__ = [
     "DEFAULT_BENCH_DIR",

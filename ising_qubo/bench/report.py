@@ -1,4 +1,11 @@
-"""What a benchmark writes: ``results.json``, ``table.md`` and ``trajectories.png``.
+"""What a benchmark writes: ``results.json``, ``table.md`` and ``trajectories.png``, and
+:class:`BenchmarkResult`, the record :func:`~ising_qubo.bench.runner.run_benchmark` returns,
+which can summarise, print and write itself.
+
+``results.json`` follows :mod:`ising_qubo.io.jsonvalues`: numbers are plain JSON, a
+non-finite one is the string ``"inf"``, ``"-inf"`` or ``"nan"``; a target a run never
+reached is ``null`` (and so is every value that does not exist, e.g. a median time when
+fewer than half the seeds reached the target).
 
 Statistics per (instance, solver) use the runs that finished without error. The median
 time to a target counts a seed that never reached it as infinitely slow, so a median time
@@ -13,18 +20,40 @@ import os
 import platform
 import statistics
 import sys
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from ising_qubo.bench.record import BenchmarkRecord, fraction_key
+from ising_qubo.io import jsonvalues
 from ising_qubo.io._atomic import atomic_write
-
-if TYPE_CHECKING:
-    from ising_qubo.bench.runner import BenchmarkResult
 
 RESULTS_VERSION = 1
 MAX_PLOTTED_INSTANCES = 12
+
+
+@dataclass
+class BenchmarkResult(BenchmarkRecord):
+    """A benchmark's record with its outputs: :meth:`summary`, :meth:`to_dict`,
+    :meth:`table_markdown` and :meth:`write` (``results.json``, ``table.md``, the plot).
+
+    The outputs live here, not on the record, so that the record module (which the runner
+    fills) never imports the report."""
+
+    def summary(self) -> list[dict[str, Any]]:
+        return summarize(self)
+
+    def to_dict(self) -> dict[str, Any]:
+        return result_to_dict(self)
+
+    def table_markdown(self) -> str:
+        return table_markdown(self)
+
+    def write(self, out_dir: str | Path | None = None, table: bool = True,
+              plot: bool = False) -> Path:
+        return write_outputs(self, Path(out_dir or self.out_dir), table=table, plot=plot)
 
 
 def machine_info() -> dict[str, Any]:
@@ -78,10 +107,8 @@ def _median(values: list[float]) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def summarize(result: BenchmarkResult) -> list[dict[str, Any]]:
+def summarize(result: BenchmarkRecord) -> list[dict[str, Any]]:
     """One entry per (instance, solver): medians, extremes, gaps, times to targets, ratios."""
-    from ising_qubo.bench.runner import fraction_key
-
     rows = []
     neal_in_run = any(p.name == "neal" for p in result.solvers)
     for instance in result.instances:
@@ -142,7 +169,7 @@ def _gap(value: float | None, reference: float | None, sense: str) -> float | No
     return 100.0 * behind / abs(reference)
 
 
-def result_to_dict(result: BenchmarkResult) -> dict[str, Any]:
+def result_to_dict(result: BenchmarkRecord) -> dict[str, Any]:
     """The whole benchmark as JSON-ready data (``results.json``)."""
     instances = []
     for inst in result.instances:
@@ -209,28 +236,17 @@ def _plain_labels(variables: Any) -> list[Any] | None:
     return [v if isinstance(v, (str, int, float)) else repr(v) for v in labels]
 
 
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    if hasattr(value, "item") and callable(value.item):  # numpy scalars
-        return _json_safe(value.item())
-    return value
-
-
 def _dumps(data: dict[str, Any]) -> str:
-    """Indented JSON, except that each run (long trajectories and samples) is one line."""
+    """Indented JSON, except that each run (long trajectories and samples) is one line;
+    values as :func:`ising_qubo.io.jsonvalues.dumps` writes them."""
     parts = []
     for key, value in data.items():
         if key == "runs":
-            body = ",\n".join("  " + json.dumps(run) for run in value)
+            body = ",\n".join("  " + jsonvalues.dumps(run, indent=None) for run in value)
             text = f"[\n{body}\n ]" if value else "[]"
         else:
-            text = json.dumps(value, indent=1).replace("\n", "\n ")
-        parts.append(f" {json.dumps(key)}: {text}")
+            text = jsonvalues.dumps(value, indent=1).replace("\n", "\n ")
+        parts.append(f" {json.dumps(str(key))}: {text}")
     return "{\n" + ",\n".join(parts) + "\n}\n"
 
 
@@ -252,10 +268,8 @@ def _fmt_fraction(fraction: float) -> str:
     return f"{100 * fraction:g}%"
 
 
-def table_markdown(result: BenchmarkResult) -> str:
+def table_markdown(result: BenchmarkRecord) -> str:
     """The human-readable report (``table.md``)."""
-    from ising_qubo.bench.runner import fraction_key
-
     m = result.machine
     cuda = m.get("cuda_device") or "none"
     lines = [
@@ -333,20 +347,20 @@ def table_markdown(result: BenchmarkResult) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot_trajectories(result: BenchmarkResult, path: Path) -> Path:
+def plot_trajectories(result: BenchmarkRecord, path: Path) -> Path:
     """Best objective vs solver time, one panel per instance (the first 12), one colour per
     solver, one line per seed; the dashed line is the best-known value."""
+    # matplotlib's object interface: no pyplot state and no backend switch in the caller
     import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
     from matplotlib.ticker import NullFormatter
 
     shown = result.instances[:MAX_PLOTTED_INSTANCES]
     cols = min(3, len(shown))
     rows = math.ceil(len(shown) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 3.8 * rows), squeeze=False)
-    colours = plt.get_cmap("tab10")
+    fig = Figure(figsize=(5.2 * cols, 3.8 * rows))
+    axes = fig.subplots(rows, cols, squeeze=False)
+    colours = matplotlib.colormaps["tab10"]
     for ax, instance in zip(axes.flat, shown, strict=False):
         runs = [r for r in result.runs if r.instance == instance.name and r.trajectory]
         x_end = max([result.time_limit, *(r.trajectory[-1][0] for r in runs)])
@@ -384,17 +398,16 @@ def plot_trajectories(result: BenchmarkResult, path: Path) -> Path:
     fig.tight_layout()
     with atomic_write(path, binary=True) as fp:
         fig.savefig(fp, format="png", dpi=110)
-    plt.close(fig)
     return path
 
 
-def write_outputs(result: BenchmarkResult, out_dir: Path, table: bool = True,
+def write_outputs(result: BenchmarkRecord, out_dir: Path, table: bool = True,
                   plot: bool = False) -> Path:
     """Write ``results.json`` (always, atomically), ``table.md`` and ``trajectories.png``."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    data = _json_safe(result_to_dict(result))
+    text = _dumps(result_to_dict(result))
     with atomic_write(out_dir / "results.json", binary=False) as fp:
-        fp.write(_dumps(data))
+        fp.write(text)
     if table:
         with atomic_write(out_dir / "table.md", binary=False) as fp:
             fp.write(table_markdown(result))

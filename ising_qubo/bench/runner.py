@@ -6,8 +6,10 @@ those calls reaches the time limit, and keeps the best objective so far after ea
 The time of a run is *solver time*: the sum of the ``sample`` calls, so the harness's own
 work (energy checks, progress bar, writing files) is not charged to any solver. A round's
 result exists only when the round ends, so time-to-target has the resolution of one round;
-the per-round work in :data:`SOLVER_DEFAULTS` is chosen small enough to give several points
-per run on Gset-sized problems on a CPU.
+the per-round work in :data:`~ising_qubo.bench.plans.SOLVER_DEFAULTS` is chosen small
+enough to give several points per run on Gset-sized problems on a CPU. What each solver runs
+is planned in :mod:`ising_qubo.bench.plans`, the results are recorded in
+:mod:`ising_qubo.bench.record` and written by :mod:`ising_qubo.bench.report`.
 
 Solvers that take ``time_limit`` get ``time_limit = min(their per-round value, time left)``,
 so the last round ends at the limit. Single-call solvers (CP-SAT, exact, and any solver
@@ -22,11 +24,9 @@ machine conditions within a few seconds of the others.
 from __future__ import annotations
 
 import math
-import os
 import sys
 import time
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -34,329 +34,23 @@ from typing import Any
 import dimod
 import numpy as np
 
+# SOLVER_DEFAULTS, SolverSettings, round_seed, target_value and time_to_target are only
+# re-exported: ``from ising_qubo.bench.runner import ...`` keeps working since they moved
 from ising_qubo.bench.instances import REPO_ROOT, BenchInstance, collect_instances
-from ising_qubo.solvers import get_solver
-
-
-@dataclass(frozen=True)
-class SolverSettings:
-    """Per-round parameters of one solver in a benchmark (before ``--param`` overrides).
-
-    ``single_call``: one ``sample`` call with ``time_limit`` = the whole budget instead of
-    rounds. Parameters the solver does not declare are dropped, so the table can name
-    parameters of solvers that are still being written. ``grow``: ``(parameter, factor,
-    cap)``, the parameter's value is multiplied by ``factor`` each round up to ``cap``
-    (restarts with growing anneals: short early rounds reach loose targets quickly, long
-    later rounds reach tight ones).
-    """
-
-    params: dict[str, Any] = field(default_factory=dict)
-    single_call: bool = False
-    about: str = ""
-    grow: tuple[str, float, int] | None = None
-
-
-# Annealers run restarts whose length grows 1.5x per round from 1000 sweeps to 32,000.
-_ANNEAL_GROWTH = ("num_sweeps", 1.5, 32_000)
-
-
-#: Per-round work of each solver, sized for a 10 s budget on Gset-sized problems on a CPU.
-SOLVER_DEFAULTS: dict[str, SolverSettings] = {
-    "neal": SolverSettings({"num_reads": 1, "num_sweeps": 1000}, grow=_ANNEAL_GROWTH,
-                           about="one anneal per round (neal is single-threaded), 1000 "
-                                 "sweeps growing 1.5x per round to 32,000"),
-    "torch-sa": SolverSettings({"num_reads": os.cpu_count() or 1, "num_sweeps": 1000},
-                               grow=_ANNEAL_GROWTH,
-                               about="one replica per CPU core per round, 1000 sweeps "
-                                     "growing 1.5x per round to 32,000; raise num_reads on "
-                                     "CUDA"),
-    "torch-sb": SolverSettings({"num_reads": 64, "num_steps": 1000},
-                               about="64 agents x 1000 steps per round; raise num_reads "
-                                     "on CUDA"),
-    "sb-ref": SolverSettings({"num_reads": 64, "num_steps": 1000},
-                             about="reference SB, 64 replicas per round"),
-    "tabu": SolverSettings({"num_reads": 1, "time_limit": 0.2},
-                           about="one 0.2 s tabu search per round"),
-    "greedy": SolverSettings({"num_reads": 100}, about="100 random descents per round"),
-    "de": SolverSettings({"num_reads": 1, "num_generations": 500},
-                         about="one population, 500 generations per round"),
-    "cpsat": SolverSettings(single_call=True, about="one call, time_limit = the whole budget"),
-    "exact": SolverSettings(single_call=True, about="one brute-force call (<= 24 variables)"),
-}
-_GENERIC = SolverSettings(about="the solver's own defaults per round")
-
-#: Harness options accepted by ``--param SOLVER:KEY=VALUE`` besides solver parameters.
-HARNESS_KEYS = ("single_call", "grow")
-
-
-@dataclass
-class SolverPlan:
-    """A solver as it will run: the sampler, its per-round parameters, rounds or one call."""
-
-    name: str
-    sampler: Any = field(repr=False)
-    params: dict[str, Any]
-    single_call: bool
-    about: str = ""
-    grow: tuple[str, float, int] | None = None
-
-    @property
-    def accepted(self) -> set[str]:
-        return set(getattr(self.sampler, "parameters", {}) or {})
-
-    def call_params(self, seed: int, round_index: int, remaining: float) -> dict[str, Any]:
-        """Keyword arguments of one ``sample`` call."""
-        kwargs = dict(self.params)
-        accepted = self.accepted
-        if self.grow is not None and self.grow[0] in kwargs:
-            key, factor, cap = self.grow
-            kwargs[key] = int(min(cap, round(kwargs[key] * factor ** round_index)))
-        if "time_limit" in accepted:
-            own = kwargs.get("time_limit")
-            kwargs["time_limit"] = (remaining if self.single_call or own is None
-                                    else min(float(own), remaining))
-        if "seed" in accepted:
-            kwargs["seed"] = round_seed(seed, round_index)
-        return kwargs
-
-    def describe(self) -> dict[str, Any]:
-        return {"params": dict(self.params), "mode": "single call" if self.single_call
-                else "rounds", "grow": self.grow, "about": self.about}
-
-
-def round_seed(seed: int, round_index: int) -> int:
-    """The solver seed of round ``round_index`` of run ``seed`` (31 bits, reproducible)."""
-    state = np.random.SeedSequence([int(seed), int(round_index)]).generate_state(1)[0]
-    return int(state) & 0x7FFFFFFF
-
-
-def plan_solvers(
-    solvers: Iterable[str | tuple[str, Any]] | Mapping[str, Any],
-    overrides: Mapping[str, Mapping[str, Any]] | None = None,
-) -> list[SolverPlan]:
-    """Resolve solver names (or ``(name, sampler)`` pairs) and apply parameter overrides.
-
-    Raises ValueError for an unknown solver, a duplicate, an override for a solver that is
-    not in the run, or a parameter the solver does not declare.
-    """
-    items = list(solvers.items()) if isinstance(solvers, Mapping) else list(solvers)
-    overrides = {k: dict(v) for k, v in (overrides or {}).items()}
-    plans: list[SolverPlan] = []
-    for item in items:
-        name, sampler = (item, None) if isinstance(item, str) else item
-        if not isinstance(name, str) or not name:
-            raise ValueError(f"solver names must be non-empty strings, got {name!r}")
-        if any(p.name == name for p in plans):
-            raise ValueError(f"solver {name!r} is listed twice")
-        sampler = get_solver(name) if sampler is None or isinstance(sampler, str) else sampler
-        settings = SOLVER_DEFAULTS.get(name, _GENERIC)
-        accepted = set(getattr(sampler, "parameters", {}) or {})
-        params = {k: v for k, v in settings.params.items() if k in accepted}
-        single = settings.single_call or "seed" not in accepted
-        grow, about = settings.grow, settings.about
-        for key, value in overrides.pop(name, {}).items():
-            if key == "single_call":
-                single = _as_bool(value, name)
-            elif key == "grow":
-                grow, about = _grow_override(value, settings, name)
-            elif key == "seed":
-                raise ValueError(f"solver {name!r}: seeds are set by the harness (--seeds), "
-                                 "not by --param")
-            elif key not in accepted:
-                raise ValueError(f"solver {name!r} has no parameter {key!r}; its parameters: "
-                                 f"{', '.join(sorted(accepted)) or 'none'}")
-            else:
-                params[key] = value
-        plans.append(SolverPlan(name, sampler, params, single, about, grow))
-    if not plans:
-        raise ValueError("no solvers given")
-    if overrides:
-        raise ValueError(f"--param for solver(s) not in the run: {', '.join(sorted(overrides))}")
-    return plans
-
-
-def _grow_override(value: Any, settings: SolverSettings, solver: str
-                   ) -> tuple[tuple[str, float, int] | None, str]:
-    """``--param SOLVER:grow=F``: the growing parameter's factor per round (1: every round
-    the same length); the notes column of the report says what was run."""
-    try:
-        factor = float(value)
-    except (TypeError, ValueError):
-        factor = math.nan
-    if not factor >= 1.0 or not math.isfinite(factor):
-        raise ValueError(f"solver {solver!r}: grow must be a factor >= 1 (1: fixed-length "
-                         f"rounds), got {value!r}")
-    if settings.grow is None:
-        raise ValueError(f"solver {solver!r}: its rounds do not grow; grow applies to "
-                         f"{', '.join(n for n, s in SOLVER_DEFAULTS.items() if s.grow)}")
-    key, _, cap = settings.grow
-    if factor == 1.0:
-        return None, f"every round the same ({key} as given; --param grow=1)"
-    return (key, factor, cap), f"{key} growing {factor:g}x per round to {cap:,} (--param grow)"
-
-
-def _as_bool(value: Any, solver: str) -> bool:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
-        return value.lower() in ("true", "yes", "1")
-    raise ValueError(f"solver {solver!r}: single_call must be true or false, got {value!r}")
-
-
-@dataclass
-class RunResult:
-    """One (instance, solver, seed): the best found and the best-so-far trajectory.
-
-    ``trajectory`` holds ``[solver_time_s, best_objective_so_far]`` at every improvement and
-    at the end; ``best_sample`` lists the best state's values in ``bqm.variables`` order.
-    ``best_energy`` is recomputed from that sample by the harness, never taken on trust.
-    """
-
-    instance: str
-    solver: str
-    seed: int
-    rounds: int = 0
-    elapsed: float = 0.0
-    best_objective: float | None = None
-    best_energy: float | None = None
-    best_sample: list[int] | None = None
-    trajectory: list[list[float]] = field(default_factory=list)
-    status: str | None = None
-    error: str | None = None
-    complete: bool = False
-    energy_mismatch: float = 0.0
-
-    @property
-    def ok(self) -> bool:
-        """Finished without error and found something: counts in the statistics."""
-        return self.complete and self.error is None and self.best_objective is not None
-
-    def observe(self, sampleset: dimod.SampleSet, instance: BenchInstance) -> bool:
-        """Take a round's result; True if it improved the best objective."""
-        if len(sampleset) == 0:
-            return False
-        first = sampleset.first
-        reported = float(first.energy)
-        if self.best_energy is not None and not _may_improve(instance, reported,
-                                                             self.best_objective):
-            return False
-        energy = float(instance.bqm.energy(first.sample))
-        self.energy_mismatch = max(self.energy_mismatch, abs(energy - reported))
-        objective = float(instance.objective(energy))
-        if self.best_objective is not None and not instance.better(objective,
-                                                                   self.best_objective):
-            return False
-        self.best_objective = objective
-        self.best_energy = energy
-        self.best_sample = [int(first.sample[v]) for v in instance.bqm.variables]
-        self.trajectory.append([self.elapsed, objective])
-        return True
-
-    def finish(self) -> None:
-        if self.best_objective is not None and (
-                not self.trajectory or self.trajectory[-1][0] < self.elapsed):
-            self.trajectory.append([self.elapsed, self.best_objective])
-
-
-def _may_improve(instance: BenchInstance, reported_energy: float, best: float | None) -> bool:
-    """Cheap pre-check on the reported energy before recomputing it (tolerant of rounding)."""
-    if best is None:
-        return True
-    objective = float(instance.objective(reported_energy))
-    slack = 1e-6 * max(1.0, abs(best))
-    return objective > best - slack if instance.sense == "max" else objective < best + slack
-
-
-def target_value(reference: float, fraction: float, sense: str) -> float:
-    """The objective that counts as reaching ``fraction`` of ``reference``.
-
-    Within ``(1 - fraction) * |reference|`` of the reference on the worse side, so the sign
-    of the reference (negative energies, say) never flips the meaning.
-    """
-    slack = (1.0 - fraction) * abs(reference)
-    return reference - slack if sense == "max" else reference + slack
-
-
-def reaches(value: float, target: float, reference: float, sense: str) -> bool:
-    tol = 1e-9 * max(1.0, abs(reference))
-    return value >= target - tol if sense == "max" else value <= target + tol
-
-
-def time_to_target(trajectory: Sequence[Sequence[float]], reference: float | None,
-                   fraction: float, sense: str) -> float | None:
-    """First solver time at which the best-so-far reached ``fraction`` of ``reference``."""
-    if reference is None:
-        return None
-    target = target_value(reference, fraction, sense)
-    for t, value in trajectory:
-        if reaches(value, target, reference, sense):
-            return float(t)
-    return None
-
-
-@dataclass
-class BenchmarkResult:
-    """Everything one benchmark produced; ``write`` puts it in ``out_dir``."""
-
-    instances: list[BenchInstance]
-    solvers: list[SolverPlan]
-    seeds: list[int]
-    time_limit: float
-    targets: list[float]
-    stop_at_best_known: bool = True
-    runs: list[RunResult] = field(default_factory=list)
-    machine: dict[str, Any] = field(default_factory=dict)
-    started: str = ""
-    finished: str | None = None
-    interrupted: bool = False
-    out_dir: Path | None = None
-    command: list[str] | None = None
-
-    def instance(self, name: str) -> BenchInstance:
-        return next(i for i in self.instances if i.name == name)
-
-    def reference(self, instance: BenchInstance) -> tuple[float | None, str | None]:
-        """The value targets are fractions of: best known, else the best any run found."""
-        if instance.best_known is not None:
-            return float(instance.best_known), "best known"
-        found = [r.best_objective for r in self.runs
-                 if r.instance == instance.name and r.best_objective is not None]
-        if not found:
-            return None, None
-        return (max(found) if instance.sense == "max" else min(found)), "best found"
-
-    def run_times(self, run: RunResult) -> dict[str, float | None]:
-        """Time to each target fraction for one run (None: not reached)."""
-        instance = self.instance(run.instance)
-        reference, _ = self.reference(instance)
-        return {fraction_key(f): time_to_target(run.trajectory, reference, f, instance.sense)
-                for f in self.targets}
-
-    def summary(self) -> list[dict[str, Any]]:
-        from ising_qubo.bench.report import summarize
-
-        return summarize(self)
-
-    def to_dict(self) -> dict[str, Any]:
-        from ising_qubo.bench.report import result_to_dict
-
-        return result_to_dict(self)
-
-    def table_markdown(self) -> str:
-        from ising_qubo.bench.report import table_markdown
-
-        return table_markdown(self)
-
-    def write(self, out_dir: str | Path | None = None, table: bool = True,
-              plot: bool = False) -> Path:
-        from ising_qubo.bench.report import write_outputs
-
-        return write_outputs(self, Path(out_dir or self.out_dir), table=table, plot=plot)
-
-
-def fraction_key(fraction: float) -> str:
-    """``0.995`` -> ``"0.995"``, ``1`` -> ``"1.0"``: the JSON key of a target fraction."""
-    return repr(float(fraction))
+from ising_qubo.bench.plans import (
+    SOLVER_DEFAULTS,
+    SolverPlan,
+    SolverSettings,
+    plan_solvers,
+    round_seed,
+)
+from ising_qubo.bench.record import (
+    RunResult,
+    reaches,
+    target_value,
+    time_to_target,
+)
+from ising_qubo.bench.report import BenchmarkResult, machine_info
 
 
 def default_out_dir() -> Path:
@@ -410,8 +104,6 @@ def run_benchmark(
     if warmup:
         for plan in plans:
             _warm_up(plan)
-
-    from ising_qubo.bench.report import machine_info
 
     out = Path(out_dir) if out_dir is not None else default_out_dir()
     out.mkdir(parents=True, exist_ok=True)

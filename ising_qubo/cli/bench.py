@@ -1,15 +1,16 @@
-"""The ``ising-qubo bench`` subcommand: argument definitions and the call into the harness."""
+"""The ``ising-qubo bench`` command: its arguments, their parsing, and the call into the
+harness (:mod:`ising_qubo.bench`)."""
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
 
 from ising_qubo.bench.instances import DEFAULT_BENCH_DIR, SPEC_HELP
-from ising_qubo.bench.runner import SOLVER_DEFAULTS
+from ising_qubo.bench.plans import SOLVER_DEFAULTS
+from ising_qubo.cli.options import parse_key_value
 
 DESCRIPTION = """\
 Time-to-target benchmark: every solver runs repeated rounds on every instance for every
@@ -31,6 +32,14 @@ def _defaults_epilog() -> str:
     lines.append("  other     rounds      the solver's own defaults "
                  "(single call if it takes no seed)")
     return "\n".join(lines)
+
+
+def add_command(commands: argparse._SubParsersAction) -> None:
+    """Add ``bench`` to the ``ising-qubo`` subcommands."""
+    parser = commands.add_parser("bench",
+                                 help="time-to-target benchmark of solvers on instance sets")
+    add_arguments(parser)
+    parser.set_defaults(handler=run_from_args)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -104,18 +113,18 @@ def parse_targets(text: str) -> list[float]:
 
 
 def parse_params(items: list[str]) -> dict[str, dict[str, Any]]:
-    """``["neal:num_reads=4"]`` -> ``{"neal": {"num_reads": 4}}`` (values JSON if possible)."""
+    """``["neal:num_reads=4"]`` -> ``{"neal": {"num_reads": 4}}``: SOLVER, then ``KEY=VALUE``
+    as :func:`ising_qubo.cli.options.parse_key_value` reads it (VALUE JSON if possible)."""
     out: dict[str, dict[str, Any]] = {}
     for item in items:
         solver, colon, rest = item.partition(":")
-        key, equals, value = rest.partition("=")
-        if not colon or not equals or not solver.strip() or not key.strip():
-            raise ValueError(f"--param {item!r}: expected SOLVER:KEY=VALUE")
         try:
-            parsed = json.loads(value)
-        except json.JSONDecodeError:
-            parsed = value
-        out.setdefault(solver.strip(), {})[key.strip()] = parsed
+            if not colon or not solver.strip():
+                raise ValueError
+            key, value = parse_key_value(rest, "--param")
+        except ValueError:
+            raise ValueError(f"--param {item!r}: expected SOLVER:KEY=VALUE") from None
+        out.setdefault(solver.strip(), {})[key] = value
     return out
 
 

@@ -1,7 +1,7 @@
 """Arguments and handlers of ``ising-qubo prune | train | export | evaluate``.
 
 Parsing only: every handler fills a config and calls the library (``pipeline.run``,
-``PruningProblem.save``, ``persist.load_pruned`` + ``training.evaluate``). ``prune`` and
+``export.export_problem``, ``persist.load_pruned`` + ``training.evaluate``). ``prune`` and
 ``train`` run data-parallel when started by ``torchrun`` (``torchrun --nproc-per-node N
 -m ising_qubo prune ...``); nothing else in the command changes.
 """
@@ -9,30 +9,41 @@ Parsing only: every handler fills a config and calls the library (``pipeline.run
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
-from typing import Any
 
+from ising_qubo.cli.options import parse_key_values
 from ising_qubo.pruning.energies import ENERGIES, SIMILARITIES
 
 DATASETS = ("cifar10", "cifar100", "fashion-mnist", "imagefolder")
 
-
-def _json_value(text: str) -> Any:
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text
+_PARALLEL = ("Data-parallel on several GPUs or machines when started by torchrun, e.g. "
+             "'torchrun --nproc-per-node 4 -m ising_qubo prune --device cuda ...': "
+             "--batch-size is then the global batch, and only rank 0 writes to --out.")
 
 
-def _params(items: list[str]) -> dict:
-    params = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ValueError(f"--solver-param {item!r}: expected KEY=VALUE")
-        params[key] = _json_value(value)
-    return params
+def add_commands(commands: argparse._SubParsersAction) -> None:
+    """Add ``prune``, ``train``, ``export`` and ``evaluate`` to the ``ising-qubo``
+    subcommands."""
+    prune = commands.add_parser("prune", help="train with Ising-dropout, prune for real, "
+                                              "fine-tune",
+                                description="Train with Ising-dropout, prune for real, "
+                                            "fine-tune. " + _PARALLEL)
+    add_run_arguments(prune, default_method="ising")
+    prune.set_defaults(handler=cmd_run)
+    train = commands.add_parser("train", help="the same run with a baseline method (l1, "
+                                              "random, tp-magnitude, tp-taylor) or none",
+                                description="The prune run with a baseline method (l1, "
+                                            "random, tp-magnitude, tp-taylor) or none. "
+                                            + _PARALLEL)
+    add_run_arguments(train, default_method="l1")
+    train.set_defaults(handler=cmd_run)
+    export = commands.add_parser("export",
+                                 help="write a network's pruning QUBOs, one file per group")
+    add_export_arguments(export)
+    export.set_defaults(handler=cmd_export)
+    evaluate = commands.add_parser("evaluate", help="top-1/top-5 of a saved (pruned) model")
+    add_evaluate_arguments(evaluate)
+    evaluate.set_defaults(handler=cmd_evaluate)
 
 
 def _add_data(parser: argparse.ArgumentParser) -> None:
@@ -79,7 +90,9 @@ def add_run_arguments(parser: argparse.ArgumentParser, default_method: str) -> N
                         help="ising, or a baseline at the same budget: l1, random, "
                              "tp-magnitude, tp-taylor; none trains without pruning")
     parser.add_argument("--solver", default="torch-sa", help="solver name (ising method)")
-    parser.add_argument("--solver-param", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--solver-param", action="append", default=[], metavar="KEY=VALUE",
+                        help="a solver parameter, VALUE parsed as JSON if possible "
+                             "(e.g. --solver-param num_sweeps=500)")
     _add_energy(parser)
     _add_data(parser)
     group = parser.add_argument_group("training")
@@ -115,9 +128,9 @@ def _config(args: argparse.Namespace):
     return RunConfig(
         out=args.out, model=args.model, dataset=args.dataset, data_dir=args.data_dir,
         download=args.download, method=args.method, energy=args.energy, solver=args.solver,
-        solver_params=_params(args.solver_param), keep=args.keep, keep_by=args.keep_by,
-        importance=args.importance, similarity=args.similarity, epochs=args.epochs,
-        finetune_epochs=args.finetune_epochs, freeze_epoch=args.freeze_epoch,
+        solver_params=parse_key_values(args.solver_param, "--solver-param"), keep=args.keep,
+        keep_by=args.keep_by, importance=args.importance, similarity=args.similarity,
+        epochs=args.epochs, finetune_epochs=args.finetune_epochs, freeze_epoch=args.freeze_epoch,
         resolve_every=args.resolve_every, patience=args.patience, optimizer=args.optimizer,
         lr=args.lr, finetune_lr=args.finetune_lr, weight_decay=args.weight_decay,
         momentum=args.momentum, schedule=args.schedule, step_size=args.step_size,
@@ -164,40 +177,14 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    import torch
+    from ising_qubo.pruning.export import export_problem
 
-    from ising_qubo.nets import data as data_module
-    from ising_qubo.nets import models
-    from ising_qubo.pruning.problem import PruningProblem
-    from ising_qubo.nets.training import load_weights
-
-    batch = None
-    num_classes, in_channels, size = args.num_classes, args.in_channels, args.image_size
-    if args.dataset:
-        train = data_module.load_dataset(args.dataset, args.data_dir, "train",
-                                          subset=args.calibration_size, seed=args.seed)
-        loader = data_module.BatchLoader(train, len(train), shuffle=False)
-        batch = next(iter(loader))
-        num_classes, in_channels = train.num_classes, train.in_channels
-        size = train.image_size[0]
-    if args.checkpoint and Path(args.checkpoint).is_dir():
-        from ising_qubo.nets.persist import load_pruned
-
-        model = load_pruned(args.checkpoint)
-    else:
-        model = models.build(args.model, num_classes=num_classes, in_channels=in_channels)
-        if args.checkpoint:
-            load_weights(model, args.checkpoint)
-    model.eval()
-    generator = torch.Generator().manual_seed(args.seed)
-    example = torch.randn(1, in_channels, size, size, generator=generator)
-    if batch is None:
-        batch = torch.randn(args.calibration_size, in_channels, size, size, generator=generator)
-    problem = PruningProblem.from_model(model, example, energy=args.energy, keep=args.keep,
-                                        keep_by=args.keep_by, data=batch,
-                                        importance=args.importance,
-                                        similarity=args.similarity)
-    problem.save(args.out, format=args.format, budget=not args.no_budget)
+    problem = export_problem(
+        args.out, model=args.model, checkpoint=args.checkpoint, num_classes=args.num_classes,
+        in_channels=args.in_channels, image_size=args.image_size, dataset=args.dataset,
+        data_dir=args.data_dir, calibration_size=args.calibration_size, seed=args.seed,
+        format=args.format, budget=not args.no_budget, energy=args.energy, keep=args.keep,
+        keep_by=args.keep_by, importance=args.importance, similarity=args.similarity)
     print(f"{len(problem.groups)} groups, {problem.num_variables} variables -> {args.out} "
           f"(manifest.json maps variables to modules and channels)")
     return 0
@@ -210,16 +197,17 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    from ising_qubo.io.jsonvalues import dumps
     from ising_qubo.nets import data as data_module
-    from ising_qubo.pruning.groups import count_params
     from ising_qubo.nets.persist import load_pruned
     from ising_qubo.nets.training import evaluate, resolve_device
+    from ising_qubo.pruning.groups import count_params
 
     device = resolve_device(args.device)
     model = load_pruned(args.model_dir, map_location=str(device))
     test = data_module.load_dataset(args.dataset, args.data_dir, "test",
                                     subset=args.test_subset)
     result = evaluate(model, data_module.BatchLoader(test, 256, shuffle=False, device=device))
-    print(json.dumps({"params": count_params(model), "top1": result["top1"],
-                      "top5": result["top5"], "count": result["count"]}))
+    print(dumps({"params": count_params(model), "top1": result["top1"],
+                 "top5": result["top5"], "count": result["count"]}, indent=None))
     return 0

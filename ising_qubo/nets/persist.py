@@ -20,9 +20,11 @@ the saved model. Nothing is ever unpickled and no name read from the JSON is use
 ``setattr`` unless it is one of a fixed list of shape attributes.
 
 Both files are written to temporary files in the target directory first and renamed over
-the old ones only when both are complete, so an error or Ctrl-C never leaves a half-written
-model over a good one. A random ``save_id`` stored in both files makes a mismatched pair
-(a crash between the two renames) an error on loading rather than a silent mix.
+the old ones only when both are complete and on disk
+(:func:`ising_qubo.io._atomic.atomic_paths`), so an error or Ctrl-C never leaves a
+half-written model over a good one. A random ``save_id`` stored in both files makes a
+mismatched pair (a crash between the two renames) an error on loading rather than a silent
+mix.
 """
 
 from __future__ import annotations
@@ -40,15 +42,18 @@ import safetensors.torch
 import torch
 from torch import nn
 
-from ising_qubo.io._atomic import _fsync_directory, atomic_write
+from ising_qubo.io._atomic import atomic_paths
 from ising_qubo.nets.models import from_spec, spec_of
 
-__all__ = ["ARCHITECTURE_FILE", "FORMAT", "SHAPE_ATTRIBUTES", "WEIGHTS_FILE",
+__all__ = ["ARCHITECTURE_FILE", "FORMAT", "RUN_MODEL_DIR", "SHAPE_ATTRIBUTES", "WEIGHTS_FILE",
            "MissingModelFileError", "load_pruned", "read_architecture", "save_pruned"]
 
 FORMAT = "ising-qubo-pruned/1"
 WEIGHTS_FILE = "model.safetensors"
 ARCHITECTURE_FILE = "architecture.json"
+#: The folder of a run directory (``ising-qubo prune --out RUN``) that holds its saved model;
+#: the readers accept ``RUN`` for ``RUN/model``.
+RUN_MODEL_DIR = "model"
 _SAVE_ID_KEY = "ising_qubo_save_id"
 _MAX_JSON_BYTES = 64 * 2**20
 
@@ -146,18 +151,6 @@ def _json_text(obj: Any, what: str) -> str:
                          f"numbers, booleans, null): {error}") from error
 
 
-def _temporary(path: Path) -> Path:
-    return path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
-
-
-def _fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def save_pruned(model: nn.Module, path: str | os.PathLike, spec: dict | None = None,
                 metadata: dict | None = None) -> Path:
     """Save ``model`` (pruned in place, e.g. by :meth:`ModelGroups.prune`) to directory ``path``.
@@ -194,22 +187,12 @@ def save_pruned(model: nn.Module, path: str | os.PathLike, spec: dict | None = N
 
     directory = Path(path)
     directory.mkdir(parents=True, exist_ok=True)
-    weights = directory / WEIGHTS_FILE
-    if weights.is_symlink():
-        weights = Path(os.path.realpath(weights))
-    tmp_weights = _temporary(weights)
-    try:
-        # Both new files are complete (and fsynced) before either replaces an old one.
+    # Both new files are complete (and fsynced) before either replaces an old one.
+    with atomic_paths(directory / ARCHITECTURE_FILE, directory / WEIGHTS_FILE) as (
+            tmp_architecture, tmp_weights):
         safetensors.torch.save_file(tensors, str(tmp_weights),
                                     metadata={"format": "pt", _SAVE_ID_KEY: save_id})
-        _fsync_file(tmp_weights)
-        with atomic_write(directory / ARCHITECTURE_FILE, binary=False) as handle:
-            handle.write(text)
-        os.replace(tmp_weights, weights)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp_weights)
-    _fsync_directory(weights.parent)
+        tmp_architecture.write_text(text, encoding="utf-8", newline="\n")
     return directory
 
 
@@ -217,7 +200,9 @@ def save_pruned(model: nn.Module, path: str | os.PathLike, spec: dict | None = N
 # reading
 
 
-def _files(path: str | os.PathLike, names: tuple[str, ...]) -> list[Path]:
+def _model_directory(path: str | os.PathLike) -> Path:
+    """``path`` when it holds an architecture file, else ``path/model`` when that does (a
+    run directory); otherwise an error naming both places."""
     directory = Path(path)
     if not directory.is_dir():
         if directory.exists():
@@ -225,6 +210,21 @@ def _files(path: str | os.PathLike, names: tuple[str, ...]) -> list[Path]:
                              f"save_pruned wrote")
         raise MissingModelFileError(f"no saved model at {directory}: the directory does not "
                                     f"exist")
+    if (directory / ARCHITECTURE_FILE).is_file():
+        return directory
+    run_model = directory / RUN_MODEL_DIR
+    if (run_model / ARCHITECTURE_FILE).is_file():
+        return run_model
+    looked_at = (f"neither {directory / ARCHITECTURE_FILE} nor {run_model / ARCHITECTURE_FILE} "
+                 f"(where a run directory of 'ising-qubo prune --out' keeps it) exists")
+    if (directory / WEIGHTS_FILE).is_file():
+        raise MissingModelFileError(f"saved model {directory} is incomplete: {looked_at}")
+    raise MissingModelFileError(f"no saved model at {directory}: {looked_at}; pass the "
+                                f"directory that save_pruned wrote, or a run directory")
+
+
+def _files(path: str | os.PathLike, names: tuple[str, ...]) -> list[Path]:
+    directory = _model_directory(path)
     files = [directory / name for name in names]
     for file in files:
         if not file.is_file():
@@ -288,7 +288,8 @@ def _read_architecture(file: Path) -> dict:
 
 
 def read_architecture(path: str | os.PathLike) -> dict:
-    """The validated ``architecture.json`` of the model saved in directory ``path``."""
+    """The validated ``architecture.json`` of the model saved in directory ``path`` (or in
+    ``path/model``, for a run directory of ``ising-qubo prune --out``)."""
     (arch,) = _files(path, (ARCHITECTURE_FILE,))
     return _read_architecture(arch)
 
@@ -369,6 +370,10 @@ def _new_value(attr: str, current: Any, recorded: Any, where: str) -> Any:
 def load_pruned(path: str | os.PathLike, model: nn.Module | None = None,
                 map_location: str | torch.device | int = "cpu") -> nn.Module:
     """Rebuild the pruned model saved in directory ``path`` by :func:`save_pruned`.
+
+    ``path`` may also be a run directory of ``ising-qubo prune --out RUN`` (which keeps its
+    model in ``RUN/model``): when ``path`` holds no ``architecture.json`` but
+    ``path/model`` does, that model is loaded.
 
     The unpruned skeleton comes from the recorded spec, or is ``model`` (an instance of the
     user's own architecture, unpruned, which is then shrunk and loaded in place). Returns the

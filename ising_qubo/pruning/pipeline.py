@@ -9,6 +9,7 @@ The CLI's ``prune`` and ``train`` commands only fill a :class:`RunConfig` and ca
     pruned_init/       the pruned architecture at the moment of pruning (for --resume)
     model/             the final model: model.safetensors + architecture.json
     report.json        parameters, MACs, accuracy before/after, kept units, energies
+                       (JSON as ising_qubo.io.jsonvalues writes it: inf/nan as strings)
     kept_channels.png  energy.png  accuracy.png
 
 Under ``torchrun`` (several processes, :mod:`ising_qubo.nets.distributed`) the run is
@@ -24,7 +25,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -35,17 +35,14 @@ import numpy as np
 import torch
 from torch import nn
 
+from ising_qubo.io.jsonvalues import to_json, to_plain, write_json
 from ising_qubo.nets import data as data_module
-from ising_qubo.nets import distributed, models
-from ising_qubo.pruning.groups import count_macs, count_params
-from ising_qubo.io._atomic import atomic_write
+from ising_qubo.nets import distributed
 from ising_qubo.nets.persist import ARCHITECTURE_FILE, WEIGHTS_FILE, load_pruned, save_pruned
-from ising_qubo.pruning.pruners import BASELINES, ImportancePruner, IsingPruner
 from ising_qubo.nets.training import (
     History,
     evaluate,
     load_checkpoint,
-    load_weights,
     make_optimizer,
     make_scheduler,
     prepare_model,
@@ -53,6 +50,9 @@ from ising_qubo.nets.training import (
     save_checkpoint,
     train_one_epoch,
 )
+from ising_qubo.pruning.groups import count_macs, count_params
+from ising_qubo.pruning.pruners import BASELINES, ImportancePruner, IsingPruner
+from ising_qubo.pruning.starting_point import calibration_batch, starting_model
 
 METHODS = ("ising", *BASELINES, "none")
 CHECKPOINT = "checkpoint.pt"
@@ -162,10 +162,12 @@ class Run:
                          "filesystem, or use --rdzv-backend static with --node-rank)")
                 raise FileNotFoundError(f"--resume: no {CHECKPOINT} in {self.out}{where} to "
                                         f"resume from; start the run without --resume")
-            saved = json.loads(config_path.read_text())
-            if _comparable(saved) != _comparable(self.config.to_dict()):
+            # both as JSON text holds them (inf/nan as strings), so such values compare equal
+            saved = to_json(json.loads(config_path.read_text()))
+            current = to_json(self.config.to_dict())
+            if _comparable(saved) != _comparable(current):
                 changed = sorted(k for k in _comparable(saved)
-                                 if saved.get(k) != self.config.to_dict().get(k))
+                                 if saved.get(k) != current.get(k))
                 raise ValueError(f"--resume: the options differ from the interrupted run in "
                                  f"{self.out} ({', '.join(changed)}); use the same options")
             state = load_checkpoint(checkpoint_path)
@@ -177,8 +179,7 @@ class Run:
     def write_config(self) -> None:
         """After the data and the model are known to load: a failed start leaves nothing."""
         self.out.mkdir(parents=True, exist_ok=True)
-        with atomic_write(self.out / CONFIG, binary=False) as handle:
-            json.dump(self.config.to_dict(), handle, indent=1)
+        write_json(self.out / CONFIG, self.config.to_dict())
 
     def load_data(self) -> None:
         c = self.config
@@ -204,26 +205,14 @@ class Run:
         self.val_loader = (data_module.BatchLoader(splits["val"], 256, shuffle=False,
                                                    device=self.device, even=False, **shard)
                            if "val" in splits else None)
-        calibration = train.subset(min(c.calibration_size, len(train)), seed=c.seed)
-        loader = data_module.BatchLoader(calibration, len(calibration), shuffle=False,
-                                         device=self.device)
-        self.calibration = next(iter(loader))
+        self.calibration = calibration_batch(train, c.calibration_size, c.seed, self.device)
         self.example_inputs = self.calibration[0][:1]
 
     def build_model(self) -> nn.Module:
         c = self.config
         train = self.splits["train"]
-        if c.checkpoint and Path(c.checkpoint).is_dir():
-            model = load_pruned(c.checkpoint)  # a model this tool saved, pruned or not
-            spec = models.spec_of(model) or json.loads(
-                (Path(c.checkpoint) / "architecture.json").read_text()).get("spec")
-        else:
-            model = models.build(c.model, num_classes=train.num_classes,
-                                 in_channels=train.in_channels)
-            spec = models.spec_of(model)
-            if c.checkpoint:
-                _load_weights(model, Path(c.checkpoint))
-        self.spec = spec
+        model, self.spec = starting_model(c.model, c.checkpoint, num_classes=train.num_classes,
+                                          in_channels=train.in_channels)
         return prepare_model(model, self.device, c.channels_last)
 
     # ----- phases --------------------------------------------------------------------
@@ -296,8 +285,8 @@ class Run:
             "model": model.state_dict(),
             "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
             "history": self.history.to_dict(),
-            "pruner": _plain(pruner.state_dict()) if pruner is not None else None,
-            "timing": dict(self.timing), "report": _plain(self.report),
+            "pruner": to_plain(pruner.state_dict()) if pruner is not None else None,
+            "timing": dict(self.timing), "report": to_plain(self.report),
         }
         save_checkpoint(self.out / CHECKPOINT, **state)
 
@@ -450,9 +439,8 @@ def _run(config: RunConfig, resume: bool, ctx: distributed.Context) -> dict:
 
     def write_outputs() -> None:
         save_pruned(model, job.out / "model", spec=job.spec,
-                    metadata={"report": "report.json", "config": c.to_dict()})
-        with atomic_write(job.out / REPORT, binary=False) as handle:
-            json.dump(_plain(report), handle, indent=1)
+                    metadata={"report": "report.json", "config": to_json(c.to_dict())})
+        write_json(job.out / REPORT, report)
         from ising_qubo.pruning.plots import plot_run
 
         plot_run(report, job.out)
@@ -511,29 +499,6 @@ def _paper_filter_rate(groups, masks, model: nn.Module) -> float:
                 per += 1
             removed += dropped * per
     return removed / count_params(model)
-
-
-def _load_weights(model: nn.Module, path: Path) -> None:
-    """``--checkpoint FILE``: weights only, never code (see :func:`training.load_weights`)."""
-    try:
-        load_weights(model, path)
-    except ValueError as error:
-        raise ValueError(f"--checkpoint: {error}") from None
-
-
-def _plain(value: Any) -> Any:
-    """JSON/checkpoint-safe copy: numpy scalars and arrays become Python numbers/lists."""
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 def _say(message: str) -> None:

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
-matplotlib.use("Agg")  # files only; never needs a display
-import matplotlib.pyplot as plt  # noqa: E402
+from ising_qubo.io._atomic import atomic_write
+
+# Figures are made with matplotlib's object interface (Figure, not pyplot): no global
+# state, no backend switch in the caller's process (a notebook keeps its own backend), and
+# nothing to close.
 
 
 def plot_run(report: dict, directory: str | Path) -> list[Path]:
@@ -19,7 +23,8 @@ def plot_run(report: dict, directory: str | Path) -> list[Path]:
     kept = pruning.get("kept")
     if kept:
         names = list(kept)
-        fig, ax = plt.subplots(figsize=(max(6, 0.35 * len(names)), 4))
+        fig = Figure(figsize=(max(6, 0.35 * len(names)), 4))
+        ax = fig.subplots()
         ax.bar(range(len(names)), [kept[n][1] for n in names], color="#cccccc", label="before")
         ax.bar(range(len(names)), [kept[n][0] for n in names], color="#3366aa", label="kept")
         ax.set_xticks(range(len(names)), names, rotation=90, fontsize=7)
@@ -29,7 +34,8 @@ def plot_run(report: dict, directory: str | Path) -> list[Path]:
         written.append(_save(fig, directory / "kept_channels.png"))
     energies = pruning.get("energy_history")
     if energies:
-        fig, ax = plt.subplots(figsize=(6, 4))
+        fig = Figure(figsize=(6, 4))
+        ax = fig.subplots()
         ax.plot([row["iteration"] for row in energies], [row["energy"] for row in energies],
                 marker="o", markersize=3)
         ax.set_xlabel("training iteration")
@@ -38,7 +44,9 @@ def plot_run(report: dict, directory: str | Path) -> list[Path]:
         written.append(_save(fig, directory / "energy.png"))
     history = report.get("history") or {}
     if history.get("test_top1"):
-        fig, ax = plt.subplots(figsize=(6, 4))
+        fig = Figure(figsize=(6, 4))
+        ax = fig.subplots()
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
         x = range(1, len(history["test_top1"]) + 1)
         ax.plot(x, history["test_top1"], marker="o", label="test top-1")
         ax.plot(x, history["train_top1"], marker=".", label="train top-1")
@@ -54,11 +62,9 @@ def plot_run(report: dict, directory: str | Path) -> list[Path]:
     return written
 
 
-def _save(fig, path: Path) -> Path:
-    # write then rename, so an interrupted run never leaves a truncated figure
-    partial = path.with_name(path.name + ".partial.png")
+def _save(fig: Figure, path: Path) -> Path:
+    # atomically, so an interrupted run never leaves a truncated figure
     fig.tight_layout()
-    fig.savefig(partial, dpi=110)
-    plt.close(fig)
-    partial.replace(path)
+    with atomic_write(path, binary=True) as fp:
+        fig.savefig(fp, format="png", dpi=110)
     return path

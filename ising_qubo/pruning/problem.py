@@ -1,12 +1,14 @@
 """A network's pruning problem: variables, energy, QUBO export, solving, masks.
 
 One binary variable per unit of every :class:`~ising_qubo.pruning.groups.UnitGroup`, labelled
-``"<module path>:<channel>"``; x = 1 keeps the unit. Two energies:
+``"<module path>:<channel>"``; x = 1 keeps the unit. The energy is an
+:class:`~ising_qubo.pruning.energies.Energy` object, given by its registered name or as an
+instance, of one of two shapes (see :mod:`ising_qubo.pruning.energies.base`):
 
-* ``"redundancy"`` (ours): independent per group, importance fields plus redundancy
-  couplings, with an explicit budget (keep exactly k_g units of group g).
-* ``"ipruning"`` (the paper's): one whole-network energy in structured form (dense
-  per-layer blocks plus rank-1 terms), optionally with the same per-group budget.
+* per group, such as ``"redundancy"`` (ours: importance fields plus redundancy
+  couplings): independent coefficients per group, each group solved as its own BQM;
+* whole network, such as ``"ipruning"`` (the paper's): one structured model (dense
+  per-layer blocks plus rank-1 terms) over every variable, solved as one.
 
 The budget ``keep`` is a fraction of the model's parameters (or MACs); every group keeps
 the same fraction of its units, found so that the really pruned model meets it (see
@@ -17,43 +19,28 @@ strength provably makes every single-flip local minimum satisfy it.
 
 from __future__ import annotations
 
-import inspect
 import json
 import time
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import dimod
 import numpy as np
-import torch
 from torch import nn
 
 from ising_qubo import io
-from ising_qubo.pruning.groups import (
-    ModelGroups,
-    UnitGroup,
-    forward_with_hooks,
-    uniform_keep_counts,
-)
-from ising_qubo.solvers.budgeted import budgeted_descent
-from ising_qubo.pruning.energies import (
-    ENERGIES,
-    SIMILARITIES,
-    LayerTerms,
-    channel_entropy,
-    cosine_redundancy,
-    kl_redundancy,
-    network_energy,
-    redundancy_affinity,
-    redundancy_coefficients,
-)
-from ising_qubo.pruning.importance import IMPORTANCES, NEEDS_DATA, group_importance
 from ising_qubo.io._atomic import atomic_write
-from ising_qubo.solvers import get_solver
 from ising_qubo.lowrank import DENSE_BQM_LIMIT, LowRankIsing
+from ising_qubo.pruning.energies import SIMILARITIES, Energy, LayerTerms, PaperEnergy, get_energy
+from ising_qubo.pruning.energy_inputs import ModelInputs
+from ising_qubo.pruning.groups import ModelGroups, UnitGroup, uniform_keep_counts
+from ising_qubo.pruning.importance import IMPORTANCES
+from ising_qubo.solvers.budgeted import budgeted_descent
+from ising_qubo.solvers.capabilities import Capability, supports
+from ising_qubo.solvers.registry import resolve_sampler
 
 MANIFEST = "manifest.json"
 
@@ -85,23 +72,19 @@ class PruningProblem:
     current weights (and a new batch) during Ising-dropout training.
     """
 
-    def __init__(self, groups: ModelGroups, energy: str = "redundancy",
+    def __init__(self, groups: ModelGroups, energy: str | Energy = "redundancy",
                  keep: float | None = None, keep_by: str = "params",
                  importance: str = "l1", similarity: str = "cosine",
                  redundancy_weight: float = 1.0, data: Any = None, seed: int = 0) -> None:
-        if energy not in ENERGIES:
-            raise ValueError(f"unknown energy {energy!r}; choose one of {', '.join(ENERGIES)}")
+        self.energy_definition = get_energy(energy)
         if importance not in IMPORTANCES:
             raise ValueError(f"unknown importance {importance!r}; choose one of "
                              f"{', '.join(IMPORTANCES)}")
         if similarity not in SIMILARITIES:
             raise ValueError(f"unknown similarity {similarity!r}; choose one of "
                              f"{', '.join(SIMILARITIES)}")
-        if energy == "redundancy" and importance in NEEDS_DATA and data is None:
-            raise ValueError(f"importance {importance!r} needs data=(inputs, targets)")
         self.model_groups = groups
         self.groups: list[UnitGroup] = groups.groups
-        self.energy_name = energy
         self.keep = keep
         self.keep_by = keep_by
         self.importance = importance
@@ -119,18 +102,29 @@ class PruningProblem:
         self.labels = [label for group in self.groups for label in group.labels]
         self.refresh(data)
 
+    @property
+    def energy_name(self) -> str:
+        return self.energy_definition.name
+
+    @property
+    def per_group(self) -> bool:
+        """Whether the energy is independent per group (else one whole-network model)."""
+        return self.energy_definition.per_group
+
     @classmethod
-    def from_model(cls, model: nn.Module, example_inputs: Any, energy: str = "redundancy",
+    def from_model(cls, model: nn.Module, example_inputs: Any,
+                   energy: str | Energy = "redundancy",
                    keep: float | None = None, data: Any = None, keep_by: str = "params",
                    ignored_layers: Any = None, **options: Any) -> PruningProblem:
         """Find the unit groups of ``model`` and build the energy.
 
-        ``data``: a batch of inputs, or ``(inputs, targets)``; the paper's energy takes
-        feature-map entropies from it (the example inputs when absent), Taylor importance
-        needs the targets. ``keep``: fraction of parameters (``keep_by="macs"``: of
-        multiply-accumulates) to keep; None means no budget (the paper's energy then keeps
-        about half of the units by itself). ``options``: ``importance``, ``similarity``,
-        ``redundancy_weight``, ``seed``.
+        ``energy``: a registered name (``ENERGIES``) or an
+        :class:`~ising_qubo.pruning.energies.Energy` instance. ``data``: a batch of inputs,
+        or ``(inputs, targets)``; the paper's energy takes feature-map entropies from it
+        (the example inputs when absent), Taylor importance needs the targets. ``keep``:
+        fraction of parameters (``keep_by="macs"``: of multiply-accumulates) to keep; None
+        means no budget (the paper's energy then keeps about half of the units by itself).
+        ``options``: ``importance``, ``similarity``, ``redundancy_weight``, ``seed``.
         """
         groups = ModelGroups(model, example_inputs, ignored_layers)
         if data is None:
@@ -140,68 +134,69 @@ class PruningProblem:
     # ----- energy terms -------------------------------------------------------------
     def refresh(self, data: Any = None) -> None:
         """Recompute the energy from the model's current weights (and ``data``)."""
-        if self.energy_name == "redundancy":
-            self._build_redundancy(data)
+        inputs = ModelInputs(self.model_groups, data, self.offsets, self.labels,
+                             self.keep_counts, self.importance, self.similarity,
+                             self.redundancy_weight, self.seed)
+        energy = self.energy_definition
+        if data is None and energy.needs_data(inputs):
+            raise ValueError(f"energy {energy.name!r} with importance {self.importance!r} "
+                             f"needs data=(inputs, targets), a labelled batch")
+        built = energy.build(inputs)
+        if energy.per_group:
+            self._coefficients = self._checked_coefficients(built)
         else:
-            self._build_ipruning(data)
+            self._network = self._checked_network(built)
+        self._inputs = inputs
+
+    def _checked_coefficients(self, built: Any) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """A per-group energy's coefficients, checked, with the diagonal moved into the
+        fields and the couplings upper-triangular (the form the BQMs are built from)."""
+        name = self.energy_name
+        if not isinstance(built, Mapping):
+            raise ValueError(f"energy {name!r} is per group: build() must return {{group "
+                             f"name: (linear, quadratic)}}, got {type(built).__name__}")
+        missing = [g.name for g in self.groups if g.name not in built]
+        if missing:
+            raise ValueError(f"energy {name!r} built no coefficients for group(s) "
+                             f"{', '.join(map(repr, missing))}")
+        coefficients = {}
+        for group in self.groups:
+            linear, quadratic = (np.asarray(a, dtype=np.float64) for a in built[group.name])
+            n = group.size
+            if linear.shape != (n,) or quadratic.shape != (n, n):
+                raise ValueError(f"energy {name!r}, group {group.name!r}: coefficients of "
+                                 f"shapes {linear.shape} and {quadratic.shape}, expected "
+                                 f"({n},) and ({n}, {n})")
+            if not (np.all(np.isfinite(linear)) and np.all(np.isfinite(quadratic))):
+                raise ValueError(f"energy {name!r}, group {group.name!r}: NaN or infinite "
+                                 f"coefficients")
+            # x^T Q x = sum_i Q_ii x_i + sum_{i<j} (Q_ij + Q_ji) x_i x_j for x in {0, 1}
+            coefficients[group.name] = (linear + np.diag(quadratic),
+                                        np.triu(quadratic + quadratic.T, 1))
+        return coefficients
+
+    def _checked_network(self, built: Any) -> LowRankIsing:
+        name = self.energy_name
+        if not isinstance(built, LowRankIsing):
+            raise ValueError(f"energy {name!r} is whole-network: build() must return a "
+                             f"LowRankIsing, got {type(built).__name__}")
+        if list(built.labels) != self.labels:
+            raise ValueError(f"energy {name!r}: build() must return a LowRankIsing over the "
+                             f"problem's {self.num_variables} variables labelled "
+                             f"inputs.labels, in order; got {built.num_variables} variables "
+                             f"labelled {built.labels[:3]}...")
+        return built
 
     def _keep_count(self, group: UnitGroup) -> int | None:
         return None if self.keep_counts is None else self.keep_counts[group.name]
-
-    def _build_redundancy(self, data: Any) -> None:
-        scores = group_importance(self.model_groups, self.importance, data, self.seed)
-        self._coefficients: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-        for group in self.groups:
-            redundancy = self._group_redundancy(group)  # names a layer with NaN weights
-            if not np.all(np.isfinite(scores[group.name])):
-                raise ValueError(f"group {group.name!r}: importance {self.importance!r} is NaN "
-                                 f"or infinite (NaN/inf in the BatchNorm parameters, the "
-                                 f"gradients or the data batch of its layers "
-                                 f"{', '.join(repr(layer.name) for layer in group.layers)})")
-            k = self._keep_count(group) or group.size
-            self._coefficients[group.name] = redundancy_coefficients(
-                scores[group.name], redundancy, k, self.redundancy_weight)
-
-    def _group_redundancy(self, group: UnitGroup) -> np.ndarray:
-        if self.similarity == "kl":
-            root = group.layers[0]
-            weight = _weight(root.module, root.name)[root.channels]
-            order = np.argsort(root.units)
-            return kl_redundancy(weight[order])
-        columns = []
-        for layer in group.layers:
-            weight = _weight(layer.module, layer.name)[layer.channels]
-            weight = weight.reshape(len(layer.channels), -1)
-            placed = np.zeros((group.size, weight.shape[1]))
-            placed[layer.units] = weight
-            columns.append(placed)
-        return cosine_redundancy(np.concatenate(columns, axis=1))
-
-    def _build_ipruning(self, data: Any) -> None:
-        self._ipruning_data = data
-        self._network = network_energy(self._ipruning_terms(data), self.num_variables,
-                                       self.labels)
-
-    def _ipruning_terms(self, data: Any) -> Iterator[LayerTerms]:
-        """Each layer's share of the paper's energy, in execution order, one at a time."""
-        layers = [(layer, group) for group in self.groups for layer in group.layers]
-        rank = {name: i for i, name in enumerate(self.model_groups.order)}
-        layers.sort(key=lambda item: rank[item[0].name])
-        maps = _mean_feature_maps(self.model_groups.model, [layer.module for layer, _ in layers],
-                                  data if data is not None else self.model_groups.example_inputs)
-        for layer, group in layers:
-            weight = _weight(layer.module, layer.name)[layer.channels]
-            entropy = channel_entropy(maps.pop(id(layer.module))[layer.channels])
-            yield LayerTerms(layer.name, self.offsets[group.name] + layer.units,
-                             redundancy_affinity(weight), entropy)
 
     @property
     def layer_terms(self) -> list[LayerTerms]:
         """The paper's energy layer by layer, recomputed from the current weights (for
         checks: the problem itself keeps only the merged structured form)."""
-        if self.energy_name != "ipruning":
+        if not isinstance(self.energy_definition, PaperEnergy):
             raise AttributeError("layer_terms exist for the paper's energy (ipruning) only")
-        return list(self._ipruning_terms(self._ipruning_data))
+        return list(self.energy_definition.layer_terms(self._inputs))
 
     # ----- models for solvers -----------------------------------------------------------
     def _group_bqm(self, group: UnitGroup, budget: bool) -> dimod.BinaryQuadraticModel:
@@ -245,7 +240,7 @@ class PruningProblem:
 
     def structured(self, budget: bool = True) -> LowRankIsing:
         """The whole-network energy as blocks plus low-rank terms (no dense matrix)."""
-        if self.energy_name == "redundancy":
+        if self.per_group:
             blocks, linear = [], np.zeros(self.num_variables)
             for group in self.groups:
                 lin, quad = self._coefficients[group.name]
@@ -301,15 +296,15 @@ class PruningProblem:
                ) -> dimod.BinaryQuadraticModel:
         """The problem as a BINARY ``dimod.BinaryQuadraticModel`` (x = 1 keeps a unit).
 
-        ``group`` (a name or an index) restricts it to one group; for the paper's energy
-        the other groups are then held at "all kept". ``budget=False`` leaves the budget
+        ``group`` (a name or an index) restricts it to one group; for a whole-network
+        energy the other groups are then held at "all kept". ``budget=False`` leaves the budget
         penalty out (for a solver given the budget as a hard constraint). The whole
-        network under the paper's energy is a dense model: fine for export and checks,
+        network under a whole-network energy is a dense model: fine for export and checks,
         large for a big network (prefer :meth:`structured`).
         """
         if group is not None:
             chosen = self._group(group)
-            if self.energy_name == "redundancy":
+            if self.per_group:
                 return self._group_bqm(chosen, budget)
             # the structured model conditioned on the others (dimod's fix_variables on
             # the dense whole-network BQM costs seconds per group even for ResNet-20)
@@ -317,7 +312,7 @@ class PruningProblem:
             part = _condition_on_kept(self.structured(budget),
                                       np.arange(start, start + chosen.size))
             return part.to_bqm().change_vartype(dimod.BINARY, inplace=False)
-        if self.energy_name == "redundancy":
+        if self.per_group:
             whole = dimod.BinaryQuadraticModel(dimod.BINARY)
             for g in self.groups:
                 whole.update(self.to_bqm(g.name, budget))
@@ -370,33 +365,13 @@ class PruningProblem:
         state then goes through :meth:`polish`: it meets the budget exactly and no swap of
         a kept and a dropped unit of one group lowers the energy.
         """
-        sampler = get_solver(solver) if isinstance(solver, str) else solver
+        sampler = resolve_sampler(solver)
         name = solver if isinstance(solver, str) else getattr(
             sampler, "name", type(sampler).__name__)
-        if not isinstance(sampler, dimod.Sampler) and not hasattr(sampler, "sample"):
-            raise TypeError(f"solver must be a registered name or a dimod.Sampler, got {solver!r}")
-        hard = self.keep_counts is not None and "cardinality" in getattr(sampler, "parameters", {})
-        warm = initial is not None and "initial_states" in getattr(sampler, "parameters", {})
+        warm = initial is not None and supports(sampler, Capability.INITIAL_STATES)
         start = time.perf_counter()
-        samplesets = []
-        if self.energy_name == "redundancy":
-            bqms = [self.to_bqm(g.name, budget=not hard) for g in self.groups]
-            inits = ([self._initial(initial, g) for g in self.groups] if warm else None)
-            if hasattr(sampler, "sample_batch") and not hard:
-                extra = {"initial_states": inits} if warm else {}
-                samplesets = sampler.sample_batch(bqms, **extra, **params)
-            else:
-                for k, (group, bqm) in enumerate(zip(self.groups, bqms)):
-                    extra = dict(params)
-                    if hard:
-                        extra["cardinality"] = self.keep_counts[group.name]
-                    if warm:
-                        extra["initial_states"] = (inits[k], group.labels)
-                    samplesets.append(sampler.sample(bqm, **extra))
-                    if samplesets[-1].info.get("interrupted"):
-                        raise KeyboardInterrupt  # Ctrl-C: do not go on to the next group
-            state = np.concatenate([
-                _best_state(ss, g.labels) for ss, g in zip(samplesets, self.groups)])
+        if self.per_group:
+            state, samplesets = self._solve_groups(sampler, initial if warm else None, params)
         else:
             state, samplesets = self._solve_network(sampler, initial if warm else None, params)
         seconds = time.perf_counter() - start
@@ -408,26 +383,52 @@ class PruningProblem:
         return PruningSolution(masks, self.energy(masks), str(name), seconds, repair_flips,
                                swaps, samplesets)
 
+    def _solve_groups(self, sampler, initial, params):
+        """A per-group energy: one BQM per group, in one batch where the sampler takes
+        one; the budget as a hard cardinality where it takes that, else as a penalty."""
+        hard = self.keep_counts is not None and supports(sampler, Capability.CARDINALITY)
+        bqms = [self.to_bqm(g.name, budget=not hard) for g in self.groups]
+        inits = None if initial is None else [self._initial(initial, g) for g in self.groups]
+        if supports(sampler, Capability.BATCH) and not hard:
+            extra = {} if inits is None else {"initial_states": inits}
+            samplesets = sampler.sample_batch(bqms, **extra, **params)
+        else:
+            samplesets = []
+            for k, (group, bqm) in enumerate(zip(self.groups, bqms)):
+                extra = dict(params)
+                if hard:
+                    extra["cardinality"] = self.keep_counts[group.name]
+                if inits is not None:
+                    extra["initial_states"] = (inits[k], group.labels)
+                samplesets.append(sampler.sample(bqm, **extra))
+                if samplesets[-1].info.get("interrupted"):
+                    raise KeyboardInterrupt  # Ctrl-C: do not go on to the next group
+        state = np.concatenate([
+            _best_state(ss, g.labels) for ss, g in zip(samplesets, self.groups)])
+        return state, samplesets
+
     def _initial(self, initial: Mapping[str, np.ndarray], group: UnitGroup) -> np.ndarray:
         mask = initial.get(group.name, np.ones(group.size, dtype=bool))
         return np.asarray(mask, dtype=np.int8)[None, :]
 
     def _solve_network(self, sampler, initial, params):
-        if hasattr(sampler, "sample_structured"):
+        """A whole-network energy: the structured model where the sampler takes one (the
+        budget by swap moves where it can), else the dense BQM (the budget as hard
+        cardinalities where the sampler takes them, else as a penalty)."""
+        if supports(sampler, Capability.STRUCTURED):
             extra = dict(params)
             if initial is not None:
                 x = self.state_from_masks(initial).astype(float)
                 reads = int(params.get("num_reads", 10))
                 extra["initial_states"] = np.repeat(2 * x[None, :] - 1, reads, axis=0)
-            swaps = (self.keep_counts is not None and "cardinalities" in
-                     inspect.signature(sampler.sample_structured).parameters)
+            swaps = (self.keep_counts is not None
+                     and supports(sampler, Capability.STRUCTURED_CARDINALITIES))
             if swaps:  # the budget met exactly by swap moves: no penalty to anneal through
                 extra["cardinalities"] = [(g.labels, self.keep_counts[g.name])
                                           for g in self.groups]
             sampleset = sampler.sample_structured(self.structured(budget=not swaps), **extra)
             return _best_state(sampleset, self.labels), [sampleset]
-        parameters = getattr(sampler, "parameters", {})
-        exact_budget = self.keep_counts is not None and "cardinalities" in parameters
+        exact_budget = self.keep_counts is not None and supports(sampler, Capability.CARDINALITIES)
         bqm = self.to_bqm(None, budget=not exact_budget)
         extra = dict(params)
         if exact_budget:  # CP-SAT: the budget as hard constraints, not as a penalty
@@ -489,9 +490,9 @@ class PruningProblem:
     def save(self, directory: str | Path, format: str = "coo", budget: bool = True,
              whole_network: bool | None = None) -> Path:
         """One QUBO file per group, a manifest mapping variables to modules and channels,
-        and (for the paper's whole-network energy) ``network.<format>``.
+        and (for a whole-network energy such as the paper's) ``network.<format>``.
 
-        ``whole_network=None`` writes the network file for the paper's energy when its
+        ``whole_network=None`` writes the network file for a whole-network energy when its
         dense BQM fits (:data:`ising_qubo.lowrank.DENSE_BQM_LIMIT` variables) and
         warns otherwise; True insists (a ValueError for a network that large)."""
         directory = Path(directory)
@@ -503,7 +504,7 @@ class PruningProblem:
             io.save(self.to_bqm(group.name, budget), directory / filename, format=format)
             files[group.name] = filename
         if whole_network is None:
-            whole_network = self.energy_name == "ipruning"
+            whole_network = not self.per_group
             if whole_network and self.num_variables > DENSE_BQM_LIMIT:
                 warnings.warn(f"{directory}: network.{suffix} not written: the whole-network "
                               f"BQM of {self.num_variables} variables would be dense; the "
@@ -553,29 +554,3 @@ def _best_state(sampleset: dimod.SampleSet, labels: list) -> np.ndarray:
         values = (values + 1) // 2
     return values
 
-
-def _weight(module: nn.Module, name: str) -> np.ndarray:
-    weight = module.weight.detach().float().cpu().numpy().astype(np.float64)
-    finite = np.isfinite(weight)
-    if not finite.all():
-        bad = int((~finite).sum())
-        channel = int(np.argwhere(~finite)[0][0])
-        raise ValueError(f"layer {name!r} ({type(module).__name__}, weight shape "
-                         f"{tuple(weight.shape)}) has {bad} NaN or infinite weight(s), the "
-                         f"first in output channel {channel}: the energy cannot be built "
-                         f"(did training diverge? lower the learning rate or restart from a "
-                         f"finite checkpoint)")
-    return weight
-
-
-def _mean_feature_maps(model: nn.Module, modules: list[nn.Module], data: Any) -> dict:
-    """Batch-averaged outputs (C, ...) of ``modules`` on one batch of ``data``."""
-    inputs = data[0] if isinstance(data, (tuple, list)) and len(data) == 2 and \
-        torch.is_tensor(data[1]) and data[1].dtype in (torch.int64, torch.int32) else data
-    maps: dict[int, np.ndarray] = {}
-
-    def hook(module, _inputs, output):
-        maps[id(module)] = output.detach().float().mean(dim=0).cpu().numpy()
-
-    forward_with_hooks(model, modules, hook, inputs)
-    return maps

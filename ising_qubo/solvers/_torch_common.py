@@ -1,5 +1,8 @@
 """What the PyTorch solvers share: device and dtype arguments, seeds, CUDA status, and
-running replicas in chunks when the GPU runs out of memory."""
+running replicas in chunks when the GPU runs out of memory.
+
+``resolve_device`` is :func:`ising_qubo.devices.resolve_device` (one meaning of ``device``
+across the package), re-exported here for the solvers."""
 
 from __future__ import annotations
 
@@ -9,29 +12,17 @@ from typing import Any
 import numpy as np
 import torch
 
+from ising_qubo.devices import resolve_device
+
+__all__ = ["cuda_status", "free_memory", "gib", "in_chunks", "on_device", "out_of_memory",
+           "resolve_device", "resolve_dtype", "torch_seed"]
+
 
 def cuda_status() -> str:
     """The availability line of ``ising-qubo solvers`` for the torch solvers."""
     if torch.cuda.is_available():
         return f"yes (CPU; CUDA: {torch.cuda.get_device_name(0)})"
     return "yes (CPU; CUDA: not visible)"
-
-
-def resolve_device(device: Any, solver: str) -> torch.device:
-    """'auto' (CUDA when visible, else CPU), 'cpu', 'cuda' or 'cuda:k', checked."""
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise ValueError(f"{solver}: device must be 'auto', 'cpu' or 'cuda[:k]', "
-                         f"got {device!r}") from exc
-    if resolved.type not in ("cpu", "cuda"):
-        raise ValueError(f"{solver}: device must be 'auto', 'cpu' or 'cuda[:k]', got {device!r}")
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"{solver}: device={device!r} asked for, but CUDA is not available "
-                         "to torch here; use device='cpu' or 'auto'")
-    return resolved
 
 
 def resolve_dtype(dtype: Any, solver: str) -> torch.dtype:

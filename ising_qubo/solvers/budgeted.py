@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from ising_qubo.lowrank import LowRankIsing
+from ising_qubo.solvers.pacing import Pacer
 
 _DELTA_SAMPLES = 4096
 
@@ -208,18 +209,14 @@ def budgeted_anneal(model: LowRankIsing, groups: Sequence[np.ndarray],
     info["beta_range"] = [hot, cold]
     done = 0
     accepted = np.zeros(num_reads, dtype=np.int64)
-    # stop is checked between kernel calls, each sized from the measured cost of a sweep
-    # to ~2% of the time limit (0.25 s at most); the first call is one sweep
-    limit = None if stop is None else stop.deadline.remaining()
-    target = 0.25 if limit is None else min(0.25, max(0.002, 0.02 * limit))
-    chunk = 1
+    # stop is checked between kernel calls, each of all replicas, paced as in pacing.py
+    pacer = Pacer(None if stop is None else stop.deadline.remaining())
     while done < num_sweeps and not (stop is not None and stop()):
-        part = betas(done, min(chunk, num_sweeps - done))
+        part = betas(done, pacer.sweeps(num_reads, num_sweeps - done))
         started = time.perf_counter()
         accepted += _swap_cpu.swap_sweeps(*state, order, layout.g_ptr, layout.g_vars, kept,
                                           part, rng_state, *layout._blocks, *layout._lowrank)
-        per_sweep = max(time.perf_counter() - started, 1e-9) / len(part)
-        chunk = max(1, int(target / per_sweep))
+        pacer.record(num_reads * len(part), time.perf_counter() - started)
         done += len(part)
     info["num_sweeps"] = done
     info["accepted_swaps"] = accepted.tolist()

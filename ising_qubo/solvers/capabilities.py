@@ -19,7 +19,8 @@ from typing import Any
 class Capability(str, Enum):
     """One thing a sampler may accept beyond ``sample(bqm)``."""
 
-    #: ``sample(bqm, cardinality=k | (k, "<=") ...)``: exactly/at most k variables set, hard
+    #: ``sample(bqm, cardinality=k, cardinality_sense="==" | "<=" | ">=")``: a hard count of
+    #: the variables set (x = 1): exactly (the default), at most or at least k
     CARDINALITY = "cardinality"
     #: ``sample(bqm, cardinalities=[(labels, k), ...])``: one hard count per group
     CARDINALITIES = "cardinalities"

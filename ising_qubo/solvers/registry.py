@@ -8,6 +8,7 @@ zero-argument callable, usually a Sampler class) returning a ``dimod.Sampler``.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import threading
 import warnings
@@ -17,6 +18,8 @@ from importlib.metadata import entry_points
 from typing import Any
 
 import dimod
+
+from ising_qubo.solvers.capabilities import Capability, supports
 
 ENTRY_POINT_GROUP = "ising_qubo.solvers"
 
@@ -155,7 +158,13 @@ def get_solver(name: str, **defaults: Any) -> dimod.Sampler:
 
 
 class ParameterDefaults(dimod.Sampler, dimod.Composite):
-    """Wraps a sampler so that ``defaults`` apply unless a call overrides them."""
+    """Wraps a sampler so that ``defaults`` apply unless a call overrides them.
+
+    Besides ``sample``, the child's ``sample_batch`` and ``sample_structured`` are
+    forwarded with the same defaults, and exist on the wrapper exactly when the child
+    declares the matching capability (:data:`~ising_qubo.solvers.capabilities.
+    Capability.BATCH`, ``STRUCTURED``).
+    """
 
     def __init__(self, child: dimod.Sampler, **defaults: Any) -> None:
         unknown = sorted(set(defaults) - set(child.parameters))
@@ -186,6 +195,25 @@ class ParameterDefaults(dimod.Sampler, dimod.Composite):
 
     def sample(self, bqm: dimod.BinaryQuadraticModel, **parameters: Any) -> dimod.SampleSet:
         return self.child.sample(bqm, **{**self.defaults, **parameters})
+
+    def __getattr__(self, name: str) -> Any:
+        """``sample_batch`` / ``sample_structured`` of the child, with the defaults."""
+        capability = _FORWARDED.get(name)
+        child = vars(self).get("_children", [None])[0]  # None before __init__ has run
+        if capability is None or child is None or not supports(child, capability):
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        method = getattr(child, name)
+
+        @functools.wraps(method)
+        def with_defaults(*args: Any, **parameters: Any) -> Any:
+            return method(*args, **{**self.defaults, **parameters})
+
+        return with_defaults
+
+
+# Entry points besides ``sample`` that ParameterDefaults forwards, by the capability that
+# promises them.
+_FORWARDED = {"sample_batch": Capability.BATCH, "sample_structured": Capability.STRUCTURED}
 
 
 def resolve_sampler(solver: str | dimod.Sampler) -> dimod.Sampler:

@@ -17,7 +17,7 @@ end (:class:`TorchSBSampler`) turns a BQM in Ising form ``E = h.s + sum J_ij s_i
 into ``M = -J``; a linear field becomes couplings ``-h_i`` to an ancilla spin (the
 model is then symmetric under a global flip, and each agent is flipped so that its
 ancilla is +1, as the simulated-bifurcation package does). A final greedy single-flip
-descent (``torch_sa.descend``) makes every returned state a local minimum.
+descent (``_sa_torch.descend``) makes every returned state a local minimum.
 """
 
 from __future__ import annotations
@@ -31,7 +31,6 @@ import dimod
 import numpy as np
 import torch
 
-from ising_qubo.solvers.capabilities import Capability as C
 from ising_qubo.solvers._common import (
     ArrayModel,
     Stop,
@@ -43,6 +42,7 @@ from ising_qubo.solvers._common import (
     sampleset_from_states,
     wall_timer,
 )
+from ising_qubo.solvers._sa_torch import build_tensors, descend
 from ising_qubo.solvers._torch_common import (
     in_chunks,
     on_device,
@@ -50,7 +50,7 @@ from ising_qubo.solvers._torch_common import (
     resolve_dtype,
     torch_seed,
 )
-from ising_qubo.solvers.torch_sa import build_tensors, descend
+from ising_qubo.solvers.capabilities import Capability as C
 
 MODES = ("ballistic", "discrete")
 
@@ -265,7 +265,7 @@ class TorchSBSampler(dimod.Sampler, dimod.Initialized):
       force it.
 
     Every returned state is a local minimum: a float64 greedy single-flip descent
-    (``torch_sa.descend``) follows SB. A CUDA out-of-memory error is retried with the
+    (``_sa_torch.descend``) follows SB. A CUDA out-of-memory error is retried with the
     agents split into chunks run one after another, halving until one fits
     (``info["agent_chunk"]``; a chunk is not started once the time limit has passed), else
     a ValueError gives the memory asked and free. ``info`` has ``timing``, ``num_steps`` (steps

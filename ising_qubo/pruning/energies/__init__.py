@@ -1,12 +1,19 @@
 """Pruning energies: plain arrays in, QUBO coefficients or structured Ising models out.
 
-``ipruning`` is the paper's whole-network energy; ``redundancy`` is ours, per group.
-Neither module imports torch: the model adapter extracts weights, feature maps and
-importances, so every formula can be checked against a direct computation.
+``ipruning`` is the paper's whole-network energy; ``redundancy`` is ours, per group. Each
+is an :class:`Energy` object (:mod:`.base`), registered by name (:mod:`.registry`); a
+user's energy registers the same way. No module here imports torch: the model adapter
+extracts weights, feature maps and importances, so every formula can be checked against
+a direct computation.
+
+``ENERGIES`` is the tuple of registered names (the CLI's ``--energy`` choices), read when
+asked for, so that it includes energies registered since this package was imported.
 """
 
+from ising_qubo.pruning.energies.base import Energy, EnergyInputs, GroupCoefficients
 from ising_qubo.pruning.energies.paper import (
     LayerTerms,
+    PaperEnergy,
     channel_entropy,
     kl_matrix,
     network_energy,
@@ -15,20 +22,42 @@ from ising_qubo.pruning.energies.paper import (
 )
 from ising_qubo.pruning.energies.redundancy import (
     SIMILARITIES,
+    RedundancyEnergy,
     cosine_redundancy,
     group_energy,
     kl_redundancy,
     redundancy_coefficients,
 )
+from ising_qubo.pruning.energies.registry import (
+    energy_names,
+    get_energy,
+    register_energy,
+    unregister_energy,
+)
 
-ENERGIES = ("ipruning", "redundancy")
+register_energy(PaperEnergy.name, PaperEnergy())
+register_energy(RedundancyEnergy.name, RedundancyEnergy())
+
+
+def __getattr__(name: str):
+    if name == "ENERGIES":
+        return energy_names()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "ENERGIES",
     "SIMILARITIES",
+    "Energy",
+    "EnergyInputs",
+    "GroupCoefficients",
     "LayerTerms",
+    "PaperEnergy",
+    "RedundancyEnergy",
     "channel_entropy",
     "cosine_redundancy",
+    "energy_names",
+    "get_energy",
     "group_energy",
     "kl_matrix",
     "kl_redundancy",
@@ -36,4 +65,6 @@ __all__ = [
     "redundancy_affinity",
     "redundancy_coefficients",
     "reference_energy",
+    "register_energy",
+    "unregister_energy",
 ]

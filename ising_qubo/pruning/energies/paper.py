@@ -12,17 +12,20 @@ The energy H(x) = -x^T Gamma x + (sum(Gamma) / D) * sum(x) is built in structure
 of the public code are avoided: each filter's samples are ``W[i, c]`` (a permutation, not a
 reshape of the weight tensor), and every state is scored on its own couplings.
 
-Plain numpy in, plain numpy out: the model adapter extracts the weights and feature maps.
+Plain numpy in, plain numpy out: the model adapter extracts the weights and feature maps
+(:class:`PaperEnergy` reads them through :class:`~ising_qubo.pruning.energies.base.
+EnergyInputs`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterable, Sequence
+from collections.abc import Hashable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from ising_qubo.lowrank import LowRankIsing
+from ising_qubo.pruning.energies.base import Energy, EnergyInputs
 
 
 def filter_gaussians(weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -228,3 +231,25 @@ def reference_energy(layers: Sequence[LayerTerms], y: np.ndarray) -> float:
             gamma[s:e, starts[k + 1]:starts[k + 2]] += layer.entropy[:, None]
     x = np.concatenate([np.asarray(y, dtype=float)[np.asarray(layer.units)] for layer in layers])
     return float(-x @ gamma @ x + gamma.sum() / total * x.sum())
+
+
+class PaperEnergy(Energy):
+    """The paper's energy over the whole network, registered as ``"ipruning"``."""
+
+    name = "ipruning"
+    per_group = False
+
+    def build(self, inputs: EnergyInputs) -> LowRankIsing:
+        return network_energy(self.layer_terms(inputs), inputs.num_variables, inputs.labels)
+
+    def layer_terms(self, inputs: EnergyInputs) -> Iterator[LayerTerms]:
+        """Each layer's share of the energy, in execution order, one at a time."""
+        layers = [(layer, group) for group in inputs.groups for layer in group.layers]
+        rank = {name: i for i, name in enumerate(inputs.order)}
+        layers.sort(key=lambda item: rank[item[0].name])
+        maps = inputs.feature_maps([layer for layer, _ in layers])
+        for layer, group in layers:
+            weight = inputs.weight(layer)
+            entropy = channel_entropy(maps.pop(layer.name))
+            yield LayerTerms(layer.name, inputs.offsets[group.name] + layer.units,
+                             redundancy_affinity(weight), entropy)

@@ -10,13 +10,24 @@ makes one unit's total redundancy penalty, summed over the other kept units, com
 with one unit's importance, so ``weight`` = 1 balances the two for any budget. The budget
 itself (keep exactly k units) is added by the problem: a hard constraint for CP-SAT, a
 provably safe penalty for heuristic solvers.
+
+:class:`RedundancyEnergy` builds it for every group of a network: importances from the
+problem's ``importance`` option, redundancies by its ``similarity`` (``cosine`` of the
+concatenated filters of the group's layers, or ``kl``: one minus the paper's affinity of
+the root layer's filters).
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
+from ising_qubo.pruning.energies.base import Energy, EnergyInputs, GroupCoefficients
 from ising_qubo.pruning.energies.paper import redundancy_affinity
+
+if TYPE_CHECKING:
+    from ising_qubo.pruning.groups import UnitGroup
 
 SIMILARITIES = ("cosine", "kl")
 
@@ -59,3 +70,42 @@ def group_energy(linear: np.ndarray, quadratic: np.ndarray, x: np.ndarray) -> np
     """E(x) for a (k, n) or (n,) array of 0/1 states, straight from the coefficients."""
     x = np.atleast_2d(np.asarray(x, dtype=np.float64))
     return x @ linear + np.einsum("ki,ij,kj->k", x, quadratic, x)
+
+
+class RedundancyEnergy(Energy):
+    """Our energy, independent per group, registered as ``"redundancy"``."""
+
+    name = "redundancy"
+    per_group = True
+
+    def needs_data(self, inputs: EnergyInputs) -> bool:
+        return inputs.importance_needs_data
+
+    def build(self, inputs: EnergyInputs) -> GroupCoefficients:
+        scores = inputs.importance_scores()
+        coefficients = {}
+        for group in inputs.groups:
+            redundancy = self.group_redundancy(inputs, group)  # names a layer with NaN weights
+            if not np.all(np.isfinite(scores[group.name])):
+                layers = ", ".join(repr(layer.name) for layer in group.layers)
+                raise ValueError(f"group {group.name!r}: importance {inputs.importance!r} is "
+                                 f"NaN or infinite (NaN/inf in the BatchNorm parameters, the "
+                                 f"gradients or the data batch of its layers {layers})")
+            k = inputs.keep_count(group) or group.size
+            coefficients[group.name] = redundancy_coefficients(
+                scores[group.name], redundancy, k, inputs.redundancy_weight)
+        return coefficients
+
+    def group_redundancy(self, inputs: EnergyInputs, group: UnitGroup) -> np.ndarray:
+        """r (n, n) of the group's units by ``inputs.similarity``."""
+        if inputs.similarity == "kl":
+            root = group.layers[0]
+            order = np.argsort(root.units)
+            return kl_redundancy(inputs.weight(root)[order])
+        columns = []
+        for layer in group.layers:
+            weight = inputs.weight(layer).reshape(len(layer.channels), -1)
+            placed = np.zeros((group.size, weight.shape[1]))
+            placed[layer.units] = weight
+            columns.append(placed)
+        return cosine_redundancy(np.concatenate(columns, axis=1))

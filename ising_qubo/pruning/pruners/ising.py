@@ -1,4 +1,4 @@
-"""Pruning as a hook in any training loop: Ising-dropout, then real channel removal.
+"""The Ising pruner: a hook in any training loop, Ising-dropout, then real channel removal.
 
 :class:`IsingPruner` follows the paper's schedule: while training, the state is re-solved
 every ``every`` iterations (warm-started from the previous one, with the energy rebuilt
@@ -7,9 +7,8 @@ gradients masked and their weights restored after each step (:class:`UnitDropout
 state freezes at ``freeze_epoch`` or when the energy stops improving; :meth:`prune` then
 removes the dropped channels for real (Torch-Pruning) and the caller fine-tunes.
 
-:class:`ImportancePruner` is the baseline with the same interface and the same budget:
-keep the top-k units of each group by an importance (``l1``, ``random``,
-``tp-magnitude``, ``tp-taylor``, ...), chosen when :meth:`prune` is called.
+:class:`~ising_qubo.pruning.pruners.importance.ImportancePruner` is the baseline with the
+same interface and the same budget.
 
 In a hand-written loop::
 
@@ -36,13 +35,10 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from ising_qubo.pruning.groups import ModelGroups
-from ising_qubo.pruning.importance import group_importance, top_k_masks
-from ising_qubo.pruning.problem import PruningProblem, PruningSolution
-from ising_qubo.solvers import get_solver
 from ising_qubo.nets.training import TrainingHook, UnitDropout
-
-BASELINES = ("l1", "random", "tp-magnitude", "tp-taylor")
+from ising_qubo.pruning.energies import Energy
+from ising_qubo.pruning.problem import PruningProblem, PruningSolution
+from ising_qubo.solvers.registry import resolve_sampler
 
 
 class IsingPruner(TrainingHook):
@@ -64,7 +60,7 @@ class IsingPruner(TrainingHook):
     """
 
     def __init__(self, model: nn.Module, example_inputs: Any, keep: float | None = 0.5,
-                 energy: str = "redundancy", solver: Any = "torch-sa",
+                 energy: str | Energy = "redundancy", solver: Any = "torch-sa",
                  solver_params: dict | None = None, every: int = 50, patience: int = 5,
                  tolerance: float = 1e-3, freeze_epoch: int | None = None, data: Any = None,
                  keep_by: str = "params", ignored_layers: Any = None,
@@ -77,7 +73,7 @@ class IsingPruner(TrainingHook):
                                                  ignored_layers=ignored_layers,
                                                  **energy_options)
         self.solver = solver
-        self._sampler = get_solver(solver) if isinstance(solver, str) else solver
+        self._sampler = resolve_sampler(solver)
         self.solver_params = dict(solver_params or {})
         self.every = int(every)
         self.patience = int(patience)
@@ -130,10 +126,8 @@ class IsingPruner(TrainingHook):
         """Refresh the energy and solve: the solution and its ``energy_history`` row."""
         started = time.perf_counter()
         self.problem.refresh(self.data)
-        params = dict(self.solver_params)
-        if "seed" not in params and "seed" in getattr(self._sampler, "parameters", {}):
-            # a seed per solve, derived from the run's: a resumed run solves identically
-            params["seed"] = self.problem.seed * 100_003 + len(self.energy_history)
+        params = seeded_params(self._sampler, self.solver_params, self.problem.seed,
+                               len(self.energy_history))
         solution = self.problem.solve(self._sampler, initial=self.masks, **params)
         row = {
             "iteration": self.calls, "energy": solution.energy,
@@ -206,72 +200,11 @@ class IsingPruner(TrainingHook):
         self.energy_history = list(state.get("energy_history", []))
 
 
-class ImportancePruner(TrainingHook):
-    """Baseline: the same budget as :class:`IsingPruner`, units chosen by importance."""
 
-    def __init__(self, model: nn.Module, example_inputs: Any, keep: float = 0.5,
-                 importance: str = "l1", data: Any = None, keep_by: str = "params",
-                 ignored_layers: Any = None, seed: int = 0,
-                 run_on_main: Callable[[Callable[[], Any]], Any] | None = None) -> None:
-        if importance not in BASELINES and importance not in ("l2", "bn", "taylor"):
-            raise ValueError(f"unknown baseline {importance!r}; choose one of "
-                             f"{', '.join(BASELINES)}")
-        from ising_qubo.pruning.groups import uniform_keep_counts
-
-        self.model = model
-        self.model_groups = ModelGroups(model, example_inputs, ignored_layers)
-        self.keep_counts = uniform_keep_counts(self.model_groups, keep, keep_by)
-        self.importance = importance
-        self.data = data
-        self.seed = seed
-        self.run_on_main = run_on_main  # as in IsingPruner: chosen on the main process
-        self.masks: dict[str, np.ndarray] | None = None
-        self.energy_history: list[dict] = []
-
-    @property
-    def groups(self):
-        return self.model_groups.groups
-
-    def step(self, data: Any = None) -> dict[str, np.ndarray]:
-        def choose() -> dict[str, np.ndarray]:
-            scores = group_importance(self.model_groups, self.importance,
-                                      data if data is not None else self.data, self.seed)
-            return top_k_masks(scores, self.keep_counts)
-
-        self.masks = choose() if self.run_on_main is None else self.run_on_main(choose)
-        return self.masks
-
-    def prune(self) -> list[tuple[str, list[int]]]:
-        if self.masks is None:
-            self.step()
-        return self.model_groups.prune(self.masks)
-
-    def state_dict(self) -> dict:
-        return {"masks": None if self.masks is None else
-                {k: v.astype(bool).tolist() for k, v in self.masks.items()}}
-
-    def load_state_dict(self, state: dict) -> None:
-        masks = state.get("masks")
-        self.masks = None if masks is None else {k: np.asarray(v, dtype=bool)
-                                                 for k, v in masks.items()}
-
-
-def prune_model(model: nn.Module, example_inputs: Any, keep: float = 0.5,
-                energy: str = "redundancy", solver: Any = "torch-sa", data: Any = None,
-                keep_by: str = "params", inplace: bool = False,
-                solver_params: dict | None = None, **energy_options: Any) -> nn.Module:
-    """Solve the pruning problem once and return the physically pruned model.
-
-    Works on a deep copy unless ``inplace=True`` (then ``model`` itself shrinks and is
-    returned). No training happens: fine-tune the result, or use :class:`IsingPruner`
-    in a training loop for the paper's Ising-dropout schedule.
-    """
-    import copy
-
-    target = model if inplace else copy.deepcopy(model)
-    pruner = IsingPruner(target, example_inputs, keep=keep, energy=energy, solver=solver,
-                         solver_params=solver_params, every=0, data=data, keep_by=keep_by,
-                         **energy_options)
-    pruner.step()
-    pruner.prune()
-    return target
+def seeded_params(sampler: Any, params: dict, seed: int, solve_index: int) -> dict:
+    """``params`` with a seed for solve number ``solve_index`` of a run seeded ``seed``,
+    unless they carry one or the sampler takes none: a resumed run solves identically."""
+    params = dict(params)
+    if "seed" not in params and "seed" in getattr(sampler, "parameters", {}):
+        params["seed"] = seed * 100_003 + solve_index
+    return params

@@ -1,0 +1,40 @@
+"""One-shot pruning: build the pruning problem once, solve it once, remove the channels.
+
+No training happens: fine-tune the result, or use
+:class:`~ising_qubo.pruning.pruners.IsingPruner` in a training loop for the paper's
+Ising-dropout schedule.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from torch import nn
+
+from ising_qubo.pruning.energies import Energy
+from ising_qubo.pruning.problem import PruningProblem
+from ising_qubo.pruning.pruners.ising import seeded_params
+from ising_qubo.solvers.registry import resolve_sampler
+
+
+def prune_model(model: nn.Module, example_inputs: Any, keep: float = 0.5,
+                energy: str | Energy = "redundancy", solver: Any = "torch-sa",
+                data: Any = None, keep_by: str = "params", inplace: bool = False,
+                solver_params: dict | None = None, **energy_options: Any) -> nn.Module:
+    """Solve the pruning problem once and return the physically pruned model.
+
+    Works on a deep copy unless ``inplace=True`` (then ``model`` itself shrinks and is
+    returned). ``energy_options`` go to :meth:`PruningProblem.from_model`
+    (``importance``, ``similarity``, ``redundancy_weight``, ``seed``, ``ignored_layers``).
+    The result is the one :class:`~ising_qubo.pruning.pruners.IsingPruner` with
+    ``every=0`` would prune to, with the energy built once instead of twice.
+    """
+    target = model if inplace else copy.deepcopy(model)
+    sampler = resolve_sampler(solver)
+    problem = PruningProblem.from_model(target, example_inputs, energy=energy, keep=keep,
+                                        data=data, keep_by=keep_by, **energy_options)
+    params = seeded_params(sampler, solver_params or {}, problem.seed, solve_index=0)
+    solution = problem.solve(sampler, **params)
+    problem.model_groups.prune(solution.masks)
+    return target
