@@ -28,9 +28,12 @@ class RandomRestartGreedy(dimod.Sampler):
 
 
 def main() -> None:
-    ising_qubo.register_solver("restart-greedy", RandomRestartGreedy,
-                               description="random starts + steepest descent (example)",
-                               overwrite=True)
+    ising_qubo.register_solver(
+        "restart-greedy",
+        RandomRestartGreedy,
+        description="random starts + steepest descent (example)",
+        overwrite=True,
+    )
     print("registered solvers:", ", ".join(ising_qubo.list_solvers()))
 
     rng = np.random.default_rng(1)

@@ -1,6 +1,6 @@
 """Build a QUBO, save it in every writable format, load each file back and compare.
 
-    python examples/export_qubo.py [OUT_DIR]
+python examples/export_qubo.py [OUT_DIR]
 """
 
 from __future__ import annotations
@@ -31,8 +31,10 @@ def main() -> None:
         path = io.save(bqm, out_dir / f"problem{fmt.suffixes[0]}")
         again = io.load(path)
         same = again == bqm
-        print(f"{fmt.name:<5} {path}  {path.stat().st_size:>6} bytes  "
-              f"round trip {'exact' if same else 'NOT exact'}")
+        print(
+            f"{fmt.name:<5} {path}  {path.stat().st_size:>6} bytes  "
+            f"round trip {'exact' if same else 'NOT exact'}"
+        )
         if not same:
             raise SystemExit(f"round trip through {fmt.name} changed the problem")
 

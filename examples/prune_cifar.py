@@ -47,20 +47,27 @@ def main() -> None:
     args = parser.parse_args()
     torch.manual_seed(0)
 
-    splits = data.load_splits(args.dataset, args.data_dir, subset=args.subset,
-                              test_subset=args.subset // 2)
+    splits = data.load_splits(
+        args.dataset, args.data_dir, subset=args.subset, test_subset=args.subset // 2
+    )
     train, test = splits["train"], splits["test"]
     loader = data.BatchLoader(train, 64, augment=True)
     test_loader = data.BatchLoader(test, 256, shuffle=False)
-    calibration = next(iter(data.BatchLoader(train.subset(min(128, len(train))), 128,
-                                             shuffle=False)))
+    calibration = next(
+        iter(data.BatchLoader(train.subset(min(128, len(train))), 128, shuffle=False))
+    )
 
-    model = models.build("resnet20", num_classes=train.num_classes,
-                         in_channels=train.in_channels)
+    model = models.build("resnet20", num_classes=train.num_classes, in_channels=train.in_channels)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
-    pruner = ising_qubo.IsingPruner(model, calibration[0][:1], keep=args.keep,
-                                    energy="redundancy", solver="torch-sa", every=20,
-                                    data=calibration)
+    pruner = ising_qubo.IsingPruner(
+        model,
+        calibration[0][:1],
+        keep=args.keep,
+        energy="redundancy",
+        solver="torch-sa",
+        every=20,
+        data=calibration,
+    )
     for epoch in range(args.epochs):
         train_epoch(model, loader, optimizer, pruner)
         pruner.on_epoch_end(epoch)
@@ -68,8 +75,10 @@ def main() -> None:
     dense = evaluate(model, test_loader)
     pruner.prune()  # the dropped channels are removed for real
     after = sum(p.numel() for p in model.parameters())
-    print(f"Ising solves: {len(pruner.energy_history)}, last energy "
-          f"{pruner.energy_history[-1]['energy']:.3f}")
+    print(
+        f"Ising solves: {len(pruner.energy_history)}, last energy "
+        f"{pruner.energy_history[-1]['energy']:.3f}"
+    )
     print(f"parameters: {before:,} -> {after:,} ({100 * after / before:.1f}% kept)")
 
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
@@ -82,8 +91,10 @@ def main() -> None:
         ising_qubo.save_pruned(model, directory)
         again = ising_qubo.load_pruned(directory)
         reloaded = evaluate(again, test_loader)
-    print(f"reloaded without pickle: top-1 {reloaded['top1']:.2f}% "
-          f"({'same' if reloaded['top1'] == final['top1'] else 'DIFFERENT'})")
+    print(
+        f"reloaded without pickle: top-1 {reloaded['top1']:.2f}% "
+        f"({'same' if reloaded['top1'] == final['top1'] else 'DIFFERENT'})"
+    )
 
 
 if __name__ == "__main__":

@@ -35,10 +35,14 @@ def main() -> None:
     if args.instance is None and Path(args.file).name == "bqp50.txt":
         args.instance = 1
     instance = io.read_instance(args.file, instance=args.instance)
-    print(f"{instance.name}: {instance.bqm.num_variables} variables, "
-          f"{instance.bqm.num_interactions} interactions\n")
-    print(f"| solver   | energy       | {instance.objective_name or 'objective':<13} "
-          "| status   | time (s) |")
+    print(
+        f"{instance.name}: {instance.bqm.num_variables} variables, "
+        f"{instance.bqm.num_interactions} interactions\n"
+    )
+    print(
+        f"| solver   | energy       | {instance.objective_name or 'objective':<13} "
+        "| status   | time (s) |"
+    )
     print("|----------|--------------|---------------|----------|----------|")
     for name, params in SETTINGS.items():
         start = time.perf_counter()

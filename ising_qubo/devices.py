@@ -33,12 +33,14 @@ def resolve_device(device: Any, who: str) -> torch.device:
     try:
         resolved = torch.device(device)
     except (RuntimeError, TypeError) as exc:
-        raise ValueError(f"{who}: device must be 'auto', 'cpu' or 'cuda[:k]', "
-                         f"got {device!r}") from exc
+        raise ValueError(
+            f"{who}: device must be 'auto', 'cpu' or 'cuda[:k]', got {device!r}"
+        ) from exc
     if resolved.type not in ("cpu", "cuda"):
         raise ValueError(f"{who}: device must be 'auto', 'cpu' or 'cuda[:k]', got {device!r}")
     if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"{who}: device={device!r} asked for, but CUDA is not available "
-                         "to torch here; use device='cpu' or 'auto'")
+        raise ValueError(
+            f"{who}: device={device!r} asked for, but CUDA is not available "
+            "to torch here; use device='cpu' or 'auto'"
+        )
     return resolved
-

@@ -56,8 +56,10 @@ class LowRankIsing:
         self.lowrank_u = np.atleast_2d(np.asarray(self.lowrank_u, dtype=float))
         self.lowrank_v = np.atleast_2d(np.asarray(self.lowrank_v, dtype=float))
         if self.lowrank_u.shape != self.lowrank_v.shape or self.lowrank_u.shape[1] != n:
-            raise ValueError(f"lowrank_u and lowrank_v must both have shape (rank, {n}), got "
-                             f"{self.lowrank_u.shape} and {self.lowrank_v.shape}")
+            raise ValueError(
+                f"lowrank_u and lowrank_v must both have shape (rank, {n}), got "
+                f"{self.lowrank_u.shape} and {self.lowrank_v.shape}"
+            )
         arrays = [self.h, self.lowrank_u, self.lowrank_v, *(J for _, J in self.blocks)]
         if not all(np.all(np.isfinite(a)) for a in arrays) or not np.isfinite(self.offset):
             raise ValueError("structured problem coefficients must be finite")
@@ -110,8 +112,9 @@ class LowRankIsing:
             const += p.sum() * q.sum() / 4
         lowrank_u = np.array(us).reshape(len(us), n) if us else None
         lowrank_v = np.array(vs).reshape(len(vs), n) if vs else None
-        return cls(h, spin_blocks, lowrank_u, lowrank_v, const,
-                   None if labels is None else list(labels))
+        return cls(
+            h, spin_blocks, lowrank_u, lowrank_v, const, None if labels is None else list(labels)
+        )
 
     def energies(self, spins: np.ndarray) -> np.ndarray:
         """Energies of a (k, n) array of spins, computed without any dense n x n matrix."""
@@ -136,7 +139,8 @@ class LowRankIsing:
                 f"a dense BQM of this structured problem ({n} variables) would hold {pairs:,} "
                 f"couplings (~{3 * 8 * n * n / 2**30:.0f} GiB to build); above "
                 f"{DENSE_BQM_LIMIT} variables use the structured form (torch-sa's "
-                f"sample_structured) or per-group problems")
+                f"sample_structured) or per-group problems"
+            )
         J = np.zeros((n, n))
         for index, block in self.blocks:
             J[np.ix_(index, index)] += block / 2
@@ -147,7 +151,8 @@ class LowRankIsing:
         upper = np.triu(J + J.T, 1)
         rows, cols = np.nonzero(upper)
         bqm = dimod.BinaryQuadraticModel.from_numpy_vectors(
-            self.h, (rows, cols, upper[rows, cols]), offset, dimod.SPIN)
+            self.h, (rows, cols, upper[rows, cols]), offset, dimod.SPIN
+        )
         bqm.relabel_variables(dict(enumerate(self.labels)), inplace=True)
         return bqm
 
@@ -160,13 +165,18 @@ class LowRankIsing:
             rows.append(index[r])
             cols.append(index[c])
             data.append(J[r, c])
-        return csr_from_coo(n, *(np.concatenate(a) if a else np.zeros(0, dtype=dtype)
-                                 for a, dtype in ((rows, np.int64), (cols, np.int64),
-                                                  (data, float))))
+        return csr_from_coo(
+            n,
+            *(
+                np.concatenate(a) if a else np.zeros(0, dtype=dtype)
+                for a, dtype in ((rows, np.int64), (cols, np.int64), (data, float))
+            ),
+        )
 
 
-def csr_from_coo(n: int, rows: np.ndarray, cols: np.ndarray,
-                 data: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def csr_from_coo(
+    n: int, rows: np.ndarray, cols: np.ndarray, data: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """CSR arrays of an n x n matrix from (row, col, value) triples (duplicates add up).
 
     Columns within a row keep their input order; the kernels do not need them sorted.

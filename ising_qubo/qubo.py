@@ -47,8 +47,11 @@ def _to_coo(matrix: Any, name: str) -> tuple[int, np.ndarray, np.ndarray, np.nda
     elif hasattr(matrix, "tocoo"):  # scipy.sparse; imported lazily by its owner
         coo = matrix.tocoo()
         shape = coo.shape
-        rows, cols, values = (np.asarray(coo.row), np.asarray(coo.col),
-                              np.asarray(coo.data, dtype=float))
+        rows, cols, values = (
+            np.asarray(coo.row),
+            np.asarray(coo.col),
+            np.asarray(coo.data, dtype=float),
+        )
     else:
         try:
             dense = np.asarray(matrix, dtype=float)
@@ -62,7 +65,8 @@ def _to_coo(matrix: Any, name: str) -> tuple[int, np.ndarray, np.ndarray, np.nda
     if bad.any():
         k = int(np.flatnonzero(bad)[0])
         raise ValueError(
-            f"{name}[{rows[k]}, {cols[k]}] is {values[k]}: coefficients must be finite")
+            f"{name}[{rows[k]}, {cols[k]}] is {values[k]}: coefficients must be finite"
+        )
     return int(shape[0]), rows.astype(np.int64), cols.astype(np.int64), values
 
 
@@ -239,7 +243,9 @@ def budget_penalty(
     if int_costs[int_costs > 0].sum() <= int_budget and int_budget >= 0:
         return penalty  # no state can exceed the budget
     penalty.add_linear_inequality_constraint(
-        [(v, int(c)) for v, c in zip(variables, int_costs)], strength, "budget",
+        [(v, int(c)) for v, c in zip(variables, int_costs)],
+        strength,
+        "budget",
         constant=-int_budget,
     )
     return penalty
@@ -255,8 +261,9 @@ def with_cardinality(
     """A copy of ``bqm`` plus a cardinality penalty (default: all variables, safe strength)."""
     if strength is None:
         strength = safe_penalty_strength(bqm)
-    penalty = cardinality_penalty(bqm.variables if variables is None else variables, k,
-                                  strength, sense)
+    penalty = cardinality_penalty(
+        bqm.variables if variables is None else variables, k, strength, sense
+    )
     combined = bqm.copy()
     combined.update(penalty)
     return combined

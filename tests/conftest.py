@@ -39,7 +39,8 @@ def random_bqm(n: int, vartype: str, seed: int, density: float = 0.7) -> dimod.B
     linear = rng.normal(size=n)
     rows, cols = np.nonzero(upper)
     return dimod.BinaryQuadraticModel.from_numpy_vectors(
-        linear, (rows, cols, upper[rows, cols]), float(rng.normal()), vartype)
+        linear, (rows, cols, upper[rows, cols]), float(rng.normal()), vartype
+    )
 
 
 def brute_force_minimum(bqm: dimod.BinaryQuadraticModel) -> float:
@@ -76,11 +77,16 @@ def one_torch_thread():
     torch.set_num_threads(threads)
 
 
-def write_image_folder(root: Path, classes: Sequence[str] = ("ant", "bee", "cat"),
-                       per_class: Sequence[int] = (4, 5, 6),
-                       test_per_class: Sequence[int] = (2, 2, 2), size: tuple[int, int] = (6, 8),
-                       ext: str = ".png", seed: int = 0, tinted: bool = False,
-                       ) -> dict[str, list[tuple[str, np.ndarray]]]:
+def write_image_folder(
+    root: Path,
+    classes: Sequence[str] = ("ant", "bee", "cat"),
+    per_class: Sequence[int] = (4, 5, 6),
+    test_per_class: Sequence[int] = (2, 2, 2),
+    size: tuple[int, int] = (6, 8),
+    ext: str = ".png",
+    seed: int = 0,
+    tinted: bool = False,
+) -> dict[str, list[tuple[str, np.ndarray]]]:
     """root/{train,test}/<class>/NNN<ext> with random RGB pixels; returns the arrays written.
 
     ``tinted`` makes the class learnable: pixels in [0, 60) plus a class-dependent
@@ -110,8 +116,14 @@ def image_folder(tmp_path_factory) -> Path:
     says the class, so that a network learns something in an epoch. Shared by the whole
     session: tests read it and never write into it."""
     root = tmp_path_factory.mktemp("images")
-    write_image_folder(root, classes=[f"class{k}" for k in range(4)], per_class=(24,) * 4,
-                       test_per_class=(8,) * 4, size=(32, 32), tinted=True)
+    write_image_folder(
+        root,
+        classes=[f"class{k}" for k in range(4)],
+        per_class=(24,) * 4,
+        test_per_class=(8,) * 4,
+        size=(32, 32),
+        tinted=True,
+    )
     return root
 
 

@@ -38,14 +38,19 @@ from torch import nn
 
 import ising_qubo.io as qio
 from ising_qubo.cli import app as cli
-from ising_qubo.pruning.groups import ModelGroups, UnknownGroupError
 from ising_qubo.nets.data import ImageDataset, load_dataset, load_splits
-from ising_qubo.pruning.energies import cosine_redundancy, kl_matrix, kl_redundancy, redundancy_affinity
 from ising_qubo.nets.models import build
 from ising_qubo.nets.persist import ARCHITECTURE_FILE, WEIGHTS_FILE, load_pruned, save_pruned
+from ising_qubo.nets.training import CheckpointError, load_checkpoint, load_weights, save_checkpoint
+from ising_qubo.pruning.energies import (
+    cosine_redundancy,
+    kl_matrix,
+    kl_redundancy,
+    redundancy_affinity,
+)
+from ising_qubo.pruning.groups import ModelGroups, UnknownGroupError
 from ising_qubo.pruning.problem import PruningProblem
 from ising_qubo.pruning.pruners import ImportancePruner
-from ising_qubo.nets.training import CheckpointError, load_checkpoint, load_weights, save_checkpoint
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -65,7 +70,8 @@ def check_message(error: BaseException | str, expected: str, **values) -> str:
     message = str(error)
     assert "\n" not in message, f"not one line: {message!r}"
     assert re.fullmatch(pattern_of(expected, **values), message, re.S), (
-        f"\nexpected: {expected}\nactual:   {message}")
+        f"\nexpected: {expected}\nactual:   {message}"
+    )
     return message
 
 
@@ -95,109 +101,321 @@ FILE_CASES = [
     ("empty", "g.gset", "", {}, "{p}: empty file"),
     ("whitespace only", "g.gset", " \n\t\n", {}, "{p}: empty file (only whitespace)"),
     ("empty, sniffed", "g.txt", "", {}, "{p}: empty file"),
-    ("truncated edges", "g.gset", "4 3\n1 2 1\n2 3 1\n", {},
-     "{p}:1: truncated: the header declares 3 edges but the file has 2"),
-    ("truncated instance", "b.bqp", "1\n2 3\n1 1 3\n1 2 1\n", {},
-     "{p}:2: truncated: instance 1 declares 3 entries but the file ends after 2"),
-    ("truncated instances", "b.bqp", "3\n2 1\n1 1 3\n", {},
-     "{p}:1: truncated: 3 instances declared but the file ends after 1"),
-    ("header one field", "g.gset", "4\n1 2 1\n", {},
-     "{p}:1: header must be 'N E' (nodes, edges), got '4'"),
-    ("edges beyond a simple graph", "g.gset", "4 7\n1 2 1\n", {},
-     "{p}:1: E = 7 edges is more than a simple graph on 4 nodes can have"),
-    ("extra edge", "g.gset", "4 1\n1 2 1\n2 3 1\n", {},
-     "{p}:3: extra data after the 1 edges the header declares"),
-    ("qubo nNodes count", "q.qubo", "p qubo 0 2 1 0\n0 0 1\n1 1 1\n", {},
-     "{p}:1: header declares nNodes=1 diagonal lines but the file has 2"),
-    ("qubo data before header", "q.qubo", "0 0 1\np qubo 0 1 1 0\n", {},
-     "{p}:1: data before the 'p qubo ...' header: '0 0 1'"),
-    ("coo without vartype", "c.coo", "0 0 1\n", {},
-     "{p}: no '# vartype=SPIN' or '# vartype=BINARY' header line"),
-    ("non-numeric weight", "g.gset", "4 2\n1 2 1\n2 3 abc\n", {},
-     "{p}:3: edge weight must be a number, got 'abc'"),
-    ("non-integer index", "c.coo", "# vartype=SPIN\n0 a 1\n", {},
-     "{p}:2: variable index must be an integer, got 'a'"),
-    ("fractional node id", "g.gset", "4 1\n1 2.0 1\n", {},
-     "{p}:2: node id must be an integer, got '2.0'"),
-    ("NaN weight", "g.gset", "4 2\n1 2 1\n2 3 nan\n", {},
-     "{p}:3: edge weight must be a finite number, got 'nan'"),
-    ("inf value", "q.qubo", "p qubo 0 2 1 0\n0 0 inf\n", {},
-     "{p}:2: value must be a finite number, got 'inf'"),
-    ("overflowing bias", "c.coo", "# vartype=SPIN\n0 1 -1e999\n", {},
-     "{p}:2: bias must be a finite number, got '-1e999'"),
-    ("NaN offset", "c.coo", "# vartype=SPIN\n# offset=nan\n", {},
-     "{p}:2: offset must be a finite number, got 'nan'"),
-    ("NaN in JSON", "m.json", _json_doc([float("nan"), 1.0]), {},
-     "{p}: the linear bias of variable 0 is nan; every bias must be a finite number"),
-    ("inf in .bqm", "m.bqm", _bqm_file(math.inf), {},
-     "{p}: the linear bias of variable 0 is inf; every bias must be a finite number"),
-    ("node id out of range", "g.gset", "4 2\n1 2 1\n2 5 1\n", {},
-     "{p}:3: node id 5 out of range 1..4"),
-    ("index 0 in 1-based file", "b.bqp", "1\n2 1\n0 1 3\n", {},
-     "{p}:3: instance 1: index 0 out of range 1..2"),
-    ("negative qubo index", "q.qubo", "p qubo 0 2 1 0\n-1 0 1\n", {},
-     "{p}:2: index -1 out of range 0..1 (maxNodes=2)"),
-    ("duplicate edge, reversed", "g.gset", "4 2\n1 2 1\n2 1 1\n", {},
-     "{p}:3: duplicate edge 2 1 (first on line 2)"),
-    ("duplicate qubo entry", "q.qubo", "p qubo 0 3 0 2\n0 1 1\n1 0 1\n", {},
-     "{p}:3: duplicate entry 0 1 (first on line 2)"),
+    (
+        "truncated edges",
+        "g.gset",
+        "4 3\n1 2 1\n2 3 1\n",
+        {},
+        "{p}:1: truncated: the header declares 3 edges but the file has 2",
+    ),
+    (
+        "truncated instance",
+        "b.bqp",
+        "1\n2 3\n1 1 3\n1 2 1\n",
+        {},
+        "{p}:2: truncated: instance 1 declares 3 entries but the file ends after 2",
+    ),
+    (
+        "truncated instances",
+        "b.bqp",
+        "3\n2 1\n1 1 3\n",
+        {},
+        "{p}:1: truncated: 3 instances declared but the file ends after 1",
+    ),
+    (
+        "header one field",
+        "g.gset",
+        "4\n1 2 1\n",
+        {},
+        "{p}:1: header must be 'N E' (nodes, edges), got '4'",
+    ),
+    (
+        "edges beyond a simple graph",
+        "g.gset",
+        "4 7\n1 2 1\n",
+        {},
+        "{p}:1: E = 7 edges is more than a simple graph on 4 nodes can have",
+    ),
+    (
+        "extra edge",
+        "g.gset",
+        "4 1\n1 2 1\n2 3 1\n",
+        {},
+        "{p}:3: extra data after the 1 edges the header declares",
+    ),
+    (
+        "qubo nNodes count",
+        "q.qubo",
+        "p qubo 0 2 1 0\n0 0 1\n1 1 1\n",
+        {},
+        "{p}:1: header declares nNodes=1 diagonal lines but the file has 2",
+    ),
+    (
+        "qubo data before header",
+        "q.qubo",
+        "0 0 1\np qubo 0 1 1 0\n",
+        {},
+        "{p}:1: data before the 'p qubo ...' header: '0 0 1'",
+    ),
+    (
+        "coo without vartype",
+        "c.coo",
+        "0 0 1\n",
+        {},
+        "{p}: no '# vartype=SPIN' or '# vartype=BINARY' header line",
+    ),
+    (
+        "non-numeric weight",
+        "g.gset",
+        "4 2\n1 2 1\n2 3 abc\n",
+        {},
+        "{p}:3: edge weight must be a number, got 'abc'",
+    ),
+    (
+        "non-integer index",
+        "c.coo",
+        "# vartype=SPIN\n0 a 1\n",
+        {},
+        "{p}:2: variable index must be an integer, got 'a'",
+    ),
+    (
+        "fractional node id",
+        "g.gset",
+        "4 1\n1 2.0 1\n",
+        {},
+        "{p}:2: node id must be an integer, got '2.0'",
+    ),
+    (
+        "NaN weight",
+        "g.gset",
+        "4 2\n1 2 1\n2 3 nan\n",
+        {},
+        "{p}:3: edge weight must be a finite number, got 'nan'",
+    ),
+    (
+        "inf value",
+        "q.qubo",
+        "p qubo 0 2 1 0\n0 0 inf\n",
+        {},
+        "{p}:2: value must be a finite number, got 'inf'",
+    ),
+    (
+        "overflowing bias",
+        "c.coo",
+        "# vartype=SPIN\n0 1 -1e999\n",
+        {},
+        "{p}:2: bias must be a finite number, got '-1e999'",
+    ),
+    (
+        "NaN offset",
+        "c.coo",
+        "# vartype=SPIN\n# offset=nan\n",
+        {},
+        "{p}:2: offset must be a finite number, got 'nan'",
+    ),
+    (
+        "NaN in JSON",
+        "m.json",
+        _json_doc([float("nan"), 1.0]),
+        {},
+        "{p}: the linear bias of variable 0 is nan; every bias must be a finite number",
+    ),
+    (
+        "inf in .bqm",
+        "m.bqm",
+        _bqm_file(math.inf),
+        {},
+        "{p}: the linear bias of variable 0 is inf; every bias must be a finite number",
+    ),
+    (
+        "node id out of range",
+        "g.gset",
+        "4 2\n1 2 1\n2 5 1\n",
+        {},
+        "{p}:3: node id 5 out of range 1..4",
+    ),
+    (
+        "index 0 in 1-based file",
+        "b.bqp",
+        "1\n2 1\n0 1 3\n",
+        {},
+        "{p}:3: instance 1: index 0 out of range 1..2",
+    ),
+    (
+        "negative qubo index",
+        "q.qubo",
+        "p qubo 0 2 1 0\n-1 0 1\n",
+        {},
+        "{p}:2: index -1 out of range 0..1 (maxNodes=2)",
+    ),
+    (
+        "duplicate edge, reversed",
+        "g.gset",
+        "4 2\n1 2 1\n2 1 1\n",
+        {},
+        "{p}:3: duplicate edge 2 1 (first on line 2)",
+    ),
+    (
+        "duplicate qubo entry",
+        "q.qubo",
+        "p qubo 0 3 0 2\n0 1 1\n1 0 1\n",
+        {},
+        "{p}:3: duplicate entry 0 1 (first on line 2)",
+    ),
     ("self-loop in Gset", "g.gset", "4 2\n1 2 1\n3 3 1\n", {}, "{p}:3: self-loop on node 3"),
     ("self-loop in rudy", "g.rudy", "3 1\n2 2 -1\n", {}, "{p}:2: self-loop on node 2"),
     ("self-loop, sniffed", "g.txt", "3 1\n1 1 5\n", {}, "{p}:2: self-loop on node 1"),
-    ("instance out of range", "b.bqp", TWO_BQP, {"instance": 3},
-     "{p}: instance 3 is out of range; the file holds 2 instances, pass instance=1..2"),
-    ("instance 0", "b.bqp", TWO_BQP, {"instance": 0},
-     "{p}: instance 0 is out of range; the file holds 2 instances, pass instance=1..2"),
-    ("instance missing", "b.bqp", TWO_BQP, {},
-     "{p} holds 2 instances; pass instance=1..2 to choose one (or use load_all / "
-     "read_instances)"),
-    ("instance of a single file", "g.gset", "3 1\n1 2 1\n", {"instance": 2},
-     "{p}: instance 2 is out of range; the file holds 1 instance, pass only instance=1 "
-     "(or None)"),
-    ("random bytes to a text reader", "g.gset", b"\x00\x9f\x92\x96 random", {},
-     f"{{p}} is not a text file (binary data at byte 0); expected {GSET_EXPECTED}"),
-    ("invalid UTF-8 to a text reader", "g.gset", b"4 1\n1 2 \xff\n", {},
-     f"{{p}} is not a text file (binary data at byte 8); expected {GSET_EXPECTED}"),
-    (".bqm contents to the Gset reader", "g.gset", _bqm_file(), {},
-     f"{{p}} is not a text file (binary data at byte {BQM_NUL}); expected {GSET_EXPECTED}"),
-    (".bqm contents, format=qubo", "m.bqm", _bqm_file(), {"format": "qubo"},
-     f"{{p}} is not a text file (binary data at byte {BQM_NUL}); expected "
-     f"a qbsolv .qubo file ('p qubo 0 maxNodes nNodes nCouplers' header, 'i j value' lines)"),
-    ("text in a .bqm", "m.bqm", "4 1\n1 2 1\n", {},
-     "{p}: not a dimod BQM file (<*>); expected the output of "
-     "BinaryQuadraticModel.to_file()"),
-    ("huge node count", "g.gset", "100000000 5\n", {},
-     "{p}:1: node count N = 100000000 is more than this reader accepts (10,000,000); the "
-     "header is probably corrupt"),
-    ("huge bqp n", "b.bqp", "1\n100000000 5\n", {},
-     "{p}:2: instance 1: variable count n = 100000000 is more than this reader accepts "
-     "(10,000,000); the header is probably corrupt"),
-    ("huge qubo maxNodes", "q.qubo", "p qubo 0 20000000 0 0\n", {},
-     "{p}:1: maxNodes = 20000000 is more than this reader accepts (10,000,000); the header "
-     "is probably corrupt"),
-    ("huge edge count", "g.gset", "3 99999999999\n", {},
-     "{p}:1: edge count E = 99999999999 is more than this reader accepts (50,000,000); the "
-     "header is probably corrupt"),
-    ("JSON of the wrong shape: list", "m.json", "[1, 2]", {},
-     "{p}: not a dimod BQM JSON document (BinaryQuadraticModel.to_serializable()): found "
-     "type 'list'"),
-    ("JSON of another dimod type", "m.json", '{"type": "DiscreteQuadraticModel"}', {},
-     "{p}: not a dimod BQM JSON document (BinaryQuadraticModel.to_serializable()): found "
-     "type 'DiscreteQuadraticModel'"),
-    ("JSON BQM without its arrays", "m.json", '{"type": "BinaryQuadraticModel"}', {},
-     "{p}: malformed BQM JSON document (KeyError: 'variable_labels')"),
-    ("JSON syntax error", "m.json", '{"type": "BinaryQuadraticModel",\n "x": }', {},
-     "{p}:2: invalid JSON: Expecting value (column 7)"),
-    ("unknown suffix", "m.xyz", "1 2 3\n", {},
-     "{p}: unknown file suffix '.xyz'; known suffixes: <*>; or pass format= one of: <*>"),
-    ("unsniffable .txt", "m.txt", "hello world foo bar\n", {},
-     "{p}: cannot tell the format from the first line 'hello world foo bar': <*>; pass "
-     "format= one of: <*>"),
+    (
+        "instance out of range",
+        "b.bqp",
+        TWO_BQP,
+        {"instance": 3},
+        "{p}: instance 3 is out of range; the file holds 2 instances, pass instance=1..2",
+    ),
+    (
+        "instance 0",
+        "b.bqp",
+        TWO_BQP,
+        {"instance": 0},
+        "{p}: instance 0 is out of range; the file holds 2 instances, pass instance=1..2",
+    ),
+    (
+        "instance missing",
+        "b.bqp",
+        TWO_BQP,
+        {},
+        "{p} holds 2 instances; pass instance=1..2 to choose one (or use load_all / "
+        "read_instances)",
+    ),
+    (
+        "instance of a single file",
+        "g.gset",
+        "3 1\n1 2 1\n",
+        {"instance": 2},
+        "{p}: instance 2 is out of range; the file holds 1 instance, pass only instance=1 "
+        "(or None)",
+    ),
+    (
+        "random bytes to a text reader",
+        "g.gset",
+        b"\x00\x9f\x92\x96 random",
+        {},
+        f"{{p}} is not a text file (binary data at byte 0); expected {GSET_EXPECTED}",
+    ),
+    (
+        "invalid UTF-8 to a text reader",
+        "g.gset",
+        b"4 1\n1 2 \xff\n",
+        {},
+        f"{{p}} is not a text file (binary data at byte 8); expected {GSET_EXPECTED}",
+    ),
+    (
+        ".bqm contents to the Gset reader",
+        "g.gset",
+        _bqm_file(),
+        {},
+        f"{{p}} is not a text file (binary data at byte {BQM_NUL}); expected {GSET_EXPECTED}",
+    ),
+    (
+        ".bqm contents, format=qubo",
+        "m.bqm",
+        _bqm_file(),
+        {"format": "qubo"},
+        f"{{p}} is not a text file (binary data at byte {BQM_NUL}); expected "
+        f"a qbsolv .qubo file ('p qubo 0 maxNodes nNodes nCouplers' header, 'i j value' lines)",
+    ),
+    (
+        "text in a .bqm",
+        "m.bqm",
+        "4 1\n1 2 1\n",
+        {},
+        "{p}: not a dimod BQM file (<*>); expected the output of BinaryQuadraticModel.to_file()",
+    ),
+    (
+        "huge node count",
+        "g.gset",
+        "100000000 5\n",
+        {},
+        "{p}:1: node count N = 100000000 is more than this reader accepts (10,000,000); the "
+        "header is probably corrupt",
+    ),
+    (
+        "huge bqp n",
+        "b.bqp",
+        "1\n100000000 5\n",
+        {},
+        "{p}:2: instance 1: variable count n = 100000000 is more than this reader accepts "
+        "(10,000,000); the header is probably corrupt",
+    ),
+    (
+        "huge qubo maxNodes",
+        "q.qubo",
+        "p qubo 0 20000000 0 0\n",
+        {},
+        "{p}:1: maxNodes = 20000000 is more than this reader accepts (10,000,000); the header "
+        "is probably corrupt",
+    ),
+    (
+        "huge edge count",
+        "g.gset",
+        "3 99999999999\n",
+        {},
+        "{p}:1: edge count E = 99999999999 is more than this reader accepts (50,000,000); the "
+        "header is probably corrupt",
+    ),
+    (
+        "JSON of the wrong shape: list",
+        "m.json",
+        "[1, 2]",
+        {},
+        "{p}: not a dimod BQM JSON document (BinaryQuadraticModel.to_serializable()): found "
+        "type 'list'",
+    ),
+    (
+        "JSON of another dimod type",
+        "m.json",
+        '{"type": "DiscreteQuadraticModel"}',
+        {},
+        "{p}: not a dimod BQM JSON document (BinaryQuadraticModel.to_serializable()): found "
+        "type 'DiscreteQuadraticModel'",
+    ),
+    (
+        "JSON BQM without its arrays",
+        "m.json",
+        '{"type": "BinaryQuadraticModel"}',
+        {},
+        "{p}: malformed BQM JSON document (KeyError: 'variable_labels')",
+    ),
+    (
+        "JSON syntax error",
+        "m.json",
+        '{"type": "BinaryQuadraticModel",\n "x": }',
+        {},
+        "{p}:2: invalid JSON: Expecting value (column 7)",
+    ),
+    (
+        "unknown suffix",
+        "m.xyz",
+        "1 2 3\n",
+        {},
+        "{p}: unknown file suffix '.xyz'; known suffixes: <*>; or pass format= one of: <*>",
+    ),
+    (
+        "unsniffable .txt",
+        "m.txt",
+        "hello world foo bar\n",
+        {},
+        "{p}: cannot tell the format from the first line 'hello world foo bar': <*>; pass "
+        "format= one of: <*>",
+    ),
 ]
 
 
-@pytest.mark.parametrize("name, content, kwargs, expected",
-                         [case[1:] for case in FILE_CASES], ids=[c[0] for c in FILE_CASES])
+@pytest.mark.parametrize(
+    "name, content, kwargs, expected",
+    [case[1:] for case in FILE_CASES],
+    ids=[c[0] for c in FILE_CASES],
+)
 def test_problem_file(tmp_path, name, content, kwargs, expected):
     path = tmp_path / name
     if isinstance(content, bytes):
@@ -214,11 +432,14 @@ def test_missing_problem_file(tmp_path):
         qio.load(tmp_path / "nope.gset")
 
 
-@pytest.mark.parametrize("name, text", [
-    ("g.gset", "9999999 5\n1 2 1\n"),                     # truncated after the header
-    ("b.bqp", "1\n9999999 5\n1 1 1\n"),                   # the same, Beasley
-    ("q.qubo", "p qubo 0 9999999 1 0\n"),                 # declares a line it lacks
-])
+@pytest.mark.parametrize(
+    "name, text",
+    [
+        ("g.gset", "9999999 5\n1 2 1\n"),  # truncated after the header
+        ("b.bqp", "1\n9999999 5\n1 1 1\n"),  # the same, Beasley
+        ("q.qubo", "p qubo 0 9999999 1 0\n"),  # declares a line it lacks
+    ],
+)
 def test_large_declared_size_fails_before_allocating(tmp_path, name, text):
     """A header may declare up to 10^7 variables, but nothing n-sized is allocated until
     the lines have proved the file consistent (here they do not)."""
@@ -259,8 +480,9 @@ class Net(nn.Module):
         stem_width = width if stem_width is None else stem_width
         self.stem = nn.Conv2d(3, stem_width, 3, padding=1)
         self.bn = nn.BatchNorm2d(stem_width)
-        self.block = nn.Sequential(OrderedDict(conv1=nn.Conv2d(stem_width, width, 3, padding=1),
-                                               relu=nn.ReLU()))
+        self.block = nn.Sequential(
+            OrderedDict(conv1=nn.Conv2d(stem_width, width, 3, padding=1), relu=nn.ReLU())
+        )
         self.head = nn.Linear(width, classes)
 
     def forward(self, x):
@@ -325,13 +547,16 @@ def problem(**kwargs) -> PruningProblem:
 
 
 def one_channel_everywhere() -> nn.Module:
-    return nn.Sequential(nn.Conv2d(3, 1, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-                         nn.Linear(1, 2))
+    return nn.Sequential(
+        nn.Conv2d(3, 1, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(1, 2)
+    )
 
 
-NAN_LAYER = ("layer 'block.conv1' (Conv2d, weight shape (4, 4, 3, 3)) has 1 NaN or infinite "
-             "weight(s), the first in output channel 2: the energy cannot be built (did "
-             "training diverge? lower the learning rate or restart from a finite checkpoint)")
+NAN_LAYER = (
+    "layer 'block.conv1' (Conv2d, weight shape (4, 4, 3, 3)) has 1 NaN or infinite "
+    "weight(s), the first in output channel 2: the energy cannot be built (did "
+    "training diverge? lower the learning rate or restart from a finite checkpoint)"
+)
 KEEP = "keep must be a fraction in (0, 1], got {}"
 MASK = "group 'stem': mask {} shape {}, expected (4,)"
 IMPORTANCES = "l1, l2, bn, taylor, random, tp-magnitude, tp-taylor"
@@ -346,101 +571,206 @@ def _bn_nan() -> PruningProblem:
 
 # (id, action, exception type, message: exact, or a regex when it holds ".*")
 MODEL_CASES = [
-    ("NaN weight, redundancy energy",
-     lambda: PruningProblem.from_model(with_weight(math.nan), X, keep=0.5),
-     ValueError, NAN_LAYER),
-    ("inf weight, redundancy energy",
-     lambda: PruningProblem.from_model(with_weight(math.inf), X, keep=0.5),
-     ValueError, NAN_LAYER),
-    ("NaN weight, KL similarity",
-     lambda: PruningProblem.from_model(with_weight(math.nan), X, keep=0.5, similarity="kl"),
-     ValueError, NAN_LAYER),
-    ("NaN weight, paper's energy",
-     lambda: PruningProblem.from_model(with_weight(-math.inf), X, keep=0.5,
-                                       energy="ipruning"),
-     ValueError, NAN_LAYER),
-    ("NaN BatchNorm scale, bn importance", _bn_nan, ValueError,
-     "group 'stem': importance 'bn' is NaN or infinite (NaN/inf in the BatchNorm parameters, "
-     "the gradients or the data batch of its layers 'stem')"),
-    ("example inputs of the wrong shape",
-     lambda: ModelGroups(net(), torch.randn(2, 5, 8, 8)), ValueError,
-     "the model's forward pass failed on the example inputs (a torch.float32 tensor of "
-     "shape (2, 5, 8, 8)): RuntimeError: Given groups=1, weight of size [4, 3, 3, 3], "
-     "expected input[2, 5, 8, 8] to have 3 channels, but got 5 channels instead; pass "
-     "inputs shaped like one real batch"),
-    ("example inputs of the wrong width",
-     lambda: ModelGroups(nn.Sequential(nn.Linear(3, 4), nn.Linear(4, 2)), torch.randn(2, 5)),
-     ValueError,
-     "the model's forward pass failed on the example inputs (a torch.float32 tensor of "
-     "shape (2, 5)): RuntimeError: mat1 and mat2 shapes cannot be multiplied (2x5 and 3x4); "
-     "pass inputs shaped like one real batch"),
-    ("only one-channel layers", lambda: ModelGroups(one_channel_everywhere(), X), ValueError,
-     "no prunable channel group found (every layer is ignored, tied to an ignored layer or "
-     "to a custom layer's parameter, or has a single output channel)"),
-    ("unknown ignored layer", lambda: ModelGroups(net(), X, ignored_layers=["nope"]),
-     ValueError, "ignored layer 'nope' is not a module of the model"),
-    ("keep 0", lambda: PruningProblem.from_model(net(), X, keep=0.0), ValueError,
-     KEEP.format(0.0)),
-    ("keep -0.1", lambda: PruningProblem.from_model(net(), X, keep=-0.1), ValueError,
-     KEEP.format(-0.1)),
-    ("keep 1.5", lambda: PruningProblem.from_model(net(), X, keep=1.5), ValueError,
-     KEEP.format(1.5)),
-    ("keep nan", lambda: PruningProblem.from_model(net(), X, keep=math.nan), ValueError,
-     KEEP.format(math.nan)),
-    ("keep 1.5, baseline", lambda: ImportancePruner(net(), X, keep=1.5), ValueError,
-     KEEP.format(1.5)),
-    ("keep_by unknown", lambda: PruningProblem.from_model(net(), X, keep=0.5, keep_by="flops"),
-     ValueError, "keep_by must be 'params' or 'macs', got 'flops'"),
-    ("unknown energy", lambda: problem(energy="entropy"), ValueError,
-     "unknown energy 'entropy'; choose one of ipruning, redundancy"),
-    ("unknown importance", lambda: problem(importance="l3"), ValueError,
-     f"unknown importance 'l3'; choose one of {IMPORTANCES}"),
-    ("unknown similarity", lambda: problem(similarity="dot"), ValueError,
-     "unknown similarity 'dot'; choose one of cosine, kl"),
-    ("unknown baseline", lambda: ImportancePruner(net(), X, importance="l3"), ValueError,
-     "unknown baseline 'l3'; choose one of l1, random, tp-magnitude, tp-taylor"),
-    ("Taylor without targets", lambda: problem(importance="taylor"), ValueError,
-     "importance 'taylor' needs data=(inputs, targets), a labelled batch, got a Tensor (on "
-     "the command line it comes from --dataset)"),
-    ("Torch-Pruning Taylor without targets",
-     lambda: ImportancePruner(net(), X, importance="tp-taylor").step(), ValueError,
-     "importance 'tp-taylor' needs data=(inputs, targets), a labelled batch, got no data "
-     "(on the command line it comes from --dataset)"),
-    ("Taylor with float targets", lambda: problem(importance="taylor", data=(X, X)),
-     ValueError, "importance 'taylor' needs integer class labels of shape (N,) as targets, "
-                 "got a torch.float32 tensor of shape (2, 3, 8, 8)"),
-    ("Taylor with labels out of range",
-     lambda: problem(importance="taylor", data=(X, torch.tensor([0, 7]))), ValueError,
-     "importance 'taylor': the loss of the labelled batch cannot be computed (IndexError: "
-     "Target 7 is out of bounds.); targets must be one class index in [0, outputs) per "
-     "input"),
-    ("mask too long, energy",
-     lambda: problem().energy({"stem": np.ones(5, bool)}), ValueError,
-     MASK.format("of", "(5,)")),
-    ("mask 2-D, prune",
-     lambda: ModelGroups(net(), X).prune({"stem": np.ones((1, 4), bool)}), ValueError,
-     MASK.format("has", "(1, 4)")),
-    ("mask for an unknown group, energy",
-     lambda: problem().energy({"stem.typo": np.ones(4, bool)}), ValueError,
-     "masks for unknown groups ['stem.typo']; groups: stem, block.conv1"),
-    ("mask for an unknown group, prune",
-     lambda: ModelGroups(net(), X).prune({"stem.typo": np.ones(4, bool)}), UnknownGroupError,
-     "masks for unknown groups: ['stem.typo']; groups: stem, block.conv1"),
-    ("mask keeping nothing",
-     lambda: ModelGroups(net(), X).prune({"stem": np.zeros(4, bool)}), ValueError,
-     "group 'stem': the mask keeps no unit; at least one must stay for the network to "
-     "compute anything"),
-    ("unknown group name", lambda: problem().to_bqm("nope"), UnknownGroupError,
-     "no group named 'nope'; groups: stem, block.conv1"),
-    ("group index out of range", lambda: problem().to_bqm(5), IndexError,
-     "group index 5 out of range [0, 2)"),
-    ("unknown solver", lambda: problem().solve("nope"), ValueError,
-     "unknown solver 'nope'; available solvers: <*>"),
+    (
+        "NaN weight, redundancy energy",
+        lambda: PruningProblem.from_model(with_weight(math.nan), X, keep=0.5),
+        ValueError,
+        NAN_LAYER,
+    ),
+    (
+        "inf weight, redundancy energy",
+        lambda: PruningProblem.from_model(with_weight(math.inf), X, keep=0.5),
+        ValueError,
+        NAN_LAYER,
+    ),
+    (
+        "NaN weight, KL similarity",
+        lambda: PruningProblem.from_model(with_weight(math.nan), X, keep=0.5, similarity="kl"),
+        ValueError,
+        NAN_LAYER,
+    ),
+    (
+        "NaN weight, paper's energy",
+        lambda: PruningProblem.from_model(with_weight(-math.inf), X, keep=0.5, energy="ipruning"),
+        ValueError,
+        NAN_LAYER,
+    ),
+    (
+        "NaN BatchNorm scale, bn importance",
+        _bn_nan,
+        ValueError,
+        "group 'stem': importance 'bn' is NaN or infinite (NaN/inf in the BatchNorm parameters, "
+        "the gradients or the data batch of its layers 'stem')",
+    ),
+    (
+        "example inputs of the wrong shape",
+        lambda: ModelGroups(net(), torch.randn(2, 5, 8, 8)),
+        ValueError,
+        "the model's forward pass failed on the example inputs (a torch.float32 tensor of "
+        "shape (2, 5, 8, 8)): RuntimeError: Given groups=1, weight of size [4, 3, 3, 3], "
+        "expected input[2, 5, 8, 8] to have 3 channels, but got 5 channels instead; pass "
+        "inputs shaped like one real batch",
+    ),
+    (
+        "example inputs of the wrong width",
+        lambda: ModelGroups(nn.Sequential(nn.Linear(3, 4), nn.Linear(4, 2)), torch.randn(2, 5)),
+        ValueError,
+        "the model's forward pass failed on the example inputs (a torch.float32 tensor of "
+        "shape (2, 5)): RuntimeError: mat1 and mat2 shapes cannot be multiplied (2x5 and 3x4); "
+        "pass inputs shaped like one real batch",
+    ),
+    (
+        "only one-channel layers",
+        lambda: ModelGroups(one_channel_everywhere(), X),
+        ValueError,
+        "no prunable channel group found (every layer is ignored, tied to an ignored layer or "
+        "to a custom layer's parameter, or has a single output channel)",
+    ),
+    (
+        "unknown ignored layer",
+        lambda: ModelGroups(net(), X, ignored_layers=["nope"]),
+        ValueError,
+        "ignored layer 'nope' is not a module of the model",
+    ),
+    ("keep 0", lambda: PruningProblem.from_model(net(), X, keep=0.0), ValueError, KEEP.format(0.0)),
+    (
+        "keep -0.1",
+        lambda: PruningProblem.from_model(net(), X, keep=-0.1),
+        ValueError,
+        KEEP.format(-0.1),
+    ),
+    (
+        "keep 1.5",
+        lambda: PruningProblem.from_model(net(), X, keep=1.5),
+        ValueError,
+        KEEP.format(1.5),
+    ),
+    (
+        "keep nan",
+        lambda: PruningProblem.from_model(net(), X, keep=math.nan),
+        ValueError,
+        KEEP.format(math.nan),
+    ),
+    (
+        "keep 1.5, baseline",
+        lambda: ImportancePruner(net(), X, keep=1.5),
+        ValueError,
+        KEEP.format(1.5),
+    ),
+    (
+        "keep_by unknown",
+        lambda: PruningProblem.from_model(net(), X, keep=0.5, keep_by="flops"),
+        ValueError,
+        "keep_by must be 'params' or 'macs', got 'flops'",
+    ),
+    (
+        "unknown energy",
+        lambda: problem(energy="entropy"),
+        ValueError,
+        "unknown energy 'entropy'; choose one of ipruning, redundancy",
+    ),
+    (
+        "unknown importance",
+        lambda: problem(importance="l3"),
+        ValueError,
+        f"unknown importance 'l3'; choose one of {IMPORTANCES}",
+    ),
+    (
+        "unknown similarity",
+        lambda: problem(similarity="dot"),
+        ValueError,
+        "unknown similarity 'dot'; choose one of cosine, kl",
+    ),
+    (
+        "unknown baseline",
+        lambda: ImportancePruner(net(), X, importance="l3"),
+        ValueError,
+        "unknown baseline 'l3'; choose one of l1, random, tp-magnitude, tp-taylor",
+    ),
+    (
+        "Taylor without targets",
+        lambda: problem(importance="taylor"),
+        ValueError,
+        "importance 'taylor' needs data=(inputs, targets), a labelled batch, got a Tensor (on "
+        "the command line it comes from --dataset)",
+    ),
+    (
+        "Torch-Pruning Taylor without targets",
+        lambda: ImportancePruner(net(), X, importance="tp-taylor").step(),
+        ValueError,
+        "importance 'tp-taylor' needs data=(inputs, targets), a labelled batch, got no data "
+        "(on the command line it comes from --dataset)",
+    ),
+    (
+        "Taylor with float targets",
+        lambda: problem(importance="taylor", data=(X, X)),
+        ValueError,
+        "importance 'taylor' needs integer class labels of shape (N,) as targets, "
+        "got a torch.float32 tensor of shape (2, 3, 8, 8)",
+    ),
+    (
+        "Taylor with labels out of range",
+        lambda: problem(importance="taylor", data=(X, torch.tensor([0, 7]))),
+        ValueError,
+        "importance 'taylor': the loss of the labelled batch cannot be computed (IndexError: "
+        "Target 7 is out of bounds.); targets must be one class index in [0, outputs) per "
+        "input",
+    ),
+    (
+        "mask too long, energy",
+        lambda: problem().energy({"stem": np.ones(5, bool)}),
+        ValueError,
+        MASK.format("of", "(5,)"),
+    ),
+    (
+        "mask 2-D, prune",
+        lambda: ModelGroups(net(), X).prune({"stem": np.ones((1, 4), bool)}),
+        ValueError,
+        MASK.format("has", "(1, 4)"),
+    ),
+    (
+        "mask for an unknown group, energy",
+        lambda: problem().energy({"stem.typo": np.ones(4, bool)}),
+        ValueError,
+        "masks for unknown groups ['stem.typo']; groups: stem, block.conv1",
+    ),
+    (
+        "mask for an unknown group, prune",
+        lambda: ModelGroups(net(), X).prune({"stem.typo": np.ones(4, bool)}),
+        UnknownGroupError,
+        "masks for unknown groups: ['stem.typo']; groups: stem, block.conv1",
+    ),
+    (
+        "mask keeping nothing",
+        lambda: ModelGroups(net(), X).prune({"stem": np.zeros(4, bool)}),
+        ValueError,
+        "group 'stem': the mask keeps no unit; at least one must stay for the network to "
+        "compute anything",
+    ),
+    (
+        "unknown group name",
+        lambda: problem().to_bqm("nope"),
+        UnknownGroupError,
+        "no group named 'nope'; groups: stem, block.conv1",
+    ),
+    (
+        "group index out of range",
+        lambda: problem().to_bqm(5),
+        IndexError,
+        "group index 5 out of range [0, 2)",
+    ),
+    (
+        "unknown solver",
+        lambda: problem().solve("nope"),
+        ValueError,
+        "unknown solver 'nope'; available solvers: <*>",
+    ),
 ]
 
 
-@pytest.mark.parametrize("action, error, expected", [case[1:] for case in MODEL_CASES],
-                         ids=[c[0] for c in MODEL_CASES])
+@pytest.mark.parametrize(
+    "action, error, expected", [case[1:] for case in MODEL_CASES], ids=[c[0] for c in MODEL_CASES]
+)
 def test_model(action, error, expected):
     with pytest.raises(error) as info:
         action()
@@ -464,10 +794,12 @@ def test_a_bad_mask_leaves_the_model_untouched():
     assert all(torch.equal(before[k], after[k]) for k in before)
 
 
-@pytest.mark.parametrize("fill", ["zeros", "constant"], ids=["all-zero filters",
-                                                             "constant kernels"])
-@pytest.mark.parametrize("energy, similarity", [("ipruning", "cosine"), ("redundancy", "kl"),
-                                                ("redundancy", "cosine")])
+@pytest.mark.parametrize(
+    "fill", ["zeros", "constant"], ids=["all-zero filters", "constant kernels"]
+)
+@pytest.mark.parametrize(
+    "energy, similarity", [("ipruning", "cosine"), ("redundancy", "kl"), ("redundancy", "cosine")]
+)
 def test_zero_variance_filters_give_finite_energies(fill, energy, similarity):
     """pinv + log-det term 0 + non-finite -> 1 (ising_qubo/pruning/energies/paper.py)."""
     model = net()
@@ -484,12 +816,18 @@ def test_zero_variance_filters_give_finite_energies(fill, energy, similarity):
     assert solution.kept == prob.keep_counts
 
 
-@pytest.mark.parametrize("weight", [np.zeros((4, 3, 3, 3)), np.full((4, 3, 3, 3), 2.0),
-                                    np.zeros((4, 1, 3, 3)), np.zeros((4, 6))],
-                         ids=["zeros", "constant", "one input channel", "zero linear"])
+@pytest.mark.parametrize(
+    "weight",
+    [np.zeros((4, 3, 3, 3)), np.full((4, 3, 3, 3), 2.0), np.zeros((4, 1, 3, 3)), np.zeros((4, 6))],
+    ids=["zeros", "constant", "one input channel", "zero linear"],
+)
 def test_zero_variance_kl_and_cosine_are_finite(weight):
-    for matrix in (kl_matrix(weight), redundancy_affinity(weight), kl_redundancy(weight),
-                   cosine_redundancy(weight.reshape(len(weight), -1))):
+    for matrix in (
+        kl_matrix(weight),
+        redundancy_affinity(weight),
+        kl_redundancy(weight),
+        cosine_redundancy(weight.reshape(len(weight), -1)),
+    ):
         assert matrix.shape == (4, 4) and np.isfinite(matrix).all()
 
 
@@ -513,7 +851,8 @@ def test_custom_layer_with_own_weight_is_named_and_left_whole():
     assert messages == [
         "parameter 'dw.weight' of module 'dw' (DepthwiseWeight) is not part of a layer "
         "Torch-Pruning can prune, so its channel dimension is unknown: the channel group(s) "
-        "'conv1' tied to it stay whole (use standard layers, e.g. nn.Conv2d, to prune them)"]
+        "'conv1' tied to it stay whole (use standard layers, e.g. nn.Conv2d, to prune them)"
+    ]
     assert [g.name for g in prob.groups] == ["conv2"]
     prob.model_groups.prune(prob.solve("greedy").masks)
     assert model.dw.weight.shape == (4, 1, 3, 3) and model(X).shape == (2, 2)
@@ -537,17 +876,33 @@ def test_surgery_that_breaks_the_forward_pass_is_reported():
     groups.example_inputs = torch.randn(2, 5, 8, 8)  # stands in for a mis-pruned layer
     with pytest.raises(ValueError) as info:
         groups.prune({"stem": np.array([1, 1, 0, 1], bool)})
-    check_message(info.value, "the pruned model's forward pass fails (RuntimeError: <*>): a "
-                              "layer of this model is not one Torch-Pruning can prune "
-                              "correctly; pass it in ignored_layers")
+    check_message(
+        info.value,
+        "the pruned model's forward pass fails (RuntimeError: <*>): a "
+        "layer of this model is not one Torch-Pruning can prune "
+        "correctly; pass it in ignored_layers",
+    )
 
 
 # =========================================================================================
 # Data
 # =========================================================================================
 
-CLASSES = [c.encode() for c in ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog",
-                                "horse", "ship", "truck")]
+CLASSES = [
+    c.encode()
+    for c in (
+        "airplane",
+        "automobile",
+        "bird",
+        "cat",
+        "deer",
+        "dog",
+        "frog",
+        "horse",
+        "ship",
+        "truck",
+    )
+]
 
 
 def _dump(path: Path, obj) -> None:
@@ -559,8 +914,13 @@ def write_cifar10(root: Path, n: int = 4) -> Path:
     rng = np.random.default_rng(0)
     folder = root / "cifar-10-batches-py"
     for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
-        _dump(folder / name, {b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
-                              b"labels": [int(v) for v in rng.integers(0, 10, n)]})
+        _dump(
+            folder / name,
+            {
+                b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
+                b"labels": [int(v) for v in rng.integers(0, 10, n)],
+            },
+        )
     _dump(folder / "batches.meta", {b"label_names": CLASSES})
     return folder
 
@@ -593,22 +953,25 @@ def _cifar_with(batch_content):
         else:
             _dump(target, batch_content)
         return lambda: load_dataset("cifar10", root, split="test")
+
     return setup
 
 
 def _truncate(target: Path) -> None:
     data = target.read_bytes()
-    target.write_bytes(data[:len(data) // 2])
+    target.write_bytes(data[: len(data) // 2])
 
 
 def _fashion_labels(root: Path):
     for prefix, n in (("train", 3), ("t10k", 3)):
         images = np.zeros((n, 28, 28), np.uint8)
         labels = np.array([0, 12, 1][:n], np.uint8)
-        for kind, array, magic in (("images-idx3", images, 2051),
-                                   ("labels-idx1", labels, 2049)):
-            raw = (magic.to_bytes(4, "big") + np.asarray(array.shape, ">u4").tobytes()
-                   + array.tobytes())
+        for kind, array, magic in (("images-idx3", images, 2051), ("labels-idx1", labels, 2049)):
+            raw = (
+                magic.to_bytes(4, "big")
+                + np.asarray(array.shape, ">u4").tobytes()
+                + array.tobytes()
+            )
             (root / f"{prefix}-{kind}-ubyte.gz").write_bytes(gzip.compress(raw))
     return lambda: load_dataset("fashion-mnist", root)
 
@@ -618,6 +981,7 @@ def _images(layout):
         for folder, count, size in layout:
             write_images(root / folder, count, size)
         return lambda: load_splits("imagefolder", root)
+
     return setup
 
 
@@ -627,83 +991,158 @@ def _corrupt_image(root: Path):
     return lambda: load_dataset("imagefolder", root)
 
 
-CIFAR_HELP = ("Pass --data-dir DIR (data_dir=DIR in Python) pointing at a folder containing "
-              "'cifar-10-batches-py' (the unpacked cifar-10-python.tar.gz), or use --download "
-              "(download=True) when online.")
+CIFAR_HELP = (
+    "Pass --data-dir DIR (data_dir=DIR in Python) pointing at a folder containing "
+    "'cifar-10-batches-py' (the unpacked cifar-10-python.tar.gz), or use --download "
+    "(download=True) when online."
+)
 BATCH = "{root}/cifar-10-batches-py/test_batch"
 
 # (id, setup(root) -> action, exception type, message: exact, or a regex with ".*")
 DATA_CASES = [
-    ("missing dataset directory",
-     lambda root: (lambda: load_dataset("cifar10", root / "nowhere")), FileNotFoundError,
-     "CIFAR-10 not found: no 'cifar-10-batches-py' folder (with batches.meta). Searched "
-     "{root}/nowhere (and {root}/nowhere/cifar-10-batches-py). " + CIFAR_HELP),
-    ("missing batch file",
-     lambda root: (write_cifar10(root) / "data_batch_3").unlink() or
-     (lambda: load_dataset("cifar10", root)), FileNotFoundError,
-     "CIFAR-10 not found: {root}/cifar-10-batches-py/data_batch_3 is missing. Searched "
-     "{root} (and {root}/cifar-10-batches-py). " + CIFAR_HELP),
-    ("corrupt CIFAR pickle", _cifar_with(b"\x80\x02garbage"), ValueError,
-     BATCH + ": not a readable CIFAR python batch (UnpicklingError: <*>)"),
-    ("truncated CIFAR pickle", _cifar_with(_truncate), ValueError,
-     BATCH + ": not a readable CIFAR python batch (<*>)"),
-    ("CIFAR pickle that is not a dict", _cifar_with([1, 2, 3]), ValueError,
-     BATCH + ": expected a pickled dict, found list"),
-    ("CIFAR labels out of range",
-     _cifar_with({b"data": np.zeros((2, 3072), np.uint8), b"labels": [0, 10]}), ValueError,
-     BATCH + ": labels outside [0, 10)"),
-    ("CIFAR negative label",
-     _cifar_with({b"data": np.zeros((2, 3072), np.uint8), b"labels": [-1, 0]}), ValueError,
-     BATCH + ": labels outside [0, 10)"),
-    ("CIFAR images of the wrong size",
-     _cifar_with({b"data": np.zeros((2, 100), np.uint8), b"labels": [0, 1]}), ValueError,
-     BATCH + ": 'data' must be a uint8 array of shape (N, 3072), found uint8 array of shape "
-             "(2, 100)"),
-    ("CIFAR label count", _cifar_with({b"data": np.zeros((2, 3072), np.uint8),
-                                       b"labels": [0]}), ValueError,
-     BATCH + ": 'labels' must be 2 integers"),
-    ("Fashion-MNIST labels out of range", _fashion_labels, ValueError,
-     "{root}/train-labels-idx1-ubyte.gz: labels outside [0, 10)"),
-    ("images of different sizes",
-     _images([("train/a", 2, (4, 4)), ("train/b", 1, (5, 4))]), ValueError,
-     "{root}/train/b/0.png is 4x5 (WxH) but {root}/train/a/0.png is 4x4: all images must "
-     "have the same size (pass image_size=... to resize them)"),
-    ("undecodable image", _corrupt_image, ValueError,
-     "{root}/train/a/1.png: cannot decode image (UnidentifiedImageError: <*>)"),
-    ("split folder without class folders", _images([("train", 2, (4, 4))]),
-     FileNotFoundError,
-     "{root}/train: it has no class folders; 2 image(s) lie directly in it (put them in one "
-     "folder per class: train/<class>/*.png)"),
-    ("images directly in the data directory", _images([(".", 3, (4, 4))]), FileNotFoundError,
-     "{root}: 3 image(s) lie directly in it, without class folders (the class of an image "
-     "is the name of its folder): expected DIR/train/<class>/*.png|jpg (and "
-     "DIR/test/<class>/...), or class folders directly in DIR. Pass --data-dir DIR "
-     "(data_dir=DIR in Python) pointing at such a folder."),
-    ("missing image folder",
-     lambda root: (lambda: load_dataset("imagefolder", root / "nowhere")), FileNotFoundError,
-     "image folder {root}/nowhere does not exist. Pass --data-dir DIR (data_dir=DIR in "
-     "Python) pointing at a folder laid out as DIR/train/<class>/*.png|jpg (and "
-     "DIR/test/<class>/...)."),
-    ("image folder without data_dir", lambda root: (lambda: load_dataset("imagefolder")),
-     ValueError, "imagefolder needs data_dir (--data-dir DIR): a folder laid out as "
-                 "DIR/train/<class>/*.png|jpg and DIR/test/<class>/..."),
-    ("unknown dataset", lambda root: (lambda: load_dataset("mnist3d", root)), ValueError,
-     "unknown dataset 'mnist3d'; choose one of cifar10, cifar100, fashion-mnist, "
-     "imagefolder"),
-    ("validation larger than the data",
-     lambda root: write_cifar10(root) and (lambda: load_dataset("cifar10", root,
-                                                                 val_size=50)), ValueError,
-     "val_size=50 must be between 1 and 19 (the train split has 20 images)"),
-    ("labels outside the classes",
-     lambda root: (lambda: ImageDataset(torch.zeros(2, 3, 4, 4, dtype=torch.uint8),
-                                        torch.tensor([0, 3]), ["a", "b", "c"], "x",
-                                        (0.5,) * 3, (0.2,) * 3)),
-     ValueError, "labels must lie in [0, 3)"),
+    (
+        "missing dataset directory",
+        lambda root: lambda: load_dataset("cifar10", root / "nowhere"),
+        FileNotFoundError,
+        "CIFAR-10 not found: no 'cifar-10-batches-py' folder (with batches.meta). Searched "
+        "{root}/nowhere (and {root}/nowhere/cifar-10-batches-py). " + CIFAR_HELP,
+    ),
+    (
+        "missing batch file",
+        lambda root: (
+            (write_cifar10(root) / "data_batch_3").unlink()
+            or (lambda: load_dataset("cifar10", root))
+        ),
+        FileNotFoundError,
+        "CIFAR-10 not found: {root}/cifar-10-batches-py/data_batch_3 is missing. Searched "
+        "{root} (and {root}/cifar-10-batches-py). " + CIFAR_HELP,
+    ),
+    (
+        "corrupt CIFAR pickle",
+        _cifar_with(b"\x80\x02garbage"),
+        ValueError,
+        BATCH + ": not a readable CIFAR python batch (UnpicklingError: <*>)",
+    ),
+    (
+        "truncated CIFAR pickle",
+        _cifar_with(_truncate),
+        ValueError,
+        BATCH + ": not a readable CIFAR python batch (<*>)",
+    ),
+    (
+        "CIFAR pickle that is not a dict",
+        _cifar_with([1, 2, 3]),
+        ValueError,
+        BATCH + ": expected a pickled dict, found list",
+    ),
+    (
+        "CIFAR labels out of range",
+        _cifar_with({b"data": np.zeros((2, 3072), np.uint8), b"labels": [0, 10]}),
+        ValueError,
+        BATCH + ": labels outside [0, 10)",
+    ),
+    (
+        "CIFAR negative label",
+        _cifar_with({b"data": np.zeros((2, 3072), np.uint8), b"labels": [-1, 0]}),
+        ValueError,
+        BATCH + ": labels outside [0, 10)",
+    ),
+    (
+        "CIFAR images of the wrong size",
+        _cifar_with({b"data": np.zeros((2, 100), np.uint8), b"labels": [0, 1]}),
+        ValueError,
+        BATCH + ": 'data' must be a uint8 array of shape (N, 3072), found uint8 array of shape "
+        "(2, 100)",
+    ),
+    (
+        "CIFAR label count",
+        _cifar_with({b"data": np.zeros((2, 3072), np.uint8), b"labels": [0]}),
+        ValueError,
+        BATCH + ": 'labels' must be 2 integers",
+    ),
+    (
+        "Fashion-MNIST labels out of range",
+        _fashion_labels,
+        ValueError,
+        "{root}/train-labels-idx1-ubyte.gz: labels outside [0, 10)",
+    ),
+    (
+        "images of different sizes",
+        _images([("train/a", 2, (4, 4)), ("train/b", 1, (5, 4))]),
+        ValueError,
+        "{root}/train/b/0.png is 4x5 (WxH) but {root}/train/a/0.png is 4x4: all images must "
+        "have the same size (pass image_size=... to resize them)",
+    ),
+    (
+        "undecodable image",
+        _corrupt_image,
+        ValueError,
+        "{root}/train/a/1.png: cannot decode image (UnidentifiedImageError: <*>)",
+    ),
+    (
+        "split folder without class folders",
+        _images([("train", 2, (4, 4))]),
+        FileNotFoundError,
+        "{root}/train: it has no class folders; 2 image(s) lie directly in it (put them in one "
+        "folder per class: train/<class>/*.png)",
+    ),
+    (
+        "images directly in the data directory",
+        _images([(".", 3, (4, 4))]),
+        FileNotFoundError,
+        "{root}: 3 image(s) lie directly in it, without class folders (the class of an image "
+        "is the name of its folder): expected DIR/train/<class>/*.png|jpg (and "
+        "DIR/test/<class>/...), or class folders directly in DIR. Pass --data-dir DIR "
+        "(data_dir=DIR in Python) pointing at such a folder.",
+    ),
+    (
+        "missing image folder",
+        lambda root: lambda: load_dataset("imagefolder", root / "nowhere"),
+        FileNotFoundError,
+        "image folder {root}/nowhere does not exist. Pass --data-dir DIR (data_dir=DIR in "
+        "Python) pointing at a folder laid out as DIR/train/<class>/*.png|jpg (and "
+        "DIR/test/<class>/...).",
+    ),
+    (
+        "image folder without data_dir",
+        lambda root: lambda: load_dataset("imagefolder"),
+        ValueError,
+        "imagefolder needs data_dir (--data-dir DIR): a folder laid out as "
+        "DIR/train/<class>/*.png|jpg and DIR/test/<class>/...",
+    ),
+    (
+        "unknown dataset",
+        lambda root: lambda: load_dataset("mnist3d", root),
+        ValueError,
+        "unknown dataset 'mnist3d'; choose one of cifar10, cifar100, fashion-mnist, imagefolder",
+    ),
+    (
+        "validation larger than the data",
+        lambda root: write_cifar10(root) and (lambda: load_dataset("cifar10", root, val_size=50)),
+        ValueError,
+        "val_size=50 must be between 1 and 19 (the train split has 20 images)",
+    ),
+    (
+        "labels outside the classes",
+        lambda root: (
+            lambda: ImageDataset(
+                torch.zeros(2, 3, 4, 4, dtype=torch.uint8),
+                torch.tensor([0, 3]),
+                ["a", "b", "c"],
+                "x",
+                (0.5,) * 3,
+                (0.2,) * 3,
+            )
+        ),
+        ValueError,
+        "labels must lie in [0, 3)",
+    ),
 ]
 
 
-@pytest.mark.parametrize("setup, error, expected", [case[1:] for case in DATA_CASES],
-                         ids=[c[0] for c in DATA_CASES])
+@pytest.mark.parametrize(
+    "setup, error, expected", [case[1:] for case in DATA_CASES], ids=[c[0] for c in DATA_CASES]
+)
 def test_data(tmp_path, setup, error, expected):
     root = tmp_path.resolve()
     action = setup(root)
@@ -718,10 +1157,12 @@ def test_cifar_pickle_with_code_is_refused_not_run(tmp_path):
     _dump(tmp_path / "cifar-10-batches-py" / "test_batch", {b"data": Evil(marker)})
     with pytest.raises(ValueError) as info:
         load_dataset("cifar10", tmp_path, split="test")
-    check_message(info.value,
-                  "{root}/cifar-10-batches-py/test_batch: not a readable CIFAR python batch "
-                  "(UnpicklingError: refusing to load global posix.system (not a numpy array))",
-                  root=tmp_path)
+    check_message(
+        info.value,
+        "{root}/cifar-10-batches-py/test_batch: not a readable CIFAR python batch "
+        "(UnpicklingError: refusing to load global posix.system (not a numpy array))",
+        root=tmp_path,
+    )
     assert not marker.exists()
 
 
@@ -745,10 +1186,15 @@ def test_malicious_pickle_is_refused_not_run(tmp_path, write, loader):
     marker = tmp_path / "pwned"
     path = tmp_path / "evil.pt"
     write(path, marker)
-    reason = ("Trying to load unsupported GLOBAL posix.system whose module posix is blocked."
-              if write is _evil_torch else "Unsupported operand 149")
-    expected = (f"checkpoint '{path}' cannot be loaded as plain data (not written by "
-                f"save_checkpoint, corrupt, or unsafe; nothing in it was executed): {reason}")
+    reason = (
+        "Trying to load unsupported GLOBAL posix.system whose module posix is blocked."
+        if write is _evil_torch
+        else "Unsupported operand 149"
+    )
+    expected = (
+        f"checkpoint '{path}' cannot be loaded as plain data (not written by "
+        f"save_checkpoint, corrupt, or unsafe; nothing in it was executed): {reason}"
+    )
     if loader == "load_checkpoint":
         with pytest.raises(CheckpointError) as info:
             load_checkpoint(path)
@@ -796,6 +1242,7 @@ def _tamper(change):
             change(data)
             arch.write_text(json.dumps(data))
         return lambda: load_pruned(model)
+
     return setup
 
 
@@ -806,6 +1253,7 @@ def _set(*path_and_value):
         for key in path[:-1]:
             data = data[key]
         data[path[-1]] = value
+
     return change
 
 
@@ -851,71 +1299,142 @@ ARCH = "{root}/model/architecture.json"
 
 # (id, setup(saved model dir, root) -> action, exception type, message: exact or regex)
 CHECKPOINT_CASES = [
-    ("architecture.json not JSON", _tamper("{not json"), ValueError,
-     ARCH + ": not valid JSON: <*>"),
-    ("architecture.json of another format", _tamper(_set("format", "pickle/1")), ValueError,
-     ARCH + ": format must be 'ising-qubo-pruned/1', got 'pickle/1'"),
-    ("architecture.json: a dunder attribute", _tamper(_set("modules", "conv1", "__class__", 1)),
-     ValueError, ARCH + ": module 'conv1': unknown attribute '__class__' (allowed: <*>)"),
-    ("architecture.json: negative channels",
-     _tamper(_set("modules", "conv1", "out_channels", -3)), ValueError,
-     ARCH + ": module 'conv1': attribute 'out_channels' must be a non-negative integer or a "
-            "list of them, got -3"),
-    ("architecture.json: another module type",
-     _tamper(_set("modules", "conv1", "type", "Linear")), ValueError,
-     ARCH + ": module 'conv1' is recorded as Linear but the skeleton has a Conv2d"),
-    ("architecture.json: channels that do not fit the weights",
-     _tamper(_set("modules", "conv1", "out_channels", 15)), ValueError,
-     "{root}/model/model.safetensors: tensor 'conv1.weight' has shape [8, 3, 3, 3], but "
-     "module 'conv1' as recorded in architecture.json needs [15, 3, 3, 3]"),
-    ("architecture.json: unknown model", _tamper(_set("spec", "name", "os.system")),
-     ValueError, ARCH + ": cannot rebuild the architecture: unknown model 'os.system'; <*>"),
-    ("architecture.json: extra builder argument",
-     _tamper(_set("spec", "kwargs", "__import__", "os")), ValueError,
-     ARCH + ": cannot rebuild the architecture: model spec kwargs: unexpected "
-            "['__import__']; allowed: <*>"),
-    ("architecture.json: parameter count", _tamper(_set("num_parameters", 12)), ValueError,
-     ARCH + ": records 12 parameters, the rebuilt model has <*>"),
-    ("architecture.json from another save", _tamper(_set("save_id", "0" * 32)), ValueError,
-     "{root}/model/model.safetensors and architecture.json come from different saves (an "
-     "interrupted or mixed-up save); save the model again"),
-    ("truncated safetensors", _truncated_weights, ValueError,
-     "{root}/model/model.safetensors: not a readable safetensors file: <*>"),
-    ("not a model directory",
-     lambda saved, root: (lambda: load_pruned(root)), ValueError,
-     "no saved model at {root}: neither {root}/architecture.json nor "
-     "{root}/model/architecture.json (where a run directory of 'ising-qubo prune --out' "
-     "keeps it) exists; pass the directory that save_pruned wrote, or a run directory"),
-    ("a file instead of a model directory",
-     lambda saved, root: (lambda: load_pruned(saved / WEIGHTS_FILE)), ValueError,
-     f"{{saved}}/{WEIGHTS_FILE} is not a directory; pass the directory that save_pruned "
-     f"wrote"),
-    ("weights of another model", _other_model_weights, CheckpointError,
-     "weights file '{root}/other.pt' does not fit the CifarResNet model: 'conv1.weight' is "
-     "missing from the file (130 mismatching key(s) in all); pass weights saved from the "
-     "same --model and number of classes"),
-    ("weights for another number of classes", _wrong_classes, CheckpointError,
-     "weights file '{root}/w.safetensors' does not fit the CifarResNet model: "
-     "'fc.weight' has shape [100, 64] in the file but [10, 64] in the model (2 "
-     "mismatching key(s) in all); pass weights saved from the same --model and number of "
-     "classes"),
-    ("weights of another model, pipeline", _other_model_weights_pipeline, ValueError,
-     "--checkpoint: weights file '{root}/other.pt' does not fit the CifarResNet model: "
-     "'conv1.weight' is missing from the file (130 mismatching key(s) in all); pass weights "
-     "saved from the same --model and number of classes"),
-    ("truncated checkpoint", _truncated_checkpoint, CheckpointError,
-     "checkpoint '{root}/checkpoint.pt' is unreadable (truncated or corrupt?): "
-     "PytorchStreamReader failed reading zip archive: failed finding central directory"),
-    ("checkpoint without weights", _not_a_state_dict, CheckpointError,
-     "weights file '{root}/c.pt' is not a state dict: entry 'epoch' is not a tensor (int)"),
-    ("missing weights file",
-     lambda saved, root: (lambda: load_weights(build("resnet20"), root / "nope.pt")),
-     FileNotFoundError, "weights file '{root}/nope.pt' not found"),
+    (
+        "architecture.json not JSON",
+        _tamper("{not json"),
+        ValueError,
+        ARCH + ": not valid JSON: <*>",
+    ),
+    (
+        "architecture.json of another format",
+        _tamper(_set("format", "pickle/1")),
+        ValueError,
+        ARCH + ": format must be 'ising-qubo-pruned/1', got 'pickle/1'",
+    ),
+    (
+        "architecture.json: a dunder attribute",
+        _tamper(_set("modules", "conv1", "__class__", 1)),
+        ValueError,
+        ARCH + ": module 'conv1': unknown attribute '__class__' (allowed: <*>)",
+    ),
+    (
+        "architecture.json: negative channels",
+        _tamper(_set("modules", "conv1", "out_channels", -3)),
+        ValueError,
+        ARCH + ": module 'conv1': attribute 'out_channels' must be a non-negative integer or a "
+        "list of them, got -3",
+    ),
+    (
+        "architecture.json: another module type",
+        _tamper(_set("modules", "conv1", "type", "Linear")),
+        ValueError,
+        ARCH + ": module 'conv1' is recorded as Linear but the skeleton has a Conv2d",
+    ),
+    (
+        "architecture.json: channels that do not fit the weights",
+        _tamper(_set("modules", "conv1", "out_channels", 15)),
+        ValueError,
+        "{root}/model/model.safetensors: tensor 'conv1.weight' has shape [8, 3, 3, 3], but "
+        "module 'conv1' as recorded in architecture.json needs [15, 3, 3, 3]",
+    ),
+    (
+        "architecture.json: unknown model",
+        _tamper(_set("spec", "name", "os.system")),
+        ValueError,
+        ARCH + ": cannot rebuild the architecture: unknown model 'os.system'; <*>",
+    ),
+    (
+        "architecture.json: extra builder argument",
+        _tamper(_set("spec", "kwargs", "__import__", "os")),
+        ValueError,
+        ARCH + ": cannot rebuild the architecture: model spec kwargs: unexpected "
+        "['__import__']; allowed: <*>",
+    ),
+    (
+        "architecture.json: parameter count",
+        _tamper(_set("num_parameters", 12)),
+        ValueError,
+        ARCH + ": records 12 parameters, the rebuilt model has <*>",
+    ),
+    (
+        "architecture.json from another save",
+        _tamper(_set("save_id", "0" * 32)),
+        ValueError,
+        "{root}/model/model.safetensors and architecture.json come from different saves (an "
+        "interrupted or mixed-up save); save the model again",
+    ),
+    (
+        "truncated safetensors",
+        _truncated_weights,
+        ValueError,
+        "{root}/model/model.safetensors: not a readable safetensors file: <*>",
+    ),
+    (
+        "not a model directory",
+        lambda saved, root: lambda: load_pruned(root),
+        ValueError,
+        "no saved model at {root}: neither {root}/architecture.json nor "
+        "{root}/model/architecture.json (where a run directory of 'ising-qubo prune --out' "
+        "keeps it) exists; pass the directory that save_pruned wrote, or a run directory",
+    ),
+    (
+        "a file instead of a model directory",
+        lambda saved, root: lambda: load_pruned(saved / WEIGHTS_FILE),
+        ValueError,
+        f"{{saved}}/{WEIGHTS_FILE} is not a directory; pass the directory that save_pruned wrote",
+    ),
+    (
+        "weights of another model",
+        _other_model_weights,
+        CheckpointError,
+        "weights file '{root}/other.pt' does not fit the CifarResNet model: 'conv1.weight' is "
+        "missing from the file (130 mismatching key(s) in all); pass weights saved from the "
+        "same --model and number of classes",
+    ),
+    (
+        "weights for another number of classes",
+        _wrong_classes,
+        CheckpointError,
+        "weights file '{root}/w.safetensors' does not fit the CifarResNet model: "
+        "'fc.weight' has shape [100, 64] in the file but [10, 64] in the model (2 "
+        "mismatching key(s) in all); pass weights saved from the same --model and number of "
+        "classes",
+    ),
+    (
+        "weights of another model, pipeline",
+        _other_model_weights_pipeline,
+        ValueError,
+        "--checkpoint: weights file '{root}/other.pt' does not fit the CifarResNet model: "
+        "'conv1.weight' is missing from the file (130 mismatching key(s) in all); pass weights "
+        "saved from the same --model and number of classes",
+    ),
+    (
+        "truncated checkpoint",
+        _truncated_checkpoint,
+        CheckpointError,
+        "checkpoint '{root}/checkpoint.pt' is unreadable (truncated or corrupt?): "
+        "PytorchStreamReader failed reading zip archive: failed finding central directory",
+    ),
+    (
+        "checkpoint without weights",
+        _not_a_state_dict,
+        CheckpointError,
+        "weights file '{root}/c.pt' is not a state dict: entry 'epoch' is not a tensor (int)",
+    ),
+    (
+        "missing weights file",
+        lambda saved, root: lambda: load_weights(build("resnet20"), root / "nope.pt"),
+        FileNotFoundError,
+        "weights file '{root}/nope.pt' not found",
+    ),
 ]
 
 
-@pytest.mark.parametrize("setup, error, expected", [case[1:] for case in CHECKPOINT_CASES],
-                         ids=[c[0] for c in CHECKPOINT_CASES])
+@pytest.mark.parametrize(
+    "setup, error, expected",
+    [case[1:] for case in CHECKPOINT_CASES],
+    ids=[c[0] for c in CHECKPOINT_CASES],
+)
 def test_checkpoint(tmp_path, saved_model, setup, error, expected):
     action = setup(saved_model, tmp_path)
     with pytest.raises(error) as info:
@@ -927,8 +1446,9 @@ def test_tampered_spec_cannot_make_loading_allocate(tmp_path, saved_model):
     """A spec asking for 10^9 classes: the skeleton lives on the meta device, so loading
     allocates only what the file holds and the model is the saved one."""
     model_dir = _copy_model(saved_model, tmp_path / "model")
-    _set("spec", "kwargs", "num_classes", 10**9)(data := json.loads(
-        (model_dir / ARCHITECTURE_FILE).read_text()))
+    _set("spec", "kwargs", "num_classes", 10**9)(
+        data := json.loads((model_dir / ARCHITECTURE_FILE).read_text())
+    )
     (model_dir / ARCHITECTURE_FILE).write_text(json.dumps(data))
     x = torch.randn(1, 3, 32, 32)
     with torch.no_grad():
@@ -958,97 +1478,175 @@ def cli_files(tmp_path_factory, saved_model):
     model = build("resnet20")
     with torch.no_grad():
         model.layer1[0].conv1.weight[3, 0, 0, 0] = math.nan
-    safetensors.torch.save_file(model.state_dict(), str(files.setdefault(
-        "nanweights", root / "nan.safetensors")))
+    safetensors.torch.save_file(
+        model.state_dict(), str(files.setdefault("nanweights", root / "nan.safetensors"))
+    )
     write_cifar10(files.setdefault("cifar", root / "data"), n=2)
     return files
 
 
-EVIL_LINE = ("checkpoint '{evil}' cannot be loaded as plain data (not written by "
-             "save_checkpoint, corrupt, or unsafe; nothing in it was executed): Trying to load "
-             "unsupported GLOBAL posix.system whose module posix is blocked.")
+EVIL_LINE = (
+    "checkpoint '{evil}' cannot be loaded as plain data (not written by "
+    "save_checkpoint, corrupt, or unsafe; nothing in it was executed): Trying to load "
+    "unsupported GLOBAL posix.system whose module posix is blocked."
+)
 
 # (id, arguments ({name} = a file of cli_files), the message after "ising-qubo: error: ")
 CLI_CASES = [
     ("solve an empty file", ["solve", "{empty}"], "{empty}: empty file"),
-    ("solve a NaN file", ["solve", "{nan}"],
-     "{nan}:3: edge weight must be a finite number, got 'nan'"),
-    ("solve a huge header", ["solve", "{huge}"],
-     "{huge}:1: node count N = 100000000 is more than this reader accepts (10,000,000); the "
-     "header is probably corrupt"),
-    ("solve a multi-instance file without --instance", ["solve", "{bqp}"],
-     "{bqp} holds 2 instances; pass instance=1..2 to choose one (or use load_all / "
-     "read_instances)"),
-    ("info on a wrong instance", ["info", "{bqp}", "--instance", "5"],
-     "{bqp}: instance 5 is out of range; the file holds 2 instances, pass instance=1..2"),
-    ("convert a NaN JSON", ["convert", "{json}", "{root}/out.coo"],
-     "{json}: the linear bias of variable 0 is nan; every bias must be a finite number"),
-    ("unknown solver parameter", ["solve", "{good}", "--solver", "greedy", "--param",
-                                  "bogus=1"],
-     "solver 'greedy' has no parameter bogus; its parameters: <*>"),
-    ("option the solver does not take", ["solve", "{good}", "--solver", "greedy",
-                                         "--time-limit", "1"],
-     "solver 'greedy' does not take --time-limit; its parameters: <*>"),
-    ("prune with --keep 1.5", ["prune", "--keep", "1.5", "--out", "{root}/run1"],
-     "--keep must be a fraction in (0, 1], got 1.5"),
-    ("prune with --keep 0", ["prune", "--keep", "0", "--out", "{root}/run1"],
-     "--keep must be a fraction in (0, 1], got 0.0"),
-    ("prune with --keep nan", ["prune", "--keep", "nan", "--out", "{root}/run1"],
-     "--keep must be a fraction in (0, 1], got nan"),
-    ("prune with a missing --data-dir", ["prune", "--out", "{root}/run2", "--data-dir",
-                                         "{root}/nowhere"],
-     "CIFAR-10 not found: no 'cifar-10-batches-py' folder (with batches.meta). Searched "
-     "{root}/nowhere (and {root}/nowhere/cifar-10-batches-py). " + CIFAR_HELP),
-    ("prune with an unknown method", ["prune", "--method", "magic", "--out", "{root}/run3"],
-     "unknown method 'magic'; choose one of ising, l1, random, tp-magnitude, tp-taylor, "
-     "none"),
-    ("prune --checkpoint with code in it",
-     ["prune", "--out", "{root}/run4", "--data-dir", "{cifar}", "--checkpoint", "{evil}",
-      "--no-progress"],
-     "--checkpoint: checkpoint '{evil}' cannot be loaded as plain data (not written by "
-     "save_checkpoint, corrupt, or unsafe; nothing in it was executed): Trying to load "
-     "unsupported GLOBAL posix.system whose module posix is blocked."),
-    ("train --checkpoint of another model",
-     ["train", "--out", "{root}/run5", "--data-dir", "{cifar}", "--checkpoint", "{other}",
-      "--no-progress"],
-     "--checkpoint: weights file '{other}' does not fit the CifarResNet model: "
-     "'conv1.weight' is missing from the file (130 mismatching key(s) in all); pass weights "
-     "saved from the same --model and number of classes"),
-    ("evaluate a directory that is not a model", ["evaluate", "{root}"],
-     "no saved model at {root}: neither {root}/architecture.json nor "
-     "{root}/model/architecture.json (where a run directory of 'ising-qubo prune --out' "
-     "keeps it) exists; pass the directory that save_pruned wrote, or a run directory"),
-    ("evaluate a missing directory", ["evaluate", "{root}/nowhere"],
-     "no saved model at {root}/nowhere: the directory does not exist"),
-    ("export an unknown --model", ["export", "--model", "resnet21", "--out", "{root}/q1"],
-     "unknown model 'resnet21'; available: <*>"),
-    ("export --checkpoint with code in it",
-     ["export", "--checkpoint", "{evil}", "--out", "{root}/q2"],
-     "--checkpoint: " + EVIL_LINE),
-    ("export --checkpoint of another model",
-     ["export", "--checkpoint", "{other}", "--out", "{root}/q3"],
-     "--checkpoint: weights file '{other}' does not fit the CifarResNet model: "
-     "'conv1.weight' is missing from the file (130 mismatching key(s) in all); pass weights "
-     "saved from the same --model and number of classes"),
-    ("export --checkpoint truncated safetensors",
-     ["export", "--checkpoint", "{trunc}", "--out", "{root}/q4"],
-     "--checkpoint: weights file '{trunc}' is not a readable safetensors file: <*>"),
-    ("export --checkpoint with NaN weights",
-     ["export", "--checkpoint", "{nanweights}", "--out", "{root}/q5"],
-     "layer 'layer1.0.conv1' (Conv2d, weight shape (16, 16, 3, 3)) has 1 NaN or infinite "
-     "weight(s), the first in output channel 3: the energy cannot be built (did training "
-     "diverge? lower the learning rate or restart from a finite checkpoint)"),
-    ("export Taylor importance without data",
-     ["export", "--importance", "taylor", "--out", "{root}/q6"],
-     "importance 'taylor' needs data=(inputs, targets), a labelled batch, got a Tensor (on "
-     "the command line it comes from --dataset)"),
-    ("export an unknown importance", ["export", "--importance", "l3", "--out", "{root}/q7"],
-     f"unknown importance 'l3'; choose one of {IMPORTANCES}"),
+    (
+        "solve a NaN file",
+        ["solve", "{nan}"],
+        "{nan}:3: edge weight must be a finite number, got 'nan'",
+    ),
+    (
+        "solve a huge header",
+        ["solve", "{huge}"],
+        "{huge}:1: node count N = 100000000 is more than this reader accepts (10,000,000); the "
+        "header is probably corrupt",
+    ),
+    (
+        "solve a multi-instance file without --instance",
+        ["solve", "{bqp}"],
+        "{bqp} holds 2 instances; pass instance=1..2 to choose one (or use load_all / "
+        "read_instances)",
+    ),
+    (
+        "info on a wrong instance",
+        ["info", "{bqp}", "--instance", "5"],
+        "{bqp}: instance 5 is out of range; the file holds 2 instances, pass instance=1..2",
+    ),
+    (
+        "convert a NaN JSON",
+        ["convert", "{json}", "{root}/out.coo"],
+        "{json}: the linear bias of variable 0 is nan; every bias must be a finite number",
+    ),
+    (
+        "unknown solver parameter",
+        ["solve", "{good}", "--solver", "greedy", "--param", "bogus=1"],
+        "solver 'greedy' has no parameter bogus; its parameters: <*>",
+    ),
+    (
+        "option the solver does not take",
+        ["solve", "{good}", "--solver", "greedy", "--time-limit", "1"],
+        "solver 'greedy' does not take --time-limit; its parameters: <*>",
+    ),
+    (
+        "prune with --keep 1.5",
+        ["prune", "--keep", "1.5", "--out", "{root}/run1"],
+        "--keep must be a fraction in (0, 1], got 1.5",
+    ),
+    (
+        "prune with --keep 0",
+        ["prune", "--keep", "0", "--out", "{root}/run1"],
+        "--keep must be a fraction in (0, 1], got 0.0",
+    ),
+    (
+        "prune with --keep nan",
+        ["prune", "--keep", "nan", "--out", "{root}/run1"],
+        "--keep must be a fraction in (0, 1], got nan",
+    ),
+    (
+        "prune with a missing --data-dir",
+        ["prune", "--out", "{root}/run2", "--data-dir", "{root}/nowhere"],
+        "CIFAR-10 not found: no 'cifar-10-batches-py' folder (with batches.meta). Searched "
+        "{root}/nowhere (and {root}/nowhere/cifar-10-batches-py). " + CIFAR_HELP,
+    ),
+    (
+        "prune with an unknown method",
+        ["prune", "--method", "magic", "--out", "{root}/run3"],
+        "unknown method 'magic'; choose one of ising, l1, random, tp-magnitude, tp-taylor, none",
+    ),
+    (
+        "prune --checkpoint with code in it",
+        [
+            "prune",
+            "--out",
+            "{root}/run4",
+            "--data-dir",
+            "{cifar}",
+            "--checkpoint",
+            "{evil}",
+            "--no-progress",
+        ],
+        "--checkpoint: checkpoint '{evil}' cannot be loaded as plain data (not written by "
+        "save_checkpoint, corrupt, or unsafe; nothing in it was executed): Trying to load "
+        "unsupported GLOBAL posix.system whose module posix is blocked.",
+    ),
+    (
+        "train --checkpoint of another model",
+        [
+            "train",
+            "--out",
+            "{root}/run5",
+            "--data-dir",
+            "{cifar}",
+            "--checkpoint",
+            "{other}",
+            "--no-progress",
+        ],
+        "--checkpoint: weights file '{other}' does not fit the CifarResNet model: "
+        "'conv1.weight' is missing from the file (130 mismatching key(s) in all); pass weights "
+        "saved from the same --model and number of classes",
+    ),
+    (
+        "evaluate a directory that is not a model",
+        ["evaluate", "{root}"],
+        "no saved model at {root}: neither {root}/architecture.json nor "
+        "{root}/model/architecture.json (where a run directory of 'ising-qubo prune --out' "
+        "keeps it) exists; pass the directory that save_pruned wrote, or a run directory",
+    ),
+    (
+        "evaluate a missing directory",
+        ["evaluate", "{root}/nowhere"],
+        "no saved model at {root}/nowhere: the directory does not exist",
+    ),
+    (
+        "export an unknown --model",
+        ["export", "--model", "resnet21", "--out", "{root}/q1"],
+        "unknown model 'resnet21'; available: <*>",
+    ),
+    (
+        "export --checkpoint with code in it",
+        ["export", "--checkpoint", "{evil}", "--out", "{root}/q2"],
+        "--checkpoint: " + EVIL_LINE,
+    ),
+    (
+        "export --checkpoint of another model",
+        ["export", "--checkpoint", "{other}", "--out", "{root}/q3"],
+        "--checkpoint: weights file '{other}' does not fit the CifarResNet model: "
+        "'conv1.weight' is missing from the file (130 mismatching key(s) in all); pass weights "
+        "saved from the same --model and number of classes",
+    ),
+    (
+        "export --checkpoint truncated safetensors",
+        ["export", "--checkpoint", "{trunc}", "--out", "{root}/q4"],
+        "--checkpoint: weights file '{trunc}' is not a readable safetensors file: <*>",
+    ),
+    (
+        "export --checkpoint with NaN weights",
+        ["export", "--checkpoint", "{nanweights}", "--out", "{root}/q5"],
+        "layer 'layer1.0.conv1' (Conv2d, weight shape (16, 16, 3, 3)) has 1 NaN or infinite "
+        "weight(s), the first in output channel 3: the energy cannot be built (did training "
+        "diverge? lower the learning rate or restart from a finite checkpoint)",
+    ),
+    (
+        "export Taylor importance without data",
+        ["export", "--importance", "taylor", "--out", "{root}/q6"],
+        "importance 'taylor' needs data=(inputs, targets), a labelled batch, got a Tensor (on "
+        "the command line it comes from --dataset)",
+    ),
+    (
+        "export an unknown importance",
+        ["export", "--importance", "l3", "--out", "{root}/q7"],
+        f"unknown importance 'l3'; choose one of {IMPORTANCES}",
+    ),
 ]
 
 
-@pytest.mark.parametrize("argv, expected", [case[1:] for case in CLI_CASES],
-                         ids=[c[0] for c in CLI_CASES])
+@pytest.mark.parametrize(
+    "argv, expected", [case[1:] for case in CLI_CASES], ids=[c[0] for c in CLI_CASES]
+)
 def test_cli(cli_files, capsys, argv, expected):
     names = {k: str(v) for k, v in cli_files.items()}
     argv = [re.sub(r"\{(\w+)\}", lambda m: names[m.group(1)], arg) for arg in argv]

@@ -13,7 +13,6 @@ import dimod
 import numpy as np
 import pytest
 
-from ising_qubo.cli import app as cli
 from ising_qubo.bench import (
     BenchInstance,
     collect_instances,
@@ -21,6 +20,7 @@ from ising_qubo.bench import (
     target_value,
     time_to_target,
 )
+from ising_qubo.cli import app as cli
 from ising_qubo.cli.bench import parse_params
 from ising_qubo.solvers.neal import NealSampler
 
@@ -83,9 +83,15 @@ def test_end_to_end_outputs_and_consistency(tiny_files, tmp_path):
     instances = collect_instances([bqp, gset, "sk:16"])
     assert [i.name for i in instances] == ["tiny-1", "tiny-2", "tiny", "sk16_s0"]
     out = tmp_path / "out"
-    result = run_benchmark(instances, ["neal", "exact", "cpsat"], seeds=(0, 1),
-                           time_limit=1.0, target_fractions=(0.995, 1.0), progress=False,
-                           out_dir=out)
+    result = run_benchmark(
+        instances,
+        ["neal", "exact", "cpsat"],
+        seeds=(0, 1),
+        time_limit=1.0,
+        target_fractions=(0.995, 1.0),
+        progress=False,
+        out_dir=out,
+    )
     for name in ("results.json", "table.md", "trajectories.png"):
         assert (out / name).stat().st_size > 0, name
     data = json.loads((out / "results.json").read_text())
@@ -146,16 +152,18 @@ def test_named_sets_get_best_known(shared_bench):
     assert len(instances) == 10
     assert [i.name for i in instances] == [f"bqp50-{k}" for k in range(1, 11)]
     assert [i.best_known for i in instances] == table["beasley"]["bqp50"]
-    assert all(i.bqm.num_variables == 50 and i.objective_name == "bqp objective"
-               for i in instances)
+    assert all(i.bqm.num_variables == 50 and i.objective_name == "bqp objective" for i in instances)
     picked = collect_instances(["bqp50:3", "gset:G14"], bench_dir=shared_bench)
     assert [(i.name, i.best_known) for i in picked] == [
-        ("bqp50-3", table["beasley"]["bqp50"][2]), ("G14", table["gset"]["G14"])]
+        ("bqp50-3", table["beasley"]["bqp50"][2]),
+        ("G14", table["gset"]["G14"]),
+    ]
     assert picked[1].objective_name == "cut"
 
 
-@pytest.mark.parametrize("spec", ["nonsense", "sk:", "sk:1", "sk:12:x", "bqp50:11", "gset:G99",
-                                  "bqp77"])
+@pytest.mark.parametrize(
+    "spec", ["nonsense", "sk:", "sk:1", "sk:12:x", "bqp50:11", "gset:G99", "bqp77"]
+)
 def test_bad_specs_raise_naming_the_spec(spec, tmp_path):
     bench_dir = tmp_path / "bench"  # an empty bench dir: named sets are missing too
     with pytest.raises(ValueError, match=spec.split(":")[0]):
@@ -196,14 +204,24 @@ def test_keyboard_interrupt_keeps_results(tmp_path):
     flaky = InterruptingSampler(interrupt_on=2)
     instances = collect_instances(["sk:10", "sk:12"])
     with pytest.raises(KeyboardInterrupt):
-        run_benchmark(instances, {"flaky": flaky, "exact": "exact"}, seeds=(0, 1),
-                      time_limit=0.3, progress=False, out_dir=tmp_path, warmup=False,
-                      params={"flaky": {"single_call": True}})
+        run_benchmark(
+            instances,
+            {"flaky": flaky, "exact": "exact"},
+            seeds=(0, 1),
+            time_limit=0.3,
+            progress=False,
+            out_dir=tmp_path,
+            warmup=False,
+            params={"flaky": {"single_call": True}},
+        )
     data = json.loads((tmp_path / "results.json").read_text())
     assert data["interrupted"] is True
     # seed 0: flaky (call 1) and exact finished; seed 1: flaky interrupted on call 2.
     assert [(r["solver"], r["seed"], r["complete"]) for r in data["runs"]] == [
-        ("flaky", 0, True), ("exact", 0, True), ("flaky", 1, False)]
+        ("flaky", 0, True),
+        ("exact", 0, True),
+        ("flaky", 1, False),
+    ]
     assert data["runs"][0]["best_objective"] is not None
     assert "INTERRUPTED" in (tmp_path / "table.md").read_text()
 
@@ -219,8 +237,22 @@ def test_cli_interrupt_exit_code_130(tmp_path, monkeypatch):
         return original(self, bqm, **params)
 
     monkeypatch.setattr(NealSampler, "sample", sample)
-    code = cli.main(["bench", "sk:10", "--solvers", "neal", "--seeds", "1", "--time-limit",
-                     "5", "--out", str(tmp_path), "--no-progress", "--no-plot"])
+    code = cli.main(
+        [
+            "bench",
+            "sk:10",
+            "--solvers",
+            "neal",
+            "--seeds",
+            "1",
+            "--time-limit",
+            "5",
+            "--out",
+            str(tmp_path),
+            "--no-progress",
+            "--no-plot",
+        ]
+    )
     assert code == cli.EXIT_INTERRUPTED
     data = json.loads((tmp_path / "results.json").read_text())
     assert data["interrupted"] is True and data["runs"][0]["rounds"] == 1
@@ -240,9 +272,9 @@ def test_time_to_target_handles_signs():
 
 
 def test_params_and_solver_validation():
-    assert parse_params(["neal:num_reads=4", "torch-sa:device=cuda",
-                                   "neal:beta_range=[0.1, 5]"]) == {
-        "neal": {"num_reads": 4, "beta_range": [0.1, 5]}, "torch-sa": {"device": "cuda"}}
+    assert parse_params(
+        ["neal:num_reads=4", "torch-sa:device=cuda", "neal:beta_range=[0.1, 5]"]
+    ) == {"neal": {"num_reads": 4, "beta_range": [0.1, 5]}, "torch-sa": {"device": "cuda"}}
     with pytest.raises(ValueError, match="SOLVER:KEY=VALUE"):
         parse_params(["num_reads=4"])
     instances = collect_instances(["sk:6"])
@@ -257,16 +289,35 @@ def test_params_and_solver_validation():
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "ising_qubo.cli", "bench", *args],
-                          capture_output=True, text=True, cwd=REPO, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "ising_qubo.cli", "bench", *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+    )
 
 
 def test_cli_subprocess(tiny_files, tmp_path):
     bqp, _ = tiny_files
     out = tmp_path / "cli-out"
-    done = _cli(str(bqp), "sk:12", "--solvers", "neal,exact", "--seeds", "1", "--time-limit",
-                "0.3", "--targets", "0.99,1", "--out", str(out), "--no-progress",
-                "--param", "neal:num_sweeps=200")
+    done = _cli(
+        str(bqp),
+        "sk:12",
+        "--solvers",
+        "neal,exact",
+        "--seeds",
+        "1",
+        "--time-limit",
+        "0.3",
+        "--targets",
+        "0.99,1",
+        "--out",
+        str(out),
+        "--no-progress",
+        "--param",
+        "neal:num_sweeps=200",
+    )
     assert done.returncode == 0, done.stderr
     assert "## sk12_s0" in done.stdout and "t 99% (s)" in done.stdout
     for name in ("results.json", "table.md", "trajectories.png"):
@@ -290,10 +341,12 @@ def test_cli_subprocess(tiny_files, tmp_path):
 def test_sense_min_instance_and_best_known_early_stop(tmp_path):
     bqm = dimod.BinaryQuadraticModel({0: 1.0, 1: -2.0}, {(0, 1): 0.5}, 0.0, "BINARY")
     best = float(dimod.ExactSolver().sample(bqm).first.energy)
-    inst = BenchInstance("energy-min", bqm, best_known=best, objective=float, sense="min",
-                         objective_name="energy")
-    result = run_benchmark([inst], ["neal"], seeds=(0,), time_limit=5.0, progress=False,
-                           out_dir=tmp_path, plot=False)
+    inst = BenchInstance(
+        "energy-min", bqm, best_known=best, objective=float, sense="min", objective_name="energy"
+    )
+    result = run_benchmark(
+        [inst], ["neal"], seeds=(0,), time_limit=5.0, progress=False, out_dir=tmp_path, plot=False
+    )
     (run,) = result.runs
     assert run.best_objective == best
     assert run.elapsed < 1.0  # stopped on reaching the best-known value
@@ -304,8 +357,16 @@ def test_sense_min_instance_and_best_known_early_stop(tmp_path):
 def test_results_json_names_non_finite_numbers_and_reads_back(tmp_path):
     from ising_qubo.io.jsonvalues import read_float
 
-    result = run_benchmark(["sk:6"], ["exact"], seeds=(0,), time_limit=1.0, progress=False,
-                           out_dir=tmp_path, plot=False, warmup=False)
+    result = run_benchmark(
+        ["sk:6"],
+        ["exact"],
+        seeds=(0,),
+        time_limit=1.0,
+        progress=False,
+        out_dir=tmp_path,
+        plot=False,
+        warmup=False,
+    )
     (run,) = result.runs
     run.energy_mismatch = math.inf  # a solver whose reported energy overflowed, say
     run.trajectory.append([np.float32(2.0), np.float64(-np.inf)])
@@ -329,8 +390,7 @@ def test_grow_override_sets_the_anneal_length_per_round():
     assert [fixed.call_params(0, r, 10.0)["num_sweeps"] for r in range(4)] == [4000] * 4
     assert "every round the same" in fixed.about
     [doubling] = plan_solvers(["neal"], {"neal": {"grow": "2"}})
-    assert [doubling.call_params(0, r, 10.0)["num_sweeps"] for r in range(3)] == [1000, 2000,
-                                                                               4000]
+    assert [doubling.call_params(0, r, 10.0)["num_sweeps"] for r in range(3)] == [1000, 2000, 4000]
     assert doubling.call_params(0, 10, 10.0)["num_sweeps"] == 32_000  # the cap stays
     for bad in (0.5, "fast", float("nan")):
         with pytest.raises(ValueError, match="grow must be a factor >= 1"):

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 import ising_qubo
-from ising_qubo.solvers.budgeted import budgeted_anneal, budgeted_descent
-from ising_qubo.solvers import _swap_cpu
 from ising_qubo.lowrank import LowRankIsing
+from ising_qubo.solvers import _swap_cpu
+from ising_qubo.solvers.budgeted import budgeted_anneal, budgeted_descent
 
 
 def random_structured(seed: int, n: int = 12, rank: int = 3) -> LowRankIsing:
@@ -34,8 +34,7 @@ TARGETS = [2, 3, 1]
 
 
 def feasible_states(n: int, groups, targets) -> np.ndarray:
-    choices = [list(itertools.combinations(index.tolist(), k))
-               for index, k in zip(groups, targets)]
+    choices = [list(itertools.combinations(index.tolist(), k)) for index, k in zip(groups, targets)]
     states = []
     for picks in itertools.product(*choices):
         s = -np.ones(n)
@@ -70,8 +69,7 @@ def test_anneal_reaches_the_brute_force_constrained_optimum(seed):
     model = random_structured(seed)
     states = feasible_states(model.num_variables, GROUPS, TARGETS)
     optimum = dense_energy(model, states).min()
-    spins, info = budgeted_anneal(model, GROUPS, TARGETS, num_reads=4, num_sweeps=200,
-                                  seed=seed)
+    spins, info = budgeted_anneal(model, GROUPS, TARGETS, num_reads=4, num_sweeps=200, seed=seed)
     energies = model.energies(spins)
     for s in spins:
         assert [int((s[index] > 0).sum()) for index in GROUPS] == TARGETS
@@ -87,8 +85,9 @@ def test_descent_meets_the_budget_and_is_swap_local_minimum(seed):
     start = rng.choice([-1.0, 1.0], size=model.num_variables)
     spins, repairs, swaps = budgeted_descent(model, start, GROUPS, TARGETS)
     assert [int((spins[index] > 0).sum()) for index in GROUPS] == TARGETS
-    assert repairs == sum(abs(int((start[index] > 0).sum()) - k)
-                          for index, k in zip(GROUPS, TARGETS))
+    assert repairs == sum(
+        abs(int((start[index] > 0).sum()) - k) for index, k in zip(GROUPS, TARGETS)
+    )
     assert_swap_local_minimum(model, spins, GROUPS)
     # the repair flips are greedy: each the cheapest flip in the needed direction
     assert np.array_equal(spins, budgeted_descent(model, spins, GROUPS, TARGETS)[0])
@@ -104,9 +103,17 @@ def test_kernel_fields_stay_exact_after_many_moves():
     state = layout.state(start)
     order, kept = layout.slots(state[0])
     rng_state = np.arange(1, 4, dtype=np.uint64)
-    accepted = _swap_cpu.swap_sweeps(*state, order, layout.g_ptr, layout.g_vars, kept,
-                                     np.full(50, 0.3), rng_state, *layout._blocks,
-                                     *layout._lowrank)
+    accepted = _swap_cpu.swap_sweeps(
+        *state,
+        order,
+        layout.g_ptr,
+        layout.g_vars,
+        kept,
+        np.full(50, 0.3),
+        rng_state,
+        *layout._blocks,
+        *layout._lowrank,
+    )
     assert accepted.min() > 0
     fresh = layout.state(state[0])
     for moved, recomputed in zip(state[1:], fresh[1:]):
@@ -115,7 +122,7 @@ def test_kernel_fields_stay_exact_after_many_moves():
         for g, index in enumerate(GROUPS):
             a, b = layout.g_ptr[g], layout.g_ptr[g + 1]
             assert sorted(order[r, a:b].tolist()) == sorted(index.tolist())
-            assert np.all(state[0][r, order[r, a:a + kept[g]]] > 0)
+            assert np.all(state[0][r, order[r, a : a + kept[g]]] > 0)
 
 
 def test_torch_sa_cardinalities_meet_budget_and_match_brute_force():
@@ -123,10 +130,12 @@ def test_torch_sa_cardinalities_meet_budget_and_match_brute_force():
     labels = model.labels
     cards = [([labels[i] for i in index], k) for index, k in zip(GROUPS, TARGETS)]
     sampler = ising_qubo.get_solver("torch-sa")
-    result = sampler.sample_structured(model, num_reads=3, num_sweeps=100, seed=5,
-                                       cardinalities=cards)
-    again = sampler.sample_structured(model, num_reads=3, num_sweeps=100, seed=5,
-                                      cardinalities=cards)
+    result = sampler.sample_structured(
+        model, num_reads=3, num_sweeps=100, seed=5, cardinalities=cards
+    )
+    again = sampler.sample_structured(
+        model, num_reads=3, num_sweeps=100, seed=5, cardinalities=cards
+    )
     assert np.array_equal(result.record.sample, again.record.sample)  # seeded
     assert result.info["backend"] == "numba-swaps"
     optimum = dense_energy(model, feasible_states(model.num_variables, GROUPS, TARGETS)).min()
@@ -135,17 +144,21 @@ def test_torch_sa_cardinalities_meet_budget_and_match_brute_force():
         assert [int((row[index] > 0).sum()) for index in GROUPS] == TARGETS
 
 
-@pytest.mark.parametrize("cards, message", [
-    ([([0, 3, 6, 9], 2), ([1, 4, 7, 10, 2], 3)], "must cover every variable"),
-    ([([0, 3, 6, 9], 2), ([0, 1, 4, 7, 10, 2, 5, 8, 11], 3)], "overlaps another group"),
-    ([([0, 3, 6, 9], 5), ([1, 4, 7, 10, 2, 5, 8, 11], 3)], r"asks for 5 of 4"),
-    ([([0, 3, 6, 99], 2)], r"names variables not in the problem: \[99\]"),
-    ([3, 4], "list of \\(labels, k\\) pairs"),
-])
+@pytest.mark.parametrize(
+    "cards, message",
+    [
+        ([([0, 3, 6, 9], 2), ([1, 4, 7, 10, 2], 3)], "must cover every variable"),
+        ([([0, 3, 6, 9], 2), ([0, 1, 4, 7, 10, 2, 5, 8, 11], 3)], "overlaps another group"),
+        ([([0, 3, 6, 9], 5), ([1, 4, 7, 10, 2, 5, 8, 11], 3)], r"asks for 5 of 4"),
+        ([([0, 3, 6, 99], 2)], r"names variables not in the problem: \[99\]"),
+        ([3, 4], "list of \\(labels, k\\) pairs"),
+    ],
+)
 def test_torch_sa_cardinalities_errors(cards, message):
     with pytest.raises(ValueError, match=message):
         ising_qubo.get_solver("torch-sa").sample_structured(
-            random_structured(0), num_reads=1, num_sweeps=5, cardinalities=cards)
+            random_structured(0), num_reads=1, num_sweeps=5, cardinalities=cards
+        )
 
 
 def test_swap_anneal_honours_time_limit_and_ctrl_c(monkeypatch):
@@ -156,8 +169,9 @@ def test_swap_anneal_honours_time_limit_and_ctrl_c(monkeypatch):
     sampler = ising_qubo.get_solver("torch-sa")
     sampler.sample_structured(model, num_reads=2, num_sweeps=2, cardinalities=cards)  # JIT
     started = time.perf_counter()
-    result = sampler.sample_structured(model, num_reads=2, num_sweeps=10**8, seed=0,
-                                       cardinalities=cards, time_limit=1.0)
+    result = sampler.sample_structured(
+        model, num_reads=2, num_sweeps=10**8, seed=0, cardinalities=cards, time_limit=1.0
+    )
     # within 10%, plus the same allowance as tests/test_interrupts.py (descent, SampleSet,
     # scheduling noise on a busy 2-core machine)
     assert time.perf_counter() - started <= 1.1 * 1.0 + 0.1
@@ -173,8 +187,9 @@ def test_swap_anneal_honours_time_limit_and_ctrl_c(monkeypatch):
         return sweeps(*args)
 
     monkeypatch.setattr(_swap_cpu, "swap_sweeps", ctrl_c_after_two)
-    result = sampler.sample_structured(model, num_reads=2, num_sweeps=10**6, seed=0,
-                                       cardinalities=cards)
+    result = sampler.sample_structured(
+        model, num_reads=2, num_sweeps=10**6, seed=0, cardinalities=cards
+    )
     assert result.info["interrupted"] is True
     assert len(calls) == 2
     for row in result.record.sample:  # the interrupted states still meet the budget
@@ -185,8 +200,11 @@ def test_dense_bqm_of_a_huge_structured_problem_is_refused_with_its_size(monkeyp
     from ising_qubo import lowrank
 
     monkeypatch.setattr(lowrank, "DENSE_BQM_LIMIT", 10)
-    with pytest.raises(ValueError, match=r"\(12 variables\) would hold 66 couplings .*"
-                                         r"use the structured form"):
+    with pytest.raises(
+        ValueError,
+        match=r"\(12 variables\) would hold 66 couplings .*"
+        r"use the structured form",
+    ):
         random_structured(0).to_bqm()
     monkeypatch.setattr(lowrank, "DENSE_BQM_LIMIT", 12)
     assert random_structured(0).to_bqm().num_interactions == 66  # at the limit: built
@@ -200,16 +218,26 @@ def test_problem_save_skips_a_too_large_network_file_with_a_warning(monkeypatch,
     from ising_qubo.pruning.problem import PruningProblem
 
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Conv2d(3, 6, 3), nn.BatchNorm2d(6), nn.ReLU(),
-                          nn.Conv2d(6, 5, 3), nn.ReLU(), nn.Flatten(), nn.LazyLinear(2))
+    model = nn.Sequential(
+        nn.Conv2d(3, 6, 3),
+        nn.BatchNorm2d(6),
+        nn.ReLU(),
+        nn.Conv2d(6, 5, 3),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.LazyLinear(2),
+    )
     batch = torch.randn(4, 3, 8, 8)
     model(batch)
     problem = PruningProblem.from_model(model, batch, energy="ipruning", keep=0.5)
     problem.save(tmp_path / "fits")
     assert (tmp_path / "fits" / "network.coo").exists()
     monkeypatch.setattr(problem_module, "DENSE_BQM_LIMIT", problem.num_variables - 1)
-    with pytest.warns(UserWarning, match="network.coo not written: the whole-network BQM of "
-                                         f"{problem.num_variables} variables would be dense"):
+    with pytest.warns(
+        UserWarning,
+        match="network.coo not written: the whole-network BQM of "
+        f"{problem.num_variables} variables would be dense",
+    ):
         problem.save(tmp_path / "large")
     assert not (tmp_path / "large" / "network.coo").exists()
     assert (tmp_path / "large" / "manifest.json").exists()

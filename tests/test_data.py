@@ -50,15 +50,27 @@ def write_cifar10(root: Path, per_batch: int = 20, n_test: int = 30, seed: int =
         data = rng.integers(0, 256, (per_batch, 3072), dtype=np.uint8)
         labels = rng.integers(0, 10, per_batch)
         arrays[f"data_batch_{i}"] = (data, labels)
-        _dump(folder / f"data_batch_{i}", {b"batch_label": b"training batch", b"data": data,
-                                            b"labels": [int(v) for v in labels],
-                                            b"filenames": [b"x.png"] * per_batch})
+        _dump(
+            folder / f"data_batch_{i}",
+            {
+                b"batch_label": b"training batch",
+                b"data": data,
+                b"labels": [int(v) for v in labels],
+                b"filenames": [b"x.png"] * per_batch,
+            },
+        )
     data = rng.integers(0, 256, (n_test, 3072), dtype=np.uint8)
     labels = rng.integers(0, 10, n_test)
     arrays["test_batch"] = (data, labels)
     _dump(folder / "test_batch", {b"data": data, b"labels": [int(v) for v in labels]})
-    _dump(folder / "batches.meta", {b"label_names": [c.encode() for c in CIFAR10_CLASSES],
-                                    b"num_cases_per_batch": per_batch, b"num_vis": 3072})
+    _dump(
+        folder / "batches.meta",
+        {
+            b"label_names": [c.encode() for c in CIFAR10_CLASSES],
+            b"num_cases_per_batch": per_batch,
+            b"num_vis": 3072,
+        },
+    )
     return arrays
 
 
@@ -71,10 +83,22 @@ def write_cifar100(root: Path, n_train: int = 300, n_test: int = 100) -> dict:
         data = rng.integers(0, 256, (n, 3072), dtype=np.uint8)
         fine = rng.integers(0, 100, n)
         out[part] = (data, fine)
-        _dump(folder / part, {"data": data, "fine_labels": [int(v) for v in fine],
-                              "coarse_labels": [int(v) // 5 for v in fine]}, protocol=4)
-    _dump(folder / "meta", {"fine_label_names": [f"class{i:02d}" for i in range(100)],
-                            "coarse_label_names": [f"super{i}" for i in range(20)]})
+        _dump(
+            folder / part,
+            {
+                "data": data,
+                "fine_labels": [int(v) for v in fine],
+                "coarse_labels": [int(v) // 5 for v in fine],
+            },
+            protocol=4,
+        )
+    _dump(
+        folder / "meta",
+        {
+            "fine_label_names": [f"class{i:02d}" for i in range(100)],
+            "coarse_label_names": [f"super{i}" for i in range(20)],
+        },
+    )
     return out
 
 
@@ -83,8 +107,9 @@ def idx_bytes(array: np.ndarray, magic: int) -> bytes:
     return magic.to_bytes(4, "big") + dims + np.ascontiguousarray(array, np.uint8).tobytes()
 
 
-def write_fashion(directory: Path, n_train: int = 40, n_test: int = 20, gz: bool = True,
-                  seed: int = 0) -> dict:
+def write_fashion(
+    directory: Path, n_train: int = 40, n_test: int = 20, gz: bool = True, seed: int = 0
+) -> dict:
     rng = np.random.default_rng(seed)
     directory.mkdir(parents=True, exist_ok=True)
     out = {}
@@ -116,8 +141,9 @@ def test_stratified_indices_exact_and_proportional():
         quota = counts * n / labels.size
         assert np.all(got >= np.floor(quota)) and np.all(got <= np.ceil(quota))
     assert np.array_equal(stratified_indices(labels, 100, 5), stratified_indices(labels, 100, 5))
-    assert not np.array_equal(stratified_indices(labels, 100, 5),
-                              stratified_indices(labels, 100, 6))
+    assert not np.array_equal(
+        stratified_indices(labels, 100, 5), stratified_indices(labels, 100, 6)
+    )
     with pytest.raises(ValueError):
         stratified_indices(labels, 504)
 
@@ -126,8 +152,14 @@ def _toy(n=60, classes=3, channels=3, size=(5, 4), seed=0) -> ImageDataset:
     g = torch.Generator().manual_seed(seed)
     images = torch.randint(0, 256, (n, channels, *size), generator=g, dtype=torch.uint8)
     labels = torch.arange(n) % classes
-    return ImageDataset(images, labels, [f"c{i}" for i in range(classes)], "toy",
-                        (0.5,) * channels, (0.25,) * channels)
+    return ImageDataset(
+        images,
+        labels,
+        [f"c{i}" for i in range(classes)],
+        "toy",
+        (0.5,) * channels,
+        (0.25,) * channels,
+    )
 
 
 def test_image_dataset_properties_subset_split():
@@ -196,8 +228,7 @@ class _Evil:
 def test_cifar_pickle_cannot_run_code(tmp_path):
     write_cifar10(tmp_path, per_batch=4, n_test=6)
     marker = tmp_path / "pwned"
-    _dump(tmp_path / "cifar-10-batches-py" / "test_batch",
-          {b"data": _Evil(marker), b"labels": [0]})
+    _dump(tmp_path / "cifar-10-batches-py" / "test_batch", {b"data": _Evil(marker), b"labels": [0]})
     with pytest.raises(ValueError, match="test_batch.*refusing to load global"):
         load_dataset("cifar10", tmp_path, split="test")
     assert not marker.exists()
@@ -248,8 +279,11 @@ def test_cifar_download_offline_is_a_clear_error(tmp_path, monkeypatch):
     assert "cifar-10-python.tar.gz" in message and "--data-dir" in message
     assert str(tmp_path.resolve()) in message and "URLError" in message
     assert isinstance(info.value.__cause__, urllib.error.URLError)
-    monkeypatch.setattr(tv_utils, "download_and_extract_archive",
-                        lambda *a, **k: (_ for _ in ()).throw(OSError("disk full")))
+    monkeypatch.setattr(
+        tv_utils,
+        "download_and_extract_archive",
+        lambda *a, **k: (_ for _ in ()).throw(OSError("disk full")),
+    )
     with pytest.raises(RuntimeError, match="CIFAR-100.*disk full"):
         download_cifar("cifar100", tmp_path)
 
@@ -468,8 +502,7 @@ def test_imagefolder_subset_chooses_files_before_decoding(tmp_path, monkeypatch)
     load_dataset("imagefolder", tmp_path, subset=3)  # also measures (and caches) stats
     decoded = []
     real = image_folder._decode_one
-    monkeypatch.setattr(image_folder, "_decode_one",
-                        lambda p, s: decoded.append(p) or real(p, s))
+    monkeypatch.setattr(image_folder, "_decode_one", lambda p, s: decoded.append(p) or real(p, s))
     ds = load_dataset("imagefolder", tmp_path, subset=6, seed=2, num_workers=1)
     assert len(decoded) == 6 and ds.labels.tolist() == [0, 0, 1, 1, 2, 2]
     full = load_dataset("imagefolder", tmp_path)
@@ -485,8 +518,13 @@ def test_imagefolder_threads_match_serial(tmp_path):
 
 
 def test_imagefolder_flat_layout_and_cifar_constants(tmp_path):
-    write_imagefolder(tmp_path, classes=CIFAR10_CLASSES, per_class=(2,) * 10,
-                      test_per_class=(0,) * 10, size=(32, 32))
+    write_imagefolder(
+        tmp_path,
+        classes=CIFAR10_CLASSES,
+        per_class=(2,) * 10,
+        test_per_class=(0,) * 10,
+        size=(32, 32),
+    )
     shutil_root = tmp_path / "train"
     ds = load_dataset("imagefolder", shutil_root, val_size=10)  # flat: classes directly
     assert len(ds) == 10 and ds.mean == (0.4914, 0.4822, 0.4465)
@@ -548,8 +586,9 @@ def test_batchloader_normalisation():
     ds = ImageDataset(ds.images, ds.labels, ds.classes, "toy", (0.1, 0.5, 0.9), (0.2, 0.3, 0.4))
     x = torch.cat([x for x, _ in BatchLoader(ds, batch_size=64, shuffle=False)])
     pixels = ds.images.double() / 255
-    expected = (pixels.mean(dim=(0, 2, 3)) - torch.tensor(ds.mean, dtype=torch.float64)) \
-        / torch.tensor(ds.std, dtype=torch.float64)
+    expected = (
+        pixels.mean(dim=(0, 2, 3)) - torch.tensor(ds.mean, dtype=torch.float64)
+    ) / torch.tensor(ds.std, dtype=torch.float64)
     assert torch.allclose(x.double().mean(dim=(0, 2, 3)), expected, atol=1e-5)
     assert torch.allclose(x[0, 1], ((pixels[0, 1] - 0.5) / 0.3).float(), atol=1e-5)
     cl = next(iter(BatchLoader(ds, batch_size=8, channels_last=True)))[0]
@@ -559,8 +598,8 @@ def test_batchloader_normalisation():
 def _reference_crop_flip(image: np.ndarray, dy: int, dx: int, flip: bool, pad: int):
     c, h, w = image.shape
     padded = np.zeros((c, h + 2 * pad, w + 2 * pad), image.dtype)
-    padded[:, pad:pad + h, pad:pad + w] = image
-    window = padded[:, dy:dy + h, dx:dx + w]
+    padded[:, pad : pad + h, pad : pad + w] = image
+    window = padded[:, dy : dy + h, dx : dx + w]
     return window[:, :, ::-1] if flip else window
 
 
@@ -574,8 +613,9 @@ def test_crop_flip_matches_per_image_reference():
         flip = torch.randint(0, 2, (40,), generator=g).bool()
         out = crop_flip(images, dy, dx, flip, pad)
         for n in range(40):
-            ref = _reference_crop_flip(images[n].numpy(), int(dy[n]), int(dx[n]),
-                                       bool(flip[n]), pad)
+            ref = _reference_crop_flip(
+                images[n].numpy(), int(dy[n]), int(dx[n]), bool(flip[n]), pad
+            )
             assert np.array_equal(out[n].numpy(), ref), (pad, n)
 
 
@@ -592,8 +632,12 @@ def test_batchloader_augmentation_really_crops_and_flips():
         ref = _reference_crop_flip(ds.images[n].numpy(), dy, dx, flip, pad)
         assert np.array_equal(got[k].numpy(), ref)
         # independent of the plan: the output is some window of the padded original
-        candidates = [_reference_crop_flip(ds.images[n].numpy(), a, b, f, pad)
-                      for a in range(9) for b in range(9) for f in (False, True)]
+        candidates = [
+            _reference_crop_flip(ds.images[n].numpy(), a, b, f, pad)
+            for a in range(9)
+            for b in range(9)
+            for f in (False, True)
+        ]
         assert any(np.array_equal(got[k].numpy(), c) for c in candidates)
         shifted += (dy, dx) != (pad, pad)
         flipped += flip
@@ -620,8 +664,9 @@ def test_batchloader_sharding_is_disjoint():
 def test_batchloader_cuda_matches_cpu():
     ds = _toy(n=300, size=(32, 32))
     cpu = list(BatchLoader(ds, batch_size=64, augment=True, seed=5))
-    gpu = list(BatchLoader(ds, batch_size=64, augment=True, seed=5, device="cuda",
-                           channels_last=True))
+    gpu = list(
+        BatchLoader(ds, batch_size=64, augment=True, seed=5, device="cuda", channels_last=True)
+    )
     for (xc, yc), (xg, yg) in zip(cpu, gpu):
         assert xg.is_cuda and torch.equal(yc, yg.cpu())
         assert torch.allclose(xc, xg.cpu(), atol=1e-5)

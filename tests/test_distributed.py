@@ -28,14 +28,17 @@ from torch import nn
 from ising_qubo.nets import distributed
 from ising_qubo.nets.data import BatchLoader, ImageDataset
 from ising_qubo.nets.distributed import Context, CPUSyncBatchNorm2d
+from ising_qubo.nets.training import evaluate, make_optimizer, make_scheduler, train_one_epoch
 from ising_qubo.pruning.pipeline import Run, RunConfig
 from ising_qubo.pruning.pruners import IsingPruner
-from ising_qubo.nets.training import evaluate, make_optimizer, make_scheduler, train_one_epoch
 
-pytestmark = [pytest.mark.usefixtures("one_torch_thread"),
-              pytest.mark.skipif(not torch.distributed.is_available()
-                                 or not torch.distributed.is_gloo_available(),
-                                 reason="needs torch.distributed with gloo")]
+pytestmark = [
+    pytest.mark.usefixtures("one_torch_thread"),
+    pytest.mark.skipif(
+        not torch.distributed.is_available() or not torch.distributed.is_gloo_available(),
+        reason="needs torch.distributed with gloo",
+    ),
+]
 
 
 # --------------------------------------------------------------------------- helpers
@@ -49,8 +52,13 @@ def free_port() -> int:
 
 def _worker(rank: int, world_size: int, port: int, name: str, args: tuple, results) -> None:
     torch.set_num_threads(1)
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
-                      LOCAL_RANK=str(rank), WORLD_SIZE=str(world_size))
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        RANK=str(rank),
+        LOCAL_RANK=str(rank),
+        WORLD_SIZE=str(world_size),
+    )
     try:
         with distributed.session("cpu") as ctx:
             results.put((rank, globals()[name](ctx, *args), None))
@@ -64,9 +72,10 @@ def spawn(name: str, *args, world_size: int = 2) -> list:
     context = torch.multiprocessing.get_context("spawn")
     results = context.Queue()
     port = free_port()
-    processes = [context.Process(target=_worker,
-                                 args=(rank, world_size, port, name, args, results))
-                 for rank in range(world_size)]
+    processes = [
+        context.Process(target=_worker, args=(rank, world_size, port, name, args, results))
+        for rank in range(world_size)
+    ]
     for process in processes:
         process.start()
     out: list = [None] * world_size
@@ -106,8 +115,9 @@ def toy_dataset(n: int, seed: int, size: int = 8, classes: int = 4) -> ImageData
     rng = np.random.default_rng(seed)
     images = torch.from_numpy(rng.integers(0, 256, (n, 3, size, size), dtype=np.uint8))
     labels = torch.from_numpy(rng.integers(0, classes, n))
-    return ImageDataset(images, labels, [f"c{i}" for i in range(classes)], "toy",
-                        (0.5, 0.4, 0.3), (0.25, 0.2, 0.3))
+    return ImageDataset(
+        images, labels, [f"c{i}" for i in range(classes)], "toy", (0.5, 0.4, 0.3), (0.25, 0.2, 0.3)
+    )
 
 
 class ToDouble(nn.Module):
@@ -118,10 +128,18 @@ class ToDouble(nn.Module):
 def tiny_model() -> nn.Module:
     """conv-BN-ReLU twice, pooled, linear; float64 inside (exact comparisons)."""
     torch.manual_seed(0)
-    return nn.Sequential(ToDouble(), nn.Conv2d(3, 8, 3, padding=1, bias=False),
-                         nn.BatchNorm2d(8), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1, bias=False),
-                         nn.BatchNorm2d(8), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-                         nn.Linear(8, 4)).double()
+    return nn.Sequential(
+        ToDouble(),
+        nn.Conv2d(3, 8, 3, padding=1, bias=False),
+        nn.BatchNorm2d(8),
+        nn.ReLU(),
+        nn.Conv2d(8, 8, 3, padding=1, bias=False),
+        nn.BatchNorm2d(8),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(8, 4),
+    ).double()
 
 
 # --------------------------------------------------------------------------- the data
@@ -132,9 +150,19 @@ def test_rank_batches_together_are_the_single_process_batch(world_size):
     data = toy_dataset(50, seed=1)
     batch = 8
     single = BatchLoader(data, batch, shuffle=True, augment=True, seed=3, drop_last=True)
-    ranks = [BatchLoader(data, batch // world_size, shuffle=True, augment=True, seed=3,
-                         drop_last=True, rank=r, world_size=world_size)
-             for r in range(world_size)]
+    ranks = [
+        BatchLoader(
+            data,
+            batch // world_size,
+            shuffle=True,
+            augment=True,
+            seed=3,
+            drop_last=True,
+            rank=r,
+            world_size=world_size,
+        )
+        for r in range(world_size)
+    ]
     for epoch in (0, 1):
         single.set_epoch(epoch)
         for loader in ranks:
@@ -171,8 +199,9 @@ def test_evaluate_summed_over_uneven_shards_is_the_whole_set(world_size):
 
     def shard(rank: int) -> None:
         try:
-            loader = BatchLoader(data, 5, shuffle=False, rank=rank, world_size=world_size,
-                                 even=False)
+            loader = BatchLoader(
+                data, 5, shuffle=False, rank=rank, world_size=world_size, even=False
+            )
             results[rank] = evaluate(model, loader, reduce=reduce)
         except BaseException as error:  # noqa: BLE001 - the test reports it
             results[rank] = error
@@ -201,8 +230,13 @@ def test_batch_size_must_divide_among_the_processes(tmp_path):
     config = RunConfig(out=str(tmp_path / "run"), batch_size=15)
     with pytest.raises(ValueError, match=r"--batch-size 15 .* \(2\)"):
         Run(config, context=Context(rank=0, world_size=2))
-    assert Run(RunConfig(out=str(tmp_path / "run"), batch_size=16, device="cpu"),
-               context=Context(rank=1, world_size=2)).local_batch_size == 8
+    assert (
+        Run(
+            RunConfig(out=str(tmp_path / "run"), batch_size=16, device="cpu"),
+            context=Context(rank=1, world_size=2),
+        ).local_batch_size
+        == 8
+    )
 
 
 def test_device_errors_name_the_rank_and_the_gpus(monkeypatch):
@@ -233,12 +267,17 @@ def test_single_process_context_starts_nothing(monkeypatch):
 
 
 def test_python_dash_m_is_the_command():
-    result = subprocess.run([sys.executable, "-m", "ising_qubo", "--help"], capture_output=True,
-                            text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "ising_qubo", "--help"], capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("usage: ising-qubo")
-    result = subprocess.run([sys.executable, "-m", "ising_qubo", "prune", "--help"],
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "ising_qubo", "prune", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0 and "torchrun" in result.stdout
     assert "GLOBAL batch" in result.stdout
 
@@ -269,10 +308,14 @@ def sync_bn_check(ctx: Context, x: np.ndarray, grad: np.ndarray, cut: int) -> di
         db = ctx.all_reduce_sum(bn.bias.grad.clone())
         distributed.restore_batchnorm(swapped)
         assert holder[0] is bn
-        out[str(dtype)] = {"steps": steps, "dw": dw.numpy(), "db": db.numpy(),
-                           "mean": bn.running_mean.numpy().copy(),
-                           "var": bn.running_var.numpy().copy(),
-                           "tracked": int(bn.num_batches_tracked)}
+        out[str(dtype)] = {
+            "steps": steps,
+            "dw": dw.numpy(),
+            "db": db.numpy(),
+            "mean": bn.running_mean.numpy().copy(),
+            "var": bn.running_var.numpy().copy(),
+            "tracked": int(bn.num_batches_tracked),
+        }
     return out
 
 
@@ -294,10 +337,8 @@ def test_cpu_sync_batchnorm_is_batchnorm_of_the_concatenated_batch():
             (y * torch.tensor(grad, dtype=dtype)).sum().backward()
             for rank, rows in ((0, slice(0, cut)), (1, slice(cut, None))):
                 got = ranks[rank][str(dtype)]["steps"][step]
-                np.testing.assert_allclose(got["y"], y.detach().numpy()[rows], rtol=tol,
-                                           atol=tol)
-                np.testing.assert_allclose(got["dx"], xs.grad.numpy()[rows], rtol=tol,
-                                           atol=tol)
+                np.testing.assert_allclose(got["y"], y.detach().numpy()[rows], rtol=tol, atol=tol)
+                np.testing.assert_allclose(got["dx"], xs.grad.numpy()[rows], rtol=tol, atol=tol)
         for rank in (0, 1):
             got = ranks[rank][str(dtype)]
             np.testing.assert_allclose(got["dw"], bn.weight.grad.numpy(), rtol=tol, atol=tol)
@@ -315,15 +356,23 @@ def ddp_training(ctx: Context) -> dict:
     train, test = toy_dataset(40, seed=5), toy_dataset(13, seed=6)
     batch = ctx.local_batch_size(8)
     shard = {"rank": ctx.rank, "world_size": ctx.world_size}
-    loader = BatchLoader(train, batch, shuffle=True, augment=True, seed=7, drop_last=True,
-                         padding=1, **shard)
+    loader = BatchLoader(
+        train, batch, shuffle=True, augment=True, seed=7, drop_last=True, padding=1, **shard
+    )
     test_loader = BatchLoader(test, 5, shuffle=False, even=False, **shard)
     calibration = next(iter(BatchLoader(train.subset(16, seed=0), 16, shuffle=False)))
     model = tiny_model()
-    pruner = IsingPruner(model, calibration[0][:1], keep=0.5, solver="neal",
-                         solver_params={"num_reads": 2, "num_sweeps": 50}, every=2,
-                         patience=0, data=calibration,
-                         run_on_main=ctx.run_on_main if ctx.distributed else None)
+    pruner = IsingPruner(
+        model,
+        calibration[0][:1],
+        keep=0.5,
+        solver="neal",
+        solver_params={"num_reads": 2, "num_sweeps": 50},
+        every=2,
+        patience=0,
+        data=calibration,
+        run_on_main=ctx.run_on_main if ctx.distributed else None,
+    )
     solves = []
     solve = pruner.problem.solve
     pruner.problem.solve = lambda *args, **kwargs: solves.append(1) or solve(*args, **kwargs)
@@ -334,17 +383,28 @@ def ddp_training(ctx: Context) -> dict:
     with ctx.wrap_model(model) as train_model:
         for epoch in range(2):
             loader.set_epoch(epoch)
-            result = train_one_epoch(train_model, loader, optimizer, scheduler, hooks=[pruner],
-                                     progress=False, epoch=epoch, reduce=reduce)
+            result = train_one_epoch(
+                train_model,
+                loader,
+                optimizer,
+                scheduler,
+                hooks=[pruner],
+                progress=False,
+                epoch=epoch,
+                reduce=reduce,
+            )
             stats.append({k: result[k] for k in ("loss", "top1", "count", "iterations")})
             evals.append(evaluate(model, test_loader, reduce=reduce))
     assert all(type(m) is nn.BatchNorm2d for m in model if isinstance(m, nn.BatchNorm2d))
-    return {"stats": stats, "evals": evals,
-            "masks": {k: v.tolist() for k, v in pruner.masks.items()},
-            "energies": [row["energy"] for row in pruner.energy_history],
-            "iterations": [row["iteration"] for row in pruner.energy_history],
-            "solves": len(solves),
-            "state": {k: v.numpy().copy() for k, v in model.state_dict().items()}}
+    return {
+        "stats": stats,
+        "evals": evals,
+        "masks": {k: v.tolist() for k, v in pruner.masks.items()},
+        "energies": [row["energy"] for row in pruner.energy_history],
+        "iterations": [row["iteration"] for row in pruner.energy_history],
+        "solves": len(solves),
+        "state": {k: v.numpy().copy() for k, v in model.state_dict().items()},
+    }
 
 
 @pytest.mark.slow
@@ -370,8 +430,9 @@ def test_ddp_training_is_the_single_process_training():
             assert mine["loss"] == pytest.approx(theirs["loss"], rel=1e-6)  # float32 loss
         assert got["state"].keys() == reference["state"].keys()
         for key, value in reference["state"].items():
-            np.testing.assert_allclose(got["state"][key], value, rtol=1e-10, atol=1e-12,
-                                       err_msg=key)
+            np.testing.assert_allclose(
+                got["state"][key], value, rtol=1e-10, atol=1e-12, err_msg=key
+            )
 
 
 def failing_on_main(ctx: Context) -> str:
@@ -403,16 +464,53 @@ def command(data_dir, out, *extra) -> list[str]:
     # lr 0.02, not the default 0.1: at 0.1 these 6-step epochs on 96 images are chaotic
     # (float32 rounding alone, e.g. the order of the samples in a batch, moves the loss by
     # 1e-3 after 4 steps in one process), and the comparison would measure only that
-    return ["-m", "ising_qubo", "prune", "--model", "resnet20", "--dataset", "imagefolder",
-            "--data-dir", str(data_dir), "--epochs", "1", "--finetune-epochs", "1",
-            "--batch-size", "16", "--lr", "0.02", "--keep", "0.5", "--resolve-every", "2",
-            "--seed", "0", "--solver-param", "num_reads=4", "--solver-param",
-            "num_sweeps=100", "--device", "cpu", "--no-progress", "--out", str(out), *extra]
+    return [
+        "-m",
+        "ising_qubo",
+        "prune",
+        "--model",
+        "resnet20",
+        "--dataset",
+        "imagefolder",
+        "--data-dir",
+        str(data_dir),
+        "--epochs",
+        "1",
+        "--finetune-epochs",
+        "1",
+        "--batch-size",
+        "16",
+        "--lr",
+        "0.02",
+        "--keep",
+        "0.5",
+        "--resolve-every",
+        "2",
+        "--seed",
+        "0",
+        "--solver-param",
+        "num_reads=4",
+        "--solver-param",
+        "num_sweeps=100",
+        "--device",
+        "cpu",
+        "--no-progress",
+        "--out",
+        str(out),
+        *extra,
+    ]
 
 
 def torchrun(nproc: int = 2) -> list[str]:
-    return [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(nproc),
-            "--master-port", str(free_port())]
+    return [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc-per-node",
+        str(nproc),
+        "--master-port",
+        str(free_port()),
+    ]
 
 
 # Loaded by every Python process of a launch (PYTHONPATH): in the processes of rank > 0 an
@@ -443,9 +541,13 @@ def environment(watch=None) -> dict:
     env.pop("WORLD_SIZE", None)
     if watch is not None:
         folder, log = watch
-        env.update(TEST_WATCH_DIR=str(folder.resolve()), TEST_WATCH_LOG=str(log),
-                   PYTHONPATH=os.pathsep.join(
-                       [str(log.parent)] + [p for p in [env.get("PYTHONPATH")] if p]))
+        env.update(
+            TEST_WATCH_DIR=str(folder.resolve()),
+            TEST_WATCH_LOG=str(log),
+            PYTHONPATH=os.pathsep.join(
+                [str(log.parent)] + [p for p in [env.get("PYTHONPATH")] if p]
+            ),
+        )
     return env
 
 
@@ -463,8 +565,9 @@ def accesses(watch) -> str:
 
 
 def launch(args, timeout=240, watch=None) -> subprocess.CompletedProcess:
-    result = subprocess.run(args, capture_output=True, text=True, timeout=timeout,
-                            env=environment(watch))
+    result = subprocess.run(
+        args, capture_output=True, text=True, timeout=timeout, env=environment(watch)
+    )
     return result
 
 
@@ -515,8 +618,9 @@ def assert_same_run(got: dict, want: dict, loss_rtol: float) -> None:
     theirs = want["pruning"]["energy_history"]
     assert [r["iteration"] for r in mine] == [r["iteration"] for r in theirs]
     assert [r["kept"] for r in mine] == [r["kept"] for r in theirs]
-    np.testing.assert_allclose([r["energy"] for r in mine], [r["energy"] for r in theirs],
-                               rtol=1e-4)
+    np.testing.assert_allclose(
+        [r["energy"] for r in mine], [r["energy"] for r in theirs], rtol=1e-4
+    )
 
 
 @pytest.mark.slow
@@ -551,7 +655,8 @@ def test_an_existing_run_is_refused_on_every_rank(double_run, image_folder):  # 
 
 @pytest.mark.slow
 def test_resume_in_the_finetune_phase_rebuilds_the_pruned_model_on_every_rank(
-        double_run, image_folder, tmp_path):  # noqa: F811
+    double_run, image_folder, tmp_path
+):  # noqa: F811
     """The last checkpoint (after the fine-tuning epoch) resumed under torchrun: rank 0
     reads pruned_init/ and ships it; the result is the uninterrupted one."""
     out = double_run[0]
@@ -607,16 +712,24 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def test_killed_two_process_run_resumes_to_the_same_result(single_run, double_run,
-                                                           image_folder,  # noqa: F811
-                                                           tmp_path):
+def test_killed_two_process_run_resumes_to_the_same_result(
+    single_run,
+    double_run,
+    image_folder,  # noqa: F811
+    tmp_path,
+):
     """SIGKILL to torchrun and both workers after the first epoch, then --resume under
     torchrun: the uninterrupted 2-process result (measured: identical); and the same
     checkpoint resumed by one process: the 1-process result (the batch size is global)."""
     out = tmp_path / "killed"
-    process = subprocess.Popen([*torchrun(2), *command(image_folder, out)],
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                               env=environment(), start_new_session=True)
+    process = subprocess.Popen(
+        [*torchrun(2), *command(image_folder, out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=environment(),
+        start_new_session=True,
+    )
     seen = []
     try:
         for line in process.stdout:

@@ -41,10 +41,12 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 # ----- references ------------------------------------------------------------------------
 
+
 def gaussian_of(weight: np.ndarray, i: int) -> tuple[np.ndarray, np.ndarray]:
     """Mean and (unbiased) covariance of filter i: its samples are W[i, c].reshape(-1)."""
-    samples = np.stack([np.asarray(weight[i, c], dtype=float).reshape(-1)
-                        for c in range(weight.shape[1])])
+    samples = np.stack(
+        [np.asarray(weight[i, c], dtype=float).reshape(-1) for c in range(weight.shape[1])]
+    )
     mean = samples.mean(axis=0)
     cov = np.atleast_2d(np.cov(samples, rowvar=False))
     return mean, cov
@@ -79,8 +81,12 @@ def gaussian_kl_closed_form(mu0, s0, mu1, s1) -> float:
     """KL(N0 || N1) for regular covariances, with a plain inverse and determinants."""
     inv1 = np.linalg.inv(s1)
     diff = mu1 - mu0
-    return 0.5 * (np.trace(inv1 @ s0) + diff @ inv1 @ diff - len(mu0)
-                  + np.log(np.linalg.det(s1) / np.linalg.det(s0)))
+    return 0.5 * (
+        np.trace(inv1 @ s0)
+        + diff @ inv1 @ diff
+        - len(mu0)
+        + np.log(np.linalg.det(s1) / np.linalg.det(s0))
+    )
 
 
 def affinity_reference(kl: np.ndarray) -> np.ndarray:
@@ -136,6 +142,7 @@ def dense_energy(layers: list[LayerTerms], y: np.ndarray) -> float:
 
 # ----- KL ----------------------------------------------------------------------------------
 
+
 def test_kl_matches_per_pair_reference_on_singular_covariances():
     # C_in = 6 samples in dimension 9: every covariance is singular (rank 5), so the
     # log-determinant term must be 0 for every pair.
@@ -169,8 +176,9 @@ def test_kl_full_rank_equals_closed_form_gaussian_kl():
         mu_i, s_i = gaussian_of(weight, i)
         mu_j, s_j = gaussian_of(weight, j)
         assert np.linalg.matrix_rank(s_i) == 9
-        assert kl[i, j] == pytest.approx(gaussian_kl_closed_form(mu_i, s_i, mu_j, s_j),
-                                         rel=1e-9, abs=1e-10)
+        assert kl[i, j] == pytest.approx(
+            gaussian_kl_closed_form(mu_i, s_i, mu_j, s_j), rel=1e-9, abs=1e-10
+        )
     assert np.all(kl >= -1e-12)
     np.testing.assert_allclose(np.diag(kl), 0.0, atol=1e-10)
     assert np.all(kl[~np.eye(4, dtype=bool)] > 1e-3)
@@ -199,8 +207,12 @@ def test_kl_one_by_one_conv_is_scalar_gaussian_kl():
     kl = kl_matrix(weight)
     samples = weight[:, :, 0, 0]
     m, v = samples.mean(axis=1), samples.var(axis=1, ddof=1)
-    expected = 0.5 * (v[:, None] / v[None, :] + np.log(v[None, :] / v[:, None])
-                      + (m[None, :] - m[:, None]) ** 2 / v[None, :] - 1)
+    expected = 0.5 * (
+        v[:, None] / v[None, :]
+        + np.log(v[None, :] / v[:, None])
+        + (m[None, :] - m[:, None]) ** 2 / v[None, :]
+        - 1
+    )
     np.testing.assert_allclose(kl, expected, rtol=1e-10, atol=1e-12)
 
 
@@ -209,8 +221,12 @@ def test_kl_linear_weight_samples_are_the_inputs_of_each_output():
     weight = rng.normal(size=(6, 11)) * rng.uniform(0.5, 2.0, size=(6, 1))
     kl = kl_matrix(weight)
     m, v = weight.mean(axis=1), weight.var(axis=1, ddof=1)
-    expected = 0.5 * (v[:, None] / v[None, :] + np.log(v[None, :] / v[:, None])
-                      + (m[None, :] - m[:, None]) ** 2 / v[None, :] - 1)
+    expected = 0.5 * (
+        v[:, None] / v[None, :]
+        + np.log(v[None, :] / v[:, None])
+        + (m[None, :] - m[:, None]) ** 2 / v[None, :]
+        - 1
+    )
     np.testing.assert_allclose(kl, expected, rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(kl, kl_reference_matrix(weight), rtol=1e-10, atol=1e-12)
     # (out, in) is the 1x1 conv of the same numbers
@@ -223,18 +239,19 @@ def test_kl_samples_of_a_filter_are_its_own_kernels():
     kl = kl_matrix(weight)
     # permuting the filters permutes rows and columns of K
     perm = rng.permutation(5)
-    np.testing.assert_allclose(kl_matrix(weight[perm]), kl[np.ix_(perm, perm)],
-                               rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(
+        kl_matrix(weight[perm]), kl[np.ix_(perm, perm)], rtol=1e-9, atol=1e-12
+    )
     # the samples of a filter are unordered: permuting the input channels changes nothing
-    np.testing.assert_allclose(kl_matrix(weight[:, rng.permutation(12)]), kl,
-                               rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(kl_matrix(weight[:, rng.permutation(12)]), kl, rtol=1e-9, atol=1e-12)
     # changing filter 2 changes row and column 2 only
     changed = weight.copy()
     changed[2] = rng.normal(size=(12, 3, 3)) * 3.0
     kl2 = kl_matrix(changed)
     others = np.array([0, 1, 3, 4])
-    np.testing.assert_allclose(kl2[np.ix_(others, others)], kl[np.ix_(others, others)],
-                               rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(
+        kl2[np.ix_(others, others)], kl[np.ix_(others, others)], rtol=1e-9, atol=1e-12
+    )
     assert np.all(np.abs(kl2[2, others] - kl[2, others]) > 1e-6)
     assert np.all(np.abs(kl2[others, 2] - kl[others, 2]) > 1e-6)
 
@@ -258,8 +275,12 @@ def test_kl_identical_filters_and_non_finite_entries():
 
 def test_redundancy_affinity_normalised_and_symmetric():
     rng = np.random.default_rng(11)
-    for weight in (rng.normal(size=(6, 5, 3, 3)), rng.normal(size=(4, 30, 3, 3)),
-                   rng.normal(size=(5, 7, 1, 1)), rng.normal(size=(7, 13))):
+    for weight in (
+        rng.normal(size=(6, 5, 3, 3)),
+        rng.normal(size=(4, 30, 3, 3)),
+        rng.normal(size=(5, 7, 1, 1)),
+        rng.normal(size=(7, 13)),
+    ):
         kl = kl_reference_matrix(weight)
         a = redundancy_affinity(weight)
         np.testing.assert_allclose(a, affinity_reference(kl), rtol=1e-8, atol=1e-9)
@@ -274,11 +295,13 @@ def test_redundancy_affinity_normalised_and_symmetric():
 
 # ----- entropy -----------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("shape", [(6, 8, 8), (3, 5, 7), (4, 1, 1, 50)])
 def test_channel_entropy_matches_numpy_histogram(shape):
     rng = np.random.default_rng(12)
-    maps = rng.normal(size=shape) * rng.uniform(0.1, 5.0, size=(shape[0],) + (1,) *
-                                                (len(shape) - 1))
+    maps = rng.normal(size=shape) * rng.uniform(
+        0.1, 5.0, size=(shape[0],) + (1,) * (len(shape) - 1)
+    )
     maps[1] = np.maximum(maps[1], 0.0)  # a ReLU-like channel: a big spike at the minimum
     np.testing.assert_allclose(channel_entropy(maps), entropy_reference(maps), rtol=1e-12)
 
@@ -299,6 +322,7 @@ def test_channel_entropy_on_bin_edges_and_constant_channels():
 
 
 # ----- the network energy ------------------------------------------------------------------
+
 
 def random_layer(rng, name, units):
     n = len(units)
@@ -334,14 +358,16 @@ def test_network_energy_matches_dense_definition():
         assert from_bqm[k] == pytest.approx(expected, rel=1e-10, abs=1e-9)
         assert reference_energy(layers, y) == pytest.approx(expected, rel=1e-10, abs=1e-9)
     binary = bqm.change_vartype(dimod.BINARY, inplace=False)
-    np.testing.assert_allclose(binary.energies((states, labels)), structured, rtol=1e-10,
-                               atol=1e-9)
+    np.testing.assert_allclose(binary.energies((states, labels)), structured, rtol=1e-10, atol=1e-9)
 
 
 def test_network_energy_without_ties_all_states():
     rng = np.random.default_rng(16)
-    layers = [random_layer(rng, "a", [0, 1, 2]), random_layer(rng, "b", [3, 4]),
-              random_layer(rng, "c", [5, 6, 7])]
+    layers = [
+        random_layer(rng, "a", [0, 1, 2]),
+        random_layer(rng, "b", [3, 4]),
+        random_layer(rng, "c", [5, 6, 7]),
+    ]
     model = network_energy(layers, 8)
     states = np.array(list(itertools.product([0, 1], repeat=8)), dtype=float)
     energies = model.energies(2 * states - 1)
@@ -349,11 +375,16 @@ def test_network_energy_without_ties_all_states():
     np.testing.assert_allclose(energies, expected, rtol=1e-10, atol=1e-9)
     # D = 8: with affinities and entropies at 0 the energy is (n - D/2)^2 - D^2/4 - ... ;
     # check the -1 shift alone: Gamma = -1 gives H = n^2 - D n, minimised at n = D / 2
-    flat = [LayerTerms(layer.name, layer.units, np.zeros_like(layer.affinity),
-                       np.zeros_like(layer.entropy)) for layer in layers]
+    flat = [
+        LayerTerms(
+            layer.name, layer.units, np.zeros_like(layer.affinity), np.zeros_like(layer.entropy)
+        )
+        for layer in layers
+    ]
     counts = states.sum(axis=1)
-    np.testing.assert_allclose(network_energy(flat, 8).energies(2 * states - 1),
-                               counts ** 2 - 8 * counts, atol=1e-9)
+    np.testing.assert_allclose(
+        network_energy(flat, 8).energies(2 * states - 1), counts**2 - 8 * counts, atol=1e-9
+    )
 
 
 def test_network_energy_rejects_bad_layers():
@@ -368,6 +399,7 @@ def test_network_energy_rejects_bad_layers():
 
 
 # ----- the redundancy energy --------------------------------------------------------------
+
 
 def test_cosine_redundancy_and_group_energy():
     rng = np.random.default_rng(18)
@@ -386,7 +418,8 @@ def test_cosine_redundancy_and_group_energy():
     states = np.array(list(itertools.product([0, 1], repeat=5)), dtype=float)
     for x in states:
         expected = -(importance / importance.max()) @ x + 2.0 / (3 - 1) * sum(
-            r[i, j] * x[i] * x[j] for i in range(5) for j in range(i + 1, 5))
+            r[i, j] * x[i] * x[j] for i in range(5) for j in range(i + 1, 5)
+        )
         assert group_energy(linear, quadratic, x)[0] == pytest.approx(expected)
     with pytest.raises(ValueError, match="finite"):
         redundancy_coefficients(np.array([1.0, np.nan]), np.zeros((2, 2)), 1)
@@ -395,6 +428,7 @@ def test_cosine_redundancy_and_group_energy():
 
 
 # ----- energies as objects: the registry, a user's energy, the built-ins unchanged --------
+
 
 class TiedNet(nn.Module):
     """conv1 and conv2 tied by a residual add (one 6-unit group), conv3 a group of 5."""
@@ -467,32 +501,39 @@ def test_a_registered_user_energy_end_to_end(tied_net, size_energy):
     for group in problem.groups:
         x = rng.integers(0, 2, size=(20, group.size))
         bqm = problem.to_bqm(group.name, budget=False)
-        np.testing.assert_allclose(bqm.energies((x, group.labels)),
-                                   size_energy_reference(model, group.name, x), rtol=1e-12)
+        np.testing.assert_allclose(
+            bqm.energies((x, group.labels)), size_energy_reference(model, group.name, x), rtol=1e-12
+        )
         # with the budget penalty: the same energies wherever the budget is met
         k = problem.keep_counts[group.name]
         met = x[x.sum(axis=1) == k]
         assert len(met)
-        np.testing.assert_allclose(problem.to_bqm(group.name).energies((met, group.labels)),
-                                   size_energy_reference(model, group.name, met), rtol=1e-12)
+        np.testing.assert_allclose(
+            problem.to_bqm(group.name).energies((met, group.labels)),
+            size_energy_reference(model, group.name, met),
+            rtol=1e-12,
+        )
     # with exactly k units kept the quadratic part is a constant: the optimum keeps the k
     # filters of largest L1 norm, which every solver (after the swap polish) must find
     for solver in ("torch-sa", "cpsat", dimod.ExactSolver()):
-        solution = problem.solve(solver, **({"num_reads": 2, "seed": 0}
-                                            if solver == "torch-sa" else {}))
+        solution = problem.solve(
+            solver, **({"num_reads": 2, "seed": 0} if solver == "torch-sa" else {})
+        )
         for group in problem.groups:
             weight = getattr(model, group.name).weight.detach().double().numpy()
             l1 = np.abs(weight).reshape(len(weight), -1).sum(axis=1)
             expected = np.zeros(group.size, dtype=bool)
-            expected[np.argsort(-l1)[:problem.keep_counts[group.name]]] = True
+            expected[np.argsort(-l1)[: problem.keep_counts[group.name]]] = True
             np.testing.assert_array_equal(solution.masks[group.name], expected)
         x = problem.state_from_masks(solution.masks)
-        direct = sum(size_energy_reference(model, g.name,
-                                           solution.masks[g.name][None, :].astype(float))[0]
-                     for g in problem.groups)
+        direct = sum(
+            size_energy_reference(model, g.name, solution.masks[g.name][None, :].astype(float))[0]
+            for g in problem.groups
+        )
         assert solution.energy == pytest.approx(direct, rel=1e-12)
-        assert problem.to_bqm(budget=False).energy((x, problem.labels)) == \
-            pytest.approx(direct, rel=1e-12)
+        assert problem.to_bqm(budget=False).energy((x, problem.labels)) == pytest.approx(
+            direct, rel=1e-12
+        )
 
 
 def test_an_unregistered_energy_instance_works_too(tied_net):
@@ -501,8 +542,9 @@ def test_an_unregistered_energy_instance_works_too(tied_net):
     assert problem.energy_name == "size-test"
     assert "size-test" not in energies_module.ENERGIES
     x = np.ones((1, 5))
-    assert problem.to_bqm("conv3", budget=False).energies((x, problem.groups[1].labels))[0] \
-        == pytest.approx(size_energy_reference(model, "conv3", x)[0], rel=1e-12)
+    assert problem.to_bqm("conv3", budget=False).energies((x, problem.groups[1].labels))[
+        0
+    ] == pytest.approx(size_energy_reference(model, "conv3", x)[0], rel=1e-12)
 
 
 def test_registry_rejects_bad_registrations(size_energy):
@@ -518,8 +560,9 @@ def test_registry_rejects_bad_registrations(size_energy):
     with pytest.raises(ValueError, match="non-empty string"):
         register_energy("", SizeEnergy())
     assert get_energy("size-test").name == "size-test"
-    with pytest.raises(ValueError, match="unknown energy 'nope'; choose one of ipruning, "
-                                         "redundancy, size-test"):
+    with pytest.raises(
+        ValueError, match="unknown energy 'nope'; choose one of ipruning, redundancy, size-test"
+    ):
         get_energy("nope")
     assert energies_module.ENERGIES[:2] == ("ipruning", "redundancy")
 
@@ -531,18 +574,24 @@ def test_a_user_energy_of_the_wrong_shape_is_named(tied_net):
         name = "short"
 
         def build(self, inputs):
-            return {g.name: (np.zeros(g.size - 1), np.zeros((g.size, g.size)))
-                    for g in inputs.groups}
+            return {
+                g.name: (np.zeros(g.size - 1), np.zeros((g.size, g.size))) for g in inputs.groups
+            }
 
     class NotANetwork(SizeEnergy):
         name = "flat"
         per_group = False
 
-    with pytest.raises(ValueError, match=r"energy 'short', group 'conv1': coefficients of "
-                                         r"shapes \(5,\) and \(6, 6\), expected \(6,\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"energy 'short', group 'conv1': coefficients of "
+        r"shapes \(5,\) and \(6, 6\), expected \(6,\)",
+    ):
         PruningProblem.from_model(model, batch, energy=Short())
-    with pytest.raises(ValueError, match="energy 'flat' is whole-network: build.. must return "
-                                         "a LowRankIsing, got dict"):
+    with pytest.raises(
+        ValueError,
+        match="energy 'flat' is whole-network: build.. must return a LowRankIsing, got dict",
+    ):
         PruningProblem.from_model(model, batch, energy=NotANetwork())
 
 
@@ -556,8 +605,9 @@ def weights_of(layer) -> np.ndarray:
 @pytest.mark.parametrize("keep", [None, 0.5])
 def test_redundancy_energy_object_gives_the_same_bqms(tied_net, similarity, keep):
     model, batch = tied_net
-    problem = PruningProblem.from_model(model, batch, energy="redundancy", keep=keep,
-                                        similarity=similarity, redundancy_weight=0.7)
+    problem = PruningProblem.from_model(
+        model, batch, energy="redundancy", keep=keep, similarity=similarity, redundancy_weight=0.7
+    )
     scores = group_importance(ModelGroups(model, batch), "l1")
     for group in problem.groups:
         if similarity == "kl":
@@ -589,20 +639,29 @@ def test_paper_energy_object_gives_the_same_model(tied_net, keep):
     problem = PruningProblem.from_model(model, batch, energy="ipruning", keep=keep)
     groups = ModelGroups(model, batch)
     maps = {}
-    hooks = [getattr(model, name).register_forward_hook(
-        lambda m, i, o, name=name: maps.__setitem__(
-            name, o.detach().float().mean(dim=0).cpu().numpy()))
-        for name in ("conv1", "conv2", "conv3")]
+    hooks = [
+        getattr(model, name).register_forward_hook(
+            lambda m, i, o, name=name: maps.__setitem__(
+                name, o.detach().float().mean(dim=0).cpu().numpy()
+            )
+        )
+        for name in ("conv1", "conv2", "conv3")
+    ]
     with torch.no_grad():
         model(batch)
     for hook in hooks:
         hook.remove()
     offsets = {"conv1": 0, "conv3": 6}
     layers = {layer.name: (layer, group) for group in groups.groups for layer in group.layers}
-    terms = [LayerTerms(name, offsets[group.name] + layer.units,
-                        redundancy_affinity(weights_of(layer)),
-                        channel_entropy(maps[name][layer.channels]))
-             for name, (layer, group) in ((n, layers[n]) for n in ("conv1", "conv2", "conv3"))]
+    terms = [
+        LayerTerms(
+            name,
+            offsets[group.name] + layer.units,
+            redundancy_affinity(weights_of(layer)),
+            channel_entropy(maps[name][layer.channels]),
+        )
+        for name, (layer, group) in ((n, layers[n]) for n in ("conv1", "conv2", "conv3"))
+    ]
     expected = network_energy(terms, 11, problem.labels)
     got = problem.structured(budget=False)
     np.testing.assert_array_equal(got.h, expected.h)
@@ -613,5 +672,6 @@ def test_paper_energy_object_gives_the_same_model(tied_net, keep):
     for (index, J), (ref_index, ref_J) in zip(got.blocks, expected.blocks):
         np.testing.assert_array_equal(index, ref_index)
         np.testing.assert_array_equal(J, ref_J)
-    assert [(t.name, t.units.tolist()) for t in problem.layer_terms] == \
-        [(t.name, t.units.tolist()) for t in terms]
+    assert [(t.name, t.units.tolist()) for t in problem.layer_terms] == [
+        (t.name, t.units.tolist()) for t in terms
+    ]

@@ -9,8 +9,12 @@ from conftest import REPO
 
 
 def run_example(name: str, *args: str) -> str:
-    result = subprocess.run([sys.executable, str(REPO / "examples" / name), *args],
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, str(REPO / "examples" / name), *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     return result.stdout
 

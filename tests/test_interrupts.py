@@ -61,8 +61,7 @@ def assert_valid(bqm: dimod.BinaryQuadraticModel, sampleset: dimod.SampleSet) ->
     assert len(sampleset) >= 1
     assert sampleset.vartype is bqm.vartype
     assert set(sampleset.variables) == set(bqm.variables)
-    np.testing.assert_allclose(sampleset.record.energy, bqm.energies(sampleset),
-                               rtol=0, atol=1e-8)
+    np.testing.assert_allclose(sampleset.record.energy, bqm.energies(sampleset), rtol=0, atol=1e-8)
 
 
 @pytest.fixture(scope="module")
@@ -72,6 +71,7 @@ def dense_bqm() -> dimod.BinaryQuadraticModel:
 
 # ------------------------------------------------------------------------- time limits
 
+
 @pytest.mark.slow
 @pytest.mark.parametrize("case", list(LONG))
 def test_time_limit_is_honoured_within_ten_percent(case, dense_bqm):
@@ -79,8 +79,7 @@ def test_time_limit_is_honoured_within_ten_percent(case, dense_bqm):
     # CP-SAT finds no solution to the dense 300-variable model within a second (building
     # it alone takes about that); 80 dense variables are still far from proven in 1 s.
     bqm = random_bqm(80, "SPIN", seed=1, density=1.0) if name == "cpsat" else dense_bqm
-    ising_qubo.solve(random_bqm(12, "SPIN", seed=0) if name == "cpsat" else bqm, name,
-                     **WARM[case])
+    ising_qubo.solve(random_bqm(12, "SPIN", seed=0) if name == "cpsat" else bqm, name, **WARM[case])
     start = time.perf_counter()
     sampleset = ising_qubo.solve(bqm, name, time_limit=LIMIT, **LONG[case])
     wall = time.perf_counter() - start
@@ -96,8 +95,9 @@ def test_time_limit_is_honoured_within_ten_percent(case, dense_bqm):
 def test_time_limit_counts_set_up_and_drops_replicas_not_started(dense_bqm):
     # The limit is already spent when the loop starts: one kernel call still runs (one
     # sweep of one replica per thread), and only the replicas it touched come back.
-    sampleset = torch_sa.TorchSASampler().sample(dense_bqm, num_reads=500, num_sweeps=1000,
-                                                 time_limit=1e-9, seed=0)
+    sampleset = torch_sa.TorchSASampler().sample(
+        dense_bqm, num_reads=500, num_sweeps=1000, time_limit=1e-9, seed=0
+    )
     assert 1 <= len(sampleset) < 500
     assert sampleset.info["num_sweeps"] <= 1
     assert_valid(dense_bqm, sampleset)
@@ -108,8 +108,15 @@ def test_long_schedules_are_not_materialised():
     # 10^9 sweeps of beta table would be 8 GB; rows are computed a block at a time.
     bqm = random_bqm(20, "SPIN", seed=0)
     for backend in ("numba", "torch"):
-        sampleset = ising_qubo.solve(bqm, "torch-sa", num_reads=4, num_sweeps=10**9,
-                                     time_limit=0.2, backend=backend, device="cpu")
+        sampleset = ising_qubo.solve(
+            bqm,
+            "torch-sa",
+            num_reads=4,
+            num_sweeps=10**9,
+            time_limit=0.2,
+            backend=backend,
+            device="cpu",
+        )
         assert 0 < sampleset.info["num_sweeps"] < 10**9
         assert_valid(bqm, sampleset)
 
@@ -120,14 +127,16 @@ def test_pacing_does_not_change_seeded_results(monkeypatch):
     bqm = random_bqm(40, "SPIN", seed=3, density=0.2)
     params = dict(num_reads=9, num_sweeps=250, seed=4, backend="numba")
     reference = ising_qubo.solve(bqm, "torch-sa", **params)
-    monkeypatch.setattr(pacing.Pacer, "block",
-                        lambda self, replicas, sweeps: (min(4, replicas), min(7, sweeps)))
+    monkeypatch.setattr(
+        pacing.Pacer, "block", lambda self, replicas, sweeps: (min(4, replicas), min(7, sweeps))
+    )
     monkeypatch.setattr(pacing.Pacer, "sweeps", lambda self, width, sweeps: min(11, sweeps))
     paced = ising_qubo.solve(bqm, "torch-sa", **params)
     np.testing.assert_array_equal(paced.record.sample, reference.record.sample)
 
 
 # ------------------------------------------------------------------------------ Ctrl-C
+
 
 def _failing_on(calls: int, original, action):
     """``original`` wrapped to run ``action()`` (raise, or send SIGINT) on call ``calls``."""
@@ -152,8 +161,9 @@ def _send_sigint():
     signal.raise_signal(signal.SIGINT)  # handled at the next bytecode, in this thread
 
 
-@pytest.mark.parametrize("action", [_raise_keyboard_interrupt, _send_sigint],
-                         ids=["KeyboardInterrupt", "SIGINT"])
+@pytest.mark.parametrize(
+    "action", [_raise_keyboard_interrupt, _send_sigint], ids=["KeyboardInterrupt", "SIGINT"]
+)
 @pytest.mark.parametrize("density, kernel", [(0.1, "sweeps_csr"), (1.0, "sweeps_blocks")])
 def test_torch_sa_cpu_returns_descended_states_on_ctrl_c(monkeypatch, action, density, kernel):
     bqm = random_bqm(60, "BINARY", seed=2, density=density)
@@ -177,15 +187,17 @@ def test_torch_sa_torch_backend_returns_on_ctrl_c(monkeypatch):
         return flip(self, *args)
 
     monkeypatch.setattr(_sa_torch._FieldState, "flip", interrupted_flip)
-    sampleset = ising_qubo.solve(bqm, "torch-sa", num_reads=8, num_sweeps=10**6,
-                                 backend="torch", device="cpu", seed=0)
+    sampleset = ising_qubo.solve(
+        bqm, "torch-sa", num_reads=8, num_sweeps=10**6, backend="torch", device="cpu", seed=0
+    )
     assert sampleset.info["interrupted"] is True
     assert_valid(bqm, sampleset)
     assert_local_minima(bqm, sampleset)
 
 
-@pytest.mark.parametrize("action", [_raise_keyboard_interrupt, _send_sigint],
-                         ids=["KeyboardInterrupt", "SIGINT"])
+@pytest.mark.parametrize(
+    "action", [_raise_keyboard_interrupt, _send_sigint], ids=["KeyboardInterrupt", "SIGINT"]
+)
 def test_torch_sb_returns_descended_states_on_ctrl_c(monkeypatch, action):
     bqm = random_bqm(30, "BINARY", seed=6, density=0.6)
     original = torch.Tensor.clamp_
@@ -198,8 +210,9 @@ def test_torch_sb_returns_descended_states_on_ctrl_c(monkeypatch, action):
         return original(x, *args)
 
     monkeypatch.setattr(torch.Tensor, "clamp_", step_hook)
-    sampleset = ising_qubo.solve(bqm, "torch-sb", num_reads=16, num_steps=10**7,
-                                 early_stopping=False, device="cpu", seed=0)
+    sampleset = ising_qubo.solve(
+        bqm, "torch-sb", num_reads=16, num_steps=10**7, early_stopping=False, device="cpu", seed=0
+    )
     monkeypatch.undo()
     assert sampleset.info["interrupted"] is True
     assert sampleset.info["num_steps"] < 10**7
@@ -209,8 +222,9 @@ def test_torch_sb_returns_descended_states_on_ctrl_c(monkeypatch, action):
 
 def test_de_returns_best_so_far_on_ctrl_c(monkeypatch):
     bqm = random_bqm(50, "SPIN", seed=7, density=0.5)
-    monkeypatch.setattr(de, "_trial_population",
-                        _failing_on(3, de._trial_population, _raise_keyboard_interrupt))
+    monkeypatch.setattr(
+        de, "_trial_population", _failing_on(3, de._trial_population, _raise_keyboard_interrupt)
+    )
     sampleset = ising_qubo.solve(bqm, "de", num_reads=4, num_generations=10**7, seed=0)
     assert sampleset.info["interrupted"] is True
     assert sampleset.info["num_generations"] == 2
@@ -218,8 +232,9 @@ def test_de_returns_best_so_far_on_ctrl_c(monkeypatch):
     assert_valid(bqm, sampleset)
 
 
-@pytest.mark.parametrize("action", [_raise_keyboard_interrupt, _send_sigint],
-                         ids=["KeyboardInterrupt", "SIGINT"])
+@pytest.mark.parametrize(
+    "action", [_raise_keyboard_interrupt, _send_sigint], ids=["KeyboardInterrupt", "SIGINT"]
+)
 def test_neal_stops_between_reads_on_ctrl_c(action):
     bqm = random_bqm(30, "SPIN", seed=8)
     calls = {"n": 0}
@@ -240,8 +255,9 @@ def test_tabu_stops_between_batches_on_ctrl_c(monkeypatch):
     from dwave.samplers import TabuSampler
 
     bqm = random_bqm(20, "BINARY", seed=9)
-    monkeypatch.setattr(TabuSampler, "sample",
-                        _failing_on(3, TabuSampler.sample, _raise_keyboard_interrupt))
+    monkeypatch.setattr(
+        TabuSampler, "sample", _failing_on(3, TabuSampler.sample, _raise_keyboard_interrupt)
+    )
     # timeout 100 ms a read: batches of 2 reads, the third batch is interrupted
     sampleset = ising_qubo.solve(bqm, "tabu", num_reads=6, timeout=100, seed=0)
     assert sampleset.info["interrupted"] is True
@@ -262,8 +278,9 @@ def test_cpsat_returns_feasible_best_on_ctrl_c(monkeypatch):
         if first.acquire(blocking=False):  # a CP-SAT worker thread: a process-wide SIGINT
             os.kill(os.getpid(), signal.SIGINT)
 
-    monkeypatch.setattr(cpsat._SolutionCollector, "on_solution_callback",
-                        first_solution_then_ctrl_c)
+    monkeypatch.setattr(
+        cpsat._SolutionCollector, "on_solution_callback", first_solution_then_ctrl_c
+    )
     start = time.perf_counter()
     try:
         sampleset = ising_qubo.solve(bqm, "cpsat", time_limit=60, num_workers=2)
@@ -284,8 +301,9 @@ def _send_sigint_twice():
 
 def test_a_second_ctrl_c_aborts_the_solve(monkeypatch):
     bqm = random_bqm(40, "SPIN", seed=2, density=0.2)
-    monkeypatch.setattr(_sa_cpu, "sweeps_csr",
-                        _failing_on(3, _sa_cpu.sweeps_csr, _send_sigint_twice))
+    monkeypatch.setattr(
+        _sa_cpu, "sweeps_csr", _failing_on(3, _sa_cpu.sweeps_csr, _send_sigint_twice)
+    )
     with pytest.raises(KeyboardInterrupt):
         ising_qubo.solve(bqm, "torch-sa", num_reads=4, num_sweeps=10**6)
     calls = {"n": 0}
@@ -328,8 +346,13 @@ def test_cli_solve_prints_best_so_far_after_a_real_sigint(tmp_path):
         sys.exit(main(["solve", {str(problem)!r}, "--solver", "torch-sa",
                        "--num-reads", "8", "--param", "num_sweeps=100000000"]))
     """)
-    process = subprocess.Popen([sys.executable, "-c", script], cwd=REPO, text=True,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process = subprocess.Popen(
+        [sys.executable, "-c", script],
+        cwd=REPO,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     try:
         assert process.stdout.readline().strip() == "ready"
         time.sleep(1.0)
@@ -361,13 +384,15 @@ def test_ctrl_c_still_raises_keyboard_interrupt_after_a_cpsat_solve():
         except KeyboardInterrupt:
             print("KeyboardInterrupt")
     """)
-    result = subprocess.run([sys.executable, "-c", script], cwd=REPO, text=True,
-                            capture_output=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=REPO, text=True, capture_output=True, timeout=120
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "KeyboardInterrupt"
 
 
 # ------------------------------------------------------------------ GPU out of memory
+
 
 def _out_of_memory_above(limit: int, original, replicas_of):
     chunks = []
@@ -384,11 +409,13 @@ def _out_of_memory_above(limit: int, original, replicas_of):
 
 def test_torch_sa_retries_out_of_memory_with_smaller_chunks(monkeypatch):
     bqm = random_bqm(30, "BINARY", seed=12, density=0.5)
-    wrapper, chunks = _out_of_memory_above(8, _sa_torch.anneal,
-                                           lambda problem, spins, *rest: spins.shape[0])
+    wrapper, chunks = _out_of_memory_above(
+        8, _sa_torch.anneal, lambda problem, spins, *rest: spins.shape[0]
+    )
     monkeypatch.setattr(_sa_torch, "anneal", wrapper)
-    sampleset = ising_qubo.solve(bqm, "torch-sa", num_reads=32, num_sweeps=50,
-                                 backend="torch", device="cpu", seed=0)
+    sampleset = ising_qubo.solve(
+        bqm, "torch-sa", num_reads=32, num_sweeps=50, backend="torch", device="cpu", seed=0
+    )
     assert chunks == [32, 16, 8, 8, 8, 8]
     assert sampleset.info["replica_chunk"] == 8
     assert len(sampleset) == 32
@@ -399,10 +426,10 @@ def test_torch_sa_retries_out_of_memory_with_smaller_chunks(monkeypatch):
 def test_torch_sb_retries_out_of_memory_with_smaller_chunks(monkeypatch):
     bqm = random_bqm(30, "SPIN", seed=13, density=0.5)
     wrapper, chunks = _out_of_memory_above(
-        10, torch_sb.bifurcate, lambda problem, x, *rest: x.shape[1])
+        10, torch_sb.bifurcate, lambda problem, x, *rest: x.shape[1]
+    )
     monkeypatch.setattr(torch_sb, "bifurcate", wrapper)
-    sampleset = ising_qubo.solve(bqm, "torch-sb", num_reads=40, num_steps=100,
-                                 device="cpu", seed=0)
+    sampleset = ising_qubo.solve(bqm, "torch-sb", num_reads=40, num_steps=100, device="cpu", seed=0)
     assert chunks == [40, 20, 10, 10, 10, 10]
     assert sampleset.info["agent_chunk"] == 10
     assert len(sampleset) == 40
@@ -410,29 +437,40 @@ def test_torch_sb_retries_out_of_memory_with_smaller_chunks(monkeypatch):
     assert_local_minima(bqm, sampleset)
 
 
-@pytest.mark.parametrize("solver, module, function", [
-    ("torch-sa", _sa_torch, "anneal"), ("torch-sb", torch_sb, "bifurcate"),
-    ("torch-sb", torch_sb, "build_sb_problem")])
-def test_out_of_memory_even_for_one_replica_is_a_value_error(monkeypatch, solver, module,
-                                                            function):
+@pytest.mark.parametrize(
+    "solver, module, function",
+    [
+        ("torch-sa", _sa_torch, "anneal"),
+        ("torch-sb", torch_sb, "bifurcate"),
+        ("torch-sb", torch_sb, "build_sb_problem"),
+    ],
+)
+def test_out_of_memory_even_for_one_replica_is_a_value_error(monkeypatch, solver, module, function):
     def no_memory(*args, **kwargs):
         raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 9 GiB")
 
     monkeypatch.setattr(module, function, no_memory)
     params = dict(backend="torch") if solver == "torch-sa" else {}
-    with pytest.raises(ValueError, match=rf"^{solver}: out of GPU memory on cpu \(asked for "
-                                         r"about [\d.]+ GiB \(\d+ bytes\) for .*; .* free;"
-                       ) as caught:
-        ising_qubo.solve(random_bqm(10, "SPIN", seed=0), solver, num_reads=4, device="cpu",
-                         **params)
+    with pytest.raises(
+        ValueError,
+        match=rf"^{solver}: out of GPU memory on cpu \(asked for "
+        r"about [\d.]+ GiB \(\d+ bytes\) for .*; .* free;",
+    ) as caught:
+        ising_qubo.solve(
+            random_bqm(10, "SPIN", seed=0), solver, num_reads=4, device="cpu", **params
+        )
     assert "Tried to allocate 9 GiB" in str(caught.value)
 
 
 # ------------------------------------------------------------------ invalid parameters
 
 TAKES_NUM_READS = ["neal", "tabu", "greedy", "cpsat", "de", "torch-sa", "torch-sb"]
-SWEEPS = {"neal": "num_sweeps", "torch-sa": "num_sweeps", "torch-sb": "num_steps",
-          "de": "num_generations"}
+SWEEPS = {
+    "neal": "num_sweeps",
+    "torch-sa": "num_sweeps",
+    "torch-sb": "num_steps",
+    "de": "num_generations",
+}
 TAKES_TIME_LIMIT = ["neal", "tabu", "cpsat", "de", "torch-sa", "torch-sb"]
 
 
@@ -460,8 +498,9 @@ def test_bad_time_limit_is_a_value_error(name, value):
         ising_qubo.solve(random_bqm(5, "SPIN", seed=0), name, time_limit=value)
 
 
-@pytest.mark.parametrize("name", ["neal", "tabu", "greedy", "exact", "cpsat", "de",
-                                  "torch-sa", "torch-sb"])
+@pytest.mark.parametrize(
+    "name", ["neal", "tabu", "greedy", "exact", "cpsat", "de", "torch-sa", "torch-sb"]
+)
 def test_unknown_keyword_warns_like_dimod_and_is_ignored(name):
     bqm = random_bqm(5, "SPIN", seed=0)
     sampler = ising_qubo.get_solver(name)

@@ -32,10 +32,20 @@ def test_numpy_values_become_python_values_of_the_same_value():
 
 
 def test_nested_containers_and_keys():
-    value = {"a": [1.0, (np.int64(3), math.inf)], 7: {"b": np.float32(-np.inf)},
-             "c": None, "d": "inf text", "e": [np.nan, {"f": np.array([np.nan])}]}
-    assert to_json(value) == {"a": [1.0, [3, "inf"]], "7": {"b": "-inf"}, "c": None,
-                              "d": "inf text", "e": ["nan", {"f": ["nan"]}]}
+    value = {
+        "a": [1.0, (np.int64(3), math.inf)],
+        7: {"b": np.float32(-np.inf)},
+        "c": None,
+        "d": "inf text",
+        "e": [np.nan, {"f": np.array([np.nan])}],
+    }
+    assert to_json(value) == {
+        "a": [1.0, [3, "inf"]],
+        "7": {"b": "-inf"},
+        "c": None,
+        "d": "inf text",
+        "e": ["nan", {"f": ["nan"]}],
+    }
 
 
 def test_plain_keeps_non_finite_floats_for_checkpoints():

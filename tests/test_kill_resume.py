@@ -10,16 +10,38 @@ import sys
 
 import pytest
 
-pytestmark = [pytest.mark.slow,
-              pytest.mark.skipif(sys.platform == "win32", reason="needs SIGKILL")]
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(sys.platform == "win32", reason="needs SIGKILL")]
 
 
 def command(data_dir, out, *extra):
-    return [sys.executable, "-m", "ising_qubo.cli", "prune", "--model", "resnet20",
-            "--dataset", "imagefolder", "--data-dir", str(data_dir), "--epochs", "2",
-            "--finetune-epochs", "2", "--batch-size", "16", "--resolve-every", "3",
-            "--solver-param", "num_reads=4", "--solver-param", "num_sweeps=200",
-            "--no-progress", "--out", str(out), *extra]
+    return [
+        sys.executable,
+        "-m",
+        "ising_qubo.cli",
+        "prune",
+        "--model",
+        "resnet20",
+        "--dataset",
+        "imagefolder",
+        "--data-dir",
+        str(data_dir),
+        "--epochs",
+        "2",
+        "--finetune-epochs",
+        "2",
+        "--batch-size",
+        "16",
+        "--resolve-every",
+        "3",
+        "--solver-param",
+        "num_reads=4",
+        "--solver-param",
+        "num_sweeps=200",
+        "--no-progress",
+        "--out",
+        str(out),
+        *extra,
+    ]
 
 
 def environment():
@@ -40,16 +62,20 @@ def assert_same_outcome(out, reference):
     assert got["params"] == want["params"]
     assert got["history"]["phase"] == want["history"]["phase"]
     assert got["history"]["test_top1"] == pytest.approx(want["history"]["test_top1"], abs=1e-9)
-    assert got["history"]["train_loss"] == pytest.approx(want["history"]["train_loss"],
-                                                         rel=1e-4)
+    assert got["history"]["train_loss"] == pytest.approx(want["history"]["train_loss"], rel=1e-4)
     for stage in ("before", "after"):
         assert got["accuracy"][stage] == pytest.approx(want["accuracy"][stage], abs=1e-9)
 
 
 def run_killed_at(data_dir, out, marker):
     """Start the run, SIGKILL it right after it prints ``marker``, return the output."""
-    process = subprocess.Popen(command(data_dir, out), stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True, env=environment())
+    process = subprocess.Popen(
+        command(data_dir, out),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=environment(),
+    )
     seen = []
     for line in process.stdout:
         seen.append(line)
@@ -64,21 +90,28 @@ def run_killed_at(data_dir, out, marker):
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory, image_folder):
     out = tmp_path_factory.mktemp("reference") / "run"
-    subprocess.run(command(image_folder, out), check=True, env=environment(),
-                   capture_output=True, timeout=300)
+    subprocess.run(
+        command(image_folder, out), check=True, env=environment(), capture_output=True, timeout=300
+    )
     return out
 
 
 @pytest.mark.parametrize("marker", ["train epoch 1:", "train epoch 2:", "finetune epoch 1:"])
-def test_sigkill_then_resume_gives_the_uninterrupted_result(tmp_path, image_folder, reference,
-                                                            marker):
+def test_sigkill_then_resume_gives_the_uninterrupted_result(
+    tmp_path, image_folder, reference, marker
+):
     killed = tmp_path / "killed"
     run_killed_at(image_folder, killed, marker)
     assert (killed / "checkpoint.pt").exists()
     assert not (killed / "report.json").exists()
     leftovers = [p.name for p in killed.iterdir() if p.name.endswith(".tmp")]
     assert leftovers == [] or all(p.startswith(".") for p in leftovers)
-    again = subprocess.run(command(image_folder, killed, "--resume"), env=environment(),
-                           capture_output=True, text=True, timeout=300)
+    again = subprocess.run(
+        command(image_folder, killed, "--resume"),
+        env=environment(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert again.returncode == 0, again.stderr
     assert_same_outcome(killed, reference)

@@ -106,8 +106,11 @@ def test_imports_run_down_the_layers(module):
 
 
 def test_a_foreign_import_would_be_found(monkeypatch):
-    monkeypatch.setitem(GRAPH, "ising_qubo.nets.persist",
-                        GRAPH["ising_qubo.nets.persist"] | {"ising_qubo.solvers.registry"})
+    monkeypatch.setitem(
+        GRAPH,
+        "ising_qubo.nets.persist",
+        GRAPH["ising_qubo.nets.persist"] | {"ising_qubo.solvers.registry"},
+    )
     with pytest.raises(AssertionError, match="higher or foreign layer"):
         test_imports_run_down_the_layers("ising_qubo.nets.persist")
 
@@ -152,17 +155,21 @@ def test_no_import_cycles():
 
 def test_a_cycle_would_be_found(monkeypatch):
     """The checker itself can fail: a back edge makes a cycle it reports."""
-    monkeypatch.setitem(GRAPH, "ising_qubo.lowrank",
-                        GRAPH["ising_qubo.lowrank"] | {"ising_qubo.solvers.budgeted"})
+    monkeypatch.setitem(
+        GRAPH, "ising_qubo.lowrank", GRAPH["ising_qubo.lowrank"] | {"ising_qubo.solvers.budgeted"}
+    )
     with pytest.raises(AssertionError, match="import cycles"):
         test_no_import_cycles()
 
 
 def test_importing_the_package_loads_no_torch_but_reaches_submodules():
-    code = ("import sys, ising_qubo as iq; assert 'torch' not in sys.modules; "
-            "iq.io.formats(); iq.solvers.list_solvers(); assert 'torch' not in sys.modules; "
-            "print(type(iq.models.build('resnet20')).__name__)")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            timeout=300)
+    code = (
+        "import sys, ising_qubo as iq; assert 'torch' not in sys.modules; "
+        "iq.io.formats(); iq.solvers.list_solvers(); assert 'torch' not in sys.modules; "
+        "print(type(iq.models.build('resnet20')).__name__)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "CifarResNet"

@@ -54,9 +54,13 @@ def all_spin_states(n: int) -> np.ndarray:
 
 def test_energy_of_a_hand_worked_example():
     # h.s = 1 + 2 + 0.5; block 1/2 (3 s0 s2 + 3 s2 s0) = 3; (u.s)(v.s) = (1 + 1)(-1); + 0.25
-    model = LowRankIsing(h=[1.0, -2.0, 0.5], blocks=[([0, 2], [[0.0, 3.0], [3.0, 0.0]])],
-                         lowrank_u=[[1.0, 0.0, 1.0]], lowrank_v=[[0.0, 1.0, 0.0]],
-                         offset=0.25)
+    model = LowRankIsing(
+        h=[1.0, -2.0, 0.5],
+        blocks=[([0, 2], [[0.0, 3.0], [3.0, 0.0]])],
+        lowrank_u=[[1.0, 0.0, 1.0]],
+        lowrank_v=[[0.0, 1.0, 0.0]],
+        offset=0.25,
+    )
     assert model.energies(np.array([1, -1, 1])) == pytest.approx([3.5 + 3 - 2 + 0.25])
 
 
@@ -65,8 +69,9 @@ def test_energies_of_random_states_match_the_dense_matrix(seed):
     parts = random_parts(seed)
     model = LowRankIsing(*parts)
     spins = np.random.default_rng(100 + seed).choice([-1.0, 1.0], size=(300, N))
-    np.testing.assert_allclose(model.energies(spins), dense_energies(*parts, spins),
-                               rtol=1e-12, atol=1e-9)
+    np.testing.assert_allclose(
+        model.energies(spins), dense_energies(*parts, spins), rtol=1e-12, atol=1e-9
+    )
     # one state as a 1-D vector is one energy
     assert model.energies(spins[0]).shape == (1,)
 
@@ -88,8 +93,9 @@ def test_to_bqm_agrees_with_the_dense_matrix_on_every_state(seed):
     assert bqm.vartype is dimod.SPIN and list(bqm.variables) == labels
     states = all_spin_states(N)
     reference = dense_energies(*parts, states)
-    np.testing.assert_allclose(bqm.energies((states.astype(int), labels)), reference,
-                               rtol=1e-12, atol=1e-9)
+    np.testing.assert_allclose(
+        bqm.energies((states.astype(int), labels)), reference, rtol=1e-12, atol=1e-9
+    )
     np.testing.assert_allclose(model.energies(states), reference, rtol=1e-12, atol=1e-9)
     assert dimod.ExactSolver().sample(bqm).first.energy == pytest.approx(reference.min())
 
@@ -110,8 +116,9 @@ def test_from_binary_matches_the_binary_energy():
         expected += (x @ p) * (x @ q)
     np.testing.assert_allclose(model.energies(2 * x - 1), expected, rtol=1e-12, atol=1e-9)
     bqm = model.to_bqm()
-    np.testing.assert_allclose(bqm.energies(((2 * x - 1).astype(int), model.labels)), expected,
-                               rtol=1e-12, atol=1e-9)
+    np.testing.assert_allclose(
+        bqm.energies(((2 * x - 1).astype(int), model.labels)), expected, rtol=1e-12, atol=1e-9
+    )
 
 
 def test_csr_holds_the_block_couplings():
@@ -145,13 +152,14 @@ def test_csr_from_coo_matches_scipy_and_keeps_column_order(seed):
     np.testing.assert_allclose(got, want, atol=1e-12)
     for i in range(n):
         mine = np.flatnonzero(rows == i)
-        assert indices[indptr[i]:indptr[i + 1]].tolist() == cols[mine].tolist()
-        assert values[indptr[i]:indptr[i + 1]].tolist() == data[mine].tolist()
+        assert indices[indptr[i] : indptr[i + 1]].tolist() == cols[mine].tolist()
+        assert values[indptr[i] : indptr[i + 1]].tolist() == data[mine].tolist()
 
 
 def test_csr_from_coo_of_nothing():
-    indptr, indices, values = csr_from_coo(4, np.zeros(0, np.int64), np.zeros(0, np.int64),
-                                           np.zeros(0))
+    indptr, indices, values = csr_from_coo(
+        4, np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)
+    )
     assert indptr.tolist() == [0] * 5 and len(indices) == len(values) == 0
 
 
@@ -162,21 +170,26 @@ def _j(values) -> np.ndarray:
 GOOD_J = _j([[0, 1], [1, 0]])
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    (dict(blocks=[([0, 1, 2], GOOD_J)]), r"block 0: J has shape \(2, 2\) for 3 variables"),
-    (dict(blocks=[([0, 3], GOOD_J)]), r"block 0: variable index out of range \[0, 3\)"),
-    (dict(blocks=[([-1, 0], GOOD_J)]), "block 0: variable index out of range"),
-    (dict(blocks=[([0, 1], GOOD_J), ([1, 2], _j([[0, 1], [2, 0]]))]),
-     "block 1: J must be symmetric with a zero diagonal"),
-    (dict(blocks=[([0, 1], _j([[1, 1], [1, 0]]))]), "symmetric with a zero diagonal"),
-    (dict(lowrank_u=np.ones((2, 3)), lowrank_v=np.ones((1, 3))), r"shape \(rank, 3\)"),
-    (dict(lowrank_u=np.ones((1, 4)), lowrank_v=np.ones((1, 4))), r"shape \(rank, 3\)"),
-    (dict(blocks=[([0, 1], _j([[0, np.inf], [np.inf, 0]]))]), "finite"),
-    (dict(lowrank_u=[[0, np.nan, 0]], lowrank_v=[[1, 1, 1]]), "finite"),
-    (dict(offset=np.nan), "finite"),
-    (dict(labels=["a", "b"]), "labels must be 3 unique names"),
-    (dict(labels=["a", "b", "a"]), "labels must be 3 unique names"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(blocks=[([0, 1, 2], GOOD_J)]), r"block 0: J has shape \(2, 2\) for 3 variables"),
+        (dict(blocks=[([0, 3], GOOD_J)]), r"block 0: variable index out of range \[0, 3\)"),
+        (dict(blocks=[([-1, 0], GOOD_J)]), "block 0: variable index out of range"),
+        (
+            dict(blocks=[([0, 1], GOOD_J), ([1, 2], _j([[0, 1], [2, 0]]))]),
+            "block 1: J must be symmetric with a zero diagonal",
+        ),
+        (dict(blocks=[([0, 1], _j([[1, 1], [1, 0]]))]), "symmetric with a zero diagonal"),
+        (dict(lowrank_u=np.ones((2, 3)), lowrank_v=np.ones((1, 3))), r"shape \(rank, 3\)"),
+        (dict(lowrank_u=np.ones((1, 4)), lowrank_v=np.ones((1, 4))), r"shape \(rank, 3\)"),
+        (dict(blocks=[([0, 1], _j([[0, np.inf], [np.inf, 0]]))]), "finite"),
+        (dict(lowrank_u=[[0, np.nan, 0]], lowrank_v=[[1, 1, 1]]), "finite"),
+        (dict(offset=np.nan), "finite"),
+        (dict(labels=["a", "b"]), "labels must be 3 unique names"),
+        (dict(labels=["a", "b", "a"]), "labels must be 3 unique names"),
+    ],
+)
 def test_invalid_problems_are_refused(kwargs, message):
     with pytest.raises(ValueError, match=message):
         LowRankIsing(np.zeros(3), **kwargs)

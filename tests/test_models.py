@@ -14,8 +14,16 @@ from torch import nn
 from ising_qubo.nets import models
 from ising_qubo.nets.models import available, build, from_spec, spec_of
 
-NAMES = ["resnet18", "resnet34", "resnet50", "resnet101", "resnet20", "resnet56", "alexnet",
-         "squeezenet1_1"]
+NAMES = [
+    "resnet18",
+    "resnet34",
+    "resnet50",
+    "resnet101",
+    "resnet20",
+    "resnet56",
+    "alexnet",
+    "squeezenet1_1",
+]
 SLOW_NAMES = {"resnet34", "resnet50", "resnet101"}
 
 # Exact parameter counts with 10 classes (option-B shortcuts for resnet20/56).
@@ -106,8 +114,15 @@ def test_num_classes_and_in_channels_reach_the_layers():
 
 def test_module_paths_are_conventional():
     names = dict(on_meta("resnet18").named_modules())
-    for path in ["conv1", "bn1", "layer1.0.conv1", "layer2.0.conv1", "layer2.0.downsample.0",
-                 "layer4.1.bn2", "fc"]:
+    for path in [
+        "conv1",
+        "bn1",
+        "layer1.0.conv1",
+        "layer2.0.conv1",
+        "layer2.0.downsample.0",
+        "layer4.1.bn2",
+        "fc",
+    ]:
         assert path in names
     names = dict(on_meta("resnet50").named_modules())
     assert "layer3.5.conv3" in names and names["fc"].in_features == 2048
@@ -137,8 +152,11 @@ def test_weight_initialisation():
 def test_spec_round_trip(name):
     model = on_meta(name, num_classes=100)
     spec = spec_of(model)
-    assert spec == {"builder": "ising_qubo.nets.models.build", "name": name,
-                    "kwargs": {"num_classes": 100, "in_channels": 3}}
+    assert spec == {
+        "builder": "ising_qubo.nets.models.build",
+        "name": name,
+        "kwargs": {"num_classes": 100, "in_channels": 3},
+    }
     assert json.loads(json.dumps(spec)) == spec
     with torch.device("meta"):
         again = from_spec(json.loads(json.dumps(spec)))
@@ -162,8 +180,13 @@ def test_spec_survives_pruning():
     torch.manual_seed(0)
     model = build("resnet20")
     example = torch.randn(1, 3, 32, 32)
-    pruner = tp.pruner.MagnitudePruner(model, example, tp.importance.MagnitudeImportance(p=1),
-                                       pruning_ratio=0.5, ignored_layers=[model.fc])
+    pruner = tp.pruner.MagnitudePruner(
+        model,
+        example,
+        tp.importance.MagnitudeImportance(p=1),
+        pruning_ratio=0.5,
+        ignored_layers=[model.fc],
+    )
     pruner.step()
     spec = spec_of(model)
     assert spec["name"] == "resnet20"
@@ -183,10 +206,18 @@ def test_unknown_name_is_named_and_valid_names_listed():
         build(18)
 
 
-@pytest.mark.parametrize("kwargs", [
-    {"num_classes": 0}, {"num_classes": -1}, {"num_classes": 2.0}, {"num_classes": True},
-    {"in_channels": 0}, {"in_channels": -3}, {"in_channels": "3"},
-])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"num_classes": 0},
+        {"num_classes": -1},
+        {"num_classes": 2.0},
+        {"num_classes": True},
+        {"in_channels": 0},
+        {"in_channels": -3},
+        {"in_channels": "3"},
+    ],
+)
 def test_bad_counts_are_rejected(kwargs):
     with pytest.raises(ValueError, match=next(iter(kwargs))):
         build("resnet20", **kwargs)
@@ -201,7 +232,8 @@ def test_torchvision_pass_through():
     with torch.no_grad():
         assert model.eval()(torch.randn(2, 3, 32, 32)).shape == (2, 10)
     assert n_params(model) == n_params(
-        torchvision.models.get_model("resnet18", weights=None, num_classes=10))
+        torchvision.models.get_model("resnet18", weights=None, num_classes=10)
+    )
 
 
 def test_torchvision_errors():
@@ -213,20 +245,38 @@ def test_torchvision_errors():
         build("torchvision.resnet18", num_classes=0)
 
 
-@pytest.mark.parametrize("spec, match", [
-    ("resnet20", "dict"),
-    ({"name": "resnet20", "kwargs": {}}, "builder"),
-    ({"builder": "ising_qubo.nets.models.build", "name": "resnet20"}, "kwargs"),
-    ({"builder": "ising_qubo.nets.models.build", "name": "resnet20", "kwargs": {}, "x": 1}, "'x'"),
-    ({"builder": "somewhere.else", "name": "resnet20", "kwargs": {}}, "somewhere.else"),
-    ({"builder": "ising_qubo.nets.models.build", "name": 20, "kwargs": {}}, "name"),
-    ({"builder": "ising_qubo.nets.models.build", "name": "resnet20", "kwargs": []}, "kwargs"),
-    ({"builder": "ising_qubo.nets.models.build", "name": "resnet20",
-      "kwargs": {"depth": 20}}, "depth"),
-    ({"builder": "ising_qubo.nets.models.build", "name": "resnet20",
-      "kwargs": {"num_classes": 0}}, "num_classes"),
-    ({"builder": "ising_qubo.nets.models.build", "name": "vgg16", "kwargs": {}}, "vgg16"),
-])
+@pytest.mark.parametrize(
+    "spec, match",
+    [
+        ("resnet20", "dict"),
+        ({"name": "resnet20", "kwargs": {}}, "builder"),
+        ({"builder": "ising_qubo.nets.models.build", "name": "resnet20"}, "kwargs"),
+        (
+            {"builder": "ising_qubo.nets.models.build", "name": "resnet20", "kwargs": {}, "x": 1},
+            "'x'",
+        ),
+        ({"builder": "somewhere.else", "name": "resnet20", "kwargs": {}}, "somewhere.else"),
+        ({"builder": "ising_qubo.nets.models.build", "name": 20, "kwargs": {}}, "name"),
+        ({"builder": "ising_qubo.nets.models.build", "name": "resnet20", "kwargs": []}, "kwargs"),
+        (
+            {
+                "builder": "ising_qubo.nets.models.build",
+                "name": "resnet20",
+                "kwargs": {"depth": 20},
+            },
+            "depth",
+        ),
+        (
+            {
+                "builder": "ising_qubo.nets.models.build",
+                "name": "resnet20",
+                "kwargs": {"num_classes": 0},
+            },
+            "num_classes",
+        ),
+        ({"builder": "ising_qubo.nets.models.build", "name": "vgg16", "kwargs": {}}, "vgg16"),
+    ],
+)
 def test_from_spec_rejects_bad_content(spec, match):
     with pytest.raises(ValueError, match=match):
         from_spec(spec)
@@ -244,11 +294,17 @@ def _prune_half(model: nn.Module, in_channels: int, size: int = 32) -> nn.Module
     graph = tp.DependencyGraph().build_dependency(model, example_inputs=example)
     assert len(list(graph.get_all_groups(root_module_types=[nn.Conv2d, nn.Linear]))) > 0
     classifier = head(model)
-    out_features = (classifier.out_features if isinstance(classifier, nn.Linear)
-                    else classifier.out_channels)
+    out_features = (
+        classifier.out_features if isinstance(classifier, nn.Linear) else classifier.out_channels
+    )
     before = n_params(model)
-    pruner = tp.pruner.MagnitudePruner(model, example, tp.importance.MagnitudeImportance(p=1),
-                                       pruning_ratio=0.5, ignored_layers=[classifier])
+    pruner = tp.pruner.MagnitudePruner(
+        model,
+        example,
+        tp.importance.MagnitudeImportance(p=1),
+        pruning_ratio=0.5,
+        ignored_layers=[classifier],
+    )
     pruner.step()
     after = n_params(model)
     assert after < 0.5 * before  # about a quarter of the weights survive halving both sides
@@ -268,8 +324,9 @@ def test_torch_pruning_halves_the_network(name):
         assert model.layer3[0].downsample[0].out_channels == model.fc.in_features == 32
     if name == "squeezenet1_1":  # Fire concatenation: the head conv sees both expand halves
         last = model.features[-1]
-        assert model.classifier[1].in_channels == (last.expand1x1.out_channels
-                                                   + last.expand3x3.out_channels)
+        assert model.classifier[1].in_channels == (
+            last.expand1x1.out_channels + last.expand3x3.out_channels
+        )
         assert model.classifier[1].out_channels == 10
 
 

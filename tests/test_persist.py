@@ -75,8 +75,9 @@ def pruned_resnet20(seed: int = 0) -> nn.Module:
     return model
 
 
-@pytest.mark.parametrize("name", ["resnet20", "squeezenet1_1", "alexnet",
-                                  "torchvision.mobilenet_v2"])
+@pytest.mark.parametrize(
+    "name", ["resnet20", "squeezenet1_1", "alexnet", "torchvision.mobilenet_v2"]
+)
 def test_round_trip_is_bit_identical(tmp_path, name):
     torch.manual_seed(0)
     model = build(name)
@@ -87,10 +88,12 @@ def test_round_trip_is_bit_identical(tmp_path, name):
     x = fixed_input()
     expected = outputs(model, x)
 
-    assert save_pruned(model, tmp_path / "saved", metadata={"history": history}) == \
-        tmp_path / "saved"
-    assert sorted(p.name for p in (tmp_path / "saved").iterdir()) == \
-        sorted([ARCHITECTURE_FILE, WEIGHTS_FILE])
+    assert (
+        save_pruned(model, tmp_path / "saved", metadata={"history": history}) == tmp_path / "saved"
+    )
+    assert sorted(p.name for p in (tmp_path / "saved").iterdir()) == sorted(
+        [ARCHITECTURE_FILE, WEIGHTS_FILE]
+    )
     loaded = load_pruned(tmp_path / "saved")
 
     assert loaded is not model and not loaded.training
@@ -102,8 +105,14 @@ def test_round_trip_is_bit_identical(tmp_path, name):
         assert loaded_state[key].dtype == value.dtype, key
         assert torch.equal(loaded_state[key], value), key
     for (path, a), (_, b) in zip(model.named_modules(), loaded.named_modules()):
-        for attr in ("in_channels", "out_channels", "groups", "in_features", "out_features",
-                     "num_features"):
+        for attr in (
+            "in_channels",
+            "out_channels",
+            "groups",
+            "in_features",
+            "out_features",
+            "num_features",
+        ):
             assert getattr(a, attr, None) == getattr(b, attr, None), (path, attr)
 
     arch = read_architecture(tmp_path / "saved")
@@ -132,10 +141,18 @@ def test_batchnorm_running_stats_survive(tmp_path):
 
 def small_net() -> nn.Module:
     return nn.Sequential(
-        nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
-        nn.Conv2d(8, 16, 3, stride=2, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
-        nn.Conv2d(16, 16, 3, padding=1, groups=16, bias=False), nn.BatchNorm2d(16), nn.ReLU(),
-        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 5),
+        nn.Conv2d(3, 8, 3, padding=1),
+        nn.BatchNorm2d(8),
+        nn.ReLU(),
+        nn.Conv2d(8, 16, 3, stride=2, padding=1),
+        nn.BatchNorm2d(16),
+        nn.ReLU(),
+        nn.Conv2d(16, 16, 3, padding=1, groups=16, bias=False),
+        nn.BatchNorm2d(16),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(16, 5),
     )
 
 
@@ -182,8 +199,9 @@ def test_tied_weights_stay_tied(tmp_path):
     x = torch.randn(5, 4)
     save_pruned(model, tmp_path)
     arch = read_architecture(tmp_path)
-    assert ["a.weight", "b.weight", "body.0.weight", "body.2.weight"] in \
-        [sorted(group) for group in arch["shared_tensors"]]
+    assert ["a.weight", "b.weight", "body.0.weight", "body.2.weight"] in [
+        sorted(group) for group in arch["shared_tensors"]
+    ]
     loaded = load_pruned(tmp_path, model=Tied(8))
     assert loaded.b.weight is loaded.a.weight
     assert loaded.body[0] is loaded.body[2] is loaded.a
@@ -218,28 +236,35 @@ def test_wrong_format_is_refused(saved):
 
 
 def test_unknown_module_is_refused(saved):
-    edit_architecture(saved, lambda d: d["modules"].update(
-        {"layer9.conv": {"type": "Conv2d", "in_channels": 1}}))
-    with pytest.raises(ValueError, match=r"layer9\.conv.*architecture\.json|architecture\.json"
-                                         r".*layer9\.conv"):
+    edit_architecture(
+        saved, lambda d: d["modules"].update({"layer9.conv": {"type": "Conv2d", "in_channels": 1}})
+    )
+    with pytest.raises(
+        ValueError,
+        match=r"layer9\.conv.*architecture\.json|architecture\.json"
+        r".*layer9\.conv",
+    ):
         load_pruned(saved)
 
 
 def test_type_mismatch_is_refused(saved):
-    conv = next(k for k, v in read_architecture(saved)["modules"].items()
-                if v["type"] == "Conv2d")
+    conv = next(k for k, v in read_architecture(saved)["modules"].items() if v["type"] == "Conv2d")
     edit_architecture(saved, lambda d: d["modules"][conv].update(type="Linear"))
     with pytest.raises(ValueError, match=f"{conv}.*Linear.*Conv2d"):
         load_pruned(saved)
 
 
-@pytest.mark.parametrize("entry", [{"type": "Conv2d", "forward": 1},
-                                   {"type": "Conv2d", "out_channels": "many"},
-                                   {"type": "Conv2d", "out_channels": -1},
-                                   {"type": 3}])
+@pytest.mark.parametrize(
+    "entry",
+    [
+        {"type": "Conv2d", "forward": 1},
+        {"type": "Conv2d", "out_channels": "many"},
+        {"type": "Conv2d", "out_channels": -1},
+        {"type": 3},
+    ],
+)
 def test_malformed_module_entries_are_refused(saved, entry):
-    conv = next(k for k, v in read_architecture(saved)["modules"].items()
-                if v["type"] == "Conv2d")
+    conv = next(k for k, v in read_architecture(saved)["modules"].items() if v["type"] == "Conv2d")
     edit_architecture(saved, lambda d: d["modules"].update({conv: entry}))
     with pytest.raises(ValueError, match=conv):
         load_pruned(saved)
@@ -253,10 +278,11 @@ def test_not_json_is_refused(saved):
 
 def test_inconsistent_attribute_is_refused(saved):
     # The recorded attribute disagrees with the stored tensor.
-    conv = next(k for k, v in read_architecture(saved)["modules"].items()
-                if v["type"] == "Conv2d")
-    edit_architecture(saved, lambda d: d["modules"][conv].update(
-        out_channels=d["modules"][conv]["out_channels"] + 1))
+    conv = next(k for k, v in read_architecture(saved)["modules"].items() if v["type"] == "Conv2d")
+    edit_architecture(
+        saved,
+        lambda d: d["modules"][conv].update(out_channels=d["modules"][conv]["out_channels"] + 1),
+    )
     with pytest.raises(ValueError, match=f"{conv}.weight"):
         load_pruned(saved)
 
@@ -324,15 +350,17 @@ def test_directory_without_a_model_names_both_places(tmp_path):
             f"no saved model at {run}: neither {run / ARCHITECTURE_FILE} nor "
             f"{run / 'model' / ARCHITECTURE_FILE} (where a run directory of 'ising-qubo prune "
             f"--out' keeps it) exists; pass the directory that save_pruned wrote, or a run "
-            f"directory")
+            f"directory"
+        )
 
 
 def test_run_directory_with_an_incomplete_model(tmp_path):
     run = make_run_directory(tmp_path / "run", pruned_resnet20())
     (run / "model" / WEIGHTS_FILE).unlink()
-    with pytest.raises(MissingModelFileError,
-                       match=f"saved model {run / 'model'} is incomplete: {WEIGHTS_FILE} is "
-                             f"missing"):
+    with pytest.raises(
+        MissingModelFileError,
+        match=f"saved model {run / 'model'} is incomplete: {WEIGHTS_FILE} is missing",
+    ):
         load_pruned(run)
 
 
@@ -347,8 +375,10 @@ def rewrite_weights(directory: Path, change) -> None:
 
 def test_wrong_shape_in_weights_is_refused(saved):
     key = "layer1.0.conv1.weight"
+
     def shrink(tensors):
         tensors[key] = tensors[key][:, :-1].contiguous()
+
     rewrite_weights(saved, shrink)
     with pytest.raises(ValueError, match=rf"{key}.*model\.safetensors|model\.safetensors.*{key}"):
         load_pruned(saved)
@@ -357,6 +387,7 @@ def test_wrong_shape_in_weights_is_refused(saved):
 def test_missing_and_unexpected_tensors_are_refused(saved):
     def edit(tensors):
         tensors["extra.weight"] = tensors.pop("fc.bias")
+
     rewrite_weights(saved, edit)
     with pytest.raises(ValueError, match=r"fc\.bias.*extra\.weight"):
         load_pruned(saved)
@@ -415,7 +446,7 @@ def test_interrupted_architecture_write_keeps_previous_model(tmp_path, monkeypat
     real_write_text = Path.write_text
 
     def interrupted(self, text, *args, **kwargs):
-        real_write_text(self, text[:len(text) // 2], *args, **kwargs)  # half, then Ctrl-C
+        real_write_text(self, text[: len(text) // 2], *args, **kwargs)  # half, then Ctrl-C
         raise KeyboardInterrupt
 
     monkeypatch.setattr(Path, "write_text", interrupted)
@@ -434,9 +465,13 @@ def test_both_new_files_are_complete_before_either_replaces(tmp_path, monkeypatc
 
     def checking_replace(src, dst):
         if not renamed:  # the first rename: both new files must be whole already
-            new = {name: p for p in tmp_path.iterdir() if p.suffix == ".tmp"
-                   for name in (ARCHITECTURE_FILE, WEIGHTS_FILE)
-                   if p.name.startswith(f".{name}.")}
+            new = {
+                name: p
+                for p in tmp_path.iterdir()
+                if p.suffix == ".tmp"
+                for name in (ARCHITECTURE_FILE, WEIGHTS_FILE)
+                if p.name.startswith(f".{name}.")
+            }
             arch = json.loads(new[ARCHITECTURE_FILE].read_text())
             with safetensors.safe_open(str(new[WEIGHTS_FILE]), framework="pt") as handle:
                 assert handle.metadata()[persist._SAVE_ID_KEY] == arch["save_id"]
@@ -479,5 +514,4 @@ def test_overwrite_replaces_both_files(tmp_path):
     save_pruned(second, tmp_path, metadata={"n": 2})
     x = fixed_input()
     assert torch.equal(outputs(load_pruned(tmp_path), x), outputs(second, x))
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([ARCHITECTURE_FILE,
-                                                                 WEIGHTS_FILE])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([ARCHITECTURE_FILE, WEIGHTS_FILE])

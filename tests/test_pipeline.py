@@ -7,30 +7,48 @@ import json
 import pytest
 import torch
 
-from ising_qubo.pruning import pipeline
 from ising_qubo.cli import main
 from ising_qubo.nets.persist import load_pruned
+from ising_qubo.pruning import pipeline
 from ising_qubo.pruning.pipeline import RunConfig, run
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
 
 
 def _config(out, data_dir, **overrides):
-    options = dict(out=str(out), model="resnet20", dataset="imagefolder",
-                   data_dir=str(data_dir), epochs=1, finetune_epochs=1, batch_size=16,
-                   keep=0.5, resolve_every=2, calibration_size=32, progress=False,
-                   solver_params={"num_reads": 4, "num_sweeps": 100, "seed": 0})
+    options = dict(
+        out=str(out),
+        model="resnet20",
+        dataset="imagefolder",
+        data_dir=str(data_dir),
+        epochs=1,
+        finetune_epochs=1,
+        batch_size=16,
+        keep=0.5,
+        resolve_every=2,
+        calibration_size=32,
+        progress=False,
+        solver_params={"num_reads": 4, "num_sweeps": 100, "seed": 0},
+    )
     options.update(overrides)
     return RunConfig(**options)
 
 
 def test_prune_run_writes_a_smaller_model_that_reloads_with_the_same_accuracy(
-        tmp_path, image_folder):
+    tmp_path, image_folder
+):
     out = tmp_path / "run"
     report = run(_config(out, image_folder))
-    for name in ("report.json", "config.json", "checkpoint.pt", "kept_channels.png",
-                 "energy.png", "accuracy.png", "model/model.safetensors",
-                 "model/architecture.json"):
+    for name in (
+        "report.json",
+        "config.json",
+        "checkpoint.pt",
+        "kept_channels.png",
+        "energy.png",
+        "accuracy.png",
+        "model/model.safetensors",
+        "model/architecture.json",
+    ):
         assert (out / name).exists(), name
     saved = json.loads((out / "report.json").read_text())
     assert saved["params"]["after"] == report["params"]["after"]
@@ -39,8 +57,11 @@ def test_prune_run_writes_a_smaller_model_that_reloads_with_the_same_accuracy(
     kept = saved["pruning"]["kept"]
     assert all(0 < k <= n for k, n in kept.values())
     assert saved["pruning"]["energy_history"], "the Ising state was never solved"
-    assert 0 < saved["paper_comparison"]["filter_pruning_rate"] < \
-        saved["paper_comparison"]["parameter_pruning_rate"]
+    assert (
+        0
+        < saved["paper_comparison"]["filter_pruning_rate"]
+        < saved["paper_comparison"]["parameter_pruning_rate"]
+    )
 
     model = load_pruned(out / "model")
     assert sum(p.numel() for p in model.parameters()) == saved["params"]["after"]
@@ -89,8 +110,7 @@ def test_interrupted_run_resumes_from_its_checkpoint(tmp_path, image_folder, mon
     assert report["params"]["after"] <= 0.55 * report["params"]["before"]
 
 
-def test_resume_inside_finetuning_rebuilds_the_pruned_model(tmp_path, image_folder,
-                                                            monkeypatch):
+def test_resume_inside_finetuning_rebuilds_the_pruned_model(tmp_path, image_folder, monkeypatch):
     out = tmp_path / "run"
     config = _config(out, image_folder, method="l1", epochs=1, finetune_epochs=2)
     real = pipeline.train_one_epoch
@@ -115,8 +135,9 @@ def test_resume_inside_finetuning_rebuilds_the_pruned_model(tmp_path, image_fold
 
 @pytest.mark.parametrize("method", ["l1", "tp-magnitude", "tp-taylor"])
 def test_baselines_prune_to_the_same_budget(tmp_path, image_folder, method):
-    report = run(_config(tmp_path / method, image_folder, method=method, epochs=0,
-                         finetune_epochs=0))
+    report = run(
+        _config(tmp_path / method, image_folder, method=method, epochs=0, finetune_epochs=0)
+    )
     ising = run(_config(tmp_path / "ising", image_folder, epochs=0, finetune_epochs=0))
     assert report["params"]["after"] == ising["params"]["after"]
     assert report["pruning"]["kept"] == {k: v for k, v in ising["pruning"]["kept"].items()}
@@ -124,14 +145,47 @@ def test_baselines_prune_to_the_same_budget(tmp_path, image_folder, method):
 
 def test_cli_prune_and_export(tmp_path, image_folder, capsys):
     out = tmp_path / "cli"
-    code = main(["prune", "--model", "resnet20", "--dataset", "imagefolder", "--data-dir",
-                 str(image_folder), "--epochs", "0", "--finetune-epochs", "0",
-                 "--batch-size", "16", "--out", str(out), "--no-progress",
-                 "--solver-param", "num_reads=2", "--solver-param", "num_sweeps=50"])
+    code = main(
+        [
+            "prune",
+            "--model",
+            "resnet20",
+            "--dataset",
+            "imagefolder",
+            "--data-dir",
+            str(image_folder),
+            "--epochs",
+            "0",
+            "--finetune-epochs",
+            "0",
+            "--batch-size",
+            "16",
+            "--out",
+            str(out),
+            "--no-progress",
+            "--solver-param",
+            "num_reads=2",
+            "--solver-param",
+            "num_sweeps=50",
+        ]
+    )
     assert code == 0
     assert "kept" in capsys.readouterr().out
-    code = main(["export", "--model", "resnet20", "--out", str(tmp_path / "qubos"),
-                 "--keep", "0.5", "--energy", "ipruning", "--calibration-size", "4"])
+    code = main(
+        [
+            "export",
+            "--model",
+            "resnet20",
+            "--out",
+            str(tmp_path / "qubos"),
+            "--keep",
+            "0.5",
+            "--energy",
+            "ipruning",
+            "--calibration-size",
+            "4",
+        ]
+    )
     assert code == 0
     manifest = json.loads((tmp_path / "qubos" / "manifest.json").read_text())
     assert manifest["energy"] == "ipruning"
@@ -141,8 +195,17 @@ def test_cli_prune_and_export(tmp_path, image_folder, capsys):
 
 
 def test_cli_missing_data_is_one_clear_line(tmp_path, capsys):
-    code = main(["prune", "--dataset", "cifar10", "--data-dir", str(tmp_path / "nothing"),
-                 "--out", str(tmp_path / "run")])
+    code = main(
+        [
+            "prune",
+            "--dataset",
+            "cifar10",
+            "--data-dir",
+            str(tmp_path / "nothing"),
+            "--out",
+            str(tmp_path / "run"),
+        ]
+    )
     assert code == 2
     err = capsys.readouterr().err.strip()
     assert "--data-dir" in err and "\n" not in err and "Traceback" not in err
@@ -159,9 +222,23 @@ def test_export_takes_its_calibration_batch_from_the_dataset(tmp_path, image_fol
 
     out = tmp_path / "qubos"
     torch.manual_seed(7)  # the network's initial weights
-    code = main(["export", "--dataset", "imagefolder", "--data-dir", str(image_folder),
-                 "--calibration-size", "8", "--importance", "taylor", "--seed", "3",
-                 "--out", str(out)])
+    code = main(
+        [
+            "export",
+            "--dataset",
+            "imagefolder",
+            "--data-dir",
+            str(image_folder),
+            "--calibration-size",
+            "8",
+            "--importance",
+            "taylor",
+            "--seed",
+            "3",
+            "--out",
+            str(out),
+        ]
+    )
     assert code == 0
     torch.manual_seed(7)
     model = build("resnet20", num_classes=4).eval()
@@ -169,8 +246,9 @@ def test_export_takes_its_calibration_batch_from_the_dataset(tmp_path, image_fol
     chosen = train.take(data.stratified_indices(train.labels, 8, 3))
     assert sorted(chosen.labels.tolist()) == [0, 0, 1, 1, 2, 2, 3, 3]
     batch = next(iter(data.BatchLoader(chosen, 8, shuffle=False)))
-    expected = PruningProblem.from_model(model, batch[0][:1], keep=0.5, data=batch,
-                                         importance="taylor")
+    expected = PruningProblem.from_model(
+        model, batch[0][:1], keep=0.5, data=batch, importance="taylor"
+    )
     manifest = json.loads((out / "manifest.json").read_text())
     assert [g["name"] for g in manifest["groups"]] == [g.name for g in expected.groups]
     for entry, group in zip(manifest["groups"], expected.groups):
@@ -178,4 +256,5 @@ def test_export_takes_its_calibration_batch_from_the_dataset(tmp_path, image_fol
         reference = expected.to_bqm(group.name)
         assert saved.num_variables == group.size
         assert saved.energy({v: 1 for v in saved.variables}) == pytest.approx(
-            reference.energy({v: 1 for v in reference.variables}), rel=1e-9)
+            reference.energy({v: 1 for v in reference.variables}), rel=1e-9
+        )

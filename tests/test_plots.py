@@ -23,9 +23,11 @@ def fake_report() -> dict:
             "kept": {"conv1": [8, 16], "layer1.0.conv1": [5, 16], "layer2.0.conv1": [20, 32]},
             "energy_history": [{"iteration": i, "energy": -10.0 - 3 * i} for i in (0, 2, 4, 6)],
         },
-        "history": {"phase": ["train", "train", "finetune", "finetune"],
-                    "test_top1": [30.0, 45.0, 41.0, 52.0],
-                    "train_top1": [35.0, 50.0, 44.0, 58.0]},
+        "history": {
+            "phase": ["train", "train", "finetune", "finetune"],
+            "test_top1": [30.0, 45.0, 41.0, 52.0],
+            "train_top1": [35.0, 50.0, 44.0, 58.0],
+        },
     }
 
 
@@ -76,11 +78,13 @@ def reversed_data(report: dict) -> dict:
     return {
         "pruning": {
             "kept": dict(zip(names, [pruning["kept"][n] for n in reversed(names)])),
-            "energy_history": [dict(row, energy=e) for row, e in
-                               zip(pruning["energy_history"], reversed(energies))],
+            "energy_history": [
+                dict(row, energy=e) for row, e in zip(pruning["energy_history"], reversed(energies))
+            ],
         },
-        "history": dict(history, test_top1=history["test_top1"][::-1],
-                        train_top1=history["train_top1"][::-1]),
+        "history": dict(
+            history, test_top1=history["test_top1"][::-1], train_top1=history["train_top1"][::-1]
+        ),
     }
 
 
@@ -89,8 +93,10 @@ def test_each_figure_draws_its_data(tmp_path, name):
     for folder, report in (("forward", fake_report()), ("reversed", reversed_data(fake_report()))):
         (tmp_path / folder).mkdir()
         plot_run(report, tmp_path / folder)
-    with Image.open(tmp_path / "forward" / name) as one, \
-            Image.open(tmp_path / "reversed" / name) as other:
+    with (
+        Image.open(tmp_path / "forward" / name) as one,
+        Image.open(tmp_path / "reversed" / name) as other,
+    ):
         forward, backward = np.asarray(one.convert("RGB")), np.asarray(other.convert("RGB"))
     assert forward.shape == backward.shape
     assert np.any(forward != backward), f"{name} does not change with its data"
@@ -125,8 +131,12 @@ print(json.dumps([after_import, matplotlib.get_backend()]))
 
 def test_plots_leave_the_callers_matplotlib_backend_alone(tmp_path):
     """In a fresh interpreter, so that the caller's choice comes before the first import."""
-    result = subprocess.run([sys.executable, "-c", _KEEP_BACKEND, json.dumps(fake_report()),
-                             str(tmp_path)], capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", _KEEP_BACKEND, json.dumps(fake_report()), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == ["svg", "svg"]
     assert (tmp_path / "energy.png").exists()

@@ -16,10 +16,10 @@ import torch
 from torch import nn
 
 from ising_qubo import io
-from ising_qubo.pruning.groups import ModelGroups, count_params, uniform_keep_counts
-from ising_qubo.pruning.energies import reference_energy
-from ising_qubo.pruning.importance import group_importance, top_k_masks
 from ising_qubo.nets.models import build
+from ising_qubo.pruning.energies import reference_energy
+from ising_qubo.pruning.groups import ModelGroups, count_params, uniform_keep_counts
+from ising_qubo.pruning.importance import group_importance, top_k_masks
 from ising_qubo.pruning.problem import MANIFEST, PruningProblem
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -34,11 +34,15 @@ RESNET20_GROUPS = {"conv1": {"conv1", "layer1.0.conv2", "layer1.1.conv2", "layer
 for _stage, _width in ((1, 16), (2, 32), (3, 64)):
     if _stage > 1:
         RESNET20_GROUPS[f"layer{_stage}.0.downsample.0"] = {
-            f"layer{_stage}.0.downsample.0", *(f"layer{_stage}.{b}.conv2" for b in range(3))}
+            f"layer{_stage}.0.downsample.0",
+            *(f"layer{_stage}.{b}.conv2" for b in range(3)),
+        }
     for _block in range(3):
         RESNET20_GROUPS[f"layer{_stage}.{_block}.conv1"] = {f"layer{_stage}.{_block}.conv1"}
-RESNET20_WIDTH = {name: 16 if name.startswith(("conv1", "layer1")) else
-                  32 if name.startswith("layer2") else 64 for name in RESNET20_GROUPS}
+RESNET20_WIDTH = {
+    name: 16 if name.startswith(("conv1", "layer1")) else 32 if name.startswith("layer2") else 64
+    for name in RESNET20_GROUPS
+}
 
 
 @pytest.fixture(scope="module")
@@ -57,8 +61,7 @@ def problems(resnet):
 
     def get(energy: str, keep: float | None) -> PruningProblem:
         if (energy, keep) not in cache:
-            cache[energy, keep] = PruningProblem.from_model(model, batch, energy=energy,
-                                                            keep=keep)
+            cache[energy, keep] = PruningProblem.from_model(model, batch, energy=energy, keep=keep)
         return cache[energy, keep]
 
     return get
@@ -78,6 +81,7 @@ def solutions(problems):
 
 # ----- references ---------------------------------------------------------------------------
 
+
 def weight_of(model: nn.Module, name: str) -> np.ndarray:
     return model.get_submodule(name).weight.detach().double().numpy()
 
@@ -86,8 +90,10 @@ def redundancy_reference(model: nn.Module, members: set[str], keep_count: int):
     """(linear, strictly upper quadratic) of E(x) = -a.x + 1/(k-1) sum_{i<j} r_ij x_i x_j
     with l1 importance (per layer scaled to mean 1, summed, scaled to max 1) and |cosine|
     redundancy of the concatenated filters of the tied layers."""
-    flat = [weight_of(model, name).reshape(weight_of(model, name).shape[0], -1)
-            for name in sorted(members)]
+    flat = [
+        weight_of(model, name).reshape(weight_of(model, name).shape[0], -1)
+        for name in sorted(members)
+    ]
     importance = sum(np.abs(w).sum(axis=1) / np.abs(w).sum(axis=1).mean() for w in flat)
     features = np.concatenate(flat, axis=1)
     n = len(features)
@@ -137,9 +143,9 @@ def dense_ipruning_energy(layers, y: np.ndarray) -> float:
     starts = np.cumsum([0, *sizes])
     gamma = np.zeros((starts[-1], starts[-1]))
     for k, layer in enumerate(layers):
-        gamma[starts[k]:starts[k + 1], starts[k]:starts[k + 1]] = layer.affinity
+        gamma[starts[k] : starts[k + 1], starts[k] : starts[k + 1]] = layer.affinity
         if k + 1 < len(layers):
-            gamma[starts[k]:starts[k + 1], starts[k + 1]:starts[k + 2]] = layer.entropy[:, None]
+            gamma[starts[k] : starts[k + 1], starts[k + 1] : starts[k + 2]] = layer.entropy[:, None]
     gamma -= 1.0
     x = np.concatenate([y[layer.units] for layer in layers]).astype(float)
     return float(-x @ gamma @ x + gamma.sum() / len(x) * x.sum())
@@ -153,8 +159,11 @@ def masks_to_sample(problem: PruningProblem, masks) -> dict:
 def conv_order(model: nn.Module, batch: torch.Tensor) -> list[str]:
     """Conv layers in the order the forward pass calls them (own hooks)."""
     order = []
-    hooks = [module.register_forward_hook(lambda m, i, o, name=name: order.append(name))
-             for name, module in model.named_modules() if isinstance(module, nn.Conv2d)]
+    hooks = [
+        module.register_forward_hook(lambda m, i, o, name=name: order.append(name))
+        for name, module in model.named_modules()
+        if isinstance(module, nn.Conv2d)
+    ]
     with torch.no_grad():
         model(batch)
     for hook in hooks:
@@ -183,6 +192,7 @@ def assert_swap_local_minimum(problem: PruningProblem, masks) -> None:
 
 # ----- the networks' groups -----------------------------------------------------------------
 
+
 def test_resnet20_groups_and_labels(problems):
     problem = problems("redundancy", None)
     found = {g.name: {layer.name for layer in g.layers} for g in problem.groups}
@@ -203,6 +213,7 @@ def test_resnet20_groups_and_labels(problems):
 
 # ----- energies three ways -------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("keep", [None, 0.5])
 def test_redundancy_energy_against_the_weights(resnet, problems, solutions, keep):
     model, _ = resnet
@@ -216,8 +227,15 @@ def test_redundancy_energy_against_the_weights(resnet, problems, solutions, keep
         labels = [f"{name}:{i}" for i in range(RESNET20_WIDTH[name])]
         np.testing.assert_allclose([bqm.get_linear(v) for v in labels], linear, rtol=1e-5)
         n = len(labels)
-        got = np.array([[bqm.get_quadratic(labels[i], labels[j], default=0.0) if i < j else 0.0
-                         for j in range(n)] for i in range(n)])
+        got = np.array(
+            [
+                [
+                    bqm.get_quadratic(labels[i], labels[j], default=0.0) if i < j else 0.0
+                    for j in range(n)
+                ]
+                for i in range(n)
+            ]
+        )
         np.testing.assert_allclose(got, quadratic, rtol=1e-5, atol=1e-9)
         assert bqm.offset == 0.0
     # the solution's energy: BQM == problem.energy == sum of per-group references
@@ -247,9 +265,12 @@ def test_ipruning_energy_against_the_weights(resnet, problems, solutions, keep):
     # two layers recomputed from scratch: a 3x3 conv and a 1x1 projection
     maps = {}
     watched = ("layer2.1.conv1", "layer3.0.downsample.0")
-    hooks = [model.get_submodule(name).register_forward_hook(
-        lambda m, i, o, name=name: maps.__setitem__(name, o.detach().double().mean(0).numpy()))
-        for name in watched]
+    hooks = [
+        model.get_submodule(name).register_forward_hook(
+            lambda m, i, o, name=name: maps.__setitem__(name, o.detach().double().mean(0).numpy())
+        )
+        for name in watched
+    ]
     with torch.no_grad():
         model(batch)
     for hook in hooks:
@@ -257,17 +278,26 @@ def test_ipruning_energy_against_the_weights(resnet, problems, solutions, keep):
     by_name = {t.name: t for t in terms}
     for name in watched:
         term = by_name[name]
-        np.testing.assert_allclose(term.affinity, kl_affinity_reference(weight_of(model, name)),
-                                   rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(
+            term.affinity, kl_affinity_reference(weight_of(model, name)), rtol=1e-6, atol=1e-6
+        )
         np.testing.assert_allclose(term.entropy, entropy_reference(maps[name]), atol=1e-6)
     # the 1x1 projection: 1-D Gaussians in closed form
     samples = weight_of(model, "layer3.0.downsample.0")[:, :, 0, 0]
     m, v = samples.mean(axis=1), samples.var(axis=1, ddof=1)
-    kl = 0.5 * (v[:, None] / v[None, :] + np.log(v[None, :] / v[:, None])
-                + (m[None, :] - m[:, None]) ** 2 / v[None, :] - 1)
+    kl = 0.5 * (
+        v[:, None] / v[None, :]
+        + np.log(v[None, :] / v[:, None])
+        + (m[None, :] - m[:, None]) ** 2 / v[None, :]
+        - 1
+    )
     normalised = (kl - kl.min()) / np.abs(kl).max()
-    np.testing.assert_allclose(by_name["layer3.0.downsample.0"].affinity,
-                               (normalised + normalised.T) / 2, rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(
+        by_name["layer3.0.downsample.0"].affinity,
+        (normalised + normalised.T) / 2,
+        rtol=1e-6,
+        atol=1e-9,
+    )
     # the solution's energy four ways
     y = problem.state_from_masks(solution.masks)
     from_bqm = problem.to_bqm(budget=False).energy(masks_to_sample(problem, solution.masks))
@@ -299,7 +329,8 @@ def test_budget_met_and_really_pruned_model_is_small(resnet, problems, solutions
     keep0 = solution.masks["conv1"]
     np.testing.assert_array_equal(
         pruned.layer1[0].conv1.weight.detach().numpy(),
-        model.layer1[0].conv1.weight.detach().numpy()[keep1][:, keep0])
+        model.layer1[0].conv1.weight.detach().numpy()[keep1][:, keep0],
+    )
     with torch.no_grad():
         assert pruned(batch).shape == (8, 10)
     assert count_params(model) == 272_474  # the original is untouched
@@ -316,8 +347,7 @@ def test_any_dimod_sampler_on_resnet20(problems):
 
     for energy in ("redundancy", "ipruning"):
         problem = problems(energy, 0.5)
-        solution = problem.solve(SimulatedAnnealingSampler(), num_reads=2, num_sweeps=20,
-                                 seed=1)
+        solution = problem.solve(SimulatedAnnealingSampler(), num_reads=2, num_sweeps=20, seed=1)
         assert solution.kept == problem.keep_counts
         assert solution.solver == "SimulatedAnnealingSampler"
         assert solution.energy == pytest.approx(problem.energy(solution.masks))
@@ -336,8 +366,15 @@ def test_kl_similarity_is_one_minus_the_root_affinity(resnet):
         expected = np.triu(1.0 - kl_affinity_reference(weight_of(model, name)), 1) / (k - 1)
         bqm = problem.to_bqm(name, budget=False)
         labels = [f"{name}:{i}" for i in range(RESNET20_WIDTH[name])]
-        got = np.array([[bqm.get_quadratic(a, b, default=0.0) if i < j else 0.0
-                         for j, b in enumerate(labels)] for i, a in enumerate(labels)])
+        got = np.array(
+            [
+                [
+                    bqm.get_quadratic(a, b, default=0.0) if i < j else 0.0
+                    for j, b in enumerate(labels)
+                ]
+                for i, a in enumerate(labels)
+            ]
+        )
         np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-9)
 
 
@@ -354,12 +391,14 @@ def test_ipruning_group_bqm_holds_the_others_kept(problems, budget):
         states = rng.integers(0, 2, size=(5, len(labels)))
         full = np.ones((5, problem.num_variables), dtype=np.int8)
         start = problem.offsets[name]
-        full[:, start:start + len(labels)] = states
-        np.testing.assert_allclose(part.energies((states, labels)),
-                                   whole.energies((full, problem.labels)), rtol=1e-9)
+        full[:, start : start + len(labels)] = states
+        np.testing.assert_allclose(
+            part.energies((states, labels)), whole.energies((full, problem.labels)), rtol=1e-9
+        )
 
 
 # ----- files ------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("energy", ["redundancy", "ipruning"])
 def test_save_writes_one_file_per_group_and_a_manifest(tmp_path, problems, solutions, energy):
@@ -382,10 +421,12 @@ def test_save_writes_one_file_per_group_and_a_manifest(tmp_path, problems, solut
     for entry in manifest["groups"]:
         name = entry["name"]
         assert entry["keep_count"] == problem.keep_counts[name]
-        assert [v["label"] for v in entry["variables"]] == [f"{name}:{i}" for i in
-                                                            range(entry["size"])]
-        assert {layer["module"] for layer in entry["variables"][0]["layers"]} == \
-            RESNET20_GROUPS[name]
+        assert [v["label"] for v in entry["variables"]] == [
+            f"{name}:{i}" for i in range(entry["size"])
+        ]
+        assert {layer["module"] for layer in entry["variables"][0]["layers"]} == RESNET20_GROUPS[
+            name
+        ]
         bqm = io.load(tmp_path / entry["file"])
         assert bqm.vartype is dimod.BINARY
         assert set(bqm.variables) == {v["label"] for v in entry["variables"]}
@@ -402,11 +443,11 @@ def test_save_writes_one_file_per_group_and_a_manifest(tmp_path, problems, solut
         assert total == pytest.approx(problem.energy(solution.masks), rel=1e-9)
     else:
         network = io.load(tmp_path / "network.coo")
-        assert network.energy(sample) == pytest.approx(problem.energy(solution.masks),
-                                                       rel=1e-9)
+        assert network.energy(sample) == pytest.approx(problem.energy(solution.masks), rel=1e-9)
 
 
 # ----- a tiny network: brute force ---------------------------------------------------------
+
 
 class Tiny(nn.Module):
     """Two convs tied by a residual add (6 channels), a third conv (7), a classifier."""
@@ -446,8 +487,9 @@ def budget_optimum(problem: PruningProblem) -> float:
             options.append(mask)
         choices.append(options)
     names = [g.name for g in problem.groups]
-    states = np.array([problem.state_from_masks(dict(zip(names, combo)))
-                       for combo in itertools.product(*choices)])
+    states = np.array(
+        [problem.state_from_masks(dict(zip(names, combo))) for combo in itertools.product(*choices)]
+    )
     return float(problem.to_bqm(budget=False).energies((states, problem.labels)).min())
 
 
@@ -456,10 +498,15 @@ def test_tiny_net_exact_solvers_reach_the_brute_force_optimum(tiny, energy):
     model, batch = tiny
     problem = PruningProblem.from_model(model, batch, energy=energy, keep=0.5)
     assert {g.name: {layer.name for layer in g.layers} for g in problem.groups} == {
-        "conv1": {"conv1", "conv2"}, "conv3": {"conv3"}}
+        "conv1": {"conv1", "conv2"},
+        "conv3": {"conv3"},
+    }
     if energy == "ipruning":  # the tied layers share variables 0..5
         assert [(t.name, t.units.tolist()) for t in problem.layer_terms] == [
-            ("conv1", list(range(6))), ("conv2", list(range(6))), ("conv3", list(range(6, 13)))]
+            ("conv1", list(range(6))),
+            ("conv2", list(range(6))),
+            ("conv3", list(range(6, 13))),
+        ]
     optimum = budget_optimum(problem)
     for solver in ("cpsat", dimod.ExactSolver()):
         solution = problem.solve(solver)
@@ -484,12 +531,14 @@ def test_tiny_net_polish_from_bad_states_meets_budget(tiny):
         masks = {g.name: start(g.size, dtype=bool) for g in problem.groups}
         polished, repairs, _swaps = problem.polish(masks)
         assert {k: int(v.sum()) for k, v in polished.items()} == problem.keep_counts
-        assert repairs == sum(abs(problem.keep_counts[g.name] - int(start(1)[0]) * g.size)
-                              for g in problem.groups)
+        assert repairs == sum(
+            abs(problem.keep_counts[g.name] - int(start(1)[0]) * g.size) for g in problem.groups
+        )
         assert_swap_local_minimum(problem, polished)
 
 
 # ----- importance ---------------------------------------------------------------------------
+
 
 def test_l1_importance_is_the_filter_norm(resnet):
     model, batch = resnet
@@ -499,20 +548,25 @@ def test_l1_importance_is_the_filter_norm(resnet):
     l1 = np.array([np.sum(np.abs(w[i])) for i in range(len(w))])
     np.testing.assert_allclose(scores["layer2.1.conv1"], l1 / l1.mean(), rtol=1e-5)
     # a residual group: the sum over its layers of each layer's mean-1 scaled norms
-    total = sum(np.abs(weight_of(model, n)).sum(axis=(1, 2, 3)) /
-                np.abs(weight_of(model, n)).sum(axis=(1, 2, 3)).mean()
-                for n in RESNET20_GROUPS["conv1"])
+    total = sum(
+        np.abs(weight_of(model, n)).sum(axis=(1, 2, 3))
+        / np.abs(weight_of(model, n)).sum(axis=(1, 2, 3)).mean()
+        for n in RESNET20_GROUPS["conv1"]
+    )
     np.testing.assert_allclose(scores["conv1"], total, rtol=1e-5)
     l2 = group_importance(groups, "l2")["layer1.2.conv1"]
     w = weight_of(model, "layer1.2.conv1").reshape(16, -1)
-    norms = np.sqrt((w ** 2).sum(axis=1))
+    norms = np.sqrt((w**2).sum(axis=1))
     np.testing.assert_allclose(l2, norms / norms.mean(), rtol=1e-5)
 
 
 def test_top_k_masks_keeps_the_highest_scores():
     rng = np.random.default_rng(3)
-    scores = {"a": rng.normal(size=9), "b": np.array([1.0, 3.0, 3.0, 0.5, 3.0]),
-              "c": rng.normal(size=4)}
+    scores = {
+        "a": rng.normal(size=9),
+        "b": np.array([1.0, 3.0, 3.0, 0.5, 3.0]),
+        "c": rng.normal(size=4),
+    }
     masks = top_k_masks(scores, {"a": 4, "b": 2})
     assert set(np.flatnonzero(masks["a"])) == set(np.argsort(scores["a"])[-4:])
     np.testing.assert_array_equal(masks["b"], [False, True, True, False, False])  # ties: low
@@ -523,6 +577,7 @@ def test_top_k_masks_keeps_the_highest_scores():
 
 
 # ----- bad input ----------------------------------------------------------------------------
+
 
 def test_unknown_names_are_value_errors(resnet):
     model, batch = resnet
@@ -550,7 +605,8 @@ def test_masks_of_the_wrong_shape_name_the_group(resnet, problems):
         ModelGroups(copy.deepcopy(model), batch).prune(bad)
     with pytest.raises(ValueError, match="layer2.1.conv1"):
         ModelGroups(copy.deepcopy(model), batch).prune(
-            {"layer2.1.conv1": np.zeros(32, dtype=bool)})  # keeps nothing
+            {"layer2.1.conv1": np.zeros(32, dtype=bool)}
+        )  # keeps nothing
     with pytest.raises(KeyError, match="layer9"):
         ModelGroups(copy.deepcopy(model), batch).prune({"layer9": np.ones(3, dtype=bool)})
 

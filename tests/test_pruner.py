@@ -12,8 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ising_qubo.pruning.groups import ModelGroups, count_params, uniform_keep_counts
 from ising_qubo.nets.models import build
+from ising_qubo.pruning.groups import ModelGroups, count_params, uniform_keep_counts
 from ising_qubo.pruning.pruners import ImportancePruner, IsingPruner, prune_model
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -52,13 +52,17 @@ def dropped_units(pruner, masks) -> list[tuple[str, np.ndarray, np.ndarray]]:
 
 def record_outputs(model: nn.Module, names: list[str]):
     outputs: dict[str, torch.Tensor] = {}
-    hooks = [model.get_submodule(name).register_forward_hook(
-        lambda m, i, o, name=name: outputs.__setitem__(name, o.detach().clone()))
-        for name in names]
+    hooks = [
+        model.get_submodule(name).register_forward_hook(
+            lambda m, i, o, name=name: outputs.__setitem__(name, o.detach().clone())
+        )
+        for name in names
+    ]
     return outputs, hooks
 
 
 # ----- Ising dropout in a manual loop --------------------------------------------------------
+
 
 @pytest.mark.slow
 def test_dropped_units_are_frozen_and_silent_kept_units_learn():
@@ -105,14 +109,20 @@ def test_dropped_units_are_frozen_and_silent_kept_units_learn():
         after = model.state_dict()
         for name, dropped, kept in units:
             bn = bn_of(name)
-            for key in (f"{name}.weight", f"{bn}.weight", f"{bn}.bias", f"{bn}.running_mean",
-                        f"{bn}.running_var"):
+            for key in (
+                f"{name}.weight",
+                f"{bn}.weight",
+                f"{bn}.bias",
+                f"{bn}.running_mean",
+                f"{bn}.running_var",
+            ):
                 assert torch.equal(after[key][dropped], before[key][dropped]), (it, key)
             for key in (f"{name}.weight", f"{bn}.weight"):
                 moved = (after[key][kept] != before[key][kept]).reshape(len(kept), -1).any(1)
                 assert bool(moved.all()), (it, key)
-            assert not torch.equal(after[f"{bn}.running_mean"][kept],
-                                   before[f"{bn}.running_mean"][kept])
+            assert not torch.equal(
+                after[f"{bn}.running_mean"][kept], before[f"{bn}.running_mean"][kept]
+            )
         # the real weights are back, not zeros
         for name, dropped, _ in units:
             assert torch.count_nonzero(model.get_submodule(name).weight[dropped]) > 0
@@ -121,7 +131,8 @@ def test_dropped_units_are_frozen_and_silent_kept_units_learn():
     assert not pruner.frozen
     for row in pruner.energy_history:
         assert np.isfinite(row["energy"]) and row["kept"] == sum(
-            pruner.problem.keep_counts.values())
+            pruner.problem.keep_counts.values()
+        )
 
 
 def run_hooks(pruner: IsingPruner, iterations: int, start: int = 0) -> None:
@@ -134,8 +145,7 @@ def run_hooks(pruner: IsingPruner, iterations: int, start: int = 0) -> None:
 
 def test_freeze_by_patience_and_by_epoch():
     model, x, _ = resnet20_and_batch(1)
-    stalls = IsingPruner(model, x, keep=0.5, every=1, patience=1, tolerance=1e9,
-                         solver_params=SA)
+    stalls = IsingPruner(model, x, keep=0.5, every=1, patience=1, tolerance=1e9, solver_params=SA)
     run_hooks(stalls, 1)
     assert stalls.frozen and len(stalls.energy_history) == 2
     masks = {k: v.copy() for k, v in stalls.masks.items()}
@@ -143,13 +153,15 @@ def test_freeze_by_patience_and_by_epoch():
     assert len(stalls.energy_history) == 2  # frozen: no more solves, masks stay
     assert all(np.array_equal(masks[k], v) for k, v in stalls.masks.items())
 
-    improving = IsingPruner(model, x, keep=0.5, every=1, patience=1, tolerance=-1e9,
-                            solver_params=SA)
+    improving = IsingPruner(
+        model, x, keep=0.5, every=1, patience=1, tolerance=-1e9, solver_params=SA
+    )
     run_hooks(improving, 3)
     assert not improving.frozen and len(improving.energy_history) == 4
 
-    by_epoch = IsingPruner(model, x, keep=0.5, every=1, patience=0, freeze_epoch=1,
-                           solver_params=SA)
+    by_epoch = IsingPruner(
+        model, x, keep=0.5, every=1, patience=0, freeze_epoch=1, solver_params=SA
+    )
     run_hooks(by_epoch, 2)
     by_epoch.on_epoch_end(0)
     assert not by_epoch.frozen and len(by_epoch.energy_history) == 3
@@ -185,10 +197,13 @@ def test_prune_after_training_gives_a_smaller_working_model():
     assert {name for name, _ in history} == {n for n, m in masks.items() if not m.all()}
     assert count_params(model) <= 0.55 * count_params(original)
     keep_out, keep_in = masks["layer2.1.conv1"], masks["layer2.0.downsample.0"]
-    np.testing.assert_array_equal(model.layer2[1].conv1.weight.detach().numpy(),
-                                  trained["layer2.1.conv1.weight"].numpy()[keep_out][:, keep_in])
-    np.testing.assert_array_equal(model.layer2[1].bn1.bias.detach().numpy(),
-                                  trained["layer2.1.bn1.bias"].numpy()[keep_out])
+    np.testing.assert_array_equal(
+        model.layer2[1].conv1.weight.detach().numpy(),
+        trained["layer2.1.conv1.weight"].numpy()[keep_out][:, keep_in],
+    )
+    np.testing.assert_array_equal(
+        model.layer2[1].bn1.bias.detach().numpy(), trained["layer2.1.bn1.bias"].numpy()[keep_out]
+    )
     model.eval()
     with torch.no_grad():
         assert model(x).shape == (8, 10)
@@ -236,7 +251,7 @@ def test_importance_pruner_is_the_l1_top_k():
     w = model.layer3[1].conv1.weight.detach().double().numpy()
     l1 = np.abs(w).sum(axis=(1, 2, 3))
     expected = np.zeros(64, dtype=bool)
-    expected[np.argsort(-l1, kind="stable")[:counts["layer3.1.conv1"]]] = True
+    expected[np.argsort(-l1, kind="stable")[: counts["layer3.1.conv1"]]] = True
     np.testing.assert_array_equal(masks["layer3.1.conv1"], expected)
     baseline.prune()
     assert count_params(baseline.model) <= 0.55 * count_params(model)
@@ -245,6 +260,7 @@ def test_importance_pruner_is_the_l1_top_k():
 
 
 # ----- prune_model on torchvision networks ---------------------------------------------------
+
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["resnet18", "mobilenet_v2"])
@@ -271,8 +287,7 @@ def test_prune_model_inplace_and_ipruning():
     model, x, _ = resnet20_and_batch(5)
     model.eval()
     total = count_params(model)
-    pruned = prune_model(model, x, keep=0.4, energy="ipruning", inplace=True,
-                         solver_params=SA)
+    pruned = prune_model(model, x, keep=0.4, energy="ipruning", inplace=True, solver_params=SA)
     assert pruned is model
     assert count_params(model) <= 0.45 * total
     with torch.no_grad():
@@ -284,8 +299,9 @@ def test_prune_model_builds_the_energy_once_and_prunes_as_the_pruner(monkeypatch
 
     builds = []
     build = RedundancyEnergy.build
-    monkeypatch.setattr(RedundancyEnergy, "build",
-                        lambda self, inputs: builds.append(1) or build(self, inputs))
+    monkeypatch.setattr(
+        RedundancyEnergy, "build", lambda self, inputs: builds.append(1) or build(self, inputs)
+    )
     model, x, _ = resnet20_and_batch(8)
     model.eval()
     pruned = prune_model(model, x, keep=0.5, solver_params=SA)
@@ -302,6 +318,7 @@ def test_prune_model_builds_the_energy_once_and_prunes_as_the_pruner(monkeypatch
 
 
 # ----- bad input ----------------------------------------------------------------------------
+
 
 def test_pruner_bad_input():
     model, x, _ = resnet20_and_batch(6)
@@ -331,8 +348,9 @@ def test_building_a_pruner_keeps_the_models_modes():
     y = torch.randint(0, 10, (len(x),))
     IsingPruner(model, x, keep=0.5, every=0, energy="ipruning", solver_params=SA).step()
     assert model.training and model.layer1[0].bn1.training and not model.bn1.training
-    IsingPruner(model, x, keep=0.5, every=0, importance="taylor", data=(x, y),
-                solver_params=SA).step()
+    IsingPruner(
+        model, x, keep=0.5, every=0, importance="taylor", data=(x, y), solver_params=SA
+    ).step()
     assert model.training and model.layer1[0].bn1.training and not model.bn1.training
     model.eval()
     ModelGroups(model, x)

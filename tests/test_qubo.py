@@ -21,9 +21,13 @@ def all_states(n: int, values=(0, 1)) -> np.ndarray:
 def test_from_qubo_matrix_energy_is_xQx(kind):
     rng = np.random.default_rng(0)
     Q = rng.normal(size=(5, 5)) * (rng.random((5, 5)) < 0.7)
-    matrix = {"numpy": Q, "list": Q.tolist(), "torch": torch.tensor(Q),
-              "torch-sparse": torch.tensor(Q).to_sparse(),
-              "scipy": None}[kind]
+    matrix = {
+        "numpy": Q,
+        "list": Q.tolist(),
+        "torch": torch.tensor(Q),
+        "torch-sparse": torch.tensor(Q).to_sparse(),
+        "scipy": None,
+    }[kind]
     if kind == "scipy":
         sparse = pytest.importorskip("scipy.sparse")
         matrix = sparse.csr_matrix(Q)
@@ -44,12 +48,15 @@ def test_from_ising_matrix_energy_is_hs_plus_sJs():
     np.testing.assert_allclose(bqm.energies((S, list("abcdef"))), expected, atol=1e-12)
 
 
-@pytest.mark.parametrize("bad,match", [
-    (np.zeros((2, 3)), "square"),
-    (np.array([[0.0, np.nan], [0, 0]]), r"Q\[0, 1\] is nan"),
-    (np.array([[np.inf, 0.0], [0, 0]]), r"Q\[0, 0\] is inf"),
-    ([["a", "b"], ["c", "d"]], "numeric"),
-])
+@pytest.mark.parametrize(
+    "bad,match",
+    [
+        (np.zeros((2, 3)), "square"),
+        (np.array([[0.0, np.nan], [0, 0]]), r"Q\[0, 1\] is nan"),
+        (np.array([[np.inf, 0.0], [0, 0]]), r"Q\[0, 0\] is inf"),
+        ([["a", "b"], ["c", "d"]], "numeric"),
+    ],
+)
 def test_bad_matrices_are_named(bad, match):
     with pytest.raises(ValueError, match=match):
         ising_qubo.from_qubo_matrix(bad)
@@ -74,8 +81,11 @@ def test_cardinality_penalty_minimum_is_the_constrained_minimum(sense, k, vartyp
     rng = np.random.default_rng(7)
     n = 8
     J = np.triu(rng.normal(size=(n, n)), 1)
-    bqm = (ising_qubo.from_qubo_matrix(J + np.diag(rng.normal(size=n))) if vartype == "BINARY"
-           else ising_qubo.from_ising_matrix(rng.normal(size=n), J))
+    bqm = (
+        ising_qubo.from_qubo_matrix(J + np.diag(rng.normal(size=n)))
+        if vartype == "BINARY"
+        else ising_qubo.from_ising_matrix(rng.normal(size=n), J)
+    )
     penalised = ising_qubo.with_cardinality(bqm, k, sense)
     best = brute_force(penalised).first.sample
     chosen = sum(1 for v in bqm.variables if best[v] == 1)
@@ -84,7 +94,8 @@ def test_cardinality_penalty_minimum_is_the_constrained_minimum(sense, k, vartyp
     kept = (exact.record.sample == 1).sum(axis=1)
     ok = {"==": kept == k, "<=": kept <= k, ">=": kept >= k}[sense]
     assert bqm.energy({v: best[v] for v in bqm.variables}) == pytest.approx(
-        exact.record.energy[ok].min())
+        exact.record.energy[ok].min()
+    )
 
 
 def test_cardinality_penalty_values():
@@ -102,8 +113,10 @@ def test_budget_penalty_zero_exactly_on_feasible_states():
         sample = dict(zip("abc", state))
         spent = sum(costs[v] * sample[v] for v in costs)
         # minimum of the penalty over the slack variables
-        best = min(penalty.energy({**sample, **dict(zip(slack, s))})
-                   for s in itertools.product((0, 1), repeat=len(slack)))
+        best = min(
+            penalty.energy({**sample, **dict(zip(slack, s))})
+            for s in itertools.product((0, 1), repeat=len(slack))
+        )
         if spent <= 3.0 - 0.01:  # conservative rounding may refuse states within resolution
             assert best == pytest.approx(0.0, abs=1e-9)
         if spent > 3.0:

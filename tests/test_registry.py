@@ -84,8 +84,9 @@ def test_register_rejects_non_factories():
 def test_entry_point_plugins_are_found(monkeypatch):
     from importlib.metadata import EntryPoint
 
-    plugin = EntryPoint(name="plugin-test", value="test_registry:CountingSampler",
-                        group=registry.ENTRY_POINT_GROUP)
+    plugin = EntryPoint(
+        name="plugin-test", value="test_registry:CountingSampler", group=registry.ENTRY_POINT_GROUP
+    )
 
     def fake_entry_points(group):
         return [plugin] if group == registry.ENTRY_POINT_GROUP else []
@@ -112,12 +113,14 @@ def test_solve_rejects_non_bqm():
 
 # ------------------------------------------------------------- defaults on other entry points
 
+
 def test_defaults_apply_to_sample_batch():
     bqms = [random_bqm(8, "SPIN", seed=3), random_bqm(9, "BINARY", seed=4)]
     sampler = ising_qubo.get_solver("torch-sa", num_reads=5, num_sweeps=40, seed=2)
     results = sampler.sample_batch(bqms)
-    reference = ising_qubo.get_solver("torch-sa").sample_batch(bqms, num_reads=5,
-                                                                num_sweeps=40, seed=2)
+    reference = ising_qubo.get_solver("torch-sa").sample_batch(
+        bqms, num_reads=5, num_sweeps=40, seed=2
+    )
     for got, want in zip(results, reference):
         np.testing.assert_array_equal(got.record.sample, want.record.sample)
         assert got.info["num_sweeps"] == 40
@@ -125,7 +128,8 @@ def test_defaults_apply_to_sample_batch():
     assert [len(r) for r in sampler.sample_batch(bqms, num_reads=3)] == [3, 3]
     # the README's example
     readme = ising_qubo.get_solver("torch-sa", num_reads=64).sample_batch(
-        [bqms[0], bqms[0].copy()], num_sweeps=500)
+        [bqms[0], bqms[0].copy()], num_sweeps=500
+    )
     assert [len(r) for r in readme] == [64, 64]
     for result in readme:
         assert result.first.energy == pytest.approx(brute_force_minimum(bqms[0]), abs=1e-9)
@@ -135,11 +139,17 @@ def random_structured(n: int, seed: int) -> LowRankIsing:
     """Two dense blocks and one rank-1 term, labels 0..n-1."""
     rng = np.random.default_rng(seed)
     half = n // 2
-    blocks = [(np.arange(half), rng.normal(size=(half, half))),
-              (np.arange(half, n), rng.normal(size=(n - half, n - half)))]
-    return LowRankIsing.from_binary(rng.normal(size=n), blocks,
-                                    [(rng.normal(size=n), rng.normal(size=n))], offset=0.3,
-                                    labels=list(range(n)))
+    blocks = [
+        (np.arange(half), rng.normal(size=(half, half))),
+        (np.arange(half, n), rng.normal(size=(n - half, n - half))),
+    ]
+    return LowRankIsing.from_binary(
+        rng.normal(size=n),
+        blocks,
+        [(rng.normal(size=n), rng.normal(size=n))],
+        offset=0.3,
+        labels=list(range(n)),
+    )
 
 
 def test_defaults_apply_to_sample_structured():
@@ -147,7 +157,8 @@ def test_defaults_apply_to_sample_structured():
     sampler = ising_qubo.get_solver("torch-sa", num_reads=4, num_sweeps=30, seed=1)
     result = sampler.sample_structured(problem)
     reference = ising_qubo.get_solver("torch-sa").sample_structured(
-        problem, num_reads=4, num_sweeps=30, seed=1)
+        problem, num_reads=4, num_sweeps=30, seed=1
+    )
     np.testing.assert_array_equal(result.record.sample, reference.record.sample)
     assert len(sampler.sample_structured(problem, num_reads=2)) == 2
 
@@ -246,13 +257,14 @@ def test_declared_keywords_are_exactly_the_accepted_ones(name):
         Capability.CARDINALITIES: dict(cardinalities=[(range(4), 2)]),
         Capability.BUDGET: dict(budget_costs={v: 1.0 for v in bqm.variables}, budget=2.0),
     }
-    accepted = {cap for cap, keywords in probes.items()
-                if accepts(sampler, bqm, **effort, **keywords)}
+    accepted = {
+        cap for cap, keywords in probes.items() if accepts(sampler, bqm, **effort, **keywords)
+    }
     assert accepted == capabilities(sampler) & set(probes)
-    assert supports(sampler, Capability.BATCH) == callable(getattr(sampler, "sample_batch",
-                                                                     None))
+    assert supports(sampler, Capability.BATCH) == callable(getattr(sampler, "sample_batch", None))
     assert supports(sampler, Capability.STRUCTURED) == callable(
-        getattr(sampler, "sample_structured", None))
+        getattr(sampler, "sample_structured", None)
+    )
     if supports(sampler, Capability.STRUCTURED_CARDINALITIES):
         assert supports(sampler, Capability.STRUCTURED)
 
@@ -260,8 +272,12 @@ def test_declared_keywords_are_exactly_the_accepted_ones(name):
 def with_capability(capability: Capability) -> list[str]:
     """The built-in solvers (usable here) whose class declares ``capability``."""
     entries = {e.name: e for e in ising_qubo.solver_info()}
-    return [name for name in BUILTINS if entries[name].available().startswith("yes")
-            and capability in getattr(entries[name].load_factory(), "capabilities", ())]
+    return [
+        name
+        for name in BUILTINS
+        if entries[name].available().startswith("yes")
+        and capability in getattr(entries[name].load_factory(), "capabilities", ())
+    ]
 
 
 @pytest.mark.parametrize("name", with_capability(Capability.CARDINALITY))
@@ -296,8 +312,7 @@ def test_declared_budget_is_hard(name):
     sampler = builtin(name)
     bqm = random_bqm(N, "BINARY", seed=13)
     costs = np.random.default_rng(13).uniform(0.5, 2.0, size=N)
-    result = sampler.sample(bqm, budget_costs=dict(enumerate(costs)), budget=3.0,
-                            **EFFORT[name])
+    result = sampler.sample(bqm, budget_costs=dict(enumerate(costs)), budget=3.0, **EFFORT[name])
     assert np.all(binary_states(result) @ costs <= 3.0 + 1e-9)
     best = constrained_minimum(bqm, ALL_STATES @ costs <= 3.0)
     assert result.first.energy == pytest.approx(best, abs=1e-6)

@@ -37,8 +37,9 @@ def test_scaled_optimum_is_the_real_optimum(seed):
     integer = monomials(STATES) @ scaled.integers  # exact: integer arithmetic
     assert integer.dtype.kind == "i"
     assert np.argmin(integer) == np.argmin(real)
-    assert integer.min() * scaled.resolution == pytest.approx(real.min(),
-                                                              abs=scaled.energy_error_bound)
+    assert integer.min() * scaled.resolution == pytest.approx(
+        real.min(), abs=scaled.energy_error_bound
+    )
 
 
 @pytest.mark.parametrize("seed, resolution", [(0, 0.25), (1, 0.5), (2, 0.1), (3, None)])

@@ -25,7 +25,8 @@ def sk(n: int, seed: int) -> dimod.BinaryQuadraticModel:
     rng = np.random.default_rng(seed)
     rows, cols = np.triu_indices(n, 1)
     return dimod.BinaryQuadraticModel.from_numpy_vectors(
-        np.zeros(n), (rows, cols, rng.normal(size=len(rows))), 0.0, dimod.SPIN)
+        np.zeros(n), (rows, cols, rng.normal(size=len(rows))), 0.0, dimod.SPIN
+    )
 
 
 def dense_coupling_matrix(h, rows, cols, data) -> np.ndarray:
@@ -94,11 +95,12 @@ def test_fitted_range_dense_and_sparse_paths_agree(monkeypatch):
 
 
 def test_fitted_range_degenerate_problems():
-    assert fitted_beta_range(np.zeros(5), np.zeros(0, int), np.zeros(0, int),
-                             np.zeros(0)) == (0.1, 1.0)
+    assert fitted_beta_range(np.zeros(5), np.zeros(0, int), np.zeros(0, int), np.zeros(0)) == (
+        0.1,
+        1.0,
+    )
     # fields only: every flip costs 2|h|, and cold >= hot
-    hot, cold = fitted_beta_range(np.full(6, 0.5), np.zeros(0, int), np.zeros(0, int),
-                                  np.zeros(0))
+    hot, cold = fitted_beta_range(np.full(6, 0.5), np.zeros(0, int), np.zeros(0, int), np.zeros(0))
     assert math.exp(-hot * 1.0) == pytest.approx(0.5)
     assert math.exp(-cold * 1.0) == pytest.approx(0.01)
 
@@ -122,15 +124,22 @@ def test_fitted_range_of_structured_problem_equals_its_dense_form():
 
     rng = np.random.default_rng(6)
     n, size = 24, 8
-    blocks = [(np.arange(b * size, (b + 1) * size), rng.normal(size=(size, size)))
-              for b in range(n // size)]
+    blocks = [
+        (np.arange(b * size, (b + 1) * size), rng.normal(size=(size, size)))
+        for b in range(n // size)
+    ]
     lowrank = [(rng.normal(size=n), rng.normal(size=n)) for _ in range(2)]
     problem = LowRankIsing.from_binary(rng.normal(size=n), blocks, lowrank, offset=0.0)
     indptr, indices, data = problem.csr()
     rows = np.repeat(np.arange(n), np.diff(indptr))
     upper = rows < indices
-    structured = fitted_beta_range(problem.h, rows[upper], indices[upper], data[upper],
-                                   lowrank=(problem.lowrank_u, problem.lowrank_v))
+    structured = fitted_beta_range(
+        problem.h,
+        rows[upper],
+        indices[upper],
+        data[upper],
+        lowrank=(problem.lowrank_u, problem.lowrank_v),
+    )
     dense = fitted_beta_range(*arrays(problem.to_bqm()))
     assert structured == pytest.approx(dense, rel=1e-9)
     without = fitted_beta_range(problem.h, rows[upper], indices[upper], data[upper])
@@ -145,10 +154,16 @@ def test_beta_range_strings_are_checked_with_clear_errors():
     from ising_qubo.lowrank import LowRankIsing
 
     rng = np.random.default_rng(0)
-    problem = LowRankIsing.from_binary(rng.normal(size=6), [(np.arange(6),
-                                          rng.normal(size=(6, 6)))], [], 0.0)
+    problem = LowRankIsing.from_binary(
+        rng.normal(size=6), [(np.arange(6), rng.normal(size=(6, 6)))], [], 0.0
+    )
     with pytest.raises(ValueError, match="'neal' is for spin flips"):
-        sampler.sample_structured(problem, num_reads=2, num_sweeps=5, beta_range="neal",
-                                  cardinalities=[(problem.labels, 3)])
+        sampler.sample_structured(
+            problem,
+            num_reads=2,
+            num_sweeps=5,
+            beta_range="neal",
+            cardinalities=[(problem.labels, 3)],
+        )
     result = sampler.sample_structured(problem, num_reads=2, num_sweeps=5, beta_range="neal")
     assert len(result) == 2

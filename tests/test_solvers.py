@@ -90,19 +90,26 @@ def test_non_finite_bias_is_refused_with_the_variable_named():
             ising_qubo.solve(bqm, name)
 
 
-@pytest.mark.parametrize("name,bad", [
-    ("torch-sa", dict(num_sweeps=0)),
-    ("torch-sa", dict(num_reads=0)),
-    ("torch-sa", dict(dtype="int8")),
-    ("torch-sa", dict(device="cuda:99") if not __import__("torch").cuda.is_available()
-     else dict(device="nonsense")),
-    ("torch-sa", dict(beta_range=(2.0, 1.0))),
-    ("de", dict(population_size=3)),
-    ("de", dict(crossover_rate=1.5)),
-    ("cpsat", dict(time_limit=-1)),
-    ("cpsat", dict(cardinality=2, cardinality_sense="<>")),
-    ("neal", dict(time_limit="soon")),
-])
+@pytest.mark.parametrize(
+    "name,bad",
+    [
+        ("torch-sa", dict(num_sweeps=0)),
+        ("torch-sa", dict(num_reads=0)),
+        ("torch-sa", dict(dtype="int8")),
+        (
+            "torch-sa",
+            dict(device="cuda:99")
+            if not __import__("torch").cuda.is_available()
+            else dict(device="nonsense"),
+        ),
+        ("torch-sa", dict(beta_range=(2.0, 1.0))),
+        ("de", dict(population_size=3)),
+        ("de", dict(crossover_rate=1.5)),
+        ("cpsat", dict(time_limit=-1)),
+        ("cpsat", dict(cardinality=2, cardinality_sense="<>")),
+        ("neal", dict(time_limit="soon")),
+    ],
+)
 def test_bad_parameters_raise_value_error(name, bad):
     with pytest.raises(ValueError):
         ising_qubo.solve(random_bqm(5, "SPIN", seed=0), name, **bad)
@@ -116,6 +123,7 @@ def test_unknown_parameter_warns_like_dimod():
 
 # --- CP-SAT specifics -------------------------------------------------------------------
 
+
 def test_cpsat_reports_scaling_of_real_coefficients():
     bqm = random_bqm(10, "BINARY", seed=3)
     sampleset = ising_qubo.solve(bqm, "cpsat")
@@ -123,8 +131,9 @@ def test_cpsat_reports_scaling_of_real_coefficients():
     assert 0 < info["resolution"] < 1e-6
     assert info["max_coefficient_error"] <= info["resolution"] / 2
     # the proven bound is within the stated error of the true optimum
-    assert info["bound"] == pytest.approx(brute_force_minimum(bqm),
-                                          abs=info["energy_error_bound"] + 1e-9)
+    assert info["bound"] == pytest.approx(
+        brute_force_minimum(bqm), abs=info["energy_error_bound"] + 1e-9
+    )
 
 
 def test_cpsat_integer_problems_are_scaled_exactly():
@@ -178,16 +187,23 @@ def test_cpsat_time_limit_gives_feasible_status(shared_bench):
 
 # --- time limits and warm starts ---------------------------------------------------------
 
+
 @pytest.mark.parametrize("name", ["torch-sa", "de", "neal", "tabu"])
 def test_time_limit_is_honoured(name):
     bqm = random_bqm(200, "SPIN", seed=2, density=0.1)
-    params = {"torch-sa": dict(num_sweeps=10**6, num_reads=8),
-              "de": dict(num_generations=10**7),
-              "neal": dict(num_reads=10**5, num_sweeps=1000),
-              "tabu": dict(num_reads=4)}[name]
+    params = {
+        "torch-sa": dict(num_sweeps=10**6, num_reads=8),
+        "de": dict(num_generations=10**7),
+        "neal": dict(num_reads=10**5, num_sweeps=1000),
+        "tabu": dict(num_reads=4),
+    }[name]
     # a tiny run of the same problem first: imports and numba compilation are not timed
-    warm = {"torch-sa": dict(num_sweeps=1), "de": dict(num_generations=1),
-            "neal": dict(num_sweeps=1), "tabu": dict(timeout=1)}[name]
+    warm = {
+        "torch-sa": dict(num_sweeps=1),
+        "de": dict(num_generations=1),
+        "neal": dict(num_sweeps=1),
+        "tabu": dict(timeout=1),
+    }[name]
     ising_qubo.solve(bqm, name, **warm)
     start = time.perf_counter()
     ising_qubo.solve(bqm, name, time_limit=0.5, **params)
@@ -201,10 +217,12 @@ def test_initial_states_are_used(name):
     state = [best[v] for v in bqm.variables]
     # At zero effort the warm start must survive: annealing cold from the optimum, or DE
     # whose greedy selection never loses the best member.
-    params = {"torch-sa": dict(num_sweeps=1, beta_range=(1e6, 1e6)),
-              "de": dict(num_generations=1)}[name]
-    sampleset = ising_qubo.solve(bqm, name, initial_states=([state], list(bqm.variables)),
-                                 num_reads=1, **params)
+    params = {"torch-sa": dict(num_sweeps=1, beta_range=(1e6, 1e6)), "de": dict(num_generations=1)}[
+        name
+    ]
+    sampleset = ising_qubo.solve(
+        bqm, name, initial_states=([state], list(bqm.variables)), num_reads=1, **params
+    )
     assert sampleset.first.energy == pytest.approx(brute_force_minimum(bqm))
 
 
@@ -225,7 +243,8 @@ def test_torch_sa_sparse_path_matches_dense_energies():
     n = 300
     rows, cols = np.nonzero(np.triu(rng.random((n, n)) < 0.02, 1))
     bqm = dimod.BinaryQuadraticModel.from_numpy_vectors(
-        rng.normal(size=n), (rows, cols, rng.normal(size=len(rows))), 0.0, "SPIN")
+        rng.normal(size=n), (rows, cols, rng.normal(size=len(rows))), 0.0, "SPIN"
+    )
     model = ArrayModel.from_bqm(bqm, dimod.SPIN)
     import torch
 
@@ -236,8 +255,7 @@ def test_torch_sa_sparse_path_matches_dense_energies():
     # E = h.s + 1/2 s.(F - h) in stored order equals dimod's energy of the original order
     stored = spins[:, sparse.order]
     energies = (stored * sparse.h).sum(1) + 0.5 * (stored * (fields - sparse.h)).sum(1)
-    np.testing.assert_allclose(energies.numpy(), bqm.energies((spins.numpy(), range(n))),
-                               atol=1e-9)
+    np.testing.assert_allclose(energies.numpy(), bqm.energies((spins.numpy(), range(n))), atol=1e-9)
     sampleset = ising_qubo.solve(bqm, "torch-sa", num_reads=4, num_sweeps=100, seed=0)
     np.testing.assert_allclose(sampleset.record.energy, bqm.energies(sampleset), atol=1e-9)
     assert_local_minima(bqm, sampleset)
@@ -246,8 +264,9 @@ def test_torch_sa_sparse_path_matches_dense_energies():
 @pytest.mark.cuda
 def test_torch_sa_on_cuda_matches_brute_force():
     bqm = random_bqm(12, "SPIN", seed=21)
-    sampleset = ising_qubo.solve(bqm, "torch-sa", device="cuda", num_reads=64, num_sweeps=300,
-                                 seed=0)
+    sampleset = ising_qubo.solve(
+        bqm, "torch-sa", device="cuda", num_reads=64, num_sweeps=300, seed=0
+    )
     assert sampleset.info["device"].startswith("cuda")
     assert sampleset.first.energy == pytest.approx(brute_force_minimum(bqm), abs=1e-6)
 
@@ -256,12 +275,16 @@ def test_cpsat_cardinalities_per_group_match_brute_force():
     import itertools
 
     rng = np.random.default_rng(3)
-    bqm = dimod.generators.gnp_random_bqm(8, 0.7, "BINARY", random_state=3,
-                                          bias_generator=lambda size: rng.normal(size=size))
+    bqm = dimod.generators.gnp_random_bqm(
+        8, 0.7, "BINARY", random_state=3, bias_generator=lambda size: rng.normal(size=size)
+    )
     groups = [([0, 1, 2, 3], 2), ([4, 5, 6, 7], 1)]
     result = ising_qubo.solve(bqm, "cpsat", cardinalities=groups)
-    best = min(bqm.energy(dict(enumerate(bits))) for bits in itertools.product((0, 1), repeat=8)
-               if sum(bits[:4]) == 2 and sum(bits[4:]) == 1)
+    best = min(
+        bqm.energy(dict(enumerate(bits)))
+        for bits in itertools.product((0, 1), repeat=8)
+        if sum(bits[:4]) == 2 and sum(bits[4:]) == 1
+    )
     assert result.first.energy == pytest.approx(best)
     assert result.info["status"] == "OPTIMAL" and result.info["cardinalities"] == 2
     with pytest.raises(ValueError, match="not in the model"):

@@ -45,12 +45,18 @@ def test_numba_kernel_is_reproducible_across_threads(sampler, n, density):
 
 @pytest.mark.parametrize("backend", ["numba", "torch"])
 def test_batch_gives_each_problem_its_own_answer(sampler, backend):
-    bqms = [random_bqm(n, vt, seed=n, density=d)
-            for n, vt, d in [(6, "SPIN", 1.0), (12, "BINARY", 0.5), (1, "SPIN", 1.0),
-                             (14, "SPIN", 0.2), (9, "BINARY", 1.0)]]
+    bqms = [
+        random_bqm(n, vt, seed=n, density=d)
+        for n, vt, d in [
+            (6, "SPIN", 1.0),
+            (12, "BINARY", 0.5),
+            (1, "SPIN", 1.0),
+            (14, "SPIN", 0.2),
+            (9, "BINARY", 1.0),
+        ]
+    ]
     bqms[2] = dimod.BinaryQuadraticModel({"only": 3.0}, {}, 0.5, "BINARY")
-    results = sampler.sample_batch(bqms, num_reads=16, num_sweeps=300, seed=0,
-                                   backend=backend)
+    results = sampler.sample_batch(bqms, num_reads=16, num_sweeps=300, seed=0, backend=backend)
     assert len(results) == len(bqms)
     for bqm, result in zip(bqms, results):
         assert result.vartype is bqm.vartype and set(result.variables) == set(bqm.variables)
@@ -66,7 +72,8 @@ def test_batch_keeps_each_schedule():
     small.scale(1e-3)
     large.scale(1e3)
     results = ising_qubo.get_solver("torch-sa").sample_batch(
-        [small, large], num_reads=8, num_sweeps=300, seed=0)
+        [small, large], num_reads=8, num_sweeps=300, seed=0
+    )
     ranges = results[0].info["beta_range"]
     assert ranges[0][0] > 100 * ranges[1][0]
     for bqm, result in zip([small, large], results):
@@ -76,12 +83,20 @@ def test_batch_keeps_each_schedule():
 def random_structured(n_blocks=3, size=4, rank=2, seed=0) -> LowRankIsing:
     rng = np.random.default_rng(seed)
     n = n_blocks * size
-    blocks = [(np.arange(b * size, (b + 1) * size), rng.normal(size=(size, size)))
-              for b in range(n_blocks)]
-    lowrank = [(rng.normal(size=n) * (rng.random(n) < 0.6), rng.normal(size=n))
-               for _ in range(rank)]
-    return LowRankIsing.from_binary(rng.normal(size=n), blocks, lowrank, offset=0.7,
-                                       labels=[f"layer{i // size}:{i % size}" for i in range(n)])
+    blocks = [
+        (np.arange(b * size, (b + 1) * size), rng.normal(size=(size, size)))
+        for b in range(n_blocks)
+    ]
+    lowrank = [
+        (rng.normal(size=n) * (rng.random(n) < 0.6), rng.normal(size=n)) for _ in range(rank)
+    ]
+    return LowRankIsing.from_binary(
+        rng.normal(size=n),
+        blocks,
+        lowrank,
+        offset=0.7,
+        labels=[f"layer{i // size}:{i % size}" for i in range(n)],
+    )
 
 
 def test_structured_binary_form_matches_direct_binary_energy():
@@ -93,8 +108,7 @@ def test_structured_binary_form_matches_direct_binary_energy():
     problem = LowRankIsing.from_binary(linear, [(np.array([1, 3, 5, 7]), Q)], [(p, q)], 0.3)
     x = rng.integers(0, 2, size=(50, n)).astype(float)
     block = x[:, [1, 3, 5, 7]]
-    direct = (x @ linear + np.einsum("ki,ij,kj->k", block, Q, block)
-              + (x @ p) * (x @ q) + 0.3)
+    direct = x @ linear + np.einsum("ki,ij,kj->k", block, Q, block) + (x @ p) * (x @ q) + 0.3
     np.testing.assert_allclose(problem.energies(2 * x - 1), direct, atol=1e-12)
 
 
@@ -102,16 +116,18 @@ def test_structured_equals_its_dense_bqm():
     problem = random_structured()
     bqm = problem.to_bqm()
     spins = np.random.default_rng(1).choice([-1.0, 1.0], size=(64, problem.num_variables))
-    np.testing.assert_allclose(problem.energies(spins), bqm.energies((spins, problem.labels)),
-                               atol=1e-10)
+    np.testing.assert_allclose(
+        problem.energies(spins), bqm.energies((spins, problem.labels)), atol=1e-10
+    )
 
 
 @pytest.mark.parametrize("backend", ["numba", "torch"])
 def test_sample_structured_reaches_dense_optimum(sampler, backend):
     problem = random_structured(seed=3)
     bqm = problem.to_bqm()
-    result = sampler.sample_structured(problem, num_reads=32, num_sweeps=500, seed=0,
-                                       backend=backend)
+    result = sampler.sample_structured(
+        problem, num_reads=32, num_sweeps=500, seed=0, backend=backend
+    )
     assert result.info["backend"] == backend
     assert list(result.variables) == problem.labels
     np.testing.assert_allclose(result.record.energy, bqm.energies(result), atol=1e-9)
@@ -133,8 +149,9 @@ def test_structured_larger_problem_energies_and_local_minima(sampler, backend):
     # six dense blocks of 20: sparse enough for the colour-class path on torch
     problem = random_structured(n_blocks=6, size=20, rank=2, seed=4)
     bqm = problem.to_bqm()
-    result = sampler.sample_structured(problem, num_reads=6, num_sweeps=200, seed=1,
-                                       backend=backend)
+    result = sampler.sample_structured(
+        problem, num_reads=6, num_sweeps=200, seed=1, backend=backend
+    )
     np.testing.assert_allclose(result.record.energy, bqm.energies(result), atol=1e-8)
     assert_local_minima(bqm, result)
     reference = ising_qubo.solve(bqm, "neal", num_reads=20, num_sweeps=2000, seed=0)
@@ -143,8 +160,10 @@ def test_structured_larger_problem_energies_and_local_minima(sampler, backend):
 
 def test_torch_batch_of_dense_problems_uses_padding_correctly(sampler):
     # all dense, sizes differ: the padded path; padding must never leak into answers
-    bqms = [random_bqm(n, vt, seed=50 + n, density=1.0)
-            for n, vt in [(5, "SPIN"), (13, "BINARY"), (9, "SPIN"), (14, "BINARY")]]
+    bqms = [
+        random_bqm(n, vt, seed=50 + n, density=1.0)
+        for n, vt in [(5, "SPIN"), (13, "BINARY"), (9, "SPIN"), (14, "BINARY")]
+    ]
     results = sampler.sample_batch(bqms, num_reads=16, num_sweeps=300, seed=3, backend="torch")
     for bqm, result in zip(bqms, results):
         assert set(result.variables) == set(bqm.variables)
@@ -156,13 +175,22 @@ def test_torch_batch_of_dense_problems_uses_padding_correctly(sampler):
 def test_sample_batch_warm_start_is_used_per_problem():
     # all-zero and all-one are both local minima; a cold one-sweep anneal keeps a warm start
     n = 10
-    bqm = dimod.BinaryQuadraticModel({i: 1.0 for i in range(n)},
-                                     {(i, j): -2.0 for i in range(n) for j in range(i + 1, n)},
-                                     0.0, dimod.BINARY)
+    bqm = dimod.BinaryQuadraticModel(
+        {i: 1.0 for i in range(n)},
+        {(i, j): -2.0 for i in range(n) for j in range(i + 1, n)},
+        0.0,
+        dimod.BINARY,
+    )
     sampler = ising_qubo.get_solver("torch-sa")
     zeros, ones = np.zeros((1, n), dtype=int), np.ones((1, n), dtype=int)
-    results = sampler.sample_batch([bqm, bqm], num_reads=1, num_sweeps=1, seed=0,
-                                   beta_range=(1e3, 1e3), initial_states=[zeros, ones])
+    results = sampler.sample_batch(
+        [bqm, bqm],
+        num_reads=1,
+        num_sweeps=1,
+        seed=0,
+        beta_range=(1e3, 1e3),
+        initial_states=[zeros, ones],
+    )
     assert results[0].first.energy == 0.0
     assert results[1].first.energy == bqm.energy(dict(enumerate(ones[0])))
     with pytest.raises(ValueError, match="initial_states"):
@@ -191,8 +219,13 @@ ising_qubo.get_solver("torch-sa").sample_structured(problem, num_reads=2, num_sw
                                                    cardinalities=[(problem.labels, 4)])
 print(torch.get_num_threads(), numba.get_num_threads())
 """
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                            env=dict(os.environ, OMP_NUM_THREADS="1"), timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, OMP_NUM_THREADS="1"),
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     torch_threads, numba_threads = map(int, result.stdout.split())
     assert torch_threads == 1  # as the user asked

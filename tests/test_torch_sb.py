@@ -25,8 +25,8 @@ needs_sb = pytest.mark.skipif(not HAVE_SB, reason="simulated-bifurcation not ins
 def random_bqm(n: int, density: float, vartype: dimod.Vartype, seed: int) -> dimod.BQM:
     rng = np.random.default_rng(seed)
     bqm = dimod.generators.gnp_random_bqm(
-        n, density, vartype, random_state=seed,
-        bias_generator=lambda k: rng.normal(size=k))
+        n, density, vartype, random_state=seed, bias_generator=lambda k: rng.normal(size=k)
+    )
     assert any(bqm.linear.values())
     return bqm
 
@@ -70,20 +70,27 @@ def assert_local_minima(bqm: dimod.BQM, sampleset: dimod.SampleSet) -> None:
     other = (lambda v: 1 - v) if bqm.vartype is dimod.BINARY else (lambda v: -v)
     flipped = np.repeat(states[:1], states.shape[1], axis=0)
     np.fill_diagonal(flipped, other(np.diag(flipped)))
-    np.testing.assert_allclose(numpy_energies(bqm, flipped) - numpy_energies(bqm, states[:1]),
-                               deltas[0], atol=1e-9)
+    np.testing.assert_allclose(
+        numpy_energies(bqm, flipped) - numpy_energies(bqm, states[:1]), deltas[0], atol=1e-9
+    )
 
 
 def assert_recomputed(bqm: dimod.BQM, sampleset: dimod.SampleSet) -> None:
     assert sampleset.vartype is bqm.vartype
     assert set(sampleset.variables) == set(bqm.variables)
     assert set(np.unique(sampleset.record.sample)) <= set(bqm.vartype.value)
-    np.testing.assert_allclose(sampleset.record.energy,
-                               bqm.energies((sampleset.record.sample, sampleset.variables)),
-                               rtol=0, atol=1e-9)
-    np.testing.assert_allclose(sampleset.record.energy,
-                               numpy_energies(bqm, ordered_samples(bqm, sampleset)),
-                               rtol=0, atol=1e-9)
+    np.testing.assert_allclose(
+        sampleset.record.energy,
+        bqm.energies((sampleset.record.sample, sampleset.variables)),
+        rtol=0,
+        atol=1e-9,
+    )
+    np.testing.assert_allclose(
+        sampleset.record.energy,
+        numpy_energies(bqm, ordered_samples(bqm, sampleset)),
+        rtol=0,
+        atol=1e-9,
+    )
 
 
 def maxcut_bqm(n: int, p: float, seed: int) -> dimod.BQM:
@@ -97,8 +104,9 @@ def maxcut_bqm(n: int, p: float, seed: int) -> dimod.BQM:
 # ---------------------------------------------------------------- API and registry
 
 
-@pytest.mark.parametrize("sampler", [TorchSBSampler(), SBReferenceSampler()],
-                         ids=["torch-sb", "sb-ref"])
+@pytest.mark.parametrize(
+    "sampler", [TorchSBSampler(), SBReferenceSampler()], ids=["torch-sb", "sb-ref"]
+)
 def test_sampler_api(sampler):
     assert_sampler_api(sampler)
     assert set(sampler.properties["mode_options"]) == {"ballistic", "discrete"}
@@ -134,8 +142,9 @@ def test_torch_sb_reaches_optimum(mode, vartype, seed):
 
 
 def test_torch_sb_defaults_and_labels():
-    bqm = dimod.BQM({"a": 1.0, ("x", 1): -0.5}, {("a", ("x", 1)): 2.0, (("x", 1), 7): -1.0},
-                    0.25, dimod.BINARY)
+    bqm = dimod.BQM(
+        {"a": 1.0, ("x", 1): -0.5}, {("a", ("x", 1)): 2.0, (("x", 1), 7): -1.0}, 0.25, dimod.BINARY
+    )
     result = ising_qubo.solve(bqm, "torch-sb", seed=3)
     assert len(result) == 128  # default num_reads
     assert result.first.energy == pytest.approx(dimod.ExactSolver().sample(bqm).first.energy)
@@ -145,8 +154,14 @@ def test_torch_sb_defaults_and_labels():
 @pytest.mark.parametrize("mode", ["ballistic", "discrete"])
 def test_torch_sb_same_seed_same_samples(mode):
     bqm = random_bqm(14, 0.5, dimod.SPIN, 7)
-    kwargs = dict(num_reads=16, num_steps=600, mode=mode, sampling_period=5,
-                  convergence_threshold=4, device="cpu")
+    kwargs = dict(
+        num_reads=16,
+        num_steps=600,
+        mode=mode,
+        sampling_period=5,
+        convergence_threshold=4,
+        device="cpu",
+    )
     first = TorchSBSampler().sample(bqm, seed=11, **kwargs)
     second = TorchSBSampler().sample(bqm, seed=11, **kwargs)
     np.testing.assert_array_equal(first.record.sample, second.record.sample)
@@ -156,14 +171,21 @@ def test_torch_sb_same_seed_same_samples(mode):
 def test_torch_sb_early_stopping_and_time_limit():
     bqm = random_bqm(10, 0.6, dimod.SPIN, 3)
     sampler = TorchSBSampler()
-    stopped = sampler.sample(bqm, num_reads=8, num_steps=5000, sampling_period=10,
-                             convergence_threshold=10, seed=0, device="cpu")
+    stopped = sampler.sample(
+        bqm,
+        num_reads=8,
+        num_steps=5000,
+        sampling_period=10,
+        convergence_threshold=10,
+        seed=0,
+        device="cpu",
+    )
     assert stopped.info["num_steps"] < 5000
-    full = sampler.sample(bqm, num_reads=8, num_steps=300, early_stopping=False, seed=0,
-                          device="cpu")
+    full = sampler.sample(
+        bqm, num_reads=8, num_steps=300, early_stopping=False, seed=0, device="cpu"
+    )
     assert full.info["num_steps"] == 300
-    timed = sampler.sample(bqm, num_reads=8, num_steps=10**8, time_limit=0.2, seed=0,
-                           device="cpu")
+    timed = sampler.sample(bqm, num_reads=8, num_steps=10**8, time_limit=0.2, seed=0, device="cpu")
     assert timed.info["num_steps"] < 10**8
     assert timed.info["timing"]["wall_s"] < 5
     for result in (stopped, full, timed):
@@ -174,21 +196,26 @@ def test_torch_sb_early_stopping_and_time_limit():
 def test_torch_sb_warm_start_and_float64():
     bqm = random_bqm(9, 0.7, dimod.BINARY, 4)
     ground = dimod.ExactSolver().sample(bqm).first
-    result = TorchSBSampler().sample(bqm, initial_states=[ground.sample] * 5, seed=0,
-                                     dtype="float64", dt=0.5, device="cpu")
+    result = TorchSBSampler().sample(
+        bqm, initial_states=[ground.sample] * 5, seed=0, dtype="float64", dt=0.5, device="cpu"
+    )
     assert len(result) == 5  # num_reads defaults to the number of initial states
     assert result.info["dt"] == 0.5
     assert_recomputed(bqm, result)
     assert_local_minima(bqm, result)
 
 
-@pytest.mark.parametrize("bqm", [
-    dimod.BQM({}, {}, 1.5, dimod.SPIN),
-    dimod.BQM({"a": 2.0}, {}, 0.0, dimod.SPIN),
-    dimod.BQM({"a": 0.0}, {}, 0.0, dimod.BINARY),
-    dimod.BQM({"a": -1.0, "b": 3.0, "c": 0.5}, {}, 0.0, dimod.BINARY),
-    dimod.BQM({}, {("a", "b"): 1.0}, -2.0, dimod.SPIN),
-], ids=["empty", "one-field", "one-free", "fields-only", "one-coupling"])
+@pytest.mark.parametrize(
+    "bqm",
+    [
+        dimod.BQM({}, {}, 1.5, dimod.SPIN),
+        dimod.BQM({"a": 2.0}, {}, 0.0, dimod.SPIN),
+        dimod.BQM({"a": 0.0}, {}, 0.0, dimod.BINARY),
+        dimod.BQM({"a": -1.0, "b": 3.0, "c": 0.5}, {}, 0.0, dimod.BINARY),
+        dimod.BQM({}, {("a", "b"): 1.0}, -2.0, dimod.SPIN),
+    ],
+    ids=["empty", "one-field", "one-free", "fields-only", "one-coupling"],
+)
 def test_torch_sb_edge_cases(bqm):
     result = TorchSBSampler().sample(bqm, num_reads=4, num_steps=50, seed=0, device="cpu")
     assert len(result) == 4
@@ -214,8 +241,9 @@ def test_torch_sb_sparse_path_close_to_neal():
 def test_torch_sb_sparse_matches_dense_on_small_problem():
     bqm = random_bqm(12, 0.5, dimod.SPIN, 9)
     optimum = dimod.ExactSolver().sample(bqm).first.energy
-    result = TorchSBSampler().sample(bqm, num_reads=32, num_steps=300, sparse=True, seed=1,
-                                     device="cpu")
+    result = TorchSBSampler().sample(
+        bqm, num_reads=32, num_steps=300, sparse=True, seed=1, device="cpu"
+    )
     assert result.info["matrix"] == "csr"
     assert result.first.energy == pytest.approx(optimum)
     assert_recomputed(bqm, result)
@@ -256,8 +284,7 @@ def test_sb_ref_reaches_optimum(vartype):
 @needs_sb
 def test_sb_ref_same_seed_same_samples():
     bqm = random_bqm(10, 0.6, dimod.SPIN, 2)
-    kwargs = dict(num_reads=8, num_steps=500, early_stopping=False, mode="discrete",
-                  device="cpu")
+    kwargs = dict(num_reads=8, num_steps=500, early_stopping=False, mode="discrete", device="cpu")
     first = SBReferenceSampler().sample(bqm, seed=4, **kwargs)
     second = SBReferenceSampler().sample(bqm, seed=4, **kwargs)
     np.testing.assert_array_equal(first.record.sample, second.record.sample)
@@ -267,8 +294,11 @@ def test_sb_ref_missing_package(monkeypatch):
     monkeypatch.setitem(sys.modules, "simulated_bifurcation", None)
     assert package_status() == "no: pip install -e '.[bench]'"
     bqm = random_bqm(4, 1.0, dimod.SPIN, 0)
-    with pytest.raises(ImportError, match=r"sb-ref needs the optional package "
-                                          r"simulated-bifurcation: pip install -e '\.\[bench\]'"):
+    with pytest.raises(
+        ImportError,
+        match=r"sb-ref needs the optional package "
+        r"simulated-bifurcation: pip install -e '\.\[bench\]'",
+    ):
         SBReferenceSampler().sample(bqm)
 
 
@@ -288,9 +318,16 @@ if not CUDA:
     BAD.append(({"device": "cuda"}, "device"))
 
 
-@pytest.mark.parametrize("kwargs, name", BAD + [({"dt": -1}, "dt"), ({"dt": float("nan")}, "dt"),
-                                               ({"sampling_period": 0}, "sampling_period"),
-                                               ({"sparse": "yes"}, "sparse")])
+@pytest.mark.parametrize(
+    "kwargs, name",
+    BAD
+    + [
+        ({"dt": -1}, "dt"),
+        ({"dt": float("nan")}, "dt"),
+        ({"sampling_period": 0}, "sampling_period"),
+        ({"sparse": "yes"}, "sparse"),
+    ],
+)
 def test_torch_sb_bad_parameters(kwargs, name):
     bqm = random_bqm(4, 1.0, dimod.SPIN, 0)
     with pytest.raises(ValueError, match=rf"torch-sb: {name}") as caught:

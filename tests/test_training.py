@@ -56,16 +56,21 @@ def synthetic(n: int = 192, batch: int = 32, seed: int = 0) -> list[tuple[torch.
     y = torch.randint(0, 3, (n,), generator=gen)
     x = torch.randn(n, 3, 8, 8, generator=gen)
     x[torch.arange(n), y] += 1.0
-    return [(x[i:i + batch], y[i:i + batch]) for i in range(0, n, batch)]
+    return [(x[i : i + batch], y[i : i + batch]) for i in range(0, n, batch)]
 
 
 def dropped_slices(net: TinyNet, out_idx: list[int], in_idx: list[int]):
     """conv1 filters + their BN scale/shift; conv2 input channels AND output filters (the same
     tensor in two slices, overlapping at [out_idx, in_idx])."""
     idx = torch.tensor(out_idx)
-    return [(net.conv1.weight, 0, idx), (net.bn1.weight, 0, idx), (net.bn1.bias, 0, idx),
-            (net.conv2.weight, 1, torch.tensor(in_idx)), (net.conv2.weight, 0, [1]),
-            (net.bn2.weight, 0, [])]
+    return [
+        (net.conv1.weight, 0, idx),
+        (net.bn1.weight, 0, idx),
+        (net.bn1.bias, 0, idx),
+        (net.conv2.weight, 1, torch.tensor(in_idx)),
+        (net.conv2.weight, 0, [1]),
+        (net.bn2.weight, 0, []),
+    ]
 
 
 def masks_for(net: TinyNet, out_idx: list[int], in_idx: list[int]) -> dict[str, torch.Tensor]:
@@ -85,8 +90,13 @@ def masks_for(net: TinyNet, out_idx: list[int], in_idx: list[int]) -> dict[str, 
 def test_dropped_entries_bit_identical_across_steps(opt_name):
     torch.manual_seed(0)
     net = TinyNet()
-    opt = make_optimizer(opt_name, net.parameters(), lr=0.05 if opt_name == "sgd" else 1.0,
-                         weight_decay=5e-3, momentum=0.9)
+    opt = make_optimizer(
+        opt_name,
+        net.parameters(),
+        lr=0.05 if opt_name == "sgd" else 1.0,
+        weight_decay=5e-3,
+        momentum=0.9,
+    )
     data = synthetic(n=96)
     loss_fn = nn.CrossEntropyLoss()
     # unmasked warm-up: momentum / Adadelta buffers become non-zero for every entry, so an
@@ -181,8 +191,15 @@ def test_train_one_epoch_calls_hooks_in_order_and_dropout_holds():
     dropout = UnitDropout([(net.conv1.weight, 0, [1, 4]), (net.bn1.weight, 0, [1, 4])])
     frozen = net.conv1.weight.detach()[[1, 4]].clone()
     data = synthetic(n=64)
-    stats = train_one_epoch(net, data, opt, hooks=[dropout, Recorder(), OnlyStep()],
-                            progress=False, epoch=2, start_iteration=10)
+    stats = train_one_epoch(
+        net,
+        data,
+        opt,
+        hooks=[dropout, Recorder(), OnlyStep()],
+        progress=False,
+        epoch=2,
+        start_iteration=10,
+    )
     assert calls[0] == ("start", 2) and calls[-1] == ("end", 2)
     assert calls[1:-1] == [(k, it) for it in (10, 11) for k in ("fwd", "bwd", "step", "duck")]
     assert torch.equal(net.conv1.weight.detach()[[1, 4]], frozen)
@@ -211,9 +228,13 @@ def test_unit_dropout_edge_cases():
     assert torch.all(w.detach()[:, 0] == 0) and torch.equal(w.detach()[:, 1:], original[:, 1:])
     assert hook.slices == [] and not hook.active
 
-    for bad, match in [((w, 2, [0]), "dim"), ((w, 0, [3]), r"\[0, 3\)"),
-                       ((w, 0, [-1]), r"\[0, 3\)"), ((w, 0, [0.5]), "integers"),
-                       (([1.0], 0, [0]), "torch.Tensor")]:
+    for bad, match in [
+        ((w, 2, [0]), "dim"),
+        ((w, 0, [3]), r"\[0, 3\)"),
+        ((w, 0, [-1]), r"\[0, 3\)"),
+        ((w, 0, [0.5]), "integers"),
+        (([1.0], 0, [0]), "torch.Tensor"),
+    ]:
         with pytest.raises(ValueError, match=match):
             UnitDropout([bad])
 
@@ -223,9 +244,15 @@ def test_unit_dropout_can_freeze_bn_running_stats():
     net = TinyNet()
     opt = make_optimizer("sgd", net.parameters(), lr=0.05)
     idx = [2, 6]
-    hook = UnitDropout([(net.conv1.weight, 0, idx), (net.bn1.weight, 0, idx),
-                        (net.bn1.bias, 0, idx), (net.bn1.running_mean, 0, idx),
-                        (net.bn1.running_var, 0, idx)])
+    hook = UnitDropout(
+        [
+            (net.conv1.weight, 0, idx),
+            (net.bn1.weight, 0, idx),
+            (net.bn1.bias, 0, idx),
+            (net.bn1.running_mean, 0, idx),
+            (net.bn1.running_var, 0, idx),
+        ]
+    )
     mean, var = net.bn1.running_mean.clone(), net.bn1.running_var.clone()
     train_one_epoch(net, synthetic(n=64), opt, hooks=[hook], progress=False)
     assert torch.equal(net.bn1.running_mean[idx], mean[idx])
@@ -242,8 +269,9 @@ def test_loss_decreases_with_sgd_and_cosine():
     data = synthetic()
     opt = make_optimizer("sgd", net.parameters(), lr=0.1)
     sched = make_scheduler("cosine", opt, epochs=6, steps_per_epoch=len(data))
-    losses = [train_one_epoch(net, data, opt, sched, progress=False, epoch=e)["loss"]
-              for e in range(6)]
+    losses = [
+        train_one_epoch(net, data, opt, sched, progress=False, epoch=e)["loss"] for e in range(6)
+    ]
     assert losses[-1] < 0.6 * losses[0], losses
     assert opt.param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-12)
     assert evaluate(net, data)["top1"] > 80
@@ -255,8 +283,9 @@ def test_adadelta_trains():
     data = synthetic()
     opt = make_optimizer("adadelta", net.parameters(), weight_decay=1e-5)
     assert isinstance(opt, torch.optim.Adadelta) and opt.param_groups[0]["lr"] == 1.0
-    losses = [train_one_epoch(net, data, opt, progress=False, grad_clip=5.0)["loss"]
-              for _ in range(5)]
+    losses = [
+        train_one_epoch(net, data, opt, progress=False, grad_clip=5.0)["loss"] for _ in range(5)
+    ]
     assert losses[-1] < 0.8 * losses[0], losses
 
 
@@ -284,6 +313,7 @@ def test_amp_on_cpu_is_ignored_with_one_warning(monkeypatch):
     with pytest.warns(RuntimeWarning, match="amp=True is ignored"):
         train_one_epoch(net, data, opt, amp=True, progress=False)
     import warnings
+
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         evaluate(net, data, amp=True)
@@ -298,8 +328,13 @@ def test_progress_bar_and_generator_batches(monkeypatch):
     # ... force a visible bar into a buffer to check what it shows
     sink = io.StringIO()
     real_tqdm = loop.tqdm
-    monkeypatch.setattr(loop, "tqdm", lambda *a, **k: real_tqdm(
-        *a, **{**k, "disable": k["disable"] is True, "file": sink, "mininterval": 0}))
+    monkeypatch.setattr(
+        loop,
+        "tqdm",
+        lambda *a, **k: real_tqdm(
+            *a, **{**k, "disable": k["disable"] is True, "file": sink, "mininterval": 0}
+        ),
+    )
     train_one_epoch(net, synthetic(n=64), opt, desc="epoch 3")
     text = sink.getvalue()
     assert "epoch 3" in text and "2/2" in text and "loss=" in text and "acc=" in text
@@ -317,16 +352,26 @@ def test_cuda_amp_channels_last_and_dropout():
     assert net.conv1.weight.is_contiguous(memory_format=torch.channels_last)
     data = synthetic()
     opt = make_optimizer("sgd", net.parameters(), lr=0.1)
-    hook = UnitDropout([(net.conv1.weight, 0, torch.tensor([0, 2])),
-                        (net.bn1.weight, 0, [0, 2]), (net.bn1.bias, 0, [0, 2])])
+    hook = UnitDropout(
+        [
+            (net.conv1.weight, 0, torch.tensor([0, 2])),
+            (net.bn1.weight, 0, [0, 2]),
+            (net.bn1.bias, 0, [0, 2]),
+        ]
+    )
     frozen = net.conv1.weight.detach()[[0, 2]].clone()
-    losses = [train_one_epoch(net, data, opt, hooks=[hook], amp=True, grad_clip=5.0,
-                              progress=False)["loss"] for _ in range(6)]
+    losses = [
+        train_one_epoch(net, data, opt, hooks=[hook], amp=True, grad_clip=5.0, progress=False)[
+            "loss"
+        ]
+        for _ in range(6)
+    ]
     assert losses[-1] < 0.8 * losses[0], losses
     assert torch.equal(net.conv1.weight.detach()[[0, 2]], frozen)
     # a GradScaler passed in is used on fp16-only GPUs and ignored under bf16
-    stats = train_one_epoch(net, data, opt, hooks=[hook], amp=True, progress=False,
-                            scaler=torch.amp.GradScaler("cuda"))
+    stats = train_one_epoch(
+        net, data, opt, hooks=[hook], amp=True, progress=False, scaler=torch.amp.GradScaler("cuda")
+    )
     assert math.isfinite(stats["loss"])
     result = evaluate(net, data, amp=True)
     assert result["count"] == 192 and result["top1"] > 50
@@ -370,7 +415,8 @@ def test_step_schedule_and_warmup():
     sched = make_scheduler("step", opt, epochs=200, steps_per_epoch=1)  # paper: /10 every 50
     lrs = _lrs(sched, opt, 200)
     assert [lrs[e] / 0.1 for e in (0, 49, 50, 100, 150, 199)] == pytest.approx(
-        [1, 1, 0.1, 0.01, 1e-3, 1e-3])
+        [1, 1, 0.1, 0.01, 1e-3, 1e-3]
+    )
     opt = _opt()
     sched = make_scheduler("constant", opt, epochs=4, steps_per_epoch=2, warmup_epochs=1)
     assert _lrs(sched, opt, 5) == pytest.approx([0.05, 0.1, 0.1, 0.1, 0.1])
@@ -400,8 +446,12 @@ def test_factory_errors_name_value_and_choices():
     params = [nn.Parameter(torch.zeros(1))]
     with pytest.raises(ValueError, match=r"'adam'.*\['adadelta', 'sgd'\]"):
         make_optimizer("adam", params)
-    for kwargs, match in [({"lr": 0}, "lr"), ({"lr": float("nan")}, "lr"),
-                          ({"momentum": 1.0}, "momentum"), ({"weight_decay": -1}, "weight")]:
+    for kwargs, match in [
+        ({"lr": 0}, "lr"),
+        ({"lr": float("nan")}, "lr"),
+        ({"momentum": 1.0}, "momentum"),
+        ({"weight_decay": -1}, "weight"),
+    ]:
         with pytest.raises(ValueError, match=match):
             make_optimizer("sgd", params, **kwargs)
     assert make_optimizer("SGD", params).param_groups[0]["lr"] == 0.1
@@ -430,7 +480,8 @@ def test_accuracy_and_evaluate_against_direct_computation():
 
     hand = torch.tensor([[0.1, 0.9, 0.0], [0.8, 0.1, 0.05], [0.2, 0.3, 0.5]])
     assert accuracy_topk(hand, torch.tensor([1, 1, 0]), ks=(1, 2, 5)) == pytest.approx(
-        {"top1": 100 / 3, "top2": 200 / 3, "top5": 100.0})  # top5 of 3 classes = top3
+        {"top1": 100 / 3, "top2": 200 / 3, "top5": 100.0}
+    )  # top5 of 3 classes = top3
 
     model = nn.Identity()  # the "batches" are the logits themselves
     batches = [(logits[:20], targets[:20]), (logits[20:], targets[20:])]
@@ -464,10 +515,17 @@ def test_checkpoint_round_trip(tmp_path):
     train_one_epoch(net, synthetic(n=32), opt, progress=False)
     history = History()
     history.append(epoch=0, loss=torch.tensor(1.5), top1=33.0)
-    path = save_checkpoint(tmp_path / "sub" / "ck.pt", model=net.state_dict(),
-                           optimizer=opt.state_dict(), epoch=7, lrs=[0.1, 0.01],
-                           masks={"conv1": [True, False]}, history=history.to_dict(),
-                           extra=OrderedDict(a=(1, 2.5, None)), dtype=torch.float32)
+    path = save_checkpoint(
+        tmp_path / "sub" / "ck.pt",
+        model=net.state_dict(),
+        optimizer=opt.state_dict(),
+        epoch=7,
+        lrs=[0.1, 0.01],
+        masks={"conv1": [True, False]},
+        history=history.to_dict(),
+        extra=OrderedDict(a=(1, 2.5, None)),
+        dtype=torch.float32,
+    )
     state = load_checkpoint(path)
     assert state["epoch"] == 7 and state["masks"] == {"conv1": [True, False]}
     assert History.from_dict(state["history"]) == history
@@ -507,8 +565,11 @@ class Custom:
 def test_checkpoint_refuses_non_plain_data(tmp_path):
     import numpy as np
 
-    for value, match in [(Custom(), "Custom"), ({"h": [1.0, np.float64(2.0)]}, r"\['h'\]\[1\]"),
-                         (lambda: 0, "function")]:
+    for value, match in [
+        (Custom(), "Custom"),
+        ({"h": [1.0, np.float64(2.0)]}, r"\['h'\]\[1\]"),
+        (lambda: 0, "function"),
+    ]:
         with pytest.raises(CheckpointError, match=match):
             save_checkpoint(tmp_path / "x.pt", value=value)
     assert not list(tmp_path.iterdir())

@@ -30,8 +30,12 @@ from ising_qubo.pruning.pipeline import RunConfig, run
 
 METHODS = {
     # name: (method, energy, solver, solver parameters)
-    "ising paper energy + de": ("ising", "ipruning", "de",
-                                {"num_generations": 20, "population_size": 8}),
+    "ising paper energy + de": (
+        "ising",
+        "ipruning",
+        "de",
+        {"num_generations": 20, "population_size": 8},
+    ),
     "ising paper energy + torch-sa": ("ising", "ipruning", "torch-sa", {}),
     "ising redundancy + torch-sa": ("ising", "redundancy", "torch-sa", {}),
     "ising redundancy + cpsat": ("ising", "redundancy", "cpsat", {"time_limit": 1.0}),
@@ -91,8 +95,13 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--finetune-epochs", type=int, default=2)
     parser.add_argument("--keep", type=float, default=0.5)
-    parser.add_argument("--sweep", type=float, nargs="*", default=[0.7, 0.3],
-                        help="other keep fractions for the best Ising variant, l1, random")
+    parser.add_argument(
+        "--sweep",
+        type=float,
+        nargs="*",
+        default=[0.7, 0.3],
+        help="other keep fractions for the best Ising variant, l1, random",
+    )
     parser.add_argument("--docs", action="store_true", help="also write docs/results.md")
     args = parser.parse_args()
     out = Path(args.out)
@@ -108,9 +117,17 @@ def main() -> None:
         datasets.append(("fashion-mnist", "fashion-mnist", args.fashion_dir, (64, 1, 28, 28)))
 
     def common(dataset, data_dir, seed, run_dir):
-        return dict(out=str(run_dir), model="resnet20", dataset=dataset, data_dir=data_dir,
-                    train_subset=args.train_subset, test_subset=args.test_subset, seed=seed,
-                    progress=False, batch_size=128)
+        return dict(
+            out=str(run_dir),
+            model="resnet20",
+            dataset=dataset,
+            data_dir=data_dir,
+            train_subset=args.train_subset,
+            test_subset=args.test_subset,
+            seed=seed,
+            progress=False,
+            batch_size=128,
+        )
 
     def record(entry):
         raw["runs"].append(entry)
@@ -121,17 +138,33 @@ def main() -> None:
             base_dir = out / label / f"dense-seed{seed}"
             if (label, "dense", seed, 1.0) not in done:
                 shutil.rmtree(base_dir, ignore_errors=True)
-                report = run(RunConfig(**common(dataset, data_dir, seed, base_dir),
-                                       method="none", epochs=args.baseline_epochs,
-                                       finetune_epochs=0, lr=0.1))
-                record({"dataset": label, "method": "dense", "seed": seed, "keep": 1.0,
+                report = run(
+                    RunConfig(
+                        **common(dataset, data_dir, seed, base_dir),
+                        method="none",
+                        epochs=args.baseline_epochs,
+                        finetune_epochs=0,
+                        lr=0.1,
+                    )
+                )
+                record(
+                    {
+                        "dataset": label,
+                        "method": "dense",
+                        "seed": seed,
+                        "keep": 1.0,
                         "top1": report["accuracy"]["after"]["top1"],
                         "top5": report["accuracy"]["after"]["top5"],
-                        "params": report["params"]["after"], "macs": report["macs"]["after"],
-                        "latency_ratio": 1.0, "selection_seconds": 0.0})
+                        "params": report["params"]["after"],
+                        "macs": report["macs"]["after"],
+                        "latency_ratio": 1.0,
+                        "selection_seconds": 0.0,
+                    }
+                )
 
-        def one(method_name, seed, keep, label=label, dataset=dataset, data_dir=data_dir,
-                shape=shape):
+        def one(
+            method_name, seed, keep, label=label, dataset=dataset, data_dir=data_dir, shape=shape
+        ):
             if (label, method_name, seed, keep) in done:
                 return
             method, energy, solver, params = METHODS[method_name]
@@ -139,43 +172,71 @@ def main() -> None:
             run_dir = out / label / f"{method_name.replace(' ', '_')}-keep{keep}-seed{seed}"
             shutil.rmtree(run_dir, ignore_errors=True)
             started = time.perf_counter()
-            report = run(RunConfig(**common(dataset, data_dir, seed, run_dir),
-                                   checkpoint=str(base_dir / "model"), method=method,
-                                   energy=energy, solver=solver, solver_params=params,
-                                   keep=keep, epochs=args.epochs,
-                                   finetune_epochs=args.finetune_epochs, lr=0.02))
-            record({"dataset": label, "method": method_name, "seed": seed, "keep": keep,
+            report = run(
+                RunConfig(
+                    **common(dataset, data_dir, seed, run_dir),
+                    checkpoint=str(base_dir / "model"),
+                    method=method,
+                    energy=energy,
+                    solver=solver,
+                    solver_params=params,
+                    keep=keep,
+                    epochs=args.epochs,
+                    finetune_epochs=args.finetune_epochs,
+                    lr=0.02,
+                )
+            )
+            record(
+                {
+                    "dataset": label,
+                    "method": method_name,
+                    "seed": seed,
+                    "keep": keep,
                     "top1": report["accuracy"]["after"]["top1"],
                     "top5": report["accuracy"]["after"]["top5"],
                     "top1_dense": report["stages"]["initial"]["top1"],
                     "params": report["params"]["after"],
                     "params_before": report["params"]["before"],
-                    "macs": report["macs"]["after"], "macs_before": report["macs"]["before"],
-                    "latency_ratio": latency_ratio(base_dir / "model", run_dir / "model",
-                                                   shape),
+                    "macs": report["macs"]["after"],
+                    "macs_before": report["macs"]["before"],
+                    "latency_ratio": latency_ratio(base_dir / "model", run_dir / "model", shape),
                     "selection_seconds": report["timing_seconds"].get("selection"),
-                    "run_seconds": time.perf_counter() - started})
+                    "run_seconds": time.perf_counter() - started,
+                }
+            )
 
         for seed in args.seeds:
             for method_name in METHODS:
                 one(method_name, seed, args.keep)
         ising = [m for m in METHODS if m.startswith("ising")]
-        best = max(ising, key=lambda m: summary(
-            [r["top1"] for r in raw["runs"] if r["dataset"] == label and r["method"] == m
-             and r["keep"] == args.keep])[0] or -1)
+        best = max(
+            ising,
+            key=lambda m: (
+                summary(
+                    [
+                        r["top1"]
+                        for r in raw["runs"]
+                        if r["dataset"] == label and r["method"] == m and r["keep"] == args.keep
+                    ]
+                )[0]
+                or -1
+            ),
+        )
         raw.setdefault("best_ising", {})[label] = best
         for keep in args.sweep:
             for method_name in (best, *SWEEP_BASELINES):
                 one(method_name, args.seeds[0], keep)
 
-    raw["settings"] = vars(args) | {"date": str(date.today()), "machine": cpu_name(),
-                                    "torch": torch.__version__,
-                                    "cpus": torch.get_num_threads()}
+    raw["settings"] = vars(args) | {
+        "date": str(date.today()),
+        "machine": cpu_name(),
+        "torch": torch.__version__,
+        "cpus": torch.get_num_threads(),
+    }
     raw_path.write_text(json.dumps(raw, indent=1))
     from report import write_report
 
-    write_report(raw, out, docs=Path(__file__).resolve().parents[2] / "docs" if args.docs
-                 else None)
+    write_report(raw, out, docs=Path(__file__).resolve().parents[2] / "docs" if args.docs else None)
 
 
 if __name__ == "__main__":

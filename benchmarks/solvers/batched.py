@@ -29,7 +29,8 @@ def sk_problem(n: int, seed: int) -> dimod.BinaryQuadraticModel:
     upper = np.triu(rng.normal(size=(n, n)), 1)
     rows, cols = np.nonzero(upper)
     return dimod.BinaryQuadraticModel.from_numpy_vectors(
-        np.zeros(n), (rows, cols, upper[rows, cols]), 0.0, "SPIN")
+        np.zeros(n), (rows, cols, upper[rows, cols]), 0.0, "SPIN"
+    )
 
 
 def main() -> None:
@@ -44,43 +45,64 @@ def main() -> None:
 
     problems = [sk_problem(int(n), k) for k, n in enumerate(np.linspace(64, 512, 20))]
     sampler = ising_qubo.get_solver("torch-sa")
-    params = dict(num_reads=args.num_reads, num_sweeps=args.num_sweeps, backend=args.backend,
-                  device=args.device)
+    params = dict(
+        num_reads=args.num_reads,
+        num_sweeps=args.num_sweeps,
+        backend=args.backend,
+        device=args.device,
+    )
     sampler.sample_batch(problems[:2], **dict(params, num_sweeps=2))  # compile / warm up
     rows = []
     for repeat in range(args.repeats):
         start = time.perf_counter()
-        separate = [sampler.sample(bqm, seed=repeat * 100 + k, **params)
-                    for k, bqm in enumerate(problems)]
+        separate = [
+            sampler.sample(bqm, seed=repeat * 100 + k, **params) for k, bqm in enumerate(problems)
+        ]
         t_separate = time.perf_counter() - start
         start = time.perf_counter()
         batched = sampler.sample_batch(problems, seed=repeat, **params)
         t_batched = time.perf_counter() - start
-        rows.append({
-            "repeat": repeat,
-            "separate_s": t_separate,
-            "batched_s": t_batched,
-            "ratio": t_separate / t_batched,
-            "separate_mean_best": float(np.mean([s.first.energy for s in separate])),
-            "batched_mean_best": float(np.mean([s.first.energy for s in batched])),
-        })
-    print(f"backend {args.backend} on {args.device}; 20 SK problems n=64..512; "
-          f"{args.num_reads} reads x {args.num_sweeps} sweeps each\n")
-    print("| repeat | 20 separate calls (s) | one batched call (s) | speed-up | "
-          "mean best E separate | mean best E batched |")
+        rows.append(
+            {
+                "repeat": repeat,
+                "separate_s": t_separate,
+                "batched_s": t_batched,
+                "ratio": t_separate / t_batched,
+                "separate_mean_best": float(np.mean([s.first.energy for s in separate])),
+                "batched_mean_best": float(np.mean([s.first.energy for s in batched])),
+            }
+        )
+    print(
+        f"backend {args.backend} on {args.device}; 20 SK problems n=64..512; "
+        f"{args.num_reads} reads x {args.num_sweeps} sweeps each\n"
+    )
+    print(
+        "| repeat | 20 separate calls (s) | one batched call (s) | speed-up | "
+        "mean best E separate | mean best E batched |"
+    )
     print("|---|---|---|---|---|---|")
     for row in rows:
-        print(f"| {row['repeat']} | {row['separate_s']:.2f} | {row['batched_s']:.2f} | "
-              f"{row['ratio']:.2f}x | {row['separate_mean_best']:.1f} | "
-              f"{row['batched_mean_best']:.1f} |")
+        print(
+            f"| {row['repeat']} | {row['separate_s']:.2f} | {row['batched_s']:.2f} | "
+            f"{row['ratio']:.2f}x | {row['separate_mean_best']:.1f} | "
+            f"{row['batched_mean_best']:.1f} |"
+        )
     median = float(np.median([r["ratio"] for r in rows]))
     print(f"\nmedian speed-up {median:.2f}x")
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps({
-            "date": datetime.now(timezone.utc).isoformat(), "params": params,
-            "machine": {"platform": platform.platform(), "torch": torch.__version__},
-            "rows": rows, "median_speedup": median}, indent=1))
+        args.out.write_text(
+            json.dumps(
+                {
+                    "date": datetime.now(timezone.utc).isoformat(),
+                    "params": params,
+                    "machine": {"platform": platform.platform(), "torch": torch.__version__},
+                    "rows": rows,
+                    "median_speedup": median,
+                },
+                indent=1,
+            )
+        )
 
 
 if __name__ == "__main__":

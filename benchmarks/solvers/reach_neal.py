@@ -52,19 +52,26 @@ def main(path: str) -> None:
         if not neal:
             continue
         # median_low: a value some neal run actually reached, also for an even count
-        target = (statistics.median_low if sense[instance] == "max" else
-                  statistics.median_high)(neal)
-        times = {s: statistics.median(first_time(r["trajectory"], target, sense[instance])
-                                      for r in rs)
-                 for (i, s), rs in runs.items() if i == instance}
+        target = (statistics.median_low if sense[instance] == "max" else statistics.median_high)(
+            neal
+        )
+        times = {
+            s: statistics.median(first_time(r["trajectory"], target, sense[instance]) for r in rs)
+            for (i, s), rs in runs.items()
+            if i == instance
+        }
         peers = ["neal"] + (["sb-ref"] if "sb-ref" in times else [])
         print(f"{instance}: target = neal's median best objective {target:.1f}")
-        print("| solver | median time to target (s) | "
-              + " | ".join(f"ratio to {p}" for p in peers) + " |")
+        print(
+            "| solver | median time to target (s) | "
+            + " | ".join(f"ratio to {p}" for p in peers)
+            + " |"
+        )
         print("|---|---|" + "---|" * len(peers))
         for solver, t in sorted(times.items(), key=lambda kv: kv[1]):
-            print(f"| {solver} | {t:.3g} | "
-                  + " | ".join(ratio(t, times[p], p) for p in peers) + " |")
+            print(
+                f"| {solver} | {t:.3g} | " + " | ".join(ratio(t, times[p], p) for p in peers) + " |"
+            )
         print()
 
 

@@ -45,4 +45,3 @@ __all__ = [
     "target_value",
     "time_to_target",
 ]
-

@@ -38,8 +38,9 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_BENCH_DIR = REPO_ROOT.parent / "shared" / "bench"
 BEASLEY_SETS = ("bqp50", "bqp100", "bqp250")
 NAMED_SETS = ("gset", *BEASLEY_SETS)
-SPEC_HELP = ("gset[:G1,G14], bqp50|bqp100|bqp250[:K,...], sk:N[:SEED], "
-             "a problem file or a directory of them")
+SPEC_HELP = (
+    "gset[:G1,G14], bqp50|bqp100|bqp250[:K,...], sk:N[:SEED], a problem file or a directory of them"
+)
 
 _SK = re.compile(r"sk:(\d+)(?::(\d+))?")
 _BQP_NAME = re.compile(r"(bqp\d+)-(\d+)")
@@ -74,23 +75,32 @@ class BenchInstance:
 
     def __post_init__(self) -> None:
         if self.sense not in ("max", "min"):
-            raise ValueError(f"instance {self.name!r}: sense must be 'max' or 'min', "
-                             f"got {self.sense!r}")
+            raise ValueError(
+                f"instance {self.name!r}: sense must be 'max' or 'min', got {self.sense!r}"
+            )
 
     def better(self, a: float, b: float) -> bool:
         """Whether objective ``a`` is strictly better than ``b``."""
         return a > b if self.sense == "max" else a < b
 
     @classmethod
-    def from_io(cls, instance: io.Instance, best_known: float | None = None,
-                name: str | None = None) -> BenchInstance:
+    def from_io(
+        cls, instance: io.Instance, best_known: float | None = None, name: str | None = None
+    ) -> BenchInstance:
         """Wrap an ``ising_qubo.io`` instance, keeping its literature objective if it has one."""
         source = str(instance.path) if instance.path is not None else ""
         if instance.index is not None:
             source += f"#{instance.index}"
         if instance.objective_name is not None:
-            return cls(name or instance.name, instance.bqm, best_known, instance.objective,
-                       instance.sense or "max", instance.objective_name, source)
+            return cls(
+                name or instance.name,
+                instance.bqm,
+                best_known,
+                instance.objective,
+                instance.sense or "max",
+                instance.objective_name,
+                source,
+            )
         return cls(name or instance.name, instance.bqm, best_known, source=source)
 
 
@@ -102,7 +112,8 @@ def sk_instance(n: int, seed: int = 0) -> BenchInstance:
     rows, cols = np.triu_indices(n, 1)
     couplings = rng.standard_normal(len(rows))
     bqm = dimod.BinaryQuadraticModel.from_numpy_vectors(
-        np.zeros(n), (rows, cols, couplings), 0.0, dimod.SPIN)
+        np.zeros(n), (rows, cols, couplings), 0.0, dimod.SPIN
+    )
     return BenchInstance(f"sk{n}_s{seed}", bqm, source=f"sk:{n}:{seed}")
 
 
@@ -163,8 +174,9 @@ def collect_instances(
     return _unique_names(found)
 
 
-def _from_spec(spec: str | Path, bench_dir: Path, table: dict[str, Any],
-               warn: Callable[[str], None]) -> list[BenchInstance]:
+def _from_spec(
+    spec: str | Path, bench_dir: Path, table: dict[str, Any], warn: Callable[[str], None]
+) -> list[BenchInstance]:
     text = str(spec).strip()
     if not isinstance(spec, Path):
         head, _, rest = text.partition(":")
@@ -176,16 +188,19 @@ def _from_spec(spec: str | Path, bench_dir: Path, table: dict[str, Any],
     if path.is_dir():
         return _from_directory(path, table, warn)
     if path.is_file():
-        return [BenchInstance.from_io(inst, best_known_for(inst, table))
-                for inst in io.read_instances(path)]
+        return [
+            BenchInstance.from_io(inst, best_known_for(inst, table))
+            for inst in io.read_instances(path)
+        ]
     raise ValueError(f"instance spec {text!r}: not a file or directory; known specs: {SPEC_HELP}")
 
 
 def _sk_from_spec(text: str) -> BenchInstance:
     match = _SK.fullmatch(text.lower())
     if match is None:
-        raise ValueError(f"instance spec {text!r}: expected sk:N or sk:N:SEED "
-                         "(N >= 2 variables, SEED >= 0)")
+        raise ValueError(
+            f"instance spec {text!r}: expected sk:N or sk:N:SEED (N >= 2 variables, SEED >= 0)"
+        )
     n = int(match.group(1))
     seed = int(match.group(2)) if match.group(2) is not None else 0
     if n < 2:
@@ -193,8 +208,9 @@ def _sk_from_spec(text: str) -> BenchInstance:
     return sk_instance(n, seed)
 
 
-def _named_set(name: str, selection: str, text: str, bench_dir: Path,
-               table: dict[str, Any]) -> list[BenchInstance]:
+def _named_set(
+    name: str, selection: str, text: str, bench_dir: Path, table: dict[str, Any]
+) -> list[BenchInstance]:
     wanted = [s.strip() for s in selection.split(",") if s.strip()]
     if selection and not wanted:
         raise ValueError(f"instance spec {text!r}: empty selection after ':'")
@@ -202,19 +218,24 @@ def _named_set(name: str, selection: str, text: str, bench_dir: Path,
         folder = bench_dir / "gset"
         files = sorted(folder.glob("G*.txt"), key=_natural_key) if folder.is_dir() else []
         if not files:
-            raise ValueError(f"instance spec {text!r}: no Gset files G*.txt in {folder} "
-                             "(set --bench-dir)")
+            raise ValueError(
+                f"instance spec {text!r}: no Gset files G*.txt in {folder} (set --bench-dir)"
+            )
         by_name = {f.stem.upper(): f for f in files}
         if wanted:
             missing = [w for w in wanted if w.upper() not in by_name]
             if missing:
-                raise ValueError(f"instance spec {text!r}: no Gset graph {', '.join(missing)} "
-                                 f"in {folder}; there are {', '.join(f.stem for f in files)}")
+                raise ValueError(
+                    f"instance spec {text!r}: no Gset graph {', '.join(missing)} "
+                    f"in {folder}; there are {', '.join(f.stem for f in files)}"
+                )
             files = [by_name[w.upper()] for w in wanted]
         out = []
         for path in files:
-            out.extend(BenchInstance.from_io(inst, best_known_for(inst, table))
-                       for inst in io.read_instances(path, "gset"))
+            out.extend(
+                BenchInstance.from_io(inst, best_known_for(inst, table))
+                for inst in io.read_instances(path, "gset")
+            )
         return out
     path = bench_dir / "beasley" / f"{name}.txt"
     if not path.is_file():
@@ -224,15 +245,17 @@ def _named_set(name: str, selection: str, text: str, bench_dir: Path,
         picked = []
         for w in wanted:
             if not w.isdigit() or not 1 <= int(w) <= len(instances):
-                raise ValueError(f"instance spec {text!r}: {w!r} is not an instance number "
-                                 f"1..{len(instances)}")
+                raise ValueError(
+                    f"instance spec {text!r}: {w!r} is not an instance number 1..{len(instances)}"
+                )
             picked.append(instances[int(w) - 1])
         instances = picked
     return [BenchInstance.from_io(inst, best_known_for(inst, table)) for inst in instances]
 
 
-def _from_directory(folder: Path, table: dict[str, Any],
-                    warn: Callable[[str], None]) -> list[BenchInstance]:
+def _from_directory(
+    folder: Path, table: dict[str, Any], warn: Callable[[str], None]
+) -> list[BenchInstance]:
     out: list[BenchInstance] = []
     for path in sorted(folder.iterdir(), key=_natural_key):
         if not path.is_file() or path.name.startswith("."):
@@ -242,17 +265,16 @@ def _from_directory(folder: Path, table: dict[str, Any],
         except (ValueError, OSError, UnicodeError) as exc:
             warn(f"warning: skipping {path}: {' '.join(str(exc).split())}")
             continue
-        out.extend(BenchInstance.from_io(inst, best_known_for(inst, table))
-                   for inst in instances)
+        out.extend(BenchInstance.from_io(inst, best_known_for(inst, table)) for inst in instances)
     if not out:
-        raise ValueError(f"instance spec {str(folder)!r}: the directory holds no readable "
-                         "problem file")
+        raise ValueError(
+            f"instance spec {str(folder)!r}: the directory holds no readable problem file"
+        )
     return out
 
 
 def _natural_key(path: Path) -> list[Any]:
-    return [int(part) if part.isdigit() else part.lower()
-            for part in re.split(r"(\d+)", path.name)]
+    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", path.name)]
 
 
 def _unique_names(instances: list[BenchInstance]) -> list[BenchInstance]:

@@ -40,24 +40,33 @@ _ANNEAL_GROWTH = ("num_sweeps", 1.5, 32_000)
 
 #: Per-round work of each solver, sized for a 10 s budget on Gset-sized problems on a CPU.
 SOLVER_DEFAULTS: dict[str, SolverSettings] = {
-    "neal": SolverSettings({"num_reads": 1, "num_sweeps": 1000}, grow=_ANNEAL_GROWTH,
-                           about="one anneal per round (neal is single-threaded), 1000 "
-                                 "sweeps growing 1.5x per round to 32,000"),
-    "torch-sa": SolverSettings({"num_reads": os.cpu_count() or 1, "num_sweeps": 1000},
-                               grow=_ANNEAL_GROWTH,
-                               about="one replica per CPU core per round, 1000 sweeps "
-                                     "growing 1.5x per round to 32,000; raise num_reads on "
-                                     "CUDA"),
-    "torch-sb": SolverSettings({"num_reads": 64, "num_steps": 1000},
-                               about="64 agents x 1000 steps per round; raise num_reads "
-                                     "on CUDA"),
-    "sb-ref": SolverSettings({"num_reads": 64, "num_steps": 1000},
-                             about="reference SB, 64 replicas per round"),
-    "tabu": SolverSettings({"num_reads": 1, "time_limit": 0.2},
-                           about="one 0.2 s tabu search per round"),
+    "neal": SolverSettings(
+        {"num_reads": 1, "num_sweeps": 1000},
+        grow=_ANNEAL_GROWTH,
+        about="one anneal per round (neal is single-threaded), 1000 "
+        "sweeps growing 1.5x per round to 32,000",
+    ),
+    "torch-sa": SolverSettings(
+        {"num_reads": os.cpu_count() or 1, "num_sweeps": 1000},
+        grow=_ANNEAL_GROWTH,
+        about="one replica per CPU core per round, 1000 sweeps "
+        "growing 1.5x per round to 32,000; raise num_reads on "
+        "CUDA",
+    ),
+    "torch-sb": SolverSettings(
+        {"num_reads": 64, "num_steps": 1000},
+        about="64 agents x 1000 steps per round; raise num_reads on CUDA",
+    ),
+    "sb-ref": SolverSettings(
+        {"num_reads": 64, "num_steps": 1000}, about="reference SB, 64 replicas per round"
+    ),
+    "tabu": SolverSettings(
+        {"num_reads": 1, "time_limit": 0.2}, about="one 0.2 s tabu search per round"
+    ),
     "greedy": SolverSettings({"num_reads": 100}, about="100 random descents per round"),
-    "de": SolverSettings({"num_reads": 1, "num_generations": 500},
-                         about="one population, 500 generations per round"),
+    "de": SolverSettings(
+        {"num_reads": 1, "num_generations": 500}, about="one population, 500 generations per round"
+    ),
     "cpsat": SolverSettings(single_call=True, about="one call, time_limit = the whole budget"),
     "exact": SolverSettings(single_call=True, about="one brute-force call (<= 24 variables)"),
 }
@@ -88,18 +97,23 @@ class SolverPlan:
         accepted = self.accepted
         if self.grow is not None and self.grow[0] in kwargs:
             key, factor, cap = self.grow
-            kwargs[key] = int(min(cap, round(kwargs[key] * factor ** round_index)))
+            kwargs[key] = int(min(cap, round(kwargs[key] * factor**round_index)))
         if supports(self.sampler, Capability.TIME_LIMIT):
             own = kwargs.get("time_limit")
-            kwargs["time_limit"] = (remaining if self.single_call or own is None
-                                    else min(float(own), remaining))
+            kwargs["time_limit"] = (
+                remaining if self.single_call or own is None else min(float(own), remaining)
+            )
         if "seed" in accepted:
             kwargs["seed"] = round_seed(seed, round_index)
         return kwargs
 
     def describe(self) -> dict[str, Any]:
-        return {"params": dict(self.params), "mode": "single call" if self.single_call
-                else "rounds", "grow": self.grow, "about": self.about}
+        return {
+            "params": dict(self.params),
+            "mode": "single call" if self.single_call else "rounds",
+            "grow": self.grow,
+            "about": self.about,
+        }
 
 
 def round_seed(seed: int, round_index: int) -> int:
@@ -138,11 +152,14 @@ def plan_solvers(
             elif key == "grow":
                 grow, about = _grow_override(value, settings, name)
             elif key == "seed":
-                raise ValueError(f"solver {name!r}: seeds are set by the harness (--seeds), "
-                                 "not by --param")
+                raise ValueError(
+                    f"solver {name!r}: seeds are set by the harness (--seeds), not by --param"
+                )
             elif key not in accepted:
-                raise ValueError(f"solver {name!r} has no parameter {key!r}; its parameters: "
-                                 f"{', '.join(sorted(accepted)) or 'none'}")
+                raise ValueError(
+                    f"solver {name!r} has no parameter {key!r}; its parameters: "
+                    f"{', '.join(sorted(accepted)) or 'none'}"
+                )
             else:
                 params[key] = value
         plans.append(SolverPlan(name, sampler, params, single, about, grow))
@@ -153,8 +170,9 @@ def plan_solvers(
     return plans
 
 
-def _grow_override(value: Any, settings: SolverSettings, solver: str
-                   ) -> tuple[tuple[str, float, int] | None, str]:
+def _grow_override(
+    value: Any, settings: SolverSettings, solver: str
+) -> tuple[tuple[str, float, int] | None, str]:
     """``--param SOLVER:grow=F``: the growing parameter's factor per round (1: every round
     the same length); the notes column of the report says what was run."""
     try:
@@ -162,11 +180,14 @@ def _grow_override(value: Any, settings: SolverSettings, solver: str
     except (TypeError, ValueError):
         factor = math.nan
     if not factor >= 1.0 or not math.isfinite(factor):
-        raise ValueError(f"solver {solver!r}: grow must be a factor >= 1 (1: fixed-length "
-                         f"rounds), got {value!r}")
+        raise ValueError(
+            f"solver {solver!r}: grow must be a factor >= 1 (1: fixed-length rounds), got {value!r}"
+        )
     if settings.grow is None:
-        raise ValueError(f"solver {solver!r}: its rounds do not grow; grow applies to "
-                         f"{', '.join(n for n, s in SOLVER_DEFAULTS.items() if s.grow)}")
+        raise ValueError(
+            f"solver {solver!r}: its rounds do not grow; grow applies to "
+            f"{', '.join(n for n, s in SOLVER_DEFAULTS.items() if s.grow)}"
+        )
     key, _, cap = settings.grow
     if factor == 1.0:
         return None, f"every round the same ({key} as given; --param grow=1)"
@@ -179,7 +200,6 @@ def _as_bool(value: Any, solver: str) -> bool:
     if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
         return value.lower() in ("true", "yes", "1")
     raise ValueError(f"solver {solver!r}: single_call must be true or false, got {value!r}")
-
 
 
 __all__ = [

@@ -52,14 +52,14 @@ class RunResult:
             return False
         first = sampleset.first
         reported = float(first.energy)
-        if self.best_energy is not None and not _may_improve(instance, reported,
-                                                             self.best_objective):
+        if self.best_energy is not None and not _may_improve(
+            instance, reported, self.best_objective
+        ):
             return False
         energy = float(instance.bqm.energy(first.sample))
         self.energy_mismatch = max(self.energy_mismatch, abs(energy - reported))
         objective = float(instance.objective(energy))
-        if self.best_objective is not None and not instance.better(objective,
-                                                                   self.best_objective):
+        if self.best_objective is not None and not instance.better(objective, self.best_objective):
             return False
         self.best_objective = objective
         self.best_energy = energy
@@ -69,7 +69,8 @@ class RunResult:
 
     def finish(self) -> None:
         if self.best_objective is not None and (
-                not self.trajectory or self.trajectory[-1][0] < self.elapsed):
+            not self.trajectory or self.trajectory[-1][0] < self.elapsed
+        ):
             self.trajectory.append([self.elapsed, self.best_objective])
 
 
@@ -97,8 +98,9 @@ def reaches(value: float, target: float, reference: float, sense: str) -> bool:
     return value >= target - tol if sense == "max" else value <= target + tol
 
 
-def time_to_target(trajectory: Sequence[Sequence[float]], reference: float | None,
-                   fraction: float, sense: str) -> float | None:
+def time_to_target(
+    trajectory: Sequence[Sequence[float]], reference: float | None, fraction: float, sense: str
+) -> float | None:
     """First solver time at which the best-so-far reached ``fraction`` of ``reference``."""
     if reference is None:
         return None
@@ -141,8 +143,11 @@ class BenchmarkRecord:
         """The value targets are fractions of: best known, else the best any run found."""
         if instance.best_known is not None:
             return float(instance.best_known), "best known"
-        found = [r.best_objective for r in self.runs
-                 if r.instance == instance.name and r.best_objective is not None]
+        found = [
+            r.best_objective
+            for r in self.runs
+            if r.instance == instance.name and r.best_objective is not None
+        ]
         if not found:
             return None, None
         return (max(found) if instance.sense == "max" else min(found)), "best found"
@@ -151,8 +156,10 @@ class BenchmarkRecord:
         """Time to each target fraction for one run (None: not reached)."""
         instance = self.instance(run.instance)
         reference, _ = self.reference(instance)
-        return {fraction_key(f): time_to_target(run.trajectory, reference, f, instance.sense)
-                for f in self.targets}
+        return {
+            fraction_key(f): time_to_target(run.trajectory, reference, f, instance.sense)
+            for f in self.targets
+        }
 
 
 __all__ = [

@@ -51,8 +51,9 @@ class BenchmarkResult(BenchmarkRecord):
     def table_markdown(self) -> str:
         return table_markdown(self)
 
-    def write(self, out_dir: str | Path | None = None, table: bool = True,
-              plot: bool = False) -> Path:
+    def write(
+        self, out_dir: str | Path | None = None, table: bool = True, plot: bool = False
+    ) -> Path:
         return write_outputs(self, Path(out_dir or self.out_dir), table=table, plot=plot)
 
 
@@ -135,8 +136,10 @@ def summarize(result: BenchmarkRecord) -> list[dict[str, Any]]:
                 "median_rounds": _median([float(r.rounds) for r in good]),
                 "max_energy_mismatch": max((r.energy_mismatch for r in runs), default=0.0),
                 "beats_best_known": bool(
-                    instance.best_known is not None and values
-                    and any(instance.better(v, instance.best_known) for v in values)),
+                    instance.best_known is not None
+                    and values
+                    and any(instance.better(v, instance.best_known) for v in values)
+                ),
                 "targets": {},
             }
             for fraction in result.targets:
@@ -174,37 +177,41 @@ def result_to_dict(result: BenchmarkRecord) -> dict[str, Any]:
     instances = []
     for inst in result.instances:
         reference, source = result.reference(inst)
-        instances.append({
-            "name": inst.name,
-            "source": inst.source,
-            "num_variables": inst.bqm.num_variables,
-            "num_interactions": inst.bqm.num_interactions,
-            "vartype": inst.bqm.vartype.name,
-            "variables": _plain_labels(inst.bqm.variables),
-            "objective": inst.objective_name,
-            "sense": inst.sense,
-            "best_known": inst.best_known,
-            "reference": reference,
-            "reference_source": source,
-        })
+        instances.append(
+            {
+                "name": inst.name,
+                "source": inst.source,
+                "num_variables": inst.bqm.num_variables,
+                "num_interactions": inst.bqm.num_interactions,
+                "vartype": inst.bqm.vartype.name,
+                "variables": _plain_labels(inst.bqm.variables),
+                "objective": inst.objective_name,
+                "sense": inst.sense,
+                "best_known": inst.best_known,
+                "reference": reference,
+                "reference_source": source,
+            }
+        )
     runs = []
     for run in result.runs:
-        runs.append({
-            "instance": run.instance,
-            "solver": run.solver,
-            "seed": run.seed,
-            "complete": run.complete,
-            "error": run.error,
-            "status": run.status,
-            "rounds": run.rounds,
-            "solver_time_s": run.elapsed,
-            "best_objective": run.best_objective,
-            "best_energy": run.best_energy,
-            "energy_mismatch": run.energy_mismatch,
-            "time_to_target": result.run_times(run),
-            "trajectory": run.trajectory,
-            "best_sample": run.best_sample,
-        })
+        runs.append(
+            {
+                "instance": run.instance,
+                "solver": run.solver,
+                "seed": run.seed,
+                "complete": run.complete,
+                "error": run.error,
+                "status": run.status,
+                "rounds": run.rounds,
+                "solver_time_s": run.elapsed,
+                "best_objective": run.best_objective,
+                "best_energy": run.best_energy,
+                "energy_mismatch": run.energy_mismatch,
+                "time_to_target": result.run_times(run),
+                "trajectory": run.trajectory,
+                "best_sample": run.best_sample,
+            }
+        )
     return {
         "version": RESULTS_VERSION,
         "interrupted": result.interrupted,
@@ -276,8 +283,8 @@ def table_markdown(result: BenchmarkRecord) -> str:
         "# Solver benchmark: time to target",
         "",
         f"- status: {'**INTERRUPTED** (partial results)' if result.interrupted else 'complete'}",
-        f"- started {result.started}" + (f", finished {result.finished}"
-                                          if result.finished else ""),
+        f"- started {result.started}"
+        + (f", finished {result.finished}" if result.finished else ""),
         f"- machine: {m.get('platform')}, {m.get('cpu_model')}, {m.get('cpu_count')} CPUs, "
         f"torch {m.get('torch_version')}, CUDA device: {cuda}",
         f"- time limit {result.time_limit:g} s of solver time per run; seeds "
@@ -321,9 +328,13 @@ def table_markdown(result: BenchmarkRecord) -> str:
         lines.append("| " + " | ".join(head) + " |")
         lines.append("|" + "---|" * len(head))
         for row in (r for r in summary if r["instance"] == instance.name):
-            cells = [row["solver"], _fmt(row["median_objective"]),
-                     "—" if row["gap_percent"] is None else f"{row['gap_percent']:.3f}",
-                     _fmt(row["min_objective"]), _fmt(row["max_objective"])]
+            cells = [
+                row["solver"],
+                _fmt(row["median_objective"]),
+                "—" if row["gap_percent"] is None else f"{row['gap_percent']:.3f}",
+                _fmt(row["min_objective"]),
+                _fmt(row["max_objective"]),
+            ]
             for fraction in result.targets:
                 entry = row["targets"][fraction_key(fraction)]
                 cells += [_fmt_time(entry["median_time"]), f"{entry['successes']}/{row['runs']}"]
@@ -338,12 +349,16 @@ def table_markdown(result: BenchmarkRecord) -> str:
             if row["first_error"]:
                 lines.append(f"\n{row['solver']} error: {row['first_error']}")
             if row["max_energy_mismatch"] > 1e-6 * max(1.0, abs(reference or 0.0)):
-                lines.append(f"\nnote: {row['solver']} reported energies up to "
-                             f"{row['max_energy_mismatch']:.3g} away from the recomputed ones "
-                             "(the table uses recomputed values)")
+                lines.append(
+                    f"\nnote: {row['solver']} reported energies up to "
+                    f"{row['max_energy_mismatch']:.3g} away from the recomputed ones "
+                    "(the table uses recomputed values)"
+                )
             if row["beats_best_known"]:
-                lines.append(f"\nnote: {row['solver']} found a better objective than the best "
-                             "known value; check the instance and the best-known table")
+                lines.append(
+                    f"\nnote: {row['solver']} found a better objective than the best "
+                    "known value; check the instance and the best-known table"
+                )
     return "\n".join(lines) + "\n"
 
 
@@ -370,13 +385,25 @@ def plot_trajectories(result: BenchmarkRecord, path: Path) -> Path:
                 times = [max(t, 1e-4) for t, _ in run.trajectory]
                 values = [v for _, v in run.trajectory]
                 colour = colours(k % 10)
-                ax.step([*times, x_end], [*values, values[-1]], where="post", color=colour,
-                        alpha=0.8, linewidth=1.2, label=label)
+                ax.step(
+                    [*times, x_end],
+                    [*values, values[-1]],
+                    where="post",
+                    color=colour,
+                    alpha=0.8,
+                    linewidth=1.2,
+                    label=label,
+                )
                 ax.plot(times, values, "o", color=colour, markersize=2.5, alpha=0.8)
                 label = None
         if instance.best_known is not None:
-            ax.axhline(instance.best_known, color="black", linestyle="--", linewidth=0.8,
-                       label="best known")
+            ax.axhline(
+                instance.best_known,
+                color="black",
+                linestyle="--",
+                linewidth=0.8,
+                label="best known",
+            )
         if runs:
             ax.set_xscale("log")
             ax.xaxis.set_minor_formatter(NullFormatter())
@@ -387,7 +414,7 @@ def plot_trajectories(result: BenchmarkRecord, path: Path) -> Path:
         ax.grid(True, alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7, loc="best")
-    for ax in list(axes.flat)[len(shown):]:
+    for ax in list(axes.flat)[len(shown) :]:
         ax.set_visible(False)
     title = "best objective so far vs time"
     if len(result.instances) > len(shown):
@@ -401,8 +428,9 @@ def plot_trajectories(result: BenchmarkRecord, path: Path) -> Path:
     return path
 
 
-def write_outputs(result: BenchmarkRecord, out_dir: Path, table: bool = True,
-                  plot: bool = False) -> Path:
+def write_outputs(
+    result: BenchmarkRecord, out_dir: Path, table: bool = True, plot: bool = False
+) -> Path:
     """Write ``results.json`` (always, atomically), ``table.md`` and ``trajectories.png``."""
     out_dir.mkdir(parents=True, exist_ok=True)
     text = _dumps(result_to_dict(result))

@@ -108,8 +108,17 @@ def run_benchmark(
     out = Path(out_dir) if out_dir is not None else default_out_dir()
     out.mkdir(parents=True, exist_ok=True)
     result = BenchmarkResult(
-        instances, plans, seeds, time_limit, targets, stop_at_best_known,
-        machine=machine_info(), started=_now(), out_dir=out, command=command)
+        instances,
+        plans,
+        seeds,
+        time_limit,
+        targets,
+        stop_at_best_known,
+        machine=machine_info(),
+        started=_now(),
+        out_dir=out,
+        command=command,
+    )
     bar = _progress_bar(len(instances) * len(seeds) * len(plans), progress)
     try:
         for instance in instances:
@@ -133,8 +142,9 @@ def run_benchmark(
     return result
 
 
-def _run_one(run: RunResult, instance: BenchInstance, plan: SolverPlan,
-             result: BenchmarkResult, bar: Any) -> None:
+def _run_one(
+    run: RunResult, instance: BenchInstance, plan: SolverPlan, result: BenchmarkResult, bar: Any
+) -> None:
     goal = instance.best_known if result.stop_at_best_known else None
     last_refresh = 0.0
     try:
@@ -152,23 +162,32 @@ def _run_one(run: RunResult, instance: BenchInstance, plan: SolverPlan,
             run.status = None if status is None else str(status)
             if time.perf_counter() - last_refresh > 0.5 and run.best_objective is not None:
                 last_refresh = time.perf_counter()
-                bar.set_postfix_str(f"{instance.name} {plan.name} seed={run.seed} "
-                                    f"best={run.best_objective:.6g}")
+                bar.set_postfix_str(
+                    f"{instance.name} {plan.name} seed={run.seed} best={run.best_objective:.6g}"
+                )
             if plan.single_call or run.status == "OPTIMAL":
                 break
-            if goal is not None and run.best_objective is not None and reaches(
-                    run.best_objective, goal, goal, instance.sense):
+            if (
+                goal is not None
+                and run.best_objective is not None
+                and reaches(run.best_objective, goal, goal, instance.sense)
+            ):
                 break
     except KeyboardInterrupt:
         run.finish()
         raise
     except Exception as exc:  # one failing solver must not end the whole benchmark
         run.error = f"{type(exc).__name__}: {' '.join(str(exc).split())}"
-        if not any(r.error for r in result.runs if r is not run
-                   and (r.instance, r.solver) == (run.instance, run.solver)):
-            bar.write(f"warning: {plan.name} failed on {instance.name} (seed {run.seed}; "
-                      f"later failures on this instance not repeated): {run.error}",
-                      file=sys.stderr)
+        if not any(
+            r.error
+            for r in result.runs
+            if r is not run and (r.instance, r.solver) == (run.instance, run.solver)
+        ):
+            bar.write(
+                f"warning: {plan.name} failed on {instance.name} (seed {run.seed}; "
+                f"later failures on this instance not repeated): {run.error}",
+                file=sys.stderr,
+            )
     run.complete = True
     run.finish()
 
@@ -179,14 +198,17 @@ def _warm_up(plan: SolverPlan) -> None:
     n = 8
     rows, cols = np.triu_indices(n, 1)
     bqm = dimod.BinaryQuadraticModel.from_numpy_vectors(
-        rng.standard_normal(n), (rows, cols, rng.standard_normal(len(rows))), 0.0, dimod.SPIN)
+        rng.standard_normal(n), (rows, cols, rng.standard_normal(len(rows))), 0.0, dimod.SPIN
+    )
     kwargs = plan.call_params(0, 0, 0.2)
     try:
         plan.sampler.sample(bqm, **kwargs)
     except Exception as exc:
         message = " ".join(str(exc).split()) or type(exc).__name__
-        raise RuntimeError(f"solver {plan.name!r} failed on a warm-up problem with "
-                           f"parameters {plan.params}: {message}") from exc
+        raise RuntimeError(
+            f"solver {plan.name!r} failed on a warm-up problem with "
+            f"parameters {plan.params}: {message}"
+        ) from exc
 
 
 class _NoBar:

@@ -23,7 +23,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ising-qubo",
         description="Prune networks by solving Ising energy models; solve, inspect and convert "
-                    "QUBO/Ising problems with solvers chosen by name.")
+        "QUBO/Ising problems with solvers chosen by name.",
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     problems.add_commands(commands)  # solvers, formats, solve, convert, info
     bench.add_command(commands)
@@ -53,8 +54,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         where = f"--checkpoint {source}: " if source else ""
         from ising_qubo.nets.training import torch_load_reason  # torch is loaded by now
 
-        print(f"ising-qubo: error: {where}cannot be read as plain tensors (nothing in it was "
-              f"executed): {torch_load_reason(exc)}", file=sys.stderr)
+        print(
+            f"ising-qubo: error: {where}cannot be read as plain tensors (nothing in it was "
+            f"executed): {torch_load_reason(exc)}",
+            file=sys.stderr,
+        )
         return EXIT_BAD_INPUT
 
 

@@ -12,32 +12,40 @@ from ising_qubo.bench.instances import DEFAULT_BENCH_DIR, SPEC_HELP
 from ising_qubo.bench.plans import SOLVER_DEFAULTS
 from ising_qubo.cli.options import parse_key_value
 
-DESCRIPTION = """\
+DESCRIPTION = (
+    """\
 Time-to-target benchmark: every solver runs repeated rounds on every instance for every
 seed (order: instance > seed > solver, one process) until --time-limit seconds of solver
 time; the best objective so far is recorded after each round. Writes results.json,
 table.md and trajectories.png to --out (default benchmarks/results/<timestamp>/).
 
-INSTANCE: """ + SPEC_HELP + "."
+INSTANCE: """
+    + SPEC_HELP
+    + "."
+)
 
 
 def _defaults_epilog() -> str:
-    lines = ["per-round solver settings; change them with --param SOLVER:KEY=VALUE, and",
-             "--param SOLVER:single_call=true makes one call with the whole time limit,",
-             "--param SOLVER:grow=F sets the per-round growth of an annealer's sweeps (1: fixed):"]
+    lines = [
+        "per-round solver settings; change them with --param SOLVER:KEY=VALUE, and",
+        "--param SOLVER:single_call=true makes one call with the whole time limit,",
+        "--param SOLVER:grow=F sets the per-round growth of an annealer's sweeps (1: fixed):",
+    ]
     for name, settings in SOLVER_DEFAULTS.items():
         params = ", ".join(f"{k}={v}" for k, v in settings.params.items()) or "-"
         mode = "single call" if settings.single_call else "rounds"
         lines.append(f"  {name:<9} {mode:<11} {params:<32} {settings.about}")
-    lines.append("  other     rounds      the solver's own defaults "
-                 "(single call if it takes no seed)")
+    lines.append(
+        "  other     rounds      the solver's own defaults (single call if it takes no seed)"
+    )
     return "\n".join(lines)
 
 
 def add_command(commands: argparse._SubParsersAction) -> None:
     """Add ``bench`` to the ``ising-qubo`` subcommands."""
-    parser = commands.add_parser("bench",
-                                 help="time-to-target benchmark of solvers on instance sets")
+    parser = commands.add_parser(
+        "bench", help="time-to-target benchmark of solvers on instance sets"
+    )
     add_arguments(parser)
     parser.set_defaults(handler=run_from_args)
 
@@ -47,31 +55,69 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.description = DESCRIPTION
     parser.epilog = _defaults_epilog()
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
-    parser.add_argument("instances", nargs="+", metavar="INSTANCE",
-                        help="instance specs: gset, bqp50, bqp100, bqp250, sk:N[:SEED], "
-                             "files or directories")
-    parser.add_argument("--solvers", default="torch-sa,neal", metavar="A,B,...",
-                        help="comma-separated solver names (default: torch-sa,neal; see "
-                             "'ising-qubo solvers')")
-    parser.add_argument("--seeds", default="5", metavar="N|S1,S2,...",
-                        help="number of seeds (0..N-1) or a comma-separated list (default: 5)")
-    parser.add_argument("--time-limit", type=float, default=10.0, metavar="SEC",
-                        help="solver time per (instance, solver, seed) run (default: 10)")
-    parser.add_argument("--targets", default="0.995,1.0", metavar="F1,F2,...",
-                        help="target fractions of the reference value (default: 0.995,1.0)")
-    parser.add_argument("--out", type=Path, metavar="DIR",
-                        help="output folder (default: benchmarks/results/<timestamp>/)")
-    parser.add_argument("--param", action="append", default=[], metavar="SOLVER:KEY=VALUE",
-                        help="per-round solver parameter, VALUE parsed as JSON if possible "
-                             "(e.g. --param neal:num_reads=4 --param torch-sa:device=cuda)")
-    parser.add_argument("--bench-dir", type=Path, default=DEFAULT_BENCH_DIR, metavar="PATH",
-                        help="folder with gset/, beasley/ and best_known.json "
-                             "(default: <repo>/../shared/bench)")
-    parser.add_argument("--skip-missing", action="store_true",
-                        help="leave out (with a message) solvers that are not registered here, "
-                             "and their --param options, instead of failing")
-    parser.add_argument("--no-early-stop", action="store_true",
-                        help="keep running after reaching the best-known value")
+    parser.add_argument(
+        "instances",
+        nargs="+",
+        metavar="INSTANCE",
+        help="instance specs: gset, bqp50, bqp100, bqp250, sk:N[:SEED], files or directories",
+    )
+    parser.add_argument(
+        "--solvers",
+        default="torch-sa,neal",
+        metavar="A,B,...",
+        help="comma-separated solver names (default: torch-sa,neal; see 'ising-qubo solvers')",
+    )
+    parser.add_argument(
+        "--seeds",
+        default="5",
+        metavar="N|S1,S2,...",
+        help="number of seeds (0..N-1) or a comma-separated list (default: 5)",
+    )
+    parser.add_argument(
+        "--time-limit",
+        type=float,
+        default=10.0,
+        metavar="SEC",
+        help="solver time per (instance, solver, seed) run (default: 10)",
+    )
+    parser.add_argument(
+        "--targets",
+        default="0.995,1.0",
+        metavar="F1,F2,...",
+        help="target fractions of the reference value (default: 0.995,1.0)",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        metavar="DIR",
+        help="output folder (default: benchmarks/results/<timestamp>/)",
+    )
+    parser.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="SOLVER:KEY=VALUE",
+        help="per-round solver parameter, VALUE parsed as JSON if possible "
+        "(e.g. --param neal:num_reads=4 --param torch-sa:device=cuda)",
+    )
+    parser.add_argument(
+        "--bench-dir",
+        type=Path,
+        default=DEFAULT_BENCH_DIR,
+        metavar="PATH",
+        help="folder with gset/, beasley/ and best_known.json (default: <repo>/../shared/bench)",
+    )
+    parser.add_argument(
+        "--skip-missing",
+        action="store_true",
+        help="leave out (with a message) solvers that are not registered here, "
+        "and their --param options, instead of failing",
+    )
+    parser.add_argument(
+        "--no-early-stop",
+        action="store_true",
+        help="keep running after reaching the best-known value",
+    )
     parser.add_argument("--no-plot", action="store_true", help="skip trajectories.png")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--quiet", action="store_true", help="do not print the table")
@@ -94,8 +140,10 @@ def parse_seeds(text: str) -> list[int]:
             return list(range(count))
         seeds = [int(s) for s in text.split(",")]
     except ValueError:
-        raise ValueError(f"--seeds {text!r}: expected a positive count N or a comma-separated "
-                         "list of non-negative seeds") from None
+        raise ValueError(
+            f"--seeds {text!r}: expected a positive count N or a comma-separated "
+            "list of non-negative seeds"
+        ) from None
     if any(s < 0 for s in seeds):
         raise ValueError(f"--seeds {text!r}: seeds must be non-negative")
     return seeds
@@ -105,8 +153,9 @@ def parse_targets(text: str) -> list[float]:
     try:
         values = [float(s) for s in text.split(",")]
     except ValueError:
-        raise ValueError(f"--targets {text!r}: expected comma-separated fractions in (0, 1]") \
-            from None
+        raise ValueError(
+            f"--targets {text!r}: expected comma-separated fractions in (0, 1]"
+        ) from None
     if not all(0 < v <= 1 for v in values):
         raise ValueError(f"--targets {text!r}: fractions must be in (0, 1]")
     return values
@@ -128,8 +177,9 @@ def parse_params(items: list[str]) -> dict[str, dict[str, Any]]:
     return out
 
 
-def _registered_only(solvers: list[str], params: dict[str, dict[str, Any]]
-                     ) -> tuple[list[str], dict[str, dict[str, Any]]]:
+def _registered_only(
+    solvers: list[str], params: dict[str, dict[str, Any]]
+) -> tuple[list[str], dict[str, dict[str, Any]]]:
     from ising_qubo.solvers import list_solvers
 
     known = set(list_solvers())
@@ -138,8 +188,10 @@ def _registered_only(solvers: list[str], params: dict[str, dict[str, Any]]
             print(f"skipping solver {name!r}: not registered here", file=sys.stderr)
     kept = [name for name in solvers if name in known]
     if not kept:
-        raise ValueError(f"none of the solvers {', '.join(solvers)} is registered here; "
-                         f"available solvers: {', '.join(sorted(known))}")
+        raise ValueError(
+            f"none of the solvers {', '.join(solvers)} is registered here; "
+            f"available solvers: {', '.join(sorted(known))}"
+        )
     return kept, {k: v for k, v in params.items() if k in known or k not in solvers}
 
 
@@ -157,12 +209,22 @@ def run_from_args(args: argparse.Namespace) -> int:
     plan_solvers(solvers, params)  # bad names and parameters fail before instances load
     instances = collect_instances(args.instances, args.bench_dir)
     result = run_benchmark(
-        instances, solvers, seeds=seeds, time_limit=args.time_limit, target_fractions=targets,
-        progress=not args.no_progress, out_dir=args.out, params=params,
-        stop_at_best_known=not args.no_early_stop, plot=not args.no_plot,
-        command=["ising-qubo", *sys.argv[1:]])
+        instances,
+        solvers,
+        seeds=seeds,
+        time_limit=args.time_limit,
+        target_fractions=targets,
+        progress=not args.no_progress,
+        out_dir=args.out,
+        params=params,
+        stop_at_best_known=not args.no_early_stop,
+        plot=not args.no_plot,
+        command=["ising-qubo", *sys.argv[1:]],
+    )
     if not args.quiet:
         print(result.table_markdown())
-    print(f"wrote {result.out_dir}/results.json, table.md"
-          + ("" if args.no_plot else ", trajectories.png"))
+    print(
+        f"wrote {result.out_dir}/results.json, table.md"
+        + ("" if args.no_plot else ", trajectories.png")
+    )
     return 0

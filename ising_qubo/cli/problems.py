@@ -17,8 +17,9 @@ from ising_qubo.cli.options import parse_key_values
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
     """Add the problem commands to the ``ising-qubo`` subcommands."""
-    commands.add_parser("solvers", help="list solvers and what is available here"
-                        ).set_defaults(handler=cmd_solvers)
+    commands.add_parser("solvers", help="list solvers and what is available here").set_defaults(
+        handler=cmd_solvers
+    )
     commands.add_parser("formats", help="list file formats").set_defaults(handler=cmd_formats)
 
     solve = commands.add_parser("solve", help="solve a problem file")
@@ -28,12 +29,20 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     solve.add_argument("--num-reads", type=int, metavar="N")
     solve.add_argument("--seed", type=int, metavar="S")
     solve.add_argument("--time-limit", type=float, metavar="SEC")
-    solve.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
-                       help="any other solver parameter, VALUE parsed as JSON if possible "
-                            "(e.g. --param num_sweeps=5000)")
-    solve.add_argument("--json", type=Path, metavar="OUT",
-                       help="write the result as JSON (infinite or undefined numbers as "
-                            "\"inf\", \"-inf\", \"nan\")")
+    solve.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="any other solver parameter, VALUE parsed as JSON if possible "
+        "(e.g. --param num_sweeps=5000)",
+    )
+    solve.add_argument(
+        "--json",
+        type=Path,
+        metavar="OUT",
+        help='write the result as JSON (infinite or undefined numbers as "inf", "-inf", "nan")',
+    )
     solve.set_defaults(handler=cmd_solve)
 
     convert = commands.add_parser("convert", help="convert a problem file to another format")
@@ -50,10 +59,17 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
 
 
 def _add_instance(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--instance", type=int, metavar="K",
-                        help="1-based instance number in a multi-instance file (OR-Library bqp)")
-    parser.add_argument("--format", metavar="NAME",
-                        help="file format, when the suffix does not say (see 'ising-qubo formats')")
+    parser.add_argument(
+        "--instance",
+        type=int,
+        metavar="K",
+        help="1-based instance number in a multi-instance file (OR-Library bqp)",
+    )
+    parser.add_argument(
+        "--format",
+        metavar="NAME",
+        help="file format, when the suffix does not say (see 'ising-qubo formats')",
+    )
 
 
 def _solver_params(sampler: Any, solver: str, args: argparse.Namespace) -> dict[str, Any]:
@@ -61,19 +77,26 @@ def _solver_params(sampler: Any, solver: str, args: argparse.Namespace) -> dict[
     ``--seed`` and ``--time-limit`` where given; a ValueError for one the solver lacks."""
     params = parse_key_values(args.param, "--param")
     accepted = set(getattr(sampler, "parameters", {}) or {})
-    for option, key in (("--num-reads", "num_reads"), ("--seed", "seed"),
-                        ("--time-limit", "time_limit")):
+    for option, key in (
+        ("--num-reads", "num_reads"),
+        ("--seed", "seed"),
+        ("--time-limit", "time_limit"),
+    ):
         value = getattr(args, key)
         if value is None:
             continue
         if key not in accepted:
-            raise ValueError(f"solver {solver!r} does not take {option}; its parameters: "
-                             f"{', '.join(sorted(accepted)) or 'none'}")
+            raise ValueError(
+                f"solver {solver!r} does not take {option}; its parameters: "
+                f"{', '.join(sorted(accepted)) or 'none'}"
+            )
         params[key] = value
     unknown = sorted(set(params) - accepted)
     if unknown:
-        raise ValueError(f"solver {solver!r} has no parameter {', '.join(unknown)}; "
-                         f"its parameters: {', '.join(sorted(accepted)) or 'none'}")
+        raise ValueError(
+            f"solver {solver!r} has no parameter {', '.join(unknown)}; "
+            f"its parameters: {', '.join(sorted(accepted)) or 'none'}"
+        )
     return params
 
 
@@ -111,8 +134,10 @@ def cmd_solve(args: argparse.Namespace) -> int:
     best = sampleset.first
     status = sampleset.info.get("status", "FEASIBLE")
     objective = instance.objective(best.energy)
-    print(f"instance:   {instance.name} ({instance.bqm.num_variables} variables, "
-          f"{instance.bqm.num_interactions} interactions, {instance.bqm.vartype.name})")
+    print(
+        f"instance:   {instance.name} ({instance.bqm.num_variables} variables, "
+        f"{instance.bqm.num_interactions} interactions, {instance.bqm.vartype.name})"
+    )
     print(f"solver:     {args.solver}")
     print(f"energy:     {best.energy:.10g}")
     if objective is not None:
@@ -125,16 +150,19 @@ def cmd_solve(args: argparse.Namespace) -> int:
         print(f"bound:      {sampleset.info['bound']:.10g} (proven lower bound on the energy)")
     print(f"time:       {elapsed:.3f} s")
     if args.json is not None:
-        write_json(args.json, {
-            "solver": args.solver,
-            "energy": best.energy,
-            "objective": objective,
-            "status": status,
-            "interrupted": interrupted,
-            "time_s": elapsed,
-            "num_variables": instance.bqm.num_variables,
-            "sample": {str(v): int(x) for v, x in best.sample.items()},
-        })
+        write_json(
+            args.json,
+            {
+                "solver": args.solver,
+                "energy": best.energy,
+                "objective": objective,
+                "status": status,
+                "interrupted": interrupted,
+                "time_s": elapsed,
+                "num_variables": instance.bqm.num_variables,
+                "sample": {str(v): int(x) for v, x in best.sample.items()},
+            },
+        )
     return 0
 
 
@@ -143,8 +171,10 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
     instance = io.read_instance(args.input, args.format, args.instance)
     io.save(instance.bqm, args.output, args.to)
-    print(f"wrote {args.output} ({instance.bqm.num_variables} variables, "
-          f"{instance.bqm.num_interactions} interactions)")
+    print(
+        f"wrote {args.output} ({instance.bqm.num_variables} variables, "
+        f"{instance.bqm.num_interactions} interactions)"
+    )
     return 0
 
 
@@ -159,14 +189,15 @@ def cmd_info(args: argparse.Namespace) -> int:
         n, m = bqm.num_variables, bqm.num_interactions
         linear, (_, _, quadratic), offset = bqm.to_numpy_vectors()
         density = m / (n * (n - 1) / 2) if n > 1 else 0.0
-        print(f"{instance.name}: {n} variables, {m} interactions, density {density:.4f}, "
-              f"{bqm.vartype.name}")
+        print(
+            f"{instance.name}: {n} variables, {m} interactions, density {density:.4f}, "
+            f"{bqm.vartype.name}"
+        )
         print(f"  linear range    [{_range(linear)}]")
         print(f"  quadratic range [{_range(quadratic)}]")
         print(f"  offset          {offset:.10g}")
         if instance.kind == "maxcut":
-            print(f"  objective       cut = ({instance.total_weight:.10g} - energy) / 2, "
-                  "maximised")
+            print(f"  objective       cut = ({instance.total_weight:.10g} - energy) / 2, maximised")
         elif instance.kind == "bqp":
             print("  objective       bqp objective = -energy, maximised")
     return 0

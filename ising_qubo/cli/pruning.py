@@ -16,29 +16,34 @@ from ising_qubo.pruning.energies import ENERGIES, SIMILARITIES
 
 DATASETS = ("cifar10", "cifar100", "fashion-mnist", "imagefolder")
 
-_PARALLEL = ("Data-parallel on several GPUs or machines when started by torchrun, e.g. "
-             "'torchrun --nproc-per-node 4 -m ising_qubo prune --device cuda ...': "
-             "--batch-size is then the global batch, and only rank 0 writes to --out.")
+_PARALLEL = (
+    "Data-parallel on several GPUs or machines when started by torchrun, e.g. "
+    "'torchrun --nproc-per-node 4 -m ising_qubo prune --device cuda ...': "
+    "--batch-size is then the global batch, and only rank 0 writes to --out."
+)
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
     """Add ``prune``, ``train``, ``export`` and ``evaluate`` to the ``ising-qubo``
     subcommands."""
-    prune = commands.add_parser("prune", help="train with Ising-dropout, prune for real, "
-                                              "fine-tune",
-                                description="Train with Ising-dropout, prune for real, "
-                                            "fine-tune. " + _PARALLEL)
+    prune = commands.add_parser(
+        "prune",
+        help="train with Ising-dropout, prune for real, fine-tune",
+        description="Train with Ising-dropout, prune for real, fine-tune. " + _PARALLEL,
+    )
     add_run_arguments(prune, default_method="ising")
     prune.set_defaults(handler=cmd_run)
-    train = commands.add_parser("train", help="the same run with a baseline method (l1, "
-                                              "random, tp-magnitude, tp-taylor) or none",
-                                description="The prune run with a baseline method (l1, "
-                                            "random, tp-magnitude, tp-taylor) or none. "
-                                            + _PARALLEL)
+    train = commands.add_parser(
+        "train",
+        help="the same run with a baseline method (l1, random, tp-magnitude, tp-taylor) or none",
+        description="The prune run with a baseline method (l1, "
+        "random, tp-magnitude, tp-taylor) or none. " + _PARALLEL,
+    )
     add_run_arguments(train, default_method="l1")
     train.set_defaults(handler=cmd_run)
-    export = commands.add_parser("export",
-                                 help="write a network's pruning QUBOs, one file per group")
+    export = commands.add_parser(
+        "export", help="write a network's pruning QUBOs, one file per group"
+    )
     add_export_arguments(export)
     export.set_defaults(handler=cmd_export)
     evaluate = commands.add_parser("evaluate", help="top-1/top-5 of a saved (pruned) model")
@@ -49,62 +54,120 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
 def _add_data(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("data")
     group.add_argument("--dataset", default="cifar10", choices=DATASETS)
-    group.add_argument("--data-dir", metavar="DIR",
-                       help="dataset folder (CIFAR: contains cifar-10-batches-py; imagefolder: "
-                            "train/ and test/ class folders; fashion-mnist: the idx files)")
-    group.add_argument("--download", action="store_true",
-                       help="download CIFAR / Fashion-MNIST into --data-dir when missing")
-    group.add_argument("--train-subset", type=int, metavar="N",
-                       help="use a class-stratified subset of N training images")
+    group.add_argument(
+        "--data-dir",
+        metavar="DIR",
+        help="dataset folder (CIFAR: contains cifar-10-batches-py; imagefolder: "
+        "train/ and test/ class folders; fashion-mnist: the idx files)",
+    )
+    group.add_argument(
+        "--download",
+        action="store_true",
+        help="download CIFAR / Fashion-MNIST into --data-dir when missing",
+    )
+    group.add_argument(
+        "--train-subset",
+        type=int,
+        metavar="N",
+        help="use a class-stratified subset of N training images",
+    )
     group.add_argument("--test-subset", type=int, metavar="N")
-    group.add_argument("--val-size", type=int, default=0, metavar="N",
-                       help="hold out N training images for validation (the paper: 5000)")
-    group.add_argument("--batch-size", type=int, default=128,
-                       help="the GLOBAL batch: under torchrun with N processes each takes "
-                            "batch-size/N per step (N must divide it), so the run follows the "
-                            "single-process one (same learning-rate schedule and iterations)")
+    group.add_argument(
+        "--val-size",
+        type=int,
+        default=0,
+        metavar="N",
+        help="hold out N training images for validation (the paper: 5000)",
+    )
+    group.add_argument(
+        "--batch-size",
+        type=int,
+        default=128,
+        help="the GLOBAL batch: under torchrun with N processes each takes "
+        "batch-size/N per step (N must divide it), so the run follows the "
+        "single-process one (same learning-rate schedule and iterations)",
+    )
 
 
 def _add_energy(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("pruning problem")
     group.add_argument("--energy", default="redundancy", choices=ENERGIES)
-    group.add_argument("--keep", type=float, default=0.5,
-                       help="fraction of parameters (or MACs, --keep-by macs) to keep")
+    group.add_argument(
+        "--keep",
+        type=float,
+        default=0.5,
+        help="fraction of parameters (or MACs, --keep-by macs) to keep",
+    )
     group.add_argument("--keep-by", default="params", choices=("params", "macs"))
-    group.add_argument("--importance", default="l1",
-                       help="fields of the redundancy energy: l1, l2, bn, taylor, random")
+    group.add_argument(
+        "--importance",
+        default="l1",
+        help="fields of the redundancy energy: l1, l2, bn, taylor, random",
+    )
     group.add_argument("--similarity", default="cosine", choices=SIMILARITIES)
 
 
 def add_run_arguments(parser: argparse.ArgumentParser, default_method: str) -> None:
-    parser.add_argument("--model", default="resnet20",
-                        help="network: resnet20, resnet56, resnet18..101, alexnet, "
-                             "squeezenet1_1, or torchvision.NAME")
-    parser.add_argument("--checkpoint", metavar="FILE",
-                        help="start from trained weights (.safetensors, a state dict .pt, a "
-                             "run's checkpoint.pt, or a model directory saved by this tool)")
+    parser.add_argument(
+        "--model",
+        default="resnet20",
+        help="network: resnet20, resnet56, resnet18..101, alexnet, "
+        "squeezenet1_1, or torchvision.NAME",
+    )
+    parser.add_argument(
+        "--checkpoint",
+        metavar="FILE",
+        help="start from trained weights (.safetensors, a state dict .pt, a "
+        "run's checkpoint.pt, or a model directory saved by this tool)",
+    )
     parser.add_argument("--out", required=True, metavar="DIR", help="run directory")
-    parser.add_argument("--resume", action="store_true",
-                        help="continue the interrupted run in --out")
-    parser.add_argument("--method", default=default_method,
-                        help="ising, or a baseline at the same budget: l1, random, "
-                             "tp-magnitude, tp-taylor; none trains without pruning")
+    parser.add_argument(
+        "--resume", action="store_true", help="continue the interrupted run in --out"
+    )
+    parser.add_argument(
+        "--method",
+        default=default_method,
+        help="ising, or a baseline at the same budget: l1, random, "
+        "tp-magnitude, tp-taylor; none trains without pruning",
+    )
     parser.add_argument("--solver", default="torch-sa", help="solver name (ising method)")
-    parser.add_argument("--solver-param", action="append", default=[], metavar="KEY=VALUE",
-                        help="a solver parameter, VALUE parsed as JSON if possible "
-                             "(e.g. --solver-param num_sweeps=500)")
+    parser.add_argument(
+        "--solver-param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a solver parameter, VALUE parsed as JSON if possible "
+        "(e.g. --solver-param num_sweeps=500)",
+    )
     _add_energy(parser)
     _add_data(parser)
     group = parser.add_argument_group("training")
-    group.add_argument("--epochs", type=int, default=1,
-                       help="training epochs (Ising-dropout active for the ising method)")
+    group.add_argument(
+        "--epochs",
+        type=int,
+        default=1,
+        help="training epochs (Ising-dropout active for the ising method)",
+    )
     group.add_argument("--finetune-epochs", type=int, default=1)
-    group.add_argument("--freeze-epoch", type=int, metavar="E",
-                       help="freeze the Ising state after epoch E (0-based)")
-    group.add_argument("--resolve-every", type=int, default=20, metavar="N",
-                       help="re-solve the Ising state every N iterations (0: once)")
-    group.add_argument("--patience", type=int, default=5,
-                       help="freeze after N re-solves without energy improvement")
+    group.add_argument(
+        "--freeze-epoch",
+        type=int,
+        metavar="E",
+        help="freeze the Ising state after epoch E (0-based)",
+    )
+    group.add_argument(
+        "--resolve-every",
+        type=int,
+        default=20,
+        metavar="N",
+        help="re-solve the Ising state every N iterations (0: once)",
+    )
+    group.add_argument(
+        "--patience",
+        type=int,
+        default=5,
+        help="freeze after N re-solves without energy improvement",
+    )
     group.add_argument("--optimizer", default="sgd", choices=("sgd", "adadelta"))
     group.add_argument("--lr", type=float)
     group.add_argument("--finetune-lr", type=float)
@@ -114,9 +177,12 @@ def add_run_arguments(parser: argparse.ArgumentParser, default_method: str) -> N
     group.add_argument("--step-size", type=int, metavar="EPOCHS")
     group.add_argument("--gamma", type=float, default=0.1)
     group.add_argument("--seed", type=int, default=0)
-    group.add_argument("--device", default="auto",
-                       help="auto, cpu, cuda, cuda:N (under torchrun: auto, cpu or cuda; each "
-                            "process then takes GPU LOCAL_RANK)")
+    group.add_argument(
+        "--device",
+        default="auto",
+        help="auto, cpu, cuda, cuda:N (under torchrun: auto, cpu or cuda; each "
+        "process then takes GPU LOCAL_RANK)",
+    )
     group.add_argument("--amp", action="store_true", help="mixed precision (CUDA only)")
     group.add_argument("--channels-last", action="store_true", help="(CUDA only)")
     group.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -126,18 +192,43 @@ def _config(args: argparse.Namespace):
     from ising_qubo.pruning.pipeline import RunConfig
 
     return RunConfig(
-        out=args.out, model=args.model, dataset=args.dataset, data_dir=args.data_dir,
-        download=args.download, method=args.method, energy=args.energy, solver=args.solver,
-        solver_params=parse_key_values(args.solver_param, "--solver-param"), keep=args.keep,
-        keep_by=args.keep_by, importance=args.importance, similarity=args.similarity,
-        epochs=args.epochs, finetune_epochs=args.finetune_epochs, freeze_epoch=args.freeze_epoch,
-        resolve_every=args.resolve_every, patience=args.patience, optimizer=args.optimizer,
-        lr=args.lr, finetune_lr=args.finetune_lr, weight_decay=args.weight_decay,
-        momentum=args.momentum, schedule=args.schedule, step_size=args.step_size,
-        gamma=args.gamma, batch_size=args.batch_size, train_subset=args.train_subset,
-        test_subset=args.test_subset, val_size=args.val_size, seed=args.seed,
-        device=args.device, amp=args.amp, channels_last=args.channels_last,
-        checkpoint=args.checkpoint, progress=False if args.no_progress else None)
+        out=args.out,
+        model=args.model,
+        dataset=args.dataset,
+        data_dir=args.data_dir,
+        download=args.download,
+        method=args.method,
+        energy=args.energy,
+        solver=args.solver,
+        solver_params=parse_key_values(args.solver_param, "--solver-param"),
+        keep=args.keep,
+        keep_by=args.keep_by,
+        importance=args.importance,
+        similarity=args.similarity,
+        epochs=args.epochs,
+        finetune_epochs=args.finetune_epochs,
+        freeze_epoch=args.freeze_epoch,
+        resolve_every=args.resolve_every,
+        patience=args.patience,
+        optimizer=args.optimizer,
+        lr=args.lr,
+        finetune_lr=args.finetune_lr,
+        weight_decay=args.weight_decay,
+        momentum=args.momentum,
+        schedule=args.schedule,
+        step_size=args.step_size,
+        gamma=args.gamma,
+        batch_size=args.batch_size,
+        train_subset=args.train_subset,
+        test_subset=args.test_subset,
+        val_size=args.val_size,
+        seed=args.seed,
+        device=args.device,
+        amp=args.amp,
+        channels_last=args.channels_last,
+        checkpoint=args.checkpoint,
+        progress=False if args.no_progress else None,
+    )
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -148,11 +239,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     if launched_rank() != 0:  # under torchrun the main process speaks for the run
         return 0
     before, after = report["accuracy"]["before"], report["accuracy"]["after"]
-    print(f"parameters {report['params']['before']:,} -> {report['params']['after']:,} "
-          f"({100 * report['params']['kept_fraction']:.1f}% kept), MACs "
-          f"{100 * report['macs']['kept_fraction']:.1f}% kept")
-    print(f"top-1 {before['top1']:.2f}% -> {after['top1']:.2f}%, top-5 {before['top5']:.2f}% "
-          f"-> {after['top5']:.2f}%")
+    print(
+        f"parameters {report['params']['before']:,} -> {report['params']['after']:,} "
+        f"({100 * report['params']['kept_fraction']:.1f}% kept), MACs "
+        f"{100 * report['macs']['kept_fraction']:.1f}% kept"
+    )
+    print(
+        f"top-1 {before['top1']:.2f}% -> {after['top1']:.2f}%, top-5 {before['top5']:.2f}% "
+        f"-> {after['top5']:.2f}%"
+    )
     print(f"report: {Path(args.out) / 'report.json'}, model: {Path(args.out) / 'model'}")
     return 0
 
@@ -164,12 +259,17 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--in-channels", type=int, default=3)
     parser.add_argument("--image-size", type=int, default=32)
     parser.add_argument("--out", required=True, metavar="DIR")
-    parser.add_argument("--format", default="coo",
-                        help="file format of each QUBO (see 'ising-qubo formats')")
-    parser.add_argument("--no-budget", action="store_true",
-                        help="leave the budget penalty out of the files")
-    parser.add_argument("--dataset", choices=DATASETS,
-                        help="take the calibration batch (feature maps, Taylor) from data")
+    parser.add_argument(
+        "--format", default="coo", help="file format of each QUBO (see 'ising-qubo formats')"
+    )
+    parser.add_argument(
+        "--no-budget", action="store_true", help="leave the budget penalty out of the files"
+    )
+    parser.add_argument(
+        "--dataset",
+        choices=DATASETS,
+        help="take the calibration batch (feature maps, Taylor) from data",
+    )
     parser.add_argument("--data-dir", metavar="DIR")
     parser.add_argument("--calibration-size", type=int, default=128)
     parser.add_argument("--seed", type=int, default=0)
@@ -180,13 +280,28 @@ def cmd_export(args: argparse.Namespace) -> int:
     from ising_qubo.pruning.export import export_problem
 
     problem = export_problem(
-        args.out, model=args.model, checkpoint=args.checkpoint, num_classes=args.num_classes,
-        in_channels=args.in_channels, image_size=args.image_size, dataset=args.dataset,
-        data_dir=args.data_dir, calibration_size=args.calibration_size, seed=args.seed,
-        format=args.format, budget=not args.no_budget, energy=args.energy, keep=args.keep,
-        keep_by=args.keep_by, importance=args.importance, similarity=args.similarity)
-    print(f"{len(problem.groups)} groups, {problem.num_variables} variables -> {args.out} "
-          f"(manifest.json maps variables to modules and channels)")
+        args.out,
+        model=args.model,
+        checkpoint=args.checkpoint,
+        num_classes=args.num_classes,
+        in_channels=args.in_channels,
+        image_size=args.image_size,
+        dataset=args.dataset,
+        data_dir=args.data_dir,
+        calibration_size=args.calibration_size,
+        seed=args.seed,
+        format=args.format,
+        budget=not args.no_budget,
+        energy=args.energy,
+        keep=args.keep,
+        keep_by=args.keep_by,
+        importance=args.importance,
+        similarity=args.similarity,
+    )
+    print(
+        f"{len(problem.groups)} groups, {problem.num_variables} variables -> {args.out} "
+        f"(manifest.json maps variables to modules and channels)"
+    )
     return 0
 
 
@@ -205,9 +320,17 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     device = resolve_device(args.device)
     model = load_pruned(args.model_dir, map_location=str(device))
-    test = data_module.load_dataset(args.dataset, args.data_dir, "test",
-                                    subset=args.test_subset)
+    test = data_module.load_dataset(args.dataset, args.data_dir, "test", subset=args.test_subset)
     result = evaluate(model, data_module.BatchLoader(test, 256, shuffle=False, device=device))
-    print(dumps({"params": count_params(model), "top1": result["top1"],
-                 "top5": result["top5"], "count": result["count"]}, indent=None))
+    print(
+        dumps(
+            {
+                "params": count_params(model),
+                "top1": result["top1"],
+                "top5": result["top5"],
+                "count": result["count"],
+            },
+            indent=None,
+        )
+    )
     return 0

@@ -102,11 +102,13 @@ class Context:
         """The per-process share of the GLOBAL batch ``batch_size`` (an error naming both
         numbers when it does not divide evenly)."""
         if batch_size % self.world_size:
-            raise ValueError(f"--batch-size {batch_size} is the global batch and must be "
-                             f"divisible by the number of processes ({self.world_size}); "
-                             f"each process takes batch-size / {self.world_size} samples per "
-                             f"step: use e.g. --batch-size "
-                             f"{max(1, round(batch_size / self.world_size)) * self.world_size}")
+            raise ValueError(
+                f"--batch-size {batch_size} is the global batch and must be "
+                f"divisible by the number of processes ({self.world_size}); "
+                f"each process takes batch-size / {self.world_size} samples per "
+                f"step: use e.g. --batch-size "
+                f"{max(1, round(batch_size / self.world_size)) * self.world_size}"
+            )
         return batch_size // self.world_size
 
     # ----- collectives (the identity in a single process) ---------------------------------
@@ -201,8 +203,10 @@ class Context:
         swapped = convert_sync_batchnorm(model, cuda=self.device.type == "cuda")
         try:
             wrapped = DistributedDataParallel(
-                model, device_ids=[self.local_rank] if self.device.type == "cuda" else None,
-                **_no_buffer_sync())
+                model,
+                device_ids=[self.local_rank] if self.device.type == "cuda" else None,
+                **_no_buffer_sync(),
+            )
             try:
                 yield wrapped
             finally:
@@ -257,9 +261,11 @@ def _env_int(name: str) -> int:
     try:
         return int(text)  # type: ignore[arg-type]
     except (TypeError, ValueError):
-        raise ValueError(f"WORLD_SIZE={os.environ.get('WORLD_SIZE')} says this is one of "
-                         f"several processes, but {name}={text!r} is not an integer; start "
-                         f"the run with torchrun") from None
+        raise ValueError(
+            f"WORLD_SIZE={os.environ.get('WORLD_SIZE')} says this is one of "
+            f"several processes, but {name}={text!r} is not an integer; start "
+            f"the run with torchrun"
+        ) from None
 
 
 def setup(device_option: str | torch.device | None = "auto") -> Context:
@@ -278,8 +284,10 @@ def setup(device_option: str | torch.device | None = "auto") -> Context:
     if not launched_by_torchrun() and not (dist.is_available() and dist.is_initialized()):
         return Context(device=resolve_device(device_option))
     if not dist.is_available():
-        raise ValueError("WORLD_SIZE > 1 asks for a distributed run, but this torch build "
-                         "has no torch.distributed")
+        raise ValueError(
+            "WORLD_SIZE > 1 asks for a distributed run, but this torch build "
+            "has no torch.distributed"
+        )
     already = dist.is_initialized()
     if already:
         rank, world_size = dist.get_rank(), dist.get_world_size()
@@ -287,9 +295,11 @@ def setup(device_option: str | torch.device | None = "auto") -> Context:
     else:
         missing = [name for name in _TORCHRUN_VARS if name not in os.environ]
         if missing:
-            raise ValueError(f"WORLD_SIZE={os.environ['WORLD_SIZE']} asks for a distributed "
-                             f"run, but {', '.join(missing)} {'is' if len(missing) == 1 else 'are'}"
-                             f" not set; start it with torchrun (or unset WORLD_SIZE)")
+            raise ValueError(
+                f"WORLD_SIZE={os.environ['WORLD_SIZE']} asks for a distributed "
+                f"run, but {', '.join(missing)} {'is' if len(missing) == 1 else 'are'}"
+                f" not set; start it with torchrun (or unset WORLD_SIZE)"
+            )
         rank, world_size = _env_int("RANK"), _env_int("WORLD_SIZE")
         local_rank = _env_int("LOCAL_RANK")
     device = _rank_device(device_option, local_rank)
@@ -300,8 +310,14 @@ def setup(device_option: str | torch.device | None = "auto") -> Context:
         if device.type == "cuda":
             torch.cuda.set_device(device)
         dist.init_process_group(backend=backend, timeout=_timeout())
-    return Context(rank=rank, world_size=world_size, local_rank=local_rank, device=device,
-                   backend=backend, owns_group=not already)
+    return Context(
+        rank=rank,
+        world_size=world_size,
+        local_rank=local_rank,
+        device=device,
+        backend=backend,
+        owns_group=not already,
+    )
 
 
 def _rank_device(device_option: Any, local_rank: int) -> torch.device:
@@ -318,18 +334,24 @@ def _rank_device(device_option: Any, local_rank: int) -> torch.device:
     if device.type != "cuda":
         raise ValueError(f"--device must be 'auto', 'cpu' or 'cuda', got {text!r}")
     if device.index is not None:
-        raise ValueError(f"--device {text} names one GPU, but torchrun starts several "
-                         f"processes per node and each takes GPU LOCAL_RANK: pass --device "
-                         f"cuda (choose the GPUs with CUDA_VISIBLE_DEVICES)")
+        raise ValueError(
+            f"--device {text} names one GPU, but torchrun starts several "
+            f"processes per node and each takes GPU LOCAL_RANK: pass --device "
+            f"cuda (choose the GPUs with CUDA_VISIBLE_DEVICES)"
+        )
     count = torch.cuda.device_count() if torch.cuda.is_available() else 0
     if count == 0:
-        raise ValueError(f"--device cuda: process LOCAL_RANK={local_rank} needs a GPU, but "
-                         f"torch sees 0 GPUs on this node; use --device cpu (gloo)")
+        raise ValueError(
+            f"--device cuda: process LOCAL_RANK={local_rank} needs a GPU, but "
+            f"torch sees 0 GPUs on this node; use --device cpu (gloo)"
+        )
     if local_rank >= count:
-        raise ValueError(f"--device cuda: process LOCAL_RANK={local_rank} needs GPU "
-                         f"{local_rank}, but torch sees {count} GPU(s) on this node; start "
-                         f"at most {count} process(es) per node (--nproc-per-node) or use "
-                         f"--device cpu")
+        raise ValueError(
+            f"--device cuda: process LOCAL_RANK={local_rank} needs GPU "
+            f"{local_rank}, but torch sees {count} GPU(s) on this node; start "
+            f"at most {count} process(es) per node (--nproc-per-node) or use "
+            f"--device cpu"
+        )
     return torch.device("cuda", local_rank)
 
 
@@ -370,8 +392,12 @@ class CPUSyncBatchNorm2d(nn.BatchNorm2d):
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not (self.training and dist.is_available() and dist.is_initialized()
-                and dist.get_world_size() > 1):
+        if not (
+            self.training
+            and dist.is_available()
+            and dist.is_initialized()
+            and dist.get_world_size() > 1
+        ):
             return super().forward(x)
         self._check_input_dim(x)
         factor = 0.0 if self.momentum is None else self.momentum
@@ -385,8 +411,10 @@ class CPUSyncBatchNorm2d(nn.BatchNorm2d):
         sums = _all_reduce_sum(torch.cat([wide.sum(dims), count]))
         total = sums[-1].detach()
         if float(total) <= 1:  # the same total on every rank: all raise together
-            raise ValueError(f"expected more than 1 value per channel when training, got "
-                             f"input size {list(x.shape)} in all processes together")
+            raise ValueError(
+                f"expected more than 1 value per channel when training, got "
+                f"input size {list(x.shape)} in all processes together"
+            )
         mean = sums[:-1] / total
         shape = [1, -1] + [1] * (x.dim() - 2)
         centred = wide - mean.view(shape)
@@ -400,9 +428,11 @@ class CPUSyncBatchNorm2d(nn.BatchNorm2d):
             with torch.no_grad():
                 unbiased = var.detach() * (total / (total - 1))
                 self.running_mean.mul_(1 - factor).add_(
-                    mean.detach().to(self.running_mean.dtype), alpha=factor)
+                    mean.detach().to(self.running_mean.dtype), alpha=factor
+                )
                 self.running_var.mul_(1 - factor).add_(
-                    unbiased.to(self.running_var.dtype), alpha=factor)
+                    unbiased.to(self.running_var.dtype), alpha=factor
+                )
         return y
 
 
@@ -445,8 +475,13 @@ def convert_sync_batchnorm(model: nn.Module, cuda: bool) -> Swapped:
             if cuda:
                 replacement = torch.nn.SyncBatchNorm.convert_sync_batchnorm(child)
             else:
-                replacement = CPUSyncBatchNorm2d(child.num_features, child.eps, child.momentum,
-                                                 child.affine, child.track_running_stats)
+                replacement = CPUSyncBatchNorm2d(
+                    child.num_features,
+                    child.eps,
+                    child.momentum,
+                    child.affine,
+                    child.track_running_stats,
+                )
                 # the very same tensors, not copies
                 replacement.weight, replacement.bias = child.weight, child.bias
                 replacement.running_mean = child.running_mean

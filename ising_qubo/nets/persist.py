@@ -45,8 +45,17 @@ from torch import nn
 from ising_qubo.io._atomic import atomic_paths
 from ising_qubo.nets.models import from_spec, spec_of
 
-__all__ = ["ARCHITECTURE_FILE", "FORMAT", "RUN_MODEL_DIR", "SHAPE_ATTRIBUTES", "WEIGHTS_FILE",
-           "MissingModelFileError", "load_pruned", "read_architecture", "save_pruned"]
+__all__ = [
+    "ARCHITECTURE_FILE",
+    "FORMAT",
+    "RUN_MODEL_DIR",
+    "SHAPE_ATTRIBUTES",
+    "WEIGHTS_FILE",
+    "MissingModelFileError",
+    "load_pruned",
+    "read_architecture",
+    "save_pruned",
+]
 
 FORMAT = "ising-qubo-pruned/1"
 WEIGHTS_FILE = "model.safetensors"
@@ -60,16 +69,39 @@ _MAX_JSON_BYTES = 64 * 2**20
 # The only attributes recorded and restored; Torch-Pruning changes these when it prunes
 # (conv, linear, bilinear, norms, PReLU, embedding, RNN, multi-head attention).
 SHAPE_ATTRIBUTES = (
-    "in_channels", "out_channels", "groups",
-    "in_features", "out_features", "in1_features", "in2_features",
-    "num_features", "num_groups", "num_channels", "normalized_shape", "num_parameters",
-    "num_embeddings", "embedding_dim",
-    "input_size", "hidden_size", "proj_size",
-    "embed_dim", "kdim", "vdim", "num_heads", "head_dim",
+    "in_channels",
+    "out_channels",
+    "groups",
+    "in_features",
+    "out_features",
+    "in1_features",
+    "in2_features",
+    "num_features",
+    "num_groups",
+    "num_channels",
+    "normalized_shape",
+    "num_parameters",
+    "num_embeddings",
+    "embedding_dim",
+    "input_size",
+    "hidden_size",
+    "proj_size",
+    "embed_dim",
+    "kdim",
+    "vdim",
+    "num_heads",
+    "head_dim",
 )
-_TOP_LEVEL = {"format": str, "spec": (dict, type(None)), "modules": dict,
-              "num_parameters": int, "metadata": dict, "torch": str, "save_id": str,
-              "shared_tensors": list}
+_TOP_LEVEL = {
+    "format": str,
+    "spec": (dict, type(None)),
+    "modules": dict,
+    "num_parameters": int,
+    "metadata": dict,
+    "torch": str,
+    "save_id": str,
+    "shared_tensors": list,
+}
 
 
 class MissingModelFileError(FileNotFoundError, ValueError):
@@ -122,15 +154,18 @@ def _tensors_to_save(model: nn.Module) -> tuple[dict[str, torch.Tensor], list[li
     by_storage: dict[tuple, list[str]] = {}
     for key, value in state.items():
         if not isinstance(value, torch.Tensor):
-            raise ValueError(f"state_dict entry {key!r} is a {type(value).__name__}, not a "
-                             f"tensor; only tensors can be saved without pickle")
+            raise ValueError(
+                f"state_dict entry {key!r} is a {type(value).__name__}, not a "
+                f"tensor; only tensors can be saved without pickle"
+            )
         value = value.detach()
         if value.is_sparse or value.layout != torch.strided:
-            raise ValueError(f"state_dict entry {key!r} has layout {value.layout}; only dense "
-                             f"tensors can be saved")
+            raise ValueError(
+                f"state_dict entry {key!r} has layout {value.layout}; only dense "
+                f"tensors can be saved"
+            )
         if value.numel() and value.device.type != "meta":
-            storage = (value.device.type, value.device.index,
-                       value.untyped_storage().data_ptr())
+            storage = (value.device.type, value.device.index, value.untyped_storage().data_ptr())
             by_storage.setdefault(storage, []).append(key)
         tensors[key] = value
     shared = [keys for keys in by_storage.values() if len(keys) > 1]
@@ -147,12 +182,18 @@ def _json_text(obj: Any, what: str) -> str:
     try:
         return json.dumps(obj, indent=1, allow_nan=False) + "\n"
     except (TypeError, ValueError) as error:
-        raise ValueError(f"{what} must be JSON-serialisable (dicts, lists, strings, finite "
-                         f"numbers, booleans, null): {error}") from error
+        raise ValueError(
+            f"{what} must be JSON-serialisable (dicts, lists, strings, finite "
+            f"numbers, booleans, null): {error}"
+        ) from error
 
 
-def save_pruned(model: nn.Module, path: str | os.PathLike, spec: dict | None = None,
-                metadata: dict | None = None) -> Path:
+def save_pruned(
+    model: nn.Module,
+    path: str | os.PathLike,
+    spec: dict | None = None,
+    metadata: dict | None = None,
+) -> Path:
     """Save ``model`` (pruned in place, e.g. by :meth:`ModelGroups.prune`) to directory ``path``.
 
     ``spec`` rebuilds the unpruned architecture (default: :func:`spec_of` ``(model)``, set by
@@ -189,9 +230,12 @@ def save_pruned(model: nn.Module, path: str | os.PathLike, spec: dict | None = N
     directory.mkdir(parents=True, exist_ok=True)
     # Both new files are complete (and fsynced) before either replaces an old one.
     with atomic_paths(directory / ARCHITECTURE_FILE, directory / WEIGHTS_FILE) as (
-            tmp_architecture, tmp_weights):
-        safetensors.torch.save_file(tensors, str(tmp_weights),
-                                    metadata={"format": "pt", _SAVE_ID_KEY: save_id})
+        tmp_architecture,
+        tmp_weights,
+    ):
+        safetensors.torch.save_file(
+            tensors, str(tmp_weights), metadata={"format": "pt", _SAVE_ID_KEY: save_id}
+        )
         tmp_architecture.write_text(text, encoding="utf-8", newline="\n")
     return directory
 
@@ -206,21 +250,25 @@ def _model_directory(path: str | os.PathLike) -> Path:
     directory = Path(path)
     if not directory.is_dir():
         if directory.exists():
-            raise ValueError(f"{directory} is not a directory; pass the directory that "
-                             f"save_pruned wrote")
-        raise MissingModelFileError(f"no saved model at {directory}: the directory does not "
-                                    f"exist")
+            raise ValueError(
+                f"{directory} is not a directory; pass the directory that save_pruned wrote"
+            )
+        raise MissingModelFileError(f"no saved model at {directory}: the directory does not exist")
     if (directory / ARCHITECTURE_FILE).is_file():
         return directory
     run_model = directory / RUN_MODEL_DIR
     if (run_model / ARCHITECTURE_FILE).is_file():
         return run_model
-    looked_at = (f"neither {directory / ARCHITECTURE_FILE} nor {run_model / ARCHITECTURE_FILE} "
-                 f"(where a run directory of 'ising-qubo prune --out' keeps it) exists")
+    looked_at = (
+        f"neither {directory / ARCHITECTURE_FILE} nor {run_model / ARCHITECTURE_FILE} "
+        f"(where a run directory of 'ising-qubo prune --out' keeps it) exists"
+    )
     if (directory / WEIGHTS_FILE).is_file():
         raise MissingModelFileError(f"saved model {directory} is incomplete: {looked_at}")
-    raise MissingModelFileError(f"no saved model at {directory}: {looked_at}; pass the "
-                                f"directory that save_pruned wrote, or a run directory")
+    raise MissingModelFileError(
+        f"no saved model at {directory}: {looked_at}; pass the "
+        f"directory that save_pruned wrote, or a run directory"
+    )
 
 
 def _files(path: str | os.PathLike, names: tuple[str, ...]) -> list[Path]:
@@ -228,8 +276,9 @@ def _files(path: str | os.PathLike, names: tuple[str, ...]) -> list[Path]:
     files = [directory / name for name in names]
     for file in files:
         if not file.is_file():
-            raise MissingModelFileError(f"saved model {directory} is incomplete: {file.name} "
-                                        f"is missing")
+            raise MissingModelFileError(
+                f"saved model {directory} is incomplete: {file.name} is missing"
+            )
     return files
 
 
@@ -264,13 +313,18 @@ def _check_architecture(data: Any, file: Path) -> dict:
             if attr == "type":
                 continue
             if attr not in SHAPE_ATTRIBUTES:
-                raise bad(f"module {path!r}: unknown attribute {attr!r} (allowed: "
-                          f"{', '.join(SHAPE_ATTRIBUTES)})")
+                raise bad(
+                    f"module {path!r}: unknown attribute {attr!r} (allowed: "
+                    f"{', '.join(SHAPE_ATTRIBUTES)})"
+                )
             ok = (_is_int(value) and value >= 0) or (
-                isinstance(value, list) and all(_is_int(v) and v >= 0 for v in value))
+                isinstance(value, list) and all(_is_int(v) and v >= 0 for v in value)
+            )
             if not ok:
-                raise bad(f"module {path!r}: attribute {attr!r} must be a non-negative "
-                          f"integer or a list of them, got {value!r}")
+                raise bad(
+                    f"module {path!r}: attribute {attr!r} must be a non-negative "
+                    f"integer or a list of them, got {value!r}"
+                )
     return data
 
 
@@ -278,8 +332,7 @@ def _read_architecture(file: Path) -> dict:
     with open(file, "rb") as handle:
         raw = handle.read(_MAX_JSON_BYTES + 1)
     if len(raw) > _MAX_JSON_BYTES:
-        raise ValueError(f"{file}: larger than {_MAX_JSON_BYTES} bytes; not an architecture "
-                         f"file")
+        raise ValueError(f"{file}: larger than {_MAX_JSON_BYTES} bytes; not an architecture file")
     try:
         data = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
     except (UnicodeDecodeError, ValueError) as error:
@@ -305,8 +358,9 @@ def _device_name(map_location: Any) -> str:
         return f"cuda:{map_location}"
     if isinstance(map_location, str):
         return str(torch.device(map_location))
-    raise ValueError(f"map_location must be a device, a device string or a CUDA index, "
-                     f"got {map_location!r}")
+    raise ValueError(
+        f"map_location must be a device, a device string or a CUDA index, got {map_location!r}"
+    )
 
 
 def _read_weights(file: Path, device: str) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
@@ -321,6 +375,7 @@ def _read_weights(file: Path, device: str) -> tuple[dict[str, torch.Tensor], dic
 
 def _expected_shapes(module: nn.Module, attrs: Mapping[str, Any]) -> dict[str, tuple]:
     """Shapes the tensors of a known module type must have, given its shape attributes."""
+
     def get(name: str) -> Any:
         return attrs[name] if name in attrs else getattr(module, name)
 
@@ -328,8 +383,9 @@ def _expected_shapes(module: nn.Module, attrs: Mapping[str, Any]) -> dict[str, t
     if isinstance(module, nn.modules.conv._ConvNd):
         out, inp, groups = get("out_channels"), get("in_channels"), get("groups")
         if groups < 1 or inp % groups or out % groups:
-            raise ValueError(f"in_channels={inp} and out_channels={out} are not divisible by "
-                             f"groups={groups}")
+            raise ValueError(
+                f"in_channels={inp} and out_channels={out} are not divisible by groups={groups}"
+            )
         kernel = tuple(module.kernel_size)
         if module.transposed:
             shapes["weight"] = (inp, out // groups, *kernel)
@@ -344,8 +400,9 @@ def _expected_shapes(module: nn.Module, attrs: Mapping[str, Any]) -> dict[str, t
         shapes["bias"] = (get("out_features"),)
     elif isinstance(module, nn.modules.batchnorm._NormBase):
         n = get("num_features")
-        shapes.update(weight=(n,), bias=(n,), running_mean=(n,), running_var=(n,),
-                      num_batches_tracked=())
+        shapes.update(
+            weight=(n,), bias=(n,), running_mean=(n,), running_var=(n,), num_batches_tracked=()
+        )
     elif isinstance(module, nn.GroupNorm):
         shapes.update(weight=(get("num_channels"),), bias=(get("num_channels"),))
     elif isinstance(module, nn.LayerNorm):
@@ -363,12 +420,16 @@ def _new_value(attr: str, current: Any, recorded: Any, where: str) -> Any:
         return recorded
     if isinstance(current, (tuple, list)) and isinstance(recorded, list):
         return type(current)(recorded)
-    raise ValueError(f"{where}: attribute {attr!r} is {current!r} in the model but "
-                     f"{recorded!r} in the file")
+    raise ValueError(
+        f"{where}: attribute {attr!r} is {current!r} in the model but {recorded!r} in the file"
+    )
 
 
-def load_pruned(path: str | os.PathLike, model: nn.Module | None = None,
-                map_location: str | torch.device | int = "cpu") -> nn.Module:
+def load_pruned(
+    path: str | os.PathLike,
+    model: nn.Module | None = None,
+    map_location: str | torch.device | int = "cpu",
+) -> nn.Module:
     """Rebuild the pruned model saved in directory ``path`` by :func:`save_pruned`.
 
     ``path`` may also be a run directory of ``ising-qubo prune --out RUN`` (which keeps its
@@ -387,14 +448,18 @@ def load_pruned(path: str | os.PathLike, model: nn.Module | None = None,
     device = _device_name(map_location)
     tensors, header = _read_weights(weights_file, device)
     if header.get(_SAVE_ID_KEY) != arch["save_id"]:
-        raise ValueError(f"{weights_file} and {arch_file.name} come from different saves "
-                         f"(an interrupted or mixed-up save); save the model again")
+        raise ValueError(
+            f"{weights_file} and {arch_file.name} come from different saves "
+            f"(an interrupted or mixed-up save); save the model again"
+        )
 
     if model is None:
         if arch["spec"] is None:
-            raise ValueError(f"{arch_file} records no spec (the model was not built by "
-                             f"ising_qubo.nets.models.build); pass model= with an unpruned "
-                             f"instance of its architecture")
+            raise ValueError(
+                f"{arch_file} records no spec (the model was not built by "
+                f"ising_qubo.nets.models.build); pass model= with an unpruned "
+                f"instance of its architecture"
+            )
         # The skeleton is built on the meta device: no memory, so a tampered spec (say
         # num_classes=10**9) cannot make loading allocate; every tensor the file holds
         # replaces its meta placeholder below.
@@ -420,8 +485,10 @@ def load_pruned(path: str | os.PathLike, model: nn.Module | None = None,
         raise ValueError(f"{weights_file}: cannot load the weights: {error}") from error
     count = sum(p.numel() for p in model.parameters())
     if count != arch["num_parameters"]:
-        raise ValueError(f"{arch_file}: records {arch['num_parameters']} parameters, the "
-                         f"rebuilt model has {count}")
+        raise ValueError(
+            f"{arch_file}: records {arch['num_parameters']} parameters, the "
+            f"rebuilt model has {count}"
+        )
     model.to(device)
     return model.eval()
 
@@ -434,33 +501,51 @@ def _skeleton(spec: dict, arch_file: Path, device: str | None) -> nn.Module:
         raise ValueError(f"{arch_file}: cannot rebuild the architecture: {error}") from error
 
 
-def _check_keys(model: nn.Module, arch: dict, tensors: Mapping[str, torch.Tensor],
-                arch_file: Path, weights_file: Path) -> None:
+def _check_keys(
+    model: nn.Module,
+    arch: dict,
+    tensors: Mapping[str, torch.Tensor],
+    arch_file: Path,
+    weights_file: Path,
+) -> None:
     modules = dict(model.named_modules(remove_duplicate=False))
     for name, entry in arch["modules"].items():
         if name not in modules:
-            raise ValueError(f"{arch_file}: module {name!r} does not exist in the "
-                             f"{type(model).__name__} skeleton")
+            raise ValueError(
+                f"{arch_file}: module {name!r} does not exist in the "
+                f"{type(model).__name__} skeleton"
+            )
         found = type(modules[name]).__name__
         if found != entry["type"]:
-            raise ValueError(f"{arch_file}: module {name!r} is recorded as {entry['type']} "
-                             f"but the skeleton has a {found}")
+            raise ValueError(
+                f"{arch_file}: module {name!r} is recorded as {entry['type']} "
+                f"but the skeleton has a {found}"
+            )
     expected = set(model.state_dict().keys())
     stored = set(tensors)
     missing, unexpected = sorted(expected - stored), sorted(stored - expected)
     if missing or unexpected:
-        raise ValueError(f"{weights_file} does not fit the {type(model).__name__} skeleton: "
-                         f"missing tensors {missing[:10]}, unexpected tensors "
-                         f"{unexpected[:10]}")
+        raise ValueError(
+            f"{weights_file} does not fit the {type(model).__name__} skeleton: "
+            f"missing tensors {missing[:10]}, unexpected tensors "
+            f"{unexpected[:10]}"
+        )
     for key in sorted(stored):
         owner = key.rsplit(".", 1)[0] if "." in key else ""
         if owner not in arch["modules"]:
-            raise ValueError(f"{arch_file}: tensor {key!r} of {weights_file.name} belongs to "
-                             f"module {owner!r}, which is not recorded")
+            raise ValueError(
+                f"{arch_file}: tensor {key!r} of {weights_file.name} belongs to "
+                f"module {owner!r}, which is not recorded"
+            )
 
 
-def _resize_plan(model: nn.Module, arch: dict, tensors: Mapping[str, torch.Tensor],
-                 arch_file: Path, weights_file: Path) -> list:
+def _resize_plan(
+    model: nn.Module,
+    arch: dict,
+    tensors: Mapping[str, torch.Tensor],
+    arch_file: Path,
+    weights_file: Path,
+) -> list:
     """Validate everything and list the changes, before touching the model."""
     modules = dict(model.named_modules(remove_duplicate=False))
     plan = []
@@ -474,8 +559,9 @@ def _resize_plan(model: nn.Module, arch: dict, tensors: Mapping[str, torch.Tenso
             if attr == "type":
                 continue
             if not hasattr(module, attr):
-                raise ValueError(f"{where}: the skeleton's {type(module).__name__} has no "
-                                 f"attribute {attr!r}")
+                raise ValueError(
+                    f"{where}: the skeleton's {type(module).__name__} has no attribute {attr!r}"
+                )
             attrs[attr] = _new_value(attr, getattr(module, attr), recorded, where)
         try:
             expected = _expected_shapes(module, attrs)
@@ -487,14 +573,18 @@ def _resize_plan(model: nn.Module, arch: dict, tensors: Mapping[str, torch.Tenso
             source = tensors[key]
             shape = tuple(source.shape)
             if tname in expected and expected[tname] != shape:
-                raise ValueError(f"{weights_file}: tensor {key!r} has shape {list(shape)}, "
-                                 f"but module {name!r} as recorded in {arch_file.name} needs "
-                                 f"{list(expected[tname])}")
+                raise ValueError(
+                    f"{weights_file}: tensor {key!r} has shape {list(shape)}, "
+                    f"but module {name!r} as recorded in {arch_file.name} needs "
+                    f"{list(expected[tname])}"
+                )
             first = tied.setdefault(id(getattr(module, tname)), key)
             other = tensors[first]
             if other.shape != source.shape or other.dtype != source.dtype:
-                raise ValueError(f"{weights_file}: tensors {first!r} and {key!r} are tied in "
-                                 f"the skeleton but differ in shape or dtype in the file")
+                raise ValueError(
+                    f"{weights_file}: tensors {first!r} and {key!r} are tied in "
+                    f"the skeleton but differ in shape or dtype in the file"
+                )
             owned.append((tname, key))
         if id(module) in seen:
             continue  # the same module object under a second path: resized once
@@ -511,8 +601,9 @@ def _apply(plan: list, tensors: Mapping[str, torch.Tensor], device: str) -> None
                 try:
                     setattr(module, attr, value)
                 except (AttributeError, TypeError) as error:
-                    raise ValueError(f"cannot set {attr!r} of a {type(module).__name__}: "
-                                     f"{error}") from error
+                    raise ValueError(
+                        f"cannot set {attr!r} of a {type(module).__name__}: {error}"
+                    ) from error
         for tname, key in owned:
             old = getattr(module, tname)
             source = tensors[key]

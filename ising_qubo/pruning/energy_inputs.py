@@ -59,8 +59,7 @@ class ModelInputs:
 
     def feature_maps(self, layers: Sequence[LayerChannels]) -> dict[str, np.ndarray]:
         data = self.data if self.data is not None else self.model_groups.example_inputs
-        maps = mean_feature_maps(self.model_groups.model, [layer.module for layer in layers],
-                                 data)
+        maps = mean_feature_maps(self.model_groups.model, [layer.module for layer in layers], data)
         # each full map is let go as soon as its channels are taken
         return {layer.name: maps.pop(id(layer.module))[layer.channels] for layer in layers}
 
@@ -75,18 +74,26 @@ def module_weight(module: nn.Module, name: str) -> np.ndarray:
     if not finite.all():
         bad = int((~finite).sum())
         channel = int(np.argwhere(~finite)[0][0])
-        raise ValueError(f"layer {name!r} ({type(module).__name__}, weight shape "
-                         f"{tuple(weight.shape)}) has {bad} NaN or infinite weight(s), the "
-                         f"first in output channel {channel}: the energy cannot be built "
-                         f"(did training diverge? lower the learning rate or restart from a "
-                         f"finite checkpoint)")
+        raise ValueError(
+            f"layer {name!r} ({type(module).__name__}, weight shape "
+            f"{tuple(weight.shape)}) has {bad} NaN or infinite weight(s), the "
+            f"first in output channel {channel}: the energy cannot be built "
+            f"(did training diverge? lower the learning rate or restart from a "
+            f"finite checkpoint)"
+        )
     return weight
 
 
 def mean_feature_maps(model: nn.Module, modules: list[nn.Module], data: Any) -> dict:
     """Batch-averaged outputs (C, ...) of ``modules`` on one batch of ``data``, by id."""
-    inputs = data[0] if isinstance(data, (tuple, list)) and len(data) == 2 and \
-        torch.is_tensor(data[1]) and data[1].dtype in (torch.int64, torch.int32) else data
+    inputs = (
+        data[0]
+        if isinstance(data, (tuple, list))
+        and len(data) == 2
+        and torch.is_tensor(data[1])
+        and data[1].dtype in (torch.int64, torch.int32)
+        else data
+    )
     maps: dict[int, np.ndarray] = {}
 
     def hook(module, _inputs, output):

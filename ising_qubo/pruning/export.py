@@ -13,13 +13,25 @@ from ising_qubo.pruning.problem import PruningProblem
 from ising_qubo.pruning.starting_point import calibration_batch, starting_model
 
 
-def export_problem(out: str | os.PathLike[str], *, model: str = "resnet20",
-                   checkpoint: str | os.PathLike[str] | None = None, num_classes: int = 10,
-                   in_channels: int = 3, image_size: int = 32, dataset: str | None = None,
-                   data_dir: str | os.PathLike[str] | None = None,
-                   calibration_size: int = 128, seed: int = 0, format: str = "coo",
-                   budget: bool = True, energy: str = "redundancy", keep: float | None = 0.5,
-                   keep_by: str = "params", **options: Any) -> PruningProblem:
+def export_problem(
+    out: str | os.PathLike[str],
+    *,
+    model: str = "resnet20",
+    checkpoint: str | os.PathLike[str] | None = None,
+    num_classes: int = 10,
+    in_channels: int = 3,
+    image_size: int = 32,
+    dataset: str | None = None,
+    data_dir: str | os.PathLike[str] | None = None,
+    calibration_size: int = 128,
+    seed: int = 0,
+    format: str = "coo",
+    budget: bool = True,
+    energy: str = "redundancy",
+    keep: float | None = 0.5,
+    keep_by: str = "params",
+    **options: Any,
+) -> PruningProblem:
     """Build the pruning problem of a network and save it to ``out``
     (:meth:`PruningProblem.save`: one ``format`` file per group and ``manifest.json``).
 
@@ -36,20 +48,21 @@ def export_problem(out: str | os.PathLike[str], *, model: str = "resnet20",
     size = image_size
     if dataset:
         # only the calibration images are read (an image folder decodes no others)
-        train = data_module.load_dataset(dataset, data_dir, "train", subset=calibration_size,
-                                         seed=seed)
+        train = data_module.load_dataset(
+            dataset, data_dir, "train", subset=calibration_size, seed=seed
+        )
         batch = calibration_batch(train, calibration_size, seed)
         num_classes, in_channels = train.num_classes, train.in_channels
         size = train.image_size[0]
-    network, _ = starting_model(model, checkpoint, num_classes=num_classes,
-                                in_channels=in_channels)
+    network, _ = starting_model(model, checkpoint, num_classes=num_classes, in_channels=in_channels)
     network.eval()
     generator = torch.Generator().manual_seed(seed)
     example = torch.randn(1, in_channels, size, size, generator=generator)
     if batch is None:
         batch = torch.randn(calibration_size, in_channels, size, size, generator=generator)
-    problem = PruningProblem.from_model(network, example, energy=energy, keep=keep,
-                                        keep_by=keep_by, data=batch, **options)
+    problem = PruningProblem.from_model(
+        network, example, energy=energy, keep=keep, keep_by=keep_by, data=batch, **options
+    )
     problem.save(out, format=format, budget=budget)
     return problem
 

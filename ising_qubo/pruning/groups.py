@@ -38,8 +38,9 @@ def describe_inputs(example_inputs: Any) -> str:
     if torch.is_tensor(example_inputs):
         return f"a {example_inputs.dtype} tensor of shape {tuple(example_inputs.shape)}"
     if isinstance(example_inputs, Mapping):
-        return "{" + ", ".join(f"{k!r}: {describe_inputs(v)}"
-                               for k, v in example_inputs.items()) + "}"
+        return (
+            "{" + ", ".join(f"{k!r}: {describe_inputs(v)}" for k, v in example_inputs.items()) + "}"
+        )
     if isinstance(example_inputs, (tuple, list)):
         return "(" + ", ".join(describe_inputs(v) for v in example_inputs) + ")"
     return type(example_inputs).__name__
@@ -108,8 +109,9 @@ def _is_output_handler(dep: Any) -> bool:
 def _check_mask(keep: Any, group: UnitGroup) -> np.ndarray:
     keep = np.asarray(keep)
     if keep.shape != (group.size,):
-        raise ValueError(f"group {group.name!r}: mask has shape {keep.shape}, "
-                         f"expected ({group.size},)")
+        raise ValueError(
+            f"group {group.name!r}: mask has shape {keep.shape}, expected ({group.size},)"
+        )
     return keep.astype(bool)
 
 
@@ -129,8 +131,9 @@ def _module_names(model: nn.Module) -> dict[nn.Module, str]:
     return {module: name for name, module in model.named_modules()}
 
 
-def execution_order(model: nn.Module, example_inputs: Any,
-                    types: tuple[type, ...] = PRUNABLE_TYPES) -> tuple[list[str], dict]:
+def execution_order(
+    model: nn.Module, example_inputs: Any, types: tuple[type, ...] = PRUNABLE_TYPES
+) -> tuple[list[str], dict]:
     """Names of the ``types`` modules in the order the forward pass calls them, and the
     spatial size (elements per channel) of each one's output."""
     names = _module_names(model)
@@ -148,8 +151,9 @@ def execution_order(model: nn.Module, example_inputs: Any,
     return order, out_size
 
 
-def forward_with_hooks(model: nn.Module, modules: Sequence[nn.Module], hook: Any,
-                       inputs: Any) -> None:
+def forward_with_hooks(
+    model: nn.Module, modules: Sequence[nn.Module], hook: Any, inputs: Any
+) -> None:
     """One eval-mode, no-grad forward pass with ``hook`` on ``modules``; every module's
     train/eval mode and the hooks are put back whatever happens."""
     handles = [m.register_forward_hook(hook) for m in modules]
@@ -177,8 +181,12 @@ class ModelGroups:
     classifier, found as the last conv/linear layer the forward pass calls.
     """
 
-    def __init__(self, model: nn.Module, example_inputs: Any,
-                 ignored_layers: Sequence[nn.Module | str] | None = None) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        example_inputs: Any,
+        ignored_layers: Sequence[nn.Module | str] | None = None,
+    ) -> None:
         self.model = model
         self.example_inputs = example_inputs
         names = _module_names(model)
@@ -187,9 +195,11 @@ class ModelGroups:
             self.order, self._out_size = execution_order(model, example_inputs)
         except Exception as error:  # the user's model or inputs are wrong: say so plainly
             detail = " ".join(str(error).split())
-            raise ValueError(f"the model's forward pass failed on the example inputs "
-                             f"({describe_inputs(example_inputs)}): {type(error).__name__}: "
-                             f"{detail}; pass inputs shaped like one real batch") from error
+            raise ValueError(
+                f"the model's forward pass failed on the example inputs "
+                f"({describe_inputs(example_inputs)}): {type(error).__name__}: "
+                f"{detail}; pass inputs shaped like one real batch"
+            ) from error
         if not self.order:
             raise ValueError("the model has no Conv or Linear layer to prune")
         if ignored_layers is None:
@@ -208,19 +218,22 @@ class ModelGroups:
         with modes_kept(model), warnings.catch_warnings():
             # said below, once, with the module path and what it means for pruning
             warnings.filterwarnings("ignore", message="Unwrapped parameters detected")
-            self.graph = tp.DependencyGraph().build_dependency(model,
-                                                               example_inputs=example_inputs)
+            self.graph = tp.DependencyGraph().build_dependency(model, example_inputs=example_inputs)
         # Parameters of modules Torch-Pruning has no pruner for (a custom layer with its
         # own weight): it would guess their channel dimension (the last non-singleton one)
         # and can silently cut the wrong one, so groups tied to them are left whole.
-        self._unwrapped = {id(p): name for name, p in model.named_parameters()
-                           if any(p is q for q, _ in self.graph.unwrapped_parameters)}
+        self._unwrapped = {
+            id(p): name
+            for name, p in model.named_parameters()
+            if any(p is q for q, _ in self.graph.unwrapped_parameters)
+        }
         self._untouchable: dict[str, list[str]] = {}
         self.groups: list[UnitGroup] = []
         rank = self._rank = {name: i for i, name in enumerate(self.order)}
         found = []
-        for tp_group in self.graph.get_all_groups(ignored_layers=ignored,
-                                                  root_module_types=PRUNABLE_TYPES):
+        for tp_group in self.graph.get_all_groups(
+            ignored_layers=ignored, root_module_types=PRUNABLE_TYPES
+        ):
             group = self._unit_group(tp_group, names)
             if group is not None:
                 found.append(group)
@@ -229,15 +242,20 @@ class ModelGroups:
         for param, roots in self._untouchable.items():
             owner = param.rsplit(".", 1)[0] if "." in param else ""
             kind = type(modules[owner]).__name__
-            warnings.warn(f"parameter {param!r} of module {owner!r} ({kind}) is not part of a "
-                          f"layer Torch-Pruning can prune, so its channel dimension is "
-                          f"unknown: the channel group(s) {', '.join(map(repr, roots))} tied "
-                          f"to it stay whole (use standard layers, e.g. nn.Conv2d, to prune "
-                          f"them)", stacklevel=2)
+            warnings.warn(
+                f"parameter {param!r} of module {owner!r} ({kind}) is not part of a "
+                f"layer Torch-Pruning can prune, so its channel dimension is "
+                f"unknown: the channel group(s) {', '.join(map(repr, roots))} tied "
+                f"to it stay whole (use standard layers, e.g. nn.Conv2d, to prune "
+                f"them)",
+                stacklevel=2,
+            )
         if not self.groups:
-            raise ValueError("no prunable channel group found (every layer is ignored, tied "
-                             "to an ignored layer or to a custom layer's parameter, or has a "
-                             "single output channel)")
+            raise ValueError(
+                "no prunable channel group found (every layer is ignored, tied "
+                "to an ignored layer or to a custom layer's parameter, or has a "
+                "single output channel)"
+            )
         self._build_cost_model(names)
 
     def _unit_group(self, tp_group: Any, names: dict) -> UnitGroup | None:
@@ -267,8 +285,9 @@ class ModelGroups:
             np.add.at(params, root_of, per_param)
             np.add.at(macs, root_of, per_mac)
             if _is_output_handler(dep) and isinstance(module, PRUNABLE_TYPES):
-                layers.append(LayerChannels(names[module], module, np.asarray(idxs),
-                                            np.asarray(root_of)))
+                layers.append(
+                    LayerChannels(names[module], module, np.asarray(idxs), np.asarray(root_of))
+                )
         if not layers or layers[0].module is not root:  # root first, as Torch-Pruning builds it
             return None
         rank = self._rank
@@ -293,8 +312,10 @@ class ModelGroups:
         rows = []
         for name, module in self.model.named_modules():
             spatial = self._out_size.get(name, 1)
-            depthwise = (isinstance(module, nn.modules.conv._ConvNd)
-                         and module.groups == module.in_channels == module.out_channels)
+            depthwise = (
+                isinstance(module, nn.modules.conv._ConvNd)
+                and module.groups == module.in_channels == module.out_channels
+            )
             for pname, param in module.named_parameters(recurse=False):
                 o = out_group.get(module, -1)
                 i = -1 if (depthwise or param.dim() < 2) else in_group.get(module, -1)
@@ -318,8 +339,9 @@ class ModelGroups:
         for group in self.groups:
             if group.name == name:
                 return group
-        raise UnknownGroupError(f"no group named {name!r}; groups: "
-                                f"{', '.join(g.name for g in self.groups)}")
+        raise UnknownGroupError(
+            f"no group named {name!r}; groups: {', '.join(g.name for g in self.groups)}"
+        )
 
     def dropped_slices(self, masks: Mapping[str, np.ndarray]):
         slices = []
@@ -336,16 +358,20 @@ class ModelGroups:
         """
         unknown = set(masks) - {g.name for g in self.groups}
         if unknown:
-            raise UnknownGroupError(f"masks for unknown groups: {sorted(unknown)}; groups: "
-                                    f"{', '.join(g.name for g in self.groups)}")
+            raise UnknownGroupError(
+                f"masks for unknown groups: {sorted(unknown)}; groups: "
+                f"{', '.join(g.name for g in self.groups)}"
+            )
         checked = {}
         for group in self.groups:  # every mask is checked before the model changes
             if group.name not in masks:
                 continue
             keep = checked[group.name] = _check_mask(masks[group.name], group)
             if not keep.any():
-                raise ValueError(f"group {group.name!r}: the mask keeps no unit; at least one "
-                                 f"must stay for the network to compute anything")
+                raise ValueError(
+                    f"group {group.name!r}: the mask keeps no unit; at least one "
+                    f"must stay for the network to compute anything"
+                )
         history = []
         for group in self.groups:
             if group.name not in checked:
@@ -371,9 +397,11 @@ class ModelGroups:
                 _forward(self.model, self.example_inputs)
         except Exception as error:
             detail = " ".join(str(error).split())
-            raise ValueError(f"the pruned model's forward pass fails ({type(error).__name__}: "
-                             f"{detail}): a layer of this model is not one Torch-Pruning "
-                             f"can prune correctly; pass it in ignored_layers") from error
+            raise ValueError(
+                f"the pruned model's forward pass fails ({type(error).__name__}: "
+                f"{detail}): a layer of this model is not one Torch-Pruning "
+                f"can prune correctly; pass it in ignored_layers"
+            ) from error
 
 
 def _cost_per_index(module: nn.Module, dep: Any, out_size: int | None) -> tuple[float, float]:

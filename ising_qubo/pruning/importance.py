@@ -42,6 +42,7 @@ def _weight_norm(p: int):
     def values(module: nn.Module) -> np.ndarray:
         weight = module.weight.detach().float().cpu()
         return weight.reshape(weight.shape[0], -1).norm(p=p, dim=1).numpy().astype(float)
+
     return values
 
 
@@ -61,10 +62,13 @@ def _taylor(group: UnitGroup) -> np.ndarray:
     def values(module: nn.Module) -> np.ndarray:
         weight, grad = module.weight, module.weight.grad
         if grad is None:
-            raise ValueError(f"no gradient for {group.name}: Taylor importance needs a "
-                             f"labelled batch that reaches every layer")
+            raise ValueError(
+                f"no gradient for {group.name}: Taylor importance needs a "
+                f"labelled batch that reaches every layer"
+            )
         product = (weight.detach() * grad.detach()).float()
         return product.reshape(product.shape[0], -1).sum(dim=1).abs().cpu().numpy()
+
     return _per_layer(group, values)
 
 
@@ -72,15 +76,25 @@ def backward_on(model: nn.Module, data: Any, kind: str = "taylor") -> None:
     """Populate gradients with the cross-entropy loss of one labelled batch."""
     if not (isinstance(data, (tuple, list)) and len(data) == 2):
         got = "no data" if data is None else f"a {type(data).__name__}"
-        raise ValueError(f"importance {kind!r} needs data=(inputs, targets), a labelled "
-                         f"batch, got {got} (on the command line it comes from --dataset)")
+        raise ValueError(
+            f"importance {kind!r} needs data=(inputs, targets), a labelled "
+            f"batch, got {got} (on the command line it comes from --dataset)"
+        )
     inputs, targets = data
-    if not (torch.is_tensor(targets) and targets.dim() == 1
-            and not targets.dtype.is_floating_point and targets.dtype != torch.bool):
-        shown = (f"a {targets.dtype} tensor of shape {tuple(targets.shape)}"
-                 if torch.is_tensor(targets) else f"a {type(targets).__name__}")
-        raise ValueError(f"importance {kind!r} needs integer class labels of shape (N,) as "
-                         f"targets, got {shown}")
+    if not (
+        torch.is_tensor(targets)
+        and targets.dim() == 1
+        and not targets.dtype.is_floating_point
+        and targets.dtype != torch.bool
+    ):
+        shown = (
+            f"a {targets.dtype} tensor of shape {tuple(targets.shape)}"
+            if torch.is_tensor(targets)
+            else f"a {type(targets).__name__}"
+        )
+        raise ValueError(
+            f"importance {kind!r} needs integer class labels of shape (N,) as targets, got {shown}"
+        )
     model.zero_grad(set_to_none=True)
     with modes_kept(model):
         model.eval()  # BatchNorm statistics must not move while we only measure
@@ -88,14 +102,17 @@ def backward_on(model: nn.Module, data: Any, kind: str = "taylor") -> None:
             loss = nn.functional.cross_entropy(_forward(model, inputs), targets)
         except (RuntimeError, IndexError, ValueError) as error:
             detail = " ".join(str(error).split())
-            raise ValueError(f"importance {kind!r}: the loss of the labelled batch cannot be "
-                             f"computed ({type(error).__name__}: {detail}); targets must be "
-                             f"one class index in [0, outputs) per input") from error
+            raise ValueError(
+                f"importance {kind!r}: the loss of the labelled batch cannot be "
+                f"computed ({type(error).__name__}: {detail}); targets must be "
+                f"one class index in [0, outputs) per input"
+            ) from error
         loss.backward()
 
 
-def group_importance(groups: ModelGroups, kind: str = "l1", data: Any = None,
-                     seed: int = 0) -> dict[str, np.ndarray]:
+def group_importance(
+    groups: ModelGroups, kind: str = "l1", data: Any = None, seed: int = 0
+) -> dict[str, np.ndarray]:
     """Importance of every unit, per group (larger = more worth keeping)."""
     if kind not in IMPORTANCES:
         raise ValueError(f"unknown importance {kind!r}; choose one of {', '.join(IMPORTANCES)}")
@@ -136,8 +153,9 @@ def _tp_score(importance: Any, group: UnitGroup) -> np.ndarray:
     return value.detach().float().cpu().numpy().astype(float)
 
 
-def top_k_masks(scores: Mapping[str, np.ndarray],
-                counts: Mapping[str, int]) -> dict[str, np.ndarray]:
+def top_k_masks(
+    scores: Mapping[str, np.ndarray], counts: Mapping[str, int]
+) -> dict[str, np.ndarray]:
     """Keep the ``counts[g]`` highest-scoring units of each group (ties: lower index)."""
     masks = {}
     for name, score in scores.items():

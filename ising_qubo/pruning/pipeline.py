@@ -104,14 +104,14 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
-            raise ValueError(f"unknown method {self.method!r}; choose one of "
-                             f"{', '.join(METHODS)}")
+            raise ValueError(f"unknown method {self.method!r}; choose one of {', '.join(METHODS)}")
         if not 0.0 < self.keep <= 1.0:
             raise ValueError(f"--keep must be a fraction in (0, 1], got {self.keep}")
         for name in ("epochs", "finetune_epochs"):
             if getattr(self, name) < 0:
-                raise ValueError(f"--{name.replace('_', '-')} must be >= 0, got "
-                                 f"{getattr(self, name)}")
+                raise ValueError(
+                    f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}"
+                )
         if self.batch_size < 1:
             raise ValueError(f"--batch-size must be positive, got {self.batch_size}")
 
@@ -129,8 +129,9 @@ class Run:
     """State of one run; :func:`run` drives it. Split in phases so a checkpoint written
     after any epoch is enough to continue."""
 
-    def __init__(self, config: RunConfig, resume: bool = False,
-                 context: distributed.Context | None = None) -> None:
+    def __init__(
+        self, config: RunConfig, resume: bool = False, context: distributed.Context | None = None
+    ) -> None:
         self.config = config
         self.out = Path(config.out)
         self.resume = resume
@@ -156,24 +157,32 @@ class Run:
         state = None
         if self.resume:
             if not checkpoint_path.exists():
-                where = ("" if not self.ctx.distributed else
-                         " on the machine of rank 0 (on several machines with the c10d "
-                         "rendezvous any of them can get rank 0: keep --out on a shared "
-                         "filesystem, or use --rdzv-backend static with --node-rank)")
-                raise FileNotFoundError(f"--resume: no {CHECKPOINT} in {self.out}{where} to "
-                                        f"resume from; start the run without --resume")
+                where = (
+                    ""
+                    if not self.ctx.distributed
+                    else " on the machine of rank 0 (on several machines with the c10d "
+                    "rendezvous any of them can get rank 0: keep --out on a shared "
+                    "filesystem, or use --rdzv-backend static with --node-rank)"
+                )
+                raise FileNotFoundError(
+                    f"--resume: no {CHECKPOINT} in {self.out}{where} to "
+                    f"resume from; start the run without --resume"
+                )
             # both as JSON text holds them (inf/nan as strings), so such values compare equal
             saved = to_json(json.loads(config_path.read_text()))
             current = to_json(self.config.to_dict())
             if _comparable(saved) != _comparable(current):
-                changed = sorted(k for k in _comparable(saved)
-                                 if saved.get(k) != current.get(k))
-                raise ValueError(f"--resume: the options differ from the interrupted run in "
-                                 f"{self.out} ({', '.join(changed)}); use the same options")
+                changed = sorted(k for k in _comparable(saved) if saved.get(k) != current.get(k))
+                raise ValueError(
+                    f"--resume: the options differ from the interrupted run in "
+                    f"{self.out} ({', '.join(changed)}); use the same options"
+                )
             state = load_checkpoint(checkpoint_path)
         elif checkpoint_path.exists() or (self.out / REPORT).exists():
-            raise FileExistsError(f"{self.out} already holds a run; pass --resume to continue "
-                                  f"it or choose another --out (nothing was overwritten)")
+            raise FileExistsError(
+                f"{self.out} already holds a run; pass --resume to continue "
+                f"it or choose another --out (nothing was overwritten)"
+            )
         return state
 
     def write_config(self) -> None:
@@ -183,45 +192,78 @@ class Run:
 
     def load_data(self) -> None:
         c = self.config
-        splits = data_module.load_splits(c.dataset, c.data_dir, val_size=c.val_size,
-                                         subset=c.train_subset, test_subset=c.test_subset,
-                                         seed=c.seed, download=c.download)
+        splits = data_module.load_splits(
+            c.dataset,
+            c.data_dir,
+            val_size=c.val_size,
+            subset=c.train_subset,
+            test_subset=c.test_subset,
+            seed=c.seed,
+            download=c.download,
+        )
         if "test" not in splits:
-            raise ValueError(f"dataset {c.dataset!r} in {c.data_dir} has no test split; "
-                             f"an image folder needs train/ and test/ subfolders")
+            raise ValueError(
+                f"dataset {c.dataset!r} in {c.data_dir} has no test split; "
+                f"an image folder needs train/ and test/ subfolders"
+            )
         self.splits = splits
         train = splits["train"]
         shard = {"rank": self.ctx.rank, "world_size": self.ctx.world_size}
         # each process: positions rank, rank+W, ... of the global permutation, B/W per
         # batch, so the processes' i-th batches together are the single-process i-th batch
         self.train_loader = data_module.BatchLoader(
-            train, self.local_batch_size, shuffle=True, augment=True, device=self.device,
-            seed=c.seed, drop_last=len(train) > c.batch_size, channels_last=c.channels_last,
-            **shard)
+            train,
+            self.local_batch_size,
+            shuffle=True,
+            augment=True,
+            device=self.device,
+            seed=c.seed,
+            drop_last=len(train) > c.batch_size,
+            channels_last=c.channels_last,
+            **shard,
+        )
         # evaluation: every item once over all processes (no truncation), counts summed
         self.test_loader = data_module.BatchLoader(
-            splits["test"], 256, shuffle=False, device=self.device,
-            channels_last=c.channels_last, even=False, **shard)
-        self.val_loader = (data_module.BatchLoader(splits["val"], 256, shuffle=False,
-                                                   device=self.device, even=False, **shard)
-                           if "val" in splits else None)
+            splits["test"],
+            256,
+            shuffle=False,
+            device=self.device,
+            channels_last=c.channels_last,
+            even=False,
+            **shard,
+        )
+        self.val_loader = (
+            data_module.BatchLoader(
+                splits["val"], 256, shuffle=False, device=self.device, even=False, **shard
+            )
+            if "val" in splits
+            else None
+        )
         self.calibration = calibration_batch(train, c.calibration_size, c.seed, self.device)
         self.example_inputs = self.calibration[0][:1]
 
     def build_model(self) -> nn.Module:
         c = self.config
         train = self.splits["train"]
-        model, self.spec = starting_model(c.model, c.checkpoint, num_classes=train.num_classes,
-                                          in_channels=train.in_channels)
+        model, self.spec = starting_model(
+            c.model, c.checkpoint, num_classes=train.num_classes, in_channels=train.in_channels
+        )
         return prepare_model(model, self.device, c.channels_last)
 
     # ----- phases --------------------------------------------------------------------
     def _optimizer(self, model: nn.Module, epochs: int, lr: float | None):
         c = self.config
-        optimizer = make_optimizer(c.optimizer, model.parameters(), lr=lr,
-                                   weight_decay=c.weight_decay, momentum=c.momentum)
-        scheduler = make_scheduler(c.schedule, optimizer, max(epochs, 1),
-                                   len(self.train_loader), step_size=c.step_size, gamma=c.gamma)
+        optimizer = make_optimizer(
+            c.optimizer, model.parameters(), lr=lr, weight_decay=c.weight_decay, momentum=c.momentum
+        )
+        scheduler = make_scheduler(
+            c.schedule,
+            optimizer,
+            max(epochs, 1),
+            len(self.train_loader),
+            step_size=c.step_size,
+            gamma=c.gamma,
+        )
         return optimizer, scheduler
 
     def _make_pruner(self, model: nn.Module):
@@ -229,64 +271,103 @@ class Run:
         # several processes: the main one solves (or ranks units), every one gets the masks
         share = self.ctx.run_on_main if self.ctx.distributed else None
         if c.method == "ising":
-            return IsingPruner(model, self.example_inputs, keep=c.keep, energy=c.energy,
-                               solver=c.solver, solver_params=c.solver_params,
-                               every=c.resolve_every, patience=c.patience,
-                               freeze_epoch=c.freeze_epoch, data=self.calibration,
-                               keep_by=c.keep_by, importance=c.importance,
-                               similarity=c.similarity, seed=c.seed, run_on_main=share)
+            return IsingPruner(
+                model,
+                self.example_inputs,
+                keep=c.keep,
+                energy=c.energy,
+                solver=c.solver,
+                solver_params=c.solver_params,
+                every=c.resolve_every,
+                patience=c.patience,
+                freeze_epoch=c.freeze_epoch,
+                data=self.calibration,
+                keep_by=c.keep_by,
+                importance=c.importance,
+                similarity=c.similarity,
+                seed=c.seed,
+                run_on_main=share,
+            )
         if c.method == "none":
             return None
-        return ImportancePruner(model, self.example_inputs, keep=c.keep,
-                                importance=c.method, data=self.calibration, keep_by=c.keep_by,
-                                seed=c.seed, run_on_main=share)
+        return ImportancePruner(
+            model,
+            self.example_inputs,
+            keep=c.keep,
+            importance=c.method,
+            data=self.calibration,
+            keep_by=c.keep_by,
+            seed=c.seed,
+            run_on_main=share,
+        )
 
     def evaluate(self, model: nn.Module, loader) -> dict:
         """Over the whole split: each process scores its shard, the sums are reduced."""
         reduce = self.ctx.all_reduce_sum if self.ctx.distributed else None
         return evaluate(model, loader, amp=self.config.amp, reduce=reduce)
 
-    def _epoch(self, phase: str, epoch: int, train_model, model, optimizer, scheduler,
-               hooks) -> dict:
+    def _epoch(
+        self, phase: str, epoch: int, train_model, model, optimizer, scheduler, hooks
+    ) -> dict:
         """One epoch through ``train_model`` (the DDP wrapper when distributed), then the
         evaluation of ``model`` (the plain network)."""
         c = self.config
         self.train_loader.set_epoch(epoch if phase == "train" else c.epochs + epoch)
         started = time.perf_counter()
-        stats = train_one_epoch(train_model, self.train_loader, optimizer, scheduler,
-                                device=self.device, hooks=hooks, amp=c.amp,
-                                progress=c.progress if self.ctx.is_main else False,
-                                desc=f"{phase} {epoch + 1}", epoch=epoch,
-                                reduce=self.ctx.all_reduce_sum if self.ctx.distributed
-                                else None)
+        stats = train_one_epoch(
+            train_model,
+            self.train_loader,
+            optimizer,
+            scheduler,
+            device=self.device,
+            hooks=hooks,
+            amp=c.amp,
+            progress=c.progress if self.ctx.is_main else False,
+            desc=f"{phase} {epoch + 1}",
+            epoch=epoch,
+            reduce=self.ctx.all_reduce_sum if self.ctx.distributed else None,
+        )
         self.timing[phase] += time.perf_counter() - started
         test = self.evaluate(model, self.test_loader)
-        row = {"phase": phase, "epoch": epoch, "train_loss": stats["loss"],
-               "train_top1": stats["top1"], "test_top1": test["top1"],
-               "test_top5": test["top5"], "test_loss": test["loss"]}
+        row = {
+            "phase": phase,
+            "epoch": epoch,
+            "train_loss": stats["loss"],
+            "train_top1": stats["top1"],
+            "test_top1": test["top1"],
+            "test_top5": test["top5"],
+            "test_loss": test["loss"],
+        }
         if self.val_loader is not None:
             val = self.evaluate(model, self.val_loader)
             row.update(val_top1=val["top1"], val_top5=val["top5"])
         self.history.append(**row)
-        self.say(f"{phase} epoch {epoch + 1}: loss {stats['loss']:.3f}, train top-1 "
-                 f"{stats['top1']:.2f}%, test top-1 {test['top1']:.2f}% top-5 "
-                 f"{test['top5']:.2f}%")
+        self.say(
+            f"{phase} epoch {epoch + 1}: loss {stats['loss']:.3f}, train top-1 "
+            f"{stats['top1']:.2f}%, test top-1 {test['top1']:.2f}% top-5 "
+            f"{test['top5']:.2f}%"
+        )
         return row
 
     def _checkpoint(self, phase: str, epoch: int, model, optimizer, scheduler, pruner) -> None:
         """Written by the main process; every process waits for it (and fails with it)."""
-        self.ctx.run_on_main(lambda: self._write_checkpoint(phase, epoch, model, optimizer,
-                                                            scheduler, pruner))
+        self.ctx.run_on_main(
+            lambda: self._write_checkpoint(phase, epoch, model, optimizer, scheduler, pruner)
+        )
 
-    def _write_checkpoint(self, phase: str, epoch: int, model, optimizer, scheduler,
-                          pruner) -> None:
+    def _write_checkpoint(
+        self, phase: str, epoch: int, model, optimizer, scheduler, pruner
+    ) -> None:
         state = {
-            "phase": phase, "epoch": epoch,
+            "phase": phase,
+            "epoch": epoch,
             "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
             "history": self.history.to_dict(),
             "pruner": to_plain(pruner.state_dict()) if pruner is not None else None,
-            "timing": dict(self.timing), "report": to_plain(self.report),
+            "timing": dict(self.timing),
+            "report": to_plain(self.report),
         }
         save_checkpoint(self.out / CHECKPOINT, **state)
 
@@ -300,13 +381,15 @@ class Run:
 
         def read() -> dict[str, bytes]:
             try:
-                return {name: (folder / name).read_bytes()
-                        for name in (ARCHITECTURE_FILE, WEIGHTS_FILE)}
+                return {
+                    name: (folder / name).read_bytes() for name in (ARCHITECTURE_FILE, WEIGHTS_FILE)
+                }
             except FileNotFoundError as error:
                 raise FileNotFoundError(
                     f"--resume: {folder} lacks {Path(error.filename).name}: the run was "
                     f"interrupted in its fine-tuning phase and needs the pruned architecture "
-                    f"its main process saved there") from None
+                    f"its main process saved there"
+                ) from None
 
         files = self.ctx.run_on_main(read)
         if self.ctx.is_main:
@@ -333,8 +416,10 @@ def run(config: RunConfig, resume: bool = False) -> dict:
             return _run(config, resume, ctx)
         except KeyboardInterrupt:
             if ctx.is_main and (Path(config.out) / CHECKPOINT).exists():
-                _say(f"interrupted: the last checkpoint is kept in {config.out}; continue "
-                     f"with the same command plus --resume")
+                _say(
+                    f"interrupted: the last checkpoint is kept in {config.out}; continue "
+                    f"with the same command plus --resume"
+                )
             raise
 
 
@@ -398,20 +483,24 @@ def _run(config: RunConfig, resume: bool, ctx: distributed.Context) -> dict:
             job.timing["surgery"] = time.perf_counter() - started
             if isinstance(pruner, IsingPruner):
                 job.energy_history = pruner.energy_history
-                job.timing["solver"] = float(sum(r["solver_seconds"]
-                                                 for r in pruner.energy_history))
+                job.timing["solver"] = float(
+                    sum(r["solver_seconds"] for r in pruner.energy_history)
+                )
                 # energy building + solving + budget polish, over all re-solves
-                job.timing["selection"] = float(sum(r["seconds"]
-                                                    for r in pruner.energy_history))
+                job.timing["selection"] = float(sum(r["seconds"] for r in pruner.energy_history))
             job.report["pruning"] = {
-                "kept": {name: [int(mask.sum()), group_sizes[name]]
-                         for name, mask in masks.items()},
+                "kept": {
+                    name: [int(mask.sum()), group_sizes[name]] for name, mask in masks.items()
+                },
                 "removed": {name: idx for name, idx in history},
                 "paper_filter_pruning_rate": filter_rate,
                 "energy_history": job.energy_history,
             }
-            ctx.run_on_main(lambda: save_pruned(model, job.out / "pruned_init", spec=job.spec,
-                                                metadata={"history": history}))
+            ctx.run_on_main(
+                lambda: save_pruned(
+                    model, job.out / "pruned_init", spec=job.spec, metadata={"history": history}
+                )
+            )
             job.report["after_pruning"] = _measure(model, job)
         start_epoch = 0
         state = None
@@ -422,8 +511,9 @@ def _run(config: RunConfig, resume: bool, ctx: distributed.Context) -> dict:
 
     # ----- phase 3: fine-tuning -------------------------------------------------------
     if c.method != "none" and c.finetune_epochs > 0:
-        optimizer, scheduler = job._optimizer(model, c.finetune_epochs,
-                                              c.finetune_lr if c.finetune_lr else c.lr)
+        optimizer, scheduler = job._optimizer(
+            model, c.finetune_epochs, c.finetune_lr if c.finetune_lr else c.lr
+        )
         if state is not None:
             optimizer.load_state_dict(state["optimizer"])
             scheduler.load_state_dict(state["scheduler"])
@@ -438,8 +528,12 @@ def _run(config: RunConfig, resume: bool, ctx: distributed.Context) -> dict:
     report = _final_report(job)
 
     def write_outputs() -> None:
-        save_pruned(model, job.out / "model", spec=job.spec,
-                    metadata={"report": "report.json", "config": to_json(c.to_dict())})
+        save_pruned(
+            model,
+            job.out / "model",
+            spec=job.spec,
+            metadata={"report": "report.json", "config": to_json(c.to_dict())},
+        )
         write_json(job.out / REPORT, report)
         from ising_qubo.pruning.plots import plot_run
 
@@ -451,9 +545,13 @@ def _run(config: RunConfig, resume: bool, ctx: distributed.Context) -> dict:
 
 def _measure(model: nn.Module, job: Run) -> dict:
     test = job.evaluate(model, job.test_loader)
-    return {"top1": test["top1"], "top5": test["top5"], "loss": test["loss"],
-            "params": count_params(model),
-            "macs": count_macs(model, job.example_inputs)}
+    return {
+        "top1": test["top1"],
+        "top5": test["top5"],
+        "loss": test["loss"],
+        "params": count_params(model),
+        "macs": count_macs(model, job.example_inputs),
+    }
 
 
 def _final_report(job: Run) -> dict:
@@ -465,23 +563,35 @@ def _final_report(job: Run) -> dict:
         "device": str(job.device),
         "world_size": job.ctx.world_size,  # processes (batch_size is their global batch)
         "data": {name: len(split) for name, split in job.splits.items()},
-        "params": {"before": before["params"], "after": after["params"],
-                   "kept_fraction": params_ratio},
-        "macs": {"before": before["macs"], "after": after["macs"],
-                 "kept_fraction": after["macs"] / before["macs"]},
-        "accuracy": {"before": {"top1": before["top1"], "top5": before["top5"]},
-                     "after": {"top1": after["top1"], "top5": after["top5"]}},
-        "stages": {k: job.report[k] for k in ("initial", "before_pruning", "after_pruning",
-                                              "final") if k in job.report},
+        "params": {
+            "before": before["params"],
+            "after": after["params"],
+            "kept_fraction": params_ratio,
+        },
+        "macs": {
+            "before": before["macs"],
+            "after": after["macs"],
+            "kept_fraction": after["macs"] / before["macs"],
+        },
+        "accuracy": {
+            "before": {"top1": before["top1"], "top5": before["top5"]},
+            "after": {"top1": after["top1"], "top5": after["top5"]},
+        },
+        "stages": {
+            k: job.report[k]
+            for k in ("initial", "before_pruning", "after_pruning", "final")
+            if k in job.report
+        },
         "pruning": job.report.get("pruning"),
         "history": job.history.to_dict(),
         "timing_seconds": job.timing,
         "paper_comparison": {
             "filter_pruning_rate": (job.report.get("pruning") or {}).get(
-                "paper_filter_pruning_rate"),
+                "paper_filter_pruning_rate"
+            ),
             "parameter_pruning_rate": 1.0 - params_ratio,
             "note": "the paper counts removed filters only; parameter_pruning_rate counts "
-                    "the really pruned model (input channels removed downstream included)",
+            "the really pruned model (input channels removed downstream included)",
         },
     }
 

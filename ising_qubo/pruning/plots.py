@@ -36,8 +36,12 @@ def plot_run(report: dict, directory: str | Path) -> list[Path]:
     if energies:
         fig = Figure(figsize=(6, 4))
         ax = fig.subplots()
-        ax.plot([row["iteration"] for row in energies], [row["energy"] for row in energies],
-                marker="o", markersize=3)
+        ax.plot(
+            [row["iteration"] for row in energies],
+            [row["energy"] for row in energies],
+            marker="o",
+            markersize=3,
+        )
         ax.set_xlabel("training iteration")
         ax.set_ylabel("energy of the solved state")
         ax.set_title("Ising energy during Ising-dropout")

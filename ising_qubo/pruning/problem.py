@@ -72,17 +72,27 @@ class PruningProblem:
     current weights (and a new batch) during Ising-dropout training.
     """
 
-    def __init__(self, groups: ModelGroups, energy: str | Energy = "redundancy",
-                 keep: float | None = None, keep_by: str = "params",
-                 importance: str = "l1", similarity: str = "cosine",
-                 redundancy_weight: float = 1.0, data: Any = None, seed: int = 0) -> None:
+    def __init__(
+        self,
+        groups: ModelGroups,
+        energy: str | Energy = "redundancy",
+        keep: float | None = None,
+        keep_by: str = "params",
+        importance: str = "l1",
+        similarity: str = "cosine",
+        redundancy_weight: float = 1.0,
+        data: Any = None,
+        seed: int = 0,
+    ) -> None:
         self.energy_definition = get_energy(energy)
         if importance not in IMPORTANCES:
-            raise ValueError(f"unknown importance {importance!r}; choose one of "
-                             f"{', '.join(IMPORTANCES)}")
+            raise ValueError(
+                f"unknown importance {importance!r}; choose one of {', '.join(IMPORTANCES)}"
+            )
         if similarity not in SIMILARITIES:
-            raise ValueError(f"unknown similarity {similarity!r}; choose one of "
-                             f"{', '.join(SIMILARITIES)}")
+            raise ValueError(
+                f"unknown similarity {similarity!r}; choose one of {', '.join(SIMILARITIES)}"
+            )
         self.model_groups = groups
         self.groups: list[UnitGroup] = groups.groups
         self.keep = keep
@@ -92,7 +102,8 @@ class PruningProblem:
         self.redundancy_weight = float(redundancy_weight)
         self.seed = seed
         self.keep_counts: dict[str, int] | None = (
-            None if keep is None else uniform_keep_counts(groups, keep, keep_by))
+            None if keep is None else uniform_keep_counts(groups, keep, keep_by)
+        )
         self.offsets: dict[str, int] = {}
         offset = 0
         for group in self.groups:
@@ -112,10 +123,17 @@ class PruningProblem:
         return self.energy_definition.per_group
 
     @classmethod
-    def from_model(cls, model: nn.Module, example_inputs: Any,
-                   energy: str | Energy = "redundancy",
-                   keep: float | None = None, data: Any = None, keep_by: str = "params",
-                   ignored_layers: Any = None, **options: Any) -> PruningProblem:
+    def from_model(
+        cls,
+        model: nn.Module,
+        example_inputs: Any,
+        energy: str | Energy = "redundancy",
+        keep: float | None = None,
+        data: Any = None,
+        keep_by: str = "params",
+        ignored_layers: Any = None,
+        **options: Any,
+    ) -> PruningProblem:
         """Find the unit groups of ``model`` and build the energy.
 
         ``energy``: a registered name (``ENERGIES``) or an
@@ -134,13 +152,23 @@ class PruningProblem:
     # ----- energy terms -------------------------------------------------------------
     def refresh(self, data: Any = None) -> None:
         """Recompute the energy from the model's current weights (and ``data``)."""
-        inputs = ModelInputs(self.model_groups, data, self.offsets, self.labels,
-                             self.keep_counts, self.importance, self.similarity,
-                             self.redundancy_weight, self.seed)
+        inputs = ModelInputs(
+            self.model_groups,
+            data,
+            self.offsets,
+            self.labels,
+            self.keep_counts,
+            self.importance,
+            self.similarity,
+            self.redundancy_weight,
+            self.seed,
+        )
         energy = self.energy_definition
         if data is None and energy.needs_data(inputs):
-            raise ValueError(f"energy {energy.name!r} with importance {self.importance!r} "
-                             f"needs data=(inputs, targets), a labelled batch")
+            raise ValueError(
+                f"energy {energy.name!r} with importance {self.importance!r} "
+                f"needs data=(inputs, targets), a labelled batch"
+            )
         built = energy.build(inputs)
         if energy.per_group:
             self._coefficients = self._checked_coefficients(built)
@@ -153,38 +181,51 @@ class PruningProblem:
         fields and the couplings upper-triangular (the form the BQMs are built from)."""
         name = self.energy_name
         if not isinstance(built, Mapping):
-            raise ValueError(f"energy {name!r} is per group: build() must return {{group "
-                             f"name: (linear, quadratic)}}, got {type(built).__name__}")
+            raise ValueError(
+                f"energy {name!r} is per group: build() must return {{group "
+                f"name: (linear, quadratic)}}, got {type(built).__name__}"
+            )
         missing = [g.name for g in self.groups if g.name not in built]
         if missing:
-            raise ValueError(f"energy {name!r} built no coefficients for group(s) "
-                             f"{', '.join(map(repr, missing))}")
+            raise ValueError(
+                f"energy {name!r} built no coefficients for group(s) "
+                f"{', '.join(map(repr, missing))}"
+            )
         coefficients = {}
         for group in self.groups:
             linear, quadratic = (np.asarray(a, dtype=np.float64) for a in built[group.name])
             n = group.size
             if linear.shape != (n,) or quadratic.shape != (n, n):
-                raise ValueError(f"energy {name!r}, group {group.name!r}: coefficients of "
-                                 f"shapes {linear.shape} and {quadratic.shape}, expected "
-                                 f"({n},) and ({n}, {n})")
+                raise ValueError(
+                    f"energy {name!r}, group {group.name!r}: coefficients of "
+                    f"shapes {linear.shape} and {quadratic.shape}, expected "
+                    f"({n},) and ({n}, {n})"
+                )
             if not (np.all(np.isfinite(linear)) and np.all(np.isfinite(quadratic))):
-                raise ValueError(f"energy {name!r}, group {group.name!r}: NaN or infinite "
-                                 f"coefficients")
+                raise ValueError(
+                    f"energy {name!r}, group {group.name!r}: NaN or infinite coefficients"
+                )
             # x^T Q x = sum_i Q_ii x_i + sum_{i<j} (Q_ij + Q_ji) x_i x_j for x in {0, 1}
-            coefficients[group.name] = (linear + np.diag(quadratic),
-                                        np.triu(quadratic + quadratic.T, 1))
+            coefficients[group.name] = (
+                linear + np.diag(quadratic),
+                np.triu(quadratic + quadratic.T, 1),
+            )
         return coefficients
 
     def _checked_network(self, built: Any) -> LowRankIsing:
         name = self.energy_name
         if not isinstance(built, LowRankIsing):
-            raise ValueError(f"energy {name!r} is whole-network: build() must return a "
-                             f"LowRankIsing, got {type(built).__name__}")
+            raise ValueError(
+                f"energy {name!r} is whole-network: build() must return a "
+                f"LowRankIsing, got {type(built).__name__}"
+            )
         if list(built.labels) != self.labels:
-            raise ValueError(f"energy {name!r}: build() must return a LowRankIsing over the "
-                             f"problem's {self.num_variables} variables labelled "
-                             f"inputs.labels, in order; got {built.num_variables} variables "
-                             f"labelled {built.labels[:3]}...")
+            raise ValueError(
+                f"energy {name!r}: build() must return a LowRankIsing over the "
+                f"problem's {self.num_variables} variables labelled "
+                f"inputs.labels, in order; got {built.num_variables} variables "
+                f"labelled {built.labels[:3]}..."
+            )
         return built
 
     def _keep_count(self, group: UnitGroup) -> int | None:
@@ -214,7 +255,8 @@ class PruningProblem:
             offset = strength * k * k
         rows, cols = np.nonzero(quadratic)
         bqm = dimod.BinaryQuadraticModel.from_numpy_vectors(
-            linear, (rows, cols, quadratic[rows, cols]), offset, dimod.BINARY)
+            linear, (rows, cols, quadratic[rows, cols]), offset, dimod.BINARY
+        )
         bqm.relabel_variables(dict(enumerate(group.labels)), inplace=True)
         return bqm
 
@@ -287,13 +329,18 @@ class PruningProblem:
         for index, J in penalty.blocks:
             key = tuple(index.tolist())
             blocks[key] = blocks[key] + J if key in blocks else J
-        return LowRankIsing(net.h + penalty.h,
-                               [(np.array(k, dtype=np.int64), J) for k, J in blocks.items()],
-                               net.lowrank_u, net.lowrank_v, net.offset + penalty.offset,
-                               list(self.labels))
+        return LowRankIsing(
+            net.h + penalty.h,
+            [(np.array(k, dtype=np.int64), J) for k, J in blocks.items()],
+            net.lowrank_u,
+            net.lowrank_v,
+            net.offset + penalty.offset,
+            list(self.labels),
+        )
 
-    def to_bqm(self, group: str | int | None = None, budget: bool = True
-               ) -> dimod.BinaryQuadraticModel:
+    def to_bqm(
+        self, group: str | int | None = None, budget: bool = True
+    ) -> dimod.BinaryQuadraticModel:
         """The problem as a BINARY ``dimod.BinaryQuadraticModel`` (x = 1 keeps a unit).
 
         ``group`` (a name or an index) restricts it to one group; for a whole-network
@@ -309,8 +356,9 @@ class PruningProblem:
             # the structured model conditioned on the others (dimod's fix_variables on
             # the dense whole-network BQM costs seconds per group even for ResNet-20)
             start = self.offsets[chosen.name]
-            part = _condition_on_kept(self.structured(budget),
-                                      np.arange(start, start + chosen.size))
+            part = _condition_on_kept(
+                self.structured(budget), np.arange(start, start + chosen.size)
+            )
             return part.to_bqm().change_vartype(dimod.BINARY, inplace=False)
         if self.per_group:
             whole = dimod.BinaryQuadraticModel(dimod.BINARY)
@@ -330,25 +378,31 @@ class PruningProblem:
     def state_from_masks(self, masks: Mapping[str, np.ndarray]) -> np.ndarray:
         unknown = set(masks) - set(self.offsets)
         if unknown:  # a typo would otherwise be read as "keep everything" without a word
-            raise ValueError(f"masks for unknown groups {sorted(map(str, unknown))}; groups: "
-                             f"{', '.join(self.offsets)}")
+            raise ValueError(
+                f"masks for unknown groups {sorted(map(str, unknown))}; groups: "
+                f"{', '.join(self.offsets)}"
+            )
         state = np.ones(self.num_variables, dtype=np.int8)
         for group in self.groups:
             if group.name in masks:
                 mask = np.asarray(masks[group.name]).astype(bool)
                 if mask.shape != (group.size,):
-                    raise ValueError(f"group {group.name!r}: mask of shape {mask.shape}, "
-                                     f"expected ({group.size},)")
+                    raise ValueError(
+                        f"group {group.name!r}: mask of shape {mask.shape}, "
+                        f"expected ({group.size},)"
+                    )
                 start = self.offsets[group.name]
-                state[start:start + group.size] = mask
+                state[start : start + group.size] = mask
         return state
 
     def masks_from_state(self, state: np.ndarray) -> dict[str, np.ndarray]:
         state = np.asarray(state).reshape(-1)
         if len(state) != self.num_variables:
             raise ValueError(f"state has {len(state)} entries, the problem {self.num_variables}")
-        return {g.name: state[self.offsets[g.name]:self.offsets[g.name] + g.size].astype(bool)
-                for g in self.groups}
+        return {
+            g.name: state[self.offsets[g.name] : self.offsets[g.name] + g.size].astype(bool)
+            for g in self.groups
+        }
 
     def energy(self, masks: Mapping[str, np.ndarray], budget: bool = False) -> float:
         """The energy of a keep mask per group (without the budget penalty by default)."""
@@ -356,8 +410,12 @@ class PruningProblem:
         return float(self.structured(budget).energies(2 * x[None, :] - 1)[0])
 
     # ----- solving ---------------------------------------------------------------------
-    def solve(self, solver: Any = "torch-sa", initial: Mapping[str, np.ndarray] | None = None,
-              **params: Any) -> PruningSolution:
+    def solve(
+        self,
+        solver: Any = "torch-sa",
+        initial: Mapping[str, np.ndarray] | None = None,
+        **params: Any,
+    ) -> PruningSolution:
         """Solve with a registered solver name or any ``dimod.Sampler``; the lowest-energy
         state becomes a keep mask per group.
 
@@ -366,8 +424,9 @@ class PruningProblem:
         a kept and a dropped unit of one group lowers the energy.
         """
         sampler = resolve_sampler(solver)
-        name = solver if isinstance(solver, str) else getattr(
-            sampler, "name", type(sampler).__name__)
+        name = (
+            solver if isinstance(solver, str) else getattr(sampler, "name", type(sampler).__name__)
+        )
         warm = initial is not None and supports(sampler, Capability.INITIAL_STATES)
         start = time.perf_counter()
         if self.per_group:
@@ -380,8 +439,9 @@ class PruningProblem:
             # must still stop (its last checkpoint stays), so the interrupt goes on
             raise KeyboardInterrupt
         masks, repair_flips, swaps = self.polish(self.masks_from_state(state))
-        return PruningSolution(masks, self.energy(masks), str(name), seconds, repair_flips,
-                               swaps, samplesets)
+        return PruningSolution(
+            masks, self.energy(masks), str(name), seconds, repair_flips, swaps, samplesets
+        )
 
     def _solve_groups(self, sampler, initial, params):
         """A per-group energy: one BQM per group, in one batch where the sampler takes
@@ -403,8 +463,9 @@ class PruningProblem:
                 samplesets.append(sampler.sample(bqm, **extra))
                 if samplesets[-1].info.get("interrupted"):
                     raise KeyboardInterrupt  # Ctrl-C: do not go on to the next group
-        state = np.concatenate([
-            _best_state(ss, g.labels) for ss, g in zip(samplesets, self.groups)])
+        state = np.concatenate(
+            [_best_state(ss, g.labels) for ss, g in zip(samplesets, self.groups)]
+        )
         return state, samplesets
 
     def _initial(self, initial: Mapping[str, np.ndarray], group: UnitGroup) -> np.ndarray:
@@ -421,11 +482,11 @@ class PruningProblem:
                 x = self.state_from_masks(initial).astype(float)
                 reads = int(params.get("num_reads", 10))
                 extra["initial_states"] = np.repeat(2 * x[None, :] - 1, reads, axis=0)
-            swaps = (self.keep_counts is not None
-                     and supports(sampler, Capability.STRUCTURED_CARDINALITIES))
+            swaps = self.keep_counts is not None and supports(
+                sampler, Capability.STRUCTURED_CARDINALITIES
+            )
             if swaps:  # the budget met exactly by swap moves: no penalty to anneal through
-                extra["cardinalities"] = [(g.labels, self.keep_counts[g.name])
-                                          for g in self.groups]
+                extra["cardinalities"] = [(g.labels, self.keep_counts[g.name]) for g in self.groups]
             sampleset = sampler.sample_structured(self.structured(budget=not swaps), **extra)
             return _best_state(sampleset, self.labels), [sampleset]
         exact_budget = self.keep_counts is not None and supports(sampler, Capability.CARDINALITIES)
@@ -444,16 +505,21 @@ class PruningProblem:
 
         Returns (masks, repair flips, swaps). Without a budget only the >= 1 rule applies.
         """
-        indices = [np.arange(self.offsets[g.name], self.offsets[g.name] + g.size)
-                   for g in self.groups]
+        indices = [
+            np.arange(self.offsets[g.name], self.offsets[g.name] + g.size) for g in self.groups
+        ]
         x = self.state_from_masks(masks)
         if self.keep_counts is None:
             targets = [max(1, int(x[index].sum())) for index in indices]
         else:
             targets = [self.keep_counts[g.name] for g in self.groups]
         spins, repair_flips, swaps = budgeted_descent(
-            self.structured(budget=False), 2.0 * x - 1.0, indices, targets,
-            max_moves=None if self.keep_counts is not None else 0)
+            self.structured(budget=False),
+            2.0 * x - 1.0,
+            indices,
+            targets,
+            max_moves=None if self.keep_counts is not None else 0,
+        )
         return self.masks_from_state((spins > 0).astype(np.int8)), repair_flips, swaps
 
     # ----- files ---------------------------------------------------------------------------
@@ -464,16 +530,20 @@ class PruningProblem:
             for layer in group.layers:
                 for channel, unit in zip(layer.channels.tolist(), layer.units.tolist()):
                     units[unit].append({"module": layer.name, "channel": channel})
-            groups.append({
-                "name": group.name,
-                "size": group.size,
-                "keep_count": self._keep_count(group),
-                "file": (files or {}).get(group.name),
-                "params_per_unit": group.params_per_unit.tolist(),
-                "macs_per_unit": group.macs_per_unit.tolist(),
-                "variables": [{"label": label, "unit": i, "layers": units[i]}
-                              for i, label in enumerate(group.labels)],
-            })
+            groups.append(
+                {
+                    "name": group.name,
+                    "size": group.size,
+                    "keep_count": self._keep_count(group),
+                    "file": (files or {}).get(group.name),
+                    "params_per_unit": group.params_per_unit.tolist(),
+                    "macs_per_unit": group.macs_per_unit.tolist(),
+                    "variables": [
+                        {"label": label, "unit": i, "layers": units[i]}
+                        for i, label in enumerate(group.labels)
+                    ],
+                }
+            )
         return {
             "format": "ising-qubo-pruning/1",
             "energy": self.energy_name,
@@ -487,8 +557,13 @@ class PruningProblem:
             "groups": groups,
         }
 
-    def save(self, directory: str | Path, format: str = "coo", budget: bool = True,
-             whole_network: bool | None = None) -> Path:
+    def save(
+        self,
+        directory: str | Path,
+        format: str = "coo",
+        budget: bool = True,
+        whole_network: bool | None = None,
+    ) -> Path:
         """One QUBO file per group, a manifest mapping variables to modules and channels,
         and (for a whole-network energy such as the paper's) ``network.<format>``.
 
@@ -506,9 +581,12 @@ class PruningProblem:
         if whole_network is None:
             whole_network = not self.per_group
             if whole_network and self.num_variables > DENSE_BQM_LIMIT:
-                warnings.warn(f"{directory}: network.{suffix} not written: the whole-network "
-                              f"BQM of {self.num_variables} variables would be dense; the "
-                              f"per-group files and manifest.json are", stacklevel=2)
+                warnings.warn(
+                    f"{directory}: network.{suffix} not written: the whole-network "
+                    f"BQM of {self.num_variables} variables would be dense; the "
+                    f"per-group files and manifest.json are",
+                    stacklevel=2,
+                )
                 whole_network = False
         if whole_network:
             filename = f"network.{suffix}"
@@ -553,4 +631,3 @@ def _best_state(sampleset: dimod.SampleSet, labels: list) -> np.ndarray:
     if sampleset.vartype is dimod.SPIN:
         values = (values + 1) // 2
     return values
-

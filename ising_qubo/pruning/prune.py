@@ -18,10 +18,18 @@ from ising_qubo.pruning.pruners.ising import seeded_params
 from ising_qubo.solvers.registry import resolve_sampler
 
 
-def prune_model(model: nn.Module, example_inputs: Any, keep: float = 0.5,
-                energy: str | Energy = "redundancy", solver: Any = "torch-sa",
-                data: Any = None, keep_by: str = "params", inplace: bool = False,
-                solver_params: dict | None = None, **energy_options: Any) -> nn.Module:
+def prune_model(
+    model: nn.Module,
+    example_inputs: Any,
+    keep: float = 0.5,
+    energy: str | Energy = "redundancy",
+    solver: Any = "torch-sa",
+    data: Any = None,
+    keep_by: str = "params",
+    inplace: bool = False,
+    solver_params: dict | None = None,
+    **energy_options: Any,
+) -> nn.Module:
     """Solve the pruning problem once and return the physically pruned model.
 
     Works on a deep copy unless ``inplace=True`` (then ``model`` itself shrinks and is
@@ -32,8 +40,15 @@ def prune_model(model: nn.Module, example_inputs: Any, keep: float = 0.5,
     """
     target = model if inplace else copy.deepcopy(model)
     sampler = resolve_sampler(solver)
-    problem = PruningProblem.from_model(target, example_inputs, energy=energy, keep=keep,
-                                        data=data, keep_by=keep_by, **energy_options)
+    problem = PruningProblem.from_model(
+        target,
+        example_inputs,
+        energy=energy,
+        keep=keep,
+        data=data,
+        keep_by=keep_by,
+        **energy_options,
+    )
     params = seeded_params(sampler, solver_params or {}, problem.seed, solve_index=0)
     solution = problem.solve(sampler, **params)
     problem.model_groups.prune(solution.masks)

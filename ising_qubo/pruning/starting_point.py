@@ -21,8 +21,9 @@ from ising_qubo.nets.persist import ARCHITECTURE_FILE, load_pruned
 from ising_qubo.nets.training import load_weights
 
 
-def starting_model(name: str, checkpoint: str | os.PathLike[str] | None, *,
-                   num_classes: int, in_channels: int) -> tuple[nn.Module, dict | None]:
+def starting_model(
+    name: str, checkpoint: str | os.PathLike[str] | None, *, num_classes: int, in_channels: int
+) -> tuple[nn.Module, dict | None]:
     """The network to prune, on the CPU, and the spec that rebuilds its architecture.
 
     ``checkpoint`` a directory: the model this tool saved there, pruned or not (``name``,
@@ -33,7 +34,8 @@ def starting_model(name: str, checkpoint: str | os.PathLike[str] | None, *,
     if checkpoint and Path(checkpoint).is_dir():
         model = load_pruned(checkpoint)
         spec = models.spec_of(model) or json.loads(
-            (Path(checkpoint) / ARCHITECTURE_FILE).read_text()).get("spec")
+            (Path(checkpoint) / ARCHITECTURE_FILE).read_text()
+        ).get("spec")
         return model, spec
     model = models.build(name, num_classes=num_classes, in_channels=in_channels)
     if checkpoint:
@@ -50,13 +52,13 @@ def load_checkpoint_weights(model: nn.Module, path: str | os.PathLike[str]) -> N
         raise ValueError(f"--checkpoint: {error}") from None
 
 
-def calibration_batch(train: data_module.ImageDataset, size: int, seed: int,
-                      device: str | torch.device = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+def calibration_batch(
+    train: data_module.ImageDataset, size: int, seed: int, device: str | torch.device = "cpu"
+) -> tuple[torch.Tensor, torch.Tensor]:
     """``(inputs, targets)``: a class-stratified, seeded selection of ``size`` images of
     ``train`` (all of them when it has fewer), as one batch on ``device``."""
     calibration = train.subset(min(size, len(train)), seed=seed)
-    loader = data_module.BatchLoader(calibration, len(calibration), shuffle=False,
-                                     device=device)
+    loader = data_module.BatchLoader(calibration, len(calibration), shuffle=False, device=device)
     return next(iter(loader))
 
 

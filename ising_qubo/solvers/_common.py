@@ -17,8 +17,9 @@ import numpy as np
 
 def check_bqm(bqm: Any, solver: str) -> dimod.BinaryQuadraticModel:
     if not isinstance(bqm, dimod.BinaryQuadraticModel):
-        raise TypeError(f"{solver}: expected a dimod.BinaryQuadraticModel, "
-                        f"got {type(bqm).__name__}")
+        raise TypeError(
+            f"{solver}: expected a dimod.BinaryQuadraticModel, got {type(bqm).__name__}"
+        )
     linear, (rows, cols, values), offset = bqm.to_numpy_vectors()
     if not np.all(np.isfinite(linear)):
         v = bqm.variables[int(np.flatnonzero(~np.isfinite(linear))[0])]
@@ -38,8 +39,13 @@ def positive_int(value: Any, name: str, solver: str) -> int:
     return int(value)
 
 
-def optional_positive(value: Any, name: str, solver: str, meaning: str = "a positive number",
-                      refuse_bool: bool = False) -> float | None:
+def optional_positive(
+    value: Any,
+    name: str,
+    solver: str,
+    meaning: str = "a positive number",
+    refuse_bool: bool = False,
+) -> float | None:
     """None, or a finite number > 0; else ValueError naming the parameter and value."""
     if value is None:
         return None
@@ -121,8 +127,10 @@ class Stop:
         self.interrupted = True
 
     def __enter__(self) -> Stop:
-        if (threading.current_thread() is threading.main_thread()
-                and signal.getsignal(signal.SIGINT) is signal.default_int_handler):
+        if (
+            threading.current_thread() is threading.main_thread()
+            and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        ):
             self._previous_handler = signal.signal(signal.SIGINT, self._on_sigint)
         return self
 
@@ -137,8 +145,9 @@ class Stop:
             info["interrupted"] = True
 
 
-def parse_initial_states(sampler: dimod.Initialized, bqm: dimod.BinaryQuadraticModel,
-                         **arguments: Any) -> np.ndarray:
+def parse_initial_states(
+    sampler: dimod.Initialized, bqm: dimod.BinaryQuadraticModel, **arguments: Any
+) -> np.ndarray:
     """``sampler.parse_initial_states(bqm, ...)``'s states, without their energies.
 
     dimod scores every initial state on ``bqm`` (num_reads x interactions operations:
@@ -149,7 +158,8 @@ def parse_initial_states(sampler: dimod.Initialized, bqm: dimod.BinaryQuadraticM
     """
     labels = list(bqm.variables)
     blank = dimod.BinaryQuadraticModel.from_numpy_vectors(
-        np.zeros(len(labels)), ([], [], []), 0.0, bqm.vartype, variable_order=labels)
+        np.zeros(len(labels)), ([], [], []), 0.0, bqm.vartype, variable_order=labels
+    )
     states = sampler.parse_initial_states(blank, **arguments).initial_states
     columns = [states.variables.index(v) for v in labels]
     return np.ascontiguousarray(states.record.sample[:, columns])
@@ -182,8 +192,15 @@ class ArrayModel:
         converted = bqm if bqm.vartype is vartype else bqm.change_vartype(vartype, inplace=False)
         labels = list(bqm.variables)
         linear, (rows, cols, data), offset = converted.to_numpy_vectors(variable_order=labels)
-        return cls(labels, np.asarray(linear, float), np.asarray(rows, np.int64),
-                   np.asarray(cols, np.int64), np.asarray(data, float), float(offset), vartype)
+        return cls(
+            labels,
+            np.asarray(linear, float),
+            np.asarray(rows, np.int64),
+            np.asarray(cols, np.int64),
+            np.asarray(data, float),
+            float(offset),
+            vartype,
+        )
 
     @property
     def num_variables(self) -> int:
@@ -203,15 +220,16 @@ def symmetric_dense(n: int, rows: np.ndarray, cols: np.ndarray, data: np.ndarray
     return np.ascontiguousarray(flat + flat.T).ravel()
 
 
-def symmetric_csr(n: int, rows: np.ndarray, cols: np.ndarray,
-                  data: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def symmetric_csr(
+    n: int, rows: np.ndarray, cols: np.ndarray, data: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The same matrix as CSR (indptr int64, indices int32, values float64): the sparse
     layout of the compiled kernels (int32 indices halve the memory sweeps stream)."""
     from ising_qubo.lowrank import csr_from_coo
 
     indptr, indices, values = csr_from_coo(
-        n, np.concatenate([rows, cols]), np.concatenate([cols, rows]),
-        np.concatenate([data, data]))
+        n, np.concatenate([rows, cols]), np.concatenate([cols, rows]), np.concatenate([data, data])
+    )
     return indptr, indices.astype(np.int32), values
 
 
@@ -229,6 +247,7 @@ def sampleset_from_states(
     states = np.asarray(states, dtype=np.int8)
     if vartype is not bqm.vartype:
         states = (2 * states - 1) if bqm.vartype is dimod.SPIN else (states + 1) // 2
-    sampleset = dimod.SampleSet.from_samples_bqm((states.astype(np.int8), list(bqm.variables)),
-                                                bqm, info=info)
+    sampleset = dimod.SampleSet.from_samples_bqm(
+        (states.astype(np.int8), list(bqm.variables)), bqm, info=info
+    )
     return sampleset

@@ -19,8 +19,9 @@ class WallTimed:
 
     solver_name = ""
 
-    def _checked(self, bqm: dimod.BinaryQuadraticModel, parameters: dict[str, Any]
-                 ) -> dict[str, Any]:
+    def _checked(
+        self, bqm: dimod.BinaryQuadraticModel, parameters: dict[str, Any]
+    ) -> dict[str, Any]:
         check_bqm(bqm, self.solver_name)
         parameters = self.remove_unknown_kwargs(**parameters)
         if parameters.get("num_reads") is not None:

@@ -83,8 +83,22 @@ def _delta_energy(s, f, i, lr_u, lr_v, pu, pv, lr_diag):
 
 
 @njit(cache=True, parallel=True)
-def sweeps_csr(spins, fields, proj_u, proj_v, indptr, indices, data, lr_u, lr_v, lr_diag,
-               beta_table, problem_of, rng_state, greedy):
+def sweeps_csr(
+    spins,
+    fields,
+    proj_u,
+    proj_v,
+    indptr,
+    indices,
+    data,
+    lr_u,
+    lr_v,
+    lr_diag,
+    beta_table,
+    problem_of,
+    rng_state,
+    greedy,
+):
     """Metropolis sweeps (or, with greedy, strict descent sweeps) over all replicas.
 
     beta_table[t, p] is the inverse temperature of sweep t for problem p (batched
@@ -154,8 +168,8 @@ def sweeps_blocks(spins, fields, jflat, var_start, j_start, beta_table, rng_stat
         p = task % problems
         a = var_start[p]
         m = var_start[p + 1] - a
-        s = spins[r, a:a + m]
-        f = fields[r, a:a + m]
+        s = spins[r, a : a + m]
+        f = fields[r, a : a + m]
         for t in range(num_sweeps):
             beta = beta_table[t, p]
             flips = 0
@@ -170,7 +184,6 @@ def sweeps_blocks(spins, fields, jflat, var_start, j_start, beta_table, rng_stat
                         f[j] += step * jflat[base + j]
             if greedy and flips == 0:
                 break
-
 
 
 # Plain-Python fronts of the kernels for one problem, for callers outside the annealing
@@ -195,8 +208,9 @@ def flip_changes(states, h, dense=None, csr=None, lowrank=None) -> np.ndarray:
     n = states.shape[1]
     lr_u, lr_v, lr_diag = _layout(n, dense, csr, lowrank)
     if dense is not None:
-        fields = fields_blocks(states, h, dense, np.array([0, n], dtype=np.int64),
-                               np.zeros(1, dtype=np.int64))
+        fields = fields_blocks(
+            states, h, dense, np.array([0, n], dtype=np.int64), np.zeros(1, dtype=np.int64)
+        )
         return -2.0 * states * fields
     fields, proj_u, proj_v = fields_csr(states, h, *csr, lr_u, lr_v)
     full = fields + proj_v @ lr_u + proj_u @ lr_v  # as _delta_energy counts them
@@ -216,8 +230,21 @@ def descend(states, h, dense=None, csr=None, lowrank=None, max_sweeps: int = 10_
         sweeps_blocks(states, fields, dense, var_start, j_start, greedy, streams, True)
         return
     fields, proj_u, proj_v = fields_csr(states, h, *csr, lr_u, lr_v)
-    sweeps_csr(states, fields, proj_u, proj_v, *csr, lr_u, lr_v, lr_diag, greedy,
-               np.zeros(n, dtype=np.int64), streams, True)
+    sweeps_csr(
+        states,
+        fields,
+        proj_u,
+        proj_v,
+        *csr,
+        lr_u,
+        lr_v,
+        lr_diag,
+        greedy,
+        np.zeros(n, dtype=np.int64),
+        streams,
+        True,
+    )
+
 
 # Before any parallel kernel runs: keeps torch's thread count as the user set it.
 start_numba_pool()

@@ -31,14 +31,15 @@ def fitted_range(problem: SpinProblem) -> tuple[float, float]:
     """:func:`~ising_qubo.solvers.schedule.fitted_beta_range` of ``problem``, from the
     layout the anneal will use (built once, cached on the problem)."""
     lowrank = None if problem.lowrank_u is None else (problem.lowrank_u, problem.lowrank_v)
-    layout = ({"dense": problem.dense_couplings} if is_dense(problem)
-              else {"csr": problem.csr})
-    return fitted_beta_range(problem.h, problem.rows, problem.cols, problem.data,
-                             lowrank=lowrank, **layout)
+    layout = {"dense": problem.dense_couplings} if is_dense(problem) else {"csr": problem.csr}
+    return fitted_beta_range(
+        problem.h, problem.rows, problem.cols, problem.data, lowrank=lowrank, **layout
+    )
 
 
-def run(problems: list[SpinProblem], schedule: BetaSchedule, seed: int | None,
-        stop: Stop) -> tuple[np.ndarray, int]:
+def run(
+    problems: list[SpinProblem], schedule: BetaSchedule, seed: int | None, stop: Stop
+) -> tuple[np.ndarray, int]:
     """Anneal on the CPU with the compiled kernels; returns (spins, sweeps done).
 
     The kernels work in float64 whatever ``dtype`` says: mixing float32 couplings into
@@ -78,25 +79,48 @@ def run(problems: list[SpinProblem], schedule: BetaSchedule, seed: int | None,
             fields[a:b] = _sa_cpu.fields_blocks(spins[a:b], h, jflat, var_start, j_start)
 
         def sweep(a, b, table, greedy):
-            _sa_cpu.sweeps_blocks(spins[a:b], fields[a:b], jflat, var_start, j_start, table,
-                                  seeds[a * count:b * count], greedy)
+            _sa_cpu.sweeps_blocks(
+                spins[a:b],
+                fields[a:b],
+                jflat,
+                var_start,
+                j_start,
+                table,
+                seeds[a * count : b * count],
+                greedy,
+            )
     else:
         lr_u, lr_v = lowrank_union(problems)
         lr_diag = (lr_u * lr_v).sum(axis=0)
         proj_u = np.zeros((reads, lr_u.shape[0]))
         proj_v = np.zeros((reads, lr_u.shape[0]))
-        indptr, indices, values = (problems[0].csr if count == 1 else
-                                   symmetric_csr(n, model.rows, model.cols, model.data))
+        indptr, indices, values = (
+            problems[0].csr if count == 1 else symmetric_csr(n, model.rows, model.cols, model.data)
+        )
         seeds = np.random.SeedSequence(seed).generate_state(reads, np.uint64)
 
         def refresh(a, b):
             fields[a:b], proj_u[a:b], proj_v[a:b] = _sa_cpu.fields_csr(
-                spins[a:b], h, indptr, indices, values, lr_u, lr_v)
+                spins[a:b], h, indptr, indices, values, lr_u, lr_v
+            )
 
         def sweep(a, b, table, greedy):
-            _sa_cpu.sweeps_csr(spins[a:b], fields[a:b], proj_u[a:b], proj_v[a:b], indptr,
-                               indices, values, lr_u, lr_v, lr_diag, table, problem_of,
-                               seeds[a:b], greedy)
+            _sa_cpu.sweeps_csr(
+                spins[a:b],
+                fields[a:b],
+                proj_u[a:b],
+                proj_v[a:b],
+                indptr,
+                indices,
+                values,
+                lr_u,
+                lr_v,
+                lr_diag,
+                table,
+                problem_of,
+                seeds[a:b],
+                greedy,
+            )
 
     limit = None if stop.deadline.end is None else stop.deadline.end - stop.deadline.start
     pacer = Pacer(limit, numba.get_num_threads())
@@ -117,7 +141,7 @@ def run(problems: list[SpinProblem], schedule: BetaSchedule, seed: int | None,
                     if not first and stop():
                         return
                     first = False
-                    chunk = table[done:done + step]
+                    chunk = table[done : done + step]
                     started = time.perf_counter()
                     sweep(a, b, chunk, False)
                     pacer.record(width * len(chunk), time.perf_counter() - started)

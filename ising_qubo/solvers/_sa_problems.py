@@ -46,8 +46,7 @@ class SpinProblem:
 
 def is_dense(problem: SpinProblem) -> bool:
     """Whether the kernels should hold the couplings as a dense matrix."""
-    return (problem.lowrank_u is None
-            and 2 * len(problem.data) >= DENSE_FRACTION * problem.n ** 2)
+    return problem.lowrank_u is None and 2 * len(problem.data) >= DENSE_FRACTION * problem.n**2
 
 
 def union(problems: list[SpinProblem]) -> tuple[ArrayModel, np.ndarray]:
@@ -59,7 +58,9 @@ def union(problems: list[SpinProblem]) -> tuple[ArrayModel, np.ndarray]:
         rows=np.concatenate([p.rows + o for p, o in zip(problems, offsets)]).astype(np.int64),
         cols=np.concatenate([p.cols + o for p, o in zip(problems, offsets)]).astype(np.int64),
         data=np.concatenate([p.data for p in problems]).astype(float),
-        offset=0.0, vartype=dimod.SPIN)
+        offset=0.0,
+        vartype=dimod.SPIN,
+    )
     problem_of = np.repeat(np.arange(len(problems)), [p.n for p in problems])
     return model, problem_of
 
@@ -72,7 +73,7 @@ def lowrank_union(problems: list[SpinProblem]) -> tuple[np.ndarray, np.ndarray]:
     offset = 0
     for p in problems:
         if p.lowrank_u is not None and len(p.lowrank_u):
-            lr_u[:len(p.lowrank_u), offset:offset + p.n] = p.lowrank_u
-            lr_v[:len(p.lowrank_v), offset:offset + p.n] = p.lowrank_v
+            lr_u[: len(p.lowrank_u), offset : offset + p.n] = p.lowrank_u
+            lr_v[: len(p.lowrank_v), offset : offset + p.n] = p.lowrank_v
         offset += p.n
     return lr_u, lr_v

@@ -65,9 +65,15 @@ class IsingTensors:
 
     def to(self, dtype: torch.dtype) -> IsingTensors:
         low = [None if t is None else t.to(dtype) for t in (self.lowrank_u, self.lowrank_v)]
-        return IsingTensors(self.h.to(dtype), self.J.to(dtype), self.classes,
-                            [rows.to(dtype) for rows in self.class_rows], self.order,
-                            self.offset, *low)
+        return IsingTensors(
+            self.h.to(dtype),
+            self.J.to(dtype),
+            self.classes,
+            [rows.to(dtype) for rows in self.class_rows],
+            self.order,
+            self.offset,
+            *low,
+        )
 
     def fields(self, s: torch.Tensor) -> torch.Tensor:
         if self.dense:
@@ -75,8 +81,9 @@ class IsingTensors:
         return self.h + (self.J @ s.T).T
 
 
-def build_tensors(model: ArrayModel, device: torch.device, dtype: torch.dtype,
-                  colours: np.ndarray | None = None) -> IsingTensors:
+def build_tensors(
+    model: ArrayModel, device: torch.device, dtype: torch.dtype, colours: np.ndarray | None = None
+) -> IsingTensors:
     """The model on ``device``, variables grouped by colour (computed unless given)."""
     n = model.num_variables
     density = 2 * len(model.data) / max(1, n * n)
@@ -91,8 +98,9 @@ def build_tensors(model: ArrayModel, device: torch.device, dtype: torch.dtype,
     position = np.empty(n, dtype=np.int64)
     position[order] = np.arange(n)
     rows, cols = position[model.rows], position[model.cols]
-    index = torch.as_tensor(np.vstack([np.concatenate([rows, cols]), np.concatenate([cols, rows])]),
-                            device=device)
+    index = torch.as_tensor(
+        np.vstack([np.concatenate([rows, cols]), np.concatenate([cols, rows])]), device=device
+    )
     values = torch.as_tensor(np.concatenate([model.data, model.data]), dtype=dtype, device=device)
     h = torch.as_tensor(model.linear[order], dtype=dtype, device=device)
     bounds = np.concatenate([[0], np.cumsum(sizes)])
@@ -105,8 +113,13 @@ def build_tensors(model: ArrayModel, device: torch.device, dtype: torch.dtype,
         warnings.filterwarnings("ignore", message="Sparse (CSR tensor support|invariant)")
         J = torch.sparse_coo_tensor(index, values, (n, n)).coalesce()
         # Transposed row blocks, so that a class's update is one sparse @ dense product.
-        class_rows = [J.index_select(0, torch.arange(c.start, c.stop, device=device))
-                      .t().coalesce().to_sparse_csr() for c in classes]
+        class_rows = [
+            J.index_select(0, torch.arange(c.start, c.stop, device=device))
+            .t()
+            .coalesce()
+            .to_sparse_csr()
+            for c in classes
+        ]
         J = J.to_sparse_csr()
     return IsingTensors(h, J, classes, class_rows, order, model.offset)
 
@@ -187,10 +200,14 @@ def anneal(
         for sweep, beta in enumerate(betas, start=1):
             # Metropolis accepts a flip when dE < -log(u) / beta, u uniform in (0, 1]:
             # drawing all thresholds of a sweep at once saves a kernel launch per class.
-            uniform = torch.rand(spins.shape, generator=generator, device=spins.device,
-                                 dtype=spins.dtype)
-            thresholds = torch.log1p(-uniform).neg_().div_(
-                beta if isinstance(beta, torch.Tensor) else float(beta))
+            uniform = torch.rand(
+                spins.shape, generator=generator, device=spins.device, dtype=spins.dtype
+            )
+            thresholds = (
+                torch.log1p(-uniform)
+                .neg_()
+                .div_(beta if isinstance(beta, torch.Tensor) else float(beta))
+            )
             for k, cls in enumerate(problem.classes):
                 state.flip(k, cls, state.delta_energy(cls) < thresholds[:, cls])
                 if k % 32 == 31 and stop():
@@ -216,8 +233,12 @@ def descend(problem: IsingTensors, spins: torch.Tensor, max_sweeps: int = 10_000
     Python took up to seconds on dense problems (one class per variable), after a time
     limit had already stopped the run.
     """
-    if (spins.device.type == "cpu" and spins.dtype == torch.float64
-            and problem.h.dtype == torch.float64 and problem.lowrank_u is None):
+    if (
+        spins.device.type == "cpu"
+        and spins.dtype == torch.float64
+        and problem.h.dtype == torch.float64
+        and problem.lowrank_u is None
+    ):
         return _descend_compiled(problem, spins, max_sweeps)
     state = _FieldState(problem, spins)
     for _ in range(max_sweeps):
@@ -233,8 +254,7 @@ def descend(problem: IsingTensors, spins: torch.Tensor, max_sweeps: int = 10_000
     return spins
 
 
-def _descend_compiled(problem: IsingTensors, spins: torch.Tensor,
-                      max_sweeps: int) -> torch.Tensor:
+def _descend_compiled(problem: IsingTensors, spins: torch.Tensor, max_sweeps: int) -> torch.Tensor:
     """:func:`descend` with the numba kernels (sequential flips in the stored order)."""
     from ising_qubo.solvers import _sa_cpu
 
@@ -243,9 +263,13 @@ def _descend_compiled(problem: IsingTensors, spins: torch.Tensor,
     if problem.dense:
         layout = {"dense": np.ascontiguousarray(problem.J.numpy()).ravel()}
     else:
-        layout = {"csr": (problem.J.crow_indices().numpy().astype(np.int64),
-                          problem.J.col_indices().numpy().astype(np.int32),
-                          np.ascontiguousarray(problem.J.values().numpy()))}
+        layout = {
+            "csr": (
+                problem.J.crow_indices().numpy().astype(np.int64),
+                problem.J.col_indices().numpy().astype(np.int32),
+                np.ascontiguousarray(problem.J.values().numpy()),
+            )
+        }
     _sa_cpu.descend(states, h, max_sweeps=max_sweeps, **layout)
     spins.copy_(torch.from_numpy(states))
     return spins
@@ -261,14 +285,20 @@ def _part_colours(part: SpinProblem) -> np.ndarray:
     return colours
 
 
-def _beta_rows(schedule: BetaSchedule, columns: np.ndarray | None, device: torch.device,
-               dtype: torch.dtype, block: int = 256) -> Iterator[torch.Tensor]:
+def _beta_rows(
+    schedule: BetaSchedule,
+    columns: np.ndarray | None,
+    device: torch.device,
+    dtype: torch.dtype,
+    block: int = 256,
+) -> Iterator[torch.Tensor]:
     """The schedule's rows as tensors (``columns`` picks a column per variable), computed
     a block at a time: a (sweeps, n) table of a long run would not fit in memory."""
     for a in range(0, len(schedule), block):
         table = schedule.table(a, a + block)
-        yield from torch.as_tensor(table if columns is None else table[:, columns],
-                                   dtype=dtype, device=device)
+        yield from torch.as_tensor(
+            table if columns is None else table[:, columns], dtype=dtype, device=device
+        )
 
 
 def _run_padded(parts, schedule, seed, stop, device, dtype, info) -> tuple[np.ndarray, int]:
@@ -288,16 +318,21 @@ def _run_padded(parts, schedule, seed, stop, device, dtype, info) -> tuple[np.nd
     for k, p in enumerate(parts):
         block = np.zeros((p.n, p.n))
         np.add.at(block, (p.rows, p.cols), p.data)
-        J[k, :p.n, :p.n] = torch.from_numpy(block + block.T)
-        h[k, 0, :p.n] = torch.from_numpy(p.h)
-        start[k, :, :p.n] = torch.from_numpy(p.start)
-        padding[k, 0, :p.n] = False
+        J[k, : p.n, : p.n] = torch.from_numpy(block + block.T)
+        h[k, 0, : p.n] = torch.from_numpy(p.h)
+        start[k, :, : p.n] = torch.from_numpy(p.start)
+        padding[k, 0, : p.n] = False
     itemsize = torch.finfo(dtype).bits // 8
-    J, h, padding = on_device(lambda: (J.to(device), h.to(device), padding.to(device)),
-                              "torch-sa", device, f"{count} padded {width}x{width} matrices",
-                              J.numel() * 8)
-    J_work = on_device(lambda: J.to(dtype), "torch-sa", device, f"the matrices in {dtype}",
-                       J.numel() * itemsize)
+    J, h, padding = on_device(
+        lambda: (J.to(device), h.to(device), padding.to(device)),
+        "torch-sa",
+        device,
+        f"{count} padded {width}x{width} matrices",
+        J.numel() * 8,
+    )
+    J_work = on_device(
+        lambda: J.to(dtype), "torch-sa", device, f"the matrices in {dtype}", J.numel() * itemsize
+    )
     generator = torch.Generator(device=device)
     generator.manual_seed(torch_seed(seed))
 
@@ -322,8 +357,9 @@ def _run_padded(parts, schedule, seed, stop, device, dtype, info) -> tuple[np.nd
             if table is None:  # greedy descent: accept strict improvements only
                 bar = torch.zeros_like(state).masked_fill_(padding, -torch.inf)
             else:
-                uniform = torch.rand(state.shape, generator=generator, device=device,
-                                     dtype=state.dtype)
+                uniform = torch.rand(
+                    state.shape, generator=generator, device=device, dtype=state.dtype
+                )
                 bar = torch.log1p(-uniform).neg_().div_(beta[:, None, None])
                 bar.masked_fill_(padding, -torch.inf)
             flips = 0
@@ -332,7 +368,7 @@ def _run_padded(parts, schedule, seed, stop, device, dtype, info) -> tuple[np.nd
                 flip = -2.0 * s * fields[:, :, k] < bar[:, :, k]
                 delta = flip * (-2.0 * s)
                 s.add_(delta)
-                fields.add_(delta[:, :, None] * coupling[:, k:k + 1, :])
+                fields.add_(delta[:, :, None] * coupling[:, k : k + 1, :])
                 if table is None:
                     flips += int(flip.sum())
             done = step
@@ -357,16 +393,29 @@ def _run_padded(parts, schedule, seed, stop, device, dtype, info) -> tuple[np.nd
         return exact.cpu().numpy()
 
     per_replica = count * width * (6 * itemsize + 3 * 8)
-    outs, size = in_chunks(chunk, reads, stop, "torch-sa", device,
-                           lambda k: J.numel() * (8 + itemsize) + k * per_replica)
+    outs, size = in_chunks(
+        chunk,
+        reads,
+        stop,
+        "torch-sa",
+        device,
+        lambda k: J.numel() * (8 + itemsize) + k * per_replica,
+    )
     if size < reads:
         info["replica_chunk"] = size
     out = np.concatenate(outs, axis=1)
     return np.concatenate([out[k, :, :n] for k, n in enumerate(sizes)], axis=1), min(sweeps)
 
 
-def run(parts: list[SpinProblem], schedule: BetaSchedule, seed: int | None, stop: Stop,
-        device: torch.device, dtype: str, info: dict[str, Any]) -> tuple[np.ndarray, int]:
+def run(
+    parts: list[SpinProblem],
+    schedule: BetaSchedule,
+    seed: int | None,
+    stop: Stop,
+    device: torch.device,
+    dtype: str,
+    info: dict[str, Any],
+) -> tuple[np.ndarray, int]:
     """Anneal ``parts`` with the torch kernel in ``dtype`` ('float32' or 'float64'), then
     descend in float64; returns (spins, sweeps every returned replica completed).
 
@@ -390,14 +439,24 @@ def _run_union(parts, schedule, seed, stop, device, dtype, info) -> tuple[np.nda
     # J (dense, or CSR plus its transposed class blocks), in dtype and a float64 copy
     dense = 2 * len(model.data) >= DENSE_FRACTION * n * n or n <= 64
     matrix_bytes = (n * n if dense else 8 * len(model.data)) * (itemsize + 8)
-    problem = on_device(lambda: build_tensors(model, device, dtype, colours), "torch-sa",
-                        device, f"the {n}x{n} coupling matrix", matrix_bytes)
+    problem = on_device(
+        lambda: build_tensors(model, device, dtype, colours),
+        "torch-sa",
+        device,
+        f"the {n}x{n} coupling matrix",
+        matrix_bytes,
+    )
     lr_u, lr_v = lowrank_union(parts)
     if lr_u.shape[0]:
         problem.lowrank_u = torch.as_tensor(lr_u[:, problem.order], dtype=dtype, device=device)
         problem.lowrank_v = torch.as_tensor(lr_v[:, problem.order], dtype=dtype, device=device)
-    exact = on_device(lambda: problem.to(torch.float64), "torch-sa", device,
-                      f"the {n}x{n} coupling matrix in float64", matrix_bytes)
+    exact = on_device(
+        lambda: problem.to(torch.float64),
+        "torch-sa",
+        device,
+        f"the {n}x{n} coupling matrix in float64",
+        matrix_bytes,
+    )
     start = np.concatenate([p.start for p in parts], axis=1)[:, problem.order]
     generator = torch.Generator(device=device)
     generator.manual_seed(torch_seed(seed))
@@ -408,15 +467,21 @@ def _run_union(parts, schedule, seed, stop, device, dtype, info) -> tuple[np.nda
 
     def chunk(a: int, b: int) -> np.ndarray:
         spins = torch.as_tensor(start[a:b], dtype=dtype, device=device)
-        spins, done = anneal(problem, spins, _beta_rows(schedule, columns, device, dtype),
-                             generator, stop)
+        spins, done = anneal(
+            problem, spins, _beta_rows(schedule, columns, device, dtype), generator, stop
+        )
         sweeps.append(done)
         spins = descend(exact, spins.to(torch.float64))
         return spins[:, back].cpu().numpy()
 
-    outs, size = in_chunks(chunk, len(start), stop, "torch-sa", device,
-                           lambda k: matrix_bytes + k * n * (6 * itemsize + 3 * 8))
+    outs, size = in_chunks(
+        chunk,
+        len(start),
+        stop,
+        "torch-sa",
+        device,
+        lambda k: matrix_bytes + k * n * (6 * itemsize + 3 * 8),
+    )
     if size < len(start):
         info["replica_chunk"] = size
     return np.concatenate(outs), min(sweeps)
-

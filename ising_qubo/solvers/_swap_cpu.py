@@ -73,8 +73,7 @@ def _flip_delta(s, f, pu, pv, i, lr_ptr, lr_q, lr_u, lr_v):
 
 
 @njit(inline="always")
-def _coupling(i, j, vb_ptr, vb_block, vb_pos, bvar_start, jflat, j_start,
-              lr_ptr, lr_q, lr_u, lr_v):
+def _coupling(i, j, vb_ptr, vb_block, vb_pos, bvar_start, jflat, j_start, lr_ptr, lr_q, lr_u, lr_v):
     """The coefficient of s_i s_j in the energy (blocks plus low-rank terms)."""
     c = 0.0
     for x in range(vb_ptr[i], vb_ptr[i + 1]):
@@ -98,8 +97,24 @@ def _coupling(i, j, vb_ptr, vb_block, vb_pos, bvar_start, jflat, j_start,
 
 
 @njit(inline="always")
-def _flip(s, f, pu, pv, i, bvars, bvar_start, jflat, j_start, vb_ptr, vb_block, vb_pos,
-          lr_ptr, lr_q, lr_u, lr_v):
+def _flip(
+    s,
+    f,
+    pu,
+    pv,
+    i,
+    bvars,
+    bvar_start,
+    jflat,
+    j_start,
+    vb_ptr,
+    vb_block,
+    vb_pos,
+    lr_ptr,
+    lr_q,
+    lr_u,
+    lr_v,
+):
     new = -s[i]
     s[i] = new
     step = 2.0 * new
@@ -116,8 +131,26 @@ def _flip(s, f, pu, pv, i, bvars, bvar_start, jflat, j_start, vb_ptr, vb_block, 
 
 
 @njit(cache=True, parallel=True)
-def repair(spins, fields, pu, pv, g_ptr, g_vars, targets, bvars, bvar_start, jflat, j_start,
-           vb_ptr, vb_block, vb_pos, lr_ptr, lr_q, lr_u, lr_v):
+def repair(
+    spins,
+    fields,
+    pu,
+    pv,
+    g_ptr,
+    g_vars,
+    targets,
+    bvars,
+    bvar_start,
+    jflat,
+    j_start,
+    vb_ptr,
+    vb_block,
+    vb_pos,
+    lr_ptr,
+    lr_q,
+    lr_u,
+    lr_v,
+):
     """Greedy single flips until every group keeps exactly its target (s = +1 keeps):
     each time the flip of the right direction that raises the energy least."""
     reps = spins.shape[0]
@@ -140,16 +173,52 @@ def repair(spins, fields, pu, pv, g_ptr, g_vars, targets, bvars, bvar_start, jfl
                         de = _flip_delta(s, f, u_proj, v_proj, i, lr_ptr, lr_q, lr_u, lr_v)
                         if de < best_de:
                             best, best_de = i, de
-                _flip(s, f, u_proj, v_proj, best, bvars, bvar_start, jflat, j_start,
-                      vb_ptr, vb_block, vb_pos, lr_ptr, lr_q, lr_u, lr_v)
+                _flip(
+                    s,
+                    f,
+                    u_proj,
+                    v_proj,
+                    best,
+                    bvars,
+                    bvar_start,
+                    jflat,
+                    j_start,
+                    vb_ptr,
+                    vb_block,
+                    vb_pos,
+                    lr_ptr,
+                    lr_q,
+                    lr_u,
+                    lr_v,
+                )
                 flips[r] += 1
     return flips
 
 
 @njit(cache=True, parallel=True)
-def swap_sweeps(spins, fields, pu, pv, order, g_ptr, g_vars, kept_count, betas, rng_state,
-                bvars, bvar_start, jflat, j_start, vb_ptr, vb_block, vb_pos,
-                lr_ptr, lr_q, lr_u, lr_v):
+def swap_sweeps(
+    spins,
+    fields,
+    pu,
+    pv,
+    order,
+    g_ptr,
+    g_vars,
+    kept_count,
+    betas,
+    rng_state,
+    bvars,
+    bvar_start,
+    jflat,
+    j_start,
+    vb_ptr,
+    vb_block,
+    vb_pos,
+    lr_ptr,
+    lr_q,
+    lr_u,
+    lr_v,
+):
     """Metropolis swap sweeps: per sweep, each group gets as many proposals as it has
     units, each a uniformly drawn (kept, dropped) pair.
 
@@ -172,25 +241,91 @@ def swap_sweeps(spins, fields, pu, pv, order, g_ptr, g_vars, kept_count, betas, 
                     x = a + int(_uniform(rng_state, r) * k)
                     y = a + k + int(_uniform(rng_state, r) * (m - k))
                     i, j = slots[x], slots[y]
-                    de = (_flip_delta(s, f, u_proj, v_proj, i, lr_ptr, lr_q, lr_u, lr_v)
-                          + _flip_delta(s, f, u_proj, v_proj, j, lr_ptr, lr_q, lr_u, lr_v)
-                          + 4.0 * s[i] * s[j] * _coupling(
-                              i, j, vb_ptr, vb_block, vb_pos, bvar_start, jflat, j_start,
-                              lr_ptr, lr_q, lr_u, lr_v))
+                    de = (
+                        _flip_delta(s, f, u_proj, v_proj, i, lr_ptr, lr_q, lr_u, lr_v)
+                        + _flip_delta(s, f, u_proj, v_proj, j, lr_ptr, lr_q, lr_u, lr_v)
+                        + 4.0
+                        * s[i]
+                        * s[j]
+                        * _coupling(
+                            i,
+                            j,
+                            vb_ptr,
+                            vb_block,
+                            vb_pos,
+                            bvar_start,
+                            jflat,
+                            j_start,
+                            lr_ptr,
+                            lr_q,
+                            lr_u,
+                            lr_v,
+                        )
+                    )
                     if _accept(de, beta, False, rng_state, r):
-                        _flip(s, f, u_proj, v_proj, i, bvars, bvar_start, jflat, j_start,
-                              vb_ptr, vb_block, vb_pos, lr_ptr, lr_q, lr_u, lr_v)
-                        _flip(s, f, u_proj, v_proj, j, bvars, bvar_start, jflat, j_start,
-                              vb_ptr, vb_block, vb_pos, lr_ptr, lr_q, lr_u, lr_v)
+                        _flip(
+                            s,
+                            f,
+                            u_proj,
+                            v_proj,
+                            i,
+                            bvars,
+                            bvar_start,
+                            jflat,
+                            j_start,
+                            vb_ptr,
+                            vb_block,
+                            vb_pos,
+                            lr_ptr,
+                            lr_q,
+                            lr_u,
+                            lr_v,
+                        )
+                        _flip(
+                            s,
+                            f,
+                            u_proj,
+                            v_proj,
+                            j,
+                            bvars,
+                            bvar_start,
+                            jflat,
+                            j_start,
+                            vb_ptr,
+                            vb_block,
+                            vb_pos,
+                            lr_ptr,
+                            lr_q,
+                            lr_u,
+                            lr_v,
+                        )
                         slots[x], slots[y] = j, i
                         accepted[r] += 1
     return accepted
 
 
 @njit(cache=True, parallel=True)
-def swap_descent(spins, fields, pu, pv, g_ptr, g_vars, max_swaps, tolerance,
-                 bvars, bvar_start, jflat, j_start, vb_ptr, vb_block, vb_pos,
-                 lr_ptr, lr_q, lr_u, lr_v):
+def swap_descent(
+    spins,
+    fields,
+    pu,
+    pv,
+    g_ptr,
+    g_vars,
+    max_swaps,
+    tolerance,
+    bvars,
+    bvar_start,
+    jflat,
+    j_start,
+    vb_ptr,
+    vb_block,
+    vb_pos,
+    lr_ptr,
+    lr_q,
+    lr_u,
+    lr_v,
+):
     """First-improvement swap descent until a whole pass over all groups finds no swap
     lowering the energy by more than ``tolerance``, or ``max_swaps``.
 
@@ -213,16 +348,62 @@ def swap_descent(spins, fields, pu, pv, g_ptr, g_vars, max_swaps, tolerance,
                         j = g_vars[y]
                         if s[j] > 0:
                             continue
-                        de = (_flip_delta(s, f, u_proj, v_proj, i, lr_ptr, lr_q, lr_u, lr_v)
-                              + _flip_delta(s, f, u_proj, v_proj, j, lr_ptr, lr_q, lr_u,
-                                            lr_v)
-                              - 4.0 * _coupling(i, j, vb_ptr, vb_block, vb_pos, bvar_start,
-                                                jflat, j_start, lr_ptr, lr_q, lr_u, lr_v))
+                        de = (
+                            _flip_delta(s, f, u_proj, v_proj, i, lr_ptr, lr_q, lr_u, lr_v)
+                            + _flip_delta(s, f, u_proj, v_proj, j, lr_ptr, lr_q, lr_u, lr_v)
+                            - 4.0
+                            * _coupling(
+                                i,
+                                j,
+                                vb_ptr,
+                                vb_block,
+                                vb_pos,
+                                bvar_start,
+                                jflat,
+                                j_start,
+                                lr_ptr,
+                                lr_q,
+                                lr_u,
+                                lr_v,
+                            )
+                        )
                         if de < -tolerance and swaps[r] < max_swaps:
-                            _flip(s, f, u_proj, v_proj, i, bvars, bvar_start, jflat, j_start,
-                                  vb_ptr, vb_block, vb_pos, lr_ptr, lr_q, lr_u, lr_v)
-                            _flip(s, f, u_proj, v_proj, j, bvars, bvar_start, jflat, j_start,
-                                  vb_ptr, vb_block, vb_pos, lr_ptr, lr_q, lr_u, lr_v)
+                            _flip(
+                                s,
+                                f,
+                                u_proj,
+                                v_proj,
+                                i,
+                                bvars,
+                                bvar_start,
+                                jflat,
+                                j_start,
+                                vb_ptr,
+                                vb_block,
+                                vb_pos,
+                                lr_ptr,
+                                lr_q,
+                                lr_u,
+                                lr_v,
+                            )
+                            _flip(
+                                s,
+                                f,
+                                u_proj,
+                                v_proj,
+                                j,
+                                bvars,
+                                bvar_start,
+                                jflat,
+                                j_start,
+                                vb_ptr,
+                                vb_block,
+                                vb_pos,
+                                lr_ptr,
+                                lr_q,
+                                lr_u,
+                                lr_v,
+                            )
                             swaps[r] += 1
                             improved = True
                             break  # i is dropped now: go on with the next kept unit
@@ -230,9 +411,27 @@ def swap_descent(spins, fields, pu, pv, g_ptr, g_vars, max_swaps, tolerance,
 
 
 @njit(cache=True)
-def swap_deltas(s, f, pu, pv, order, g_ptr, kept_count, samples, rng_state,
-                vb_ptr, vb_block, vb_pos, bvar_start, jflat, j_start,
-                lr_ptr, lr_q, lr_u, lr_v):
+def swap_deltas(
+    s,
+    f,
+    pu,
+    pv,
+    order,
+    g_ptr,
+    kept_count,
+    samples,
+    rng_state,
+    vb_ptr,
+    vb_block,
+    vb_pos,
+    bvar_start,
+    jflat,
+    j_start,
+    lr_ptr,
+    lr_q,
+    lr_u,
+    lr_v,
+):
     """|energy change| of ``samples`` random swaps from one state (for the schedule)."""
     out = np.zeros(samples, dtype=np.float64)
     movable = np.zeros(len(g_ptr) - 1, dtype=np.int64)
@@ -250,11 +449,16 @@ def swap_deltas(s, f, pu, pv, order, g_ptr, kept_count, samples, rng_state,
         k = kept_count[g]
         i = order[a + int(_uniform(rng_state, 0) * k)]
         j = order[a + k + int(_uniform(rng_state, 0) * (m - k))]
-        out[t] = abs(_flip_delta(s, f, pu, pv, i, lr_ptr, lr_q, lr_u, lr_v)
-                     + _flip_delta(s, f, pu, pv, j, lr_ptr, lr_q, lr_u, lr_v)
-                     + 4.0 * s[i] * s[j] * _coupling(i, j, vb_ptr, vb_block, vb_pos,
-                                                     bvar_start, jflat, j_start,
-                                                     lr_ptr, lr_q, lr_u, lr_v))
+        out[t] = abs(
+            _flip_delta(s, f, pu, pv, i, lr_ptr, lr_q, lr_u, lr_v)
+            + _flip_delta(s, f, pu, pv, j, lr_ptr, lr_q, lr_u, lr_v)
+            + 4.0
+            * s[i]
+            * s[j]
+            * _coupling(
+                i, j, vb_ptr, vb_block, vb_pos, bvar_start, jflat, j_start, lr_ptr, lr_q, lr_u, lr_v
+            )
+        )
     return out
 
 

@@ -14,8 +14,17 @@ import torch
 
 from ising_qubo.devices import resolve_device
 
-__all__ = ["cuda_status", "free_memory", "gib", "in_chunks", "on_device", "out_of_memory",
-           "resolve_device", "resolve_dtype", "torch_seed"]
+__all__ = [
+    "cuda_status",
+    "free_memory",
+    "gib",
+    "in_chunks",
+    "on_device",
+    "out_of_memory",
+    "resolve_device",
+    "resolve_dtype",
+    "torch_seed",
+]
 
 
 def cuda_status() -> str:
@@ -27,8 +36,12 @@ def cuda_status() -> str:
 
 def resolve_dtype(dtype: Any, solver: str) -> torch.dtype:
     try:
-        resolved = {"float32": torch.float32, "float64": torch.float64,
-                    torch.float32: torch.float32, torch.float64: torch.float64}.get(dtype)
+        resolved = {
+            "float32": torch.float32,
+            "float64": torch.float64,
+            torch.float32: torch.float32,
+            torch.float64: torch.float64,
+        }.get(dtype)
     except TypeError:  # unhashable
         resolved = None
     if resolved is None:
@@ -55,17 +68,21 @@ def free_memory(device: torch.device) -> int | None:
     return int(torch.cuda.mem_get_info(device)[0])
 
 
-def out_of_memory(solver: str, device: torch.device, what: str, asked: float,
-                  error: str) -> ValueError:
+def out_of_memory(
+    solver: str, device: torch.device, what: str, asked: float, error: str
+) -> ValueError:
     free = free_memory(device)
     free_text = gib(free) if free is not None else "unknown (not a CUDA device)"
-    return ValueError(f"{solver}: out of GPU memory on {device} (asked for about "
-                      f"{gib(asked)} for {what}; {free_text} free; {error}); use "
-                      "device='cpu' or a smaller problem")
+    return ValueError(
+        f"{solver}: out of GPU memory on {device} (asked for about "
+        f"{gib(asked)} for {what}; {free_text} free; {error}); use "
+        "device='cpu' or a smaller problem"
+    )
 
 
-def on_device(build: Callable[[], Any], solver: str, device: torch.device, what: str,
-              size: float) -> Any:
+def on_device(
+    build: Callable[[], Any], solver: str, device: torch.device, what: str, size: float
+) -> Any:
     """``build()``, with a CUDA out-of-memory error turned into a ValueError with sizes
     (``size``: the bytes ``what`` needs)."""
     try:
@@ -75,9 +92,14 @@ def on_device(build: Callable[[], Any], solver: str, device: torch.device, what:
     raise out_of_memory(solver, device, what, size, error)
 
 
-def in_chunks(run: Callable[[int, int], Any], total: int, stop: Callable[[], bool],
-              solver: str, device: torch.device, bytes_for: Callable[[int], float]
-              ) -> tuple[list[Any], int]:
+def in_chunks(
+    run: Callable[[int, int], Any],
+    total: int,
+    stop: Callable[[], bool],
+    solver: str,
+    device: torch.device,
+    bytes_for: Callable[[int], float],
+) -> tuple[list[Any], int]:
     """``run(a, b)`` over consecutive ranges of ``total`` replicas; halves on CUDA OOM.
 
     The first try is one chunk of all replicas. When it raises
@@ -103,8 +125,7 @@ def in_chunks(run: Callable[[int, int], Any], total: int, stop: Callable[[], boo
             continue
         # out of the except block: the failed try's tensors are free to be collected
         if chunk == 1:
-            raise out_of_memory(solver, device, "the problem and one replica", bytes_for(1),
-                                error)
+            raise out_of_memory(solver, device, "the problem and one replica", bytes_for(1), error)
         chunk = max(1, (end - start) // 2)
         free_memory(device)
     return results, chunk

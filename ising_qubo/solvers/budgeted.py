@@ -40,33 +40,45 @@ class SwapModel:
         self.n = n
         self.h = np.ascontiguousarray(model.h, dtype=np.float64)
         sizes = [len(index) for index, _ in model.blocks]
-        self.bvars = (np.concatenate([index for index, _ in model.blocks]).astype(np.int64)
-                      if model.blocks else np.zeros(0, dtype=np.int64))
+        self.bvars = (
+            np.concatenate([index for index, _ in model.blocks]).astype(np.int64)
+            if model.blocks
+            else np.zeros(0, dtype=np.int64)
+        )
         self.bvar_start = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
         self.j_start = np.concatenate([[0], np.cumsum([m * m for m in sizes])]).astype(np.int64)
-        self.jflat = (np.concatenate([np.ascontiguousarray(J, dtype=np.float64).ravel()
-                                      for _, J in model.blocks])
-                      if model.blocks else np.zeros(0))
+        self.jflat = (
+            np.concatenate(
+                [np.ascontiguousarray(J, dtype=np.float64).ravel() for _, J in model.blocks]
+            )
+            if model.blocks
+            else np.zeros(0)
+        )
         # variable -> (block, position) for every block holding it
         block_of = np.repeat(np.arange(len(sizes), dtype=np.int64), sizes)
-        position = (np.concatenate([np.arange(m) for m in sizes]).astype(np.int64)
-                    if sizes else np.zeros(0, dtype=np.int64))
+        position = (
+            np.concatenate([np.arange(m) for m in sizes]).astype(np.int64)
+            if sizes
+            else np.zeros(0, dtype=np.int64)
+        )
         order = np.argsort(self.bvars, kind="stable")
-        self.vb_ptr = np.concatenate([[0], np.cumsum(np.bincount(self.bvars, minlength=n))]
-                                     ).astype(np.int64)
+        self.vb_ptr = np.concatenate([[0], np.cumsum(np.bincount(self.bvars, minlength=n))]).astype(
+            np.int64
+        )
         self.vb_block = block_of[order]
         self.vb_pos = position[order]
         # low-rank factors by column, term indices ascending within a column
         u, v = model.lowrank_u, model.lowrank_v
         self.rank = u.shape[0]
         cols, terms = np.nonzero(((u != 0) | (v != 0)).T)
-        self.lr_ptr = np.concatenate([[0], np.cumsum(np.bincount(cols, minlength=n))]
-                                     ).astype(np.int64)
+        self.lr_ptr = np.concatenate([[0], np.cumsum(np.bincount(cols, minlength=n))]).astype(
+            np.int64
+        )
         self.lr_q = terms.astype(np.int64)
         self.lr_u = np.ascontiguousarray(u[terms, cols], dtype=np.float64)
         self.lr_v = np.ascontiguousarray(v[terms, cols], dtype=np.float64)
         groups = [np.asarray(index, dtype=np.int64) for index in groups]
-        self.g_vars = (np.concatenate(groups) if groups else np.zeros(0, dtype=np.int64))
+        self.g_vars = np.concatenate(groups) if groups else np.zeros(0, dtype=np.int64)
         self.g_ptr = np.concatenate([[0], np.cumsum([len(g) for g in groups])]).astype(np.int64)
         if len(self.g_vars) and (self.g_vars.min() < 0 or self.g_vars.max() >= n):
             raise ValueError(f"group variable index out of range [0, {n})")
@@ -76,8 +88,15 @@ class SwapModel:
 
     @property
     def _blocks(self) -> tuple:
-        return (self.bvars, self.bvar_start, self.jflat, self.j_start,
-                self.vb_ptr, self.vb_block, self.vb_pos)
+        return (
+            self.bvars,
+            self.bvar_start,
+            self.jflat,
+            self.j_start,
+            self.vb_ptr,
+            self.vb_block,
+            self.vb_pos,
+        )
 
     @property
     def _lowrank(self) -> tuple:
@@ -88,8 +107,9 @@ class SwapModel:
         from ising_qubo.solvers import _swap_cpu
 
         spins = np.ascontiguousarray(np.atleast_2d(spins), dtype=np.float64).copy()
-        fields = _swap_cpu.block_fields(spins, self.h, self.bvars, self.bvar_start,
-                                        self.jflat, self.j_start)
+        fields = _swap_cpu.block_fields(
+            spins, self.h, self.bvars, self.bvar_start, self.jflat, self.j_start
+        )
         pu, pv = _swap_cpu.projections(spins, *self._lowrank, self.rank)
         return spins, fields, pu, pv
 
@@ -101,24 +121,48 @@ class SwapModel:
         bad = np.flatnonzero((targets < 0) | (targets > sizes))
         if len(bad):
             g = int(bad[0])
-            raise ValueError(f"group {g}: cannot keep {int(targets[g])} of {int(sizes[g])} "
-                             "units")
-        return _swap_cpu.repair(*state, self.g_ptr, self.g_vars, targets,
-                                self.bvars, self.bvar_start, self.jflat, self.j_start,
-                                self.vb_ptr, self.vb_block, self.vb_pos, *self._lowrank)
+            raise ValueError(f"group {g}: cannot keep {int(targets[g])} of {int(sizes[g])} units")
+        return _swap_cpu.repair(
+            *state,
+            self.g_ptr,
+            self.g_vars,
+            targets,
+            self.bvars,
+            self.bvar_start,
+            self.jflat,
+            self.j_start,
+            self.vb_ptr,
+            self.vb_block,
+            self.vb_pos,
+            *self._lowrank,
+        )
 
     def descend(self, state, max_swaps: int) -> np.ndarray:
         from ising_qubo.solvers import _swap_cpu
 
-        return _swap_cpu.swap_descent(*state, self.g_ptr, self.g_vars, int(max_swaps),
-                                      self.tolerance(), self.bvars, self.bvar_start,
-                                      self.jflat, self.j_start, self.vb_ptr, self.vb_block,
-                                      self.vb_pos, *self._lowrank)
+        return _swap_cpu.swap_descent(
+            *state,
+            self.g_ptr,
+            self.g_vars,
+            int(max_swaps),
+            self.tolerance(),
+            self.bvars,
+            self.bvar_start,
+            self.jflat,
+            self.j_start,
+            self.vb_ptr,
+            self.vb_block,
+            self.vb_pos,
+            *self._lowrank,
+        )
 
     def tolerance(self) -> float:
         """Improvements below this are float noise: 1e-9 of the largest field scale."""
-        scale = (np.abs(self.h).max(initial=0.0) + np.abs(self.jflat).max(initial=0.0)
-                 + float(np.abs(self.lr_u).sum() * np.abs(self.lr_v).max(initial=0.0)))
+        scale = (
+            np.abs(self.h).max(initial=0.0)
+            + np.abs(self.jflat).max(initial=0.0)
+            + float(np.abs(self.lr_u).sum() * np.abs(self.lr_v).max(initial=0.0))
+        )
         return 1e-9 * max(scale, 1.0)
 
     def slots(self, spins: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -136,9 +180,13 @@ class SwapModel:
         return order, kept
 
 
-def budgeted_descent(model: LowRankIsing, spins: np.ndarray,
-                     groups: Sequence[np.ndarray], targets: Sequence[int],
-                     max_moves: int | None = None) -> tuple[np.ndarray, int, int]:
+def budgeted_descent(
+    model: LowRankIsing,
+    spins: np.ndarray,
+    groups: Sequence[np.ndarray],
+    targets: Sequence[int],
+    max_moves: int | None = None,
+) -> tuple[np.ndarray, int, int]:
     """Meet ``sum(x[groups[g]]) == targets[g]`` (x = (s + 1) / 2) and descend by swaps.
 
     ``max_moves`` caps the swaps (default 20 n; 0: only meet the budget).
@@ -152,11 +200,17 @@ def budgeted_descent(model: LowRankIsing, spins: np.ndarray,
     return state[0][0], repairs, swaps
 
 
-def budgeted_anneal(model: LowRankIsing, groups: Sequence[np.ndarray],
-                    targets: Sequence[int], num_reads: int = 4, num_sweeps: int = 100,
-                    beta_range: tuple[float, float] | None = None, seed: int | None = None,
-                    initial_states: np.ndarray | None = None, stop: Any = None
-                    ) -> tuple[np.ndarray, dict]:
+def budgeted_anneal(
+    model: LowRankIsing,
+    groups: Sequence[np.ndarray],
+    targets: Sequence[int],
+    num_reads: int = 4,
+    num_sweeps: int = 100,
+    beta_range: tuple[float, float] | None = None,
+    seed: int | None = None,
+    initial_states: np.ndarray | None = None,
+    stop: Any = None,
+) -> tuple[np.ndarray, dict]:
     """Anneal by swaps inside groups, every state meeting the budget; then descend.
 
     Starts from ``initial_states`` ((num_reads, n) spins, brought onto the budget by
@@ -175,30 +229,43 @@ def budgeted_anneal(model: LowRankIsing, groups: Sequence[np.ndarray],
     if initial_states is None:
         start = -np.ones((num_reads, n))
         for g, k in enumerate(targets):
-            index = layout.g_vars[layout.g_ptr[g]:layout.g_ptr[g + 1]]
+            index = layout.g_vars[layout.g_ptr[g] : layout.g_ptr[g + 1]]
             for r in range(num_reads):
                 start[r, rng.choice(index, size=int(k), replace=False)] = 1.0
     else:
         start = np.asarray(initial_states, dtype=float)
         if start.shape != (num_reads, n) or not np.all(np.abs(start) == 1):
-            raise ValueError(f"initial_states must be a ({num_reads}, {n}) array of -1/+1 "
-                             "spins")
+            raise ValueError(f"initial_states must be a ({num_reads}, {n}) array of -1/+1 spins")
     state = layout.state(start)
     repairs = layout.repair(state, targets)
     order, kept = layout.slots(state[0])
     rng_state = rng.integers(0, 2**63, size=num_reads, dtype=np.int64).astype(np.uint64)
     info: dict[str, Any] = {"repair_flips": repairs.tolist()}
     if beta_range is None:
-        deltas = _swap_cpu.swap_deltas(state[0][0], state[1][0], state[2][0], state[3][0],
-                                       order[0], layout.g_ptr, kept, _DELTA_SAMPLES,
-                                       rng_state[:1].copy(), layout.vb_ptr, layout.vb_block,
-                                       layout.vb_pos, layout.bvar_start, layout.jflat,
-                                       layout.j_start, *layout._lowrank)
+        deltas = _swap_cpu.swap_deltas(
+            state[0][0],
+            state[1][0],
+            state[2][0],
+            state[3][0],
+            order[0],
+            layout.g_ptr,
+            kept,
+            _DELTA_SAMPLES,
+            rng_state[:1].copy(),
+            layout.vb_ptr,
+            layout.vb_block,
+            layout.vb_pos,
+            layout.bvar_start,
+            layout.jflat,
+            layout.j_start,
+            *layout._lowrank,
+        )
         beta_range = _default_betas(deltas, layout.tolerance())
     hot, cold = float(beta_range[0]), float(beta_range[1])
     if not (0 <= hot <= cold) or not math.isfinite(cold):
-        raise ValueError(f"beta_range must be (hot, cold) with 0 <= hot <= cold, got "
-                         f"{beta_range!r}")
+        raise ValueError(
+            f"beta_range must be (hot, cold) with 0 <= hot <= cold, got {beta_range!r}"
+        )
 
     def betas(first: int, count: int) -> np.ndarray:
         """Sweeps first..first+count of the geometric (linear from 0) schedule; computed
@@ -214,8 +281,17 @@ def budgeted_anneal(model: LowRankIsing, groups: Sequence[np.ndarray],
     while done < num_sweeps and not (stop is not None and stop()):
         part = betas(done, pacer.sweeps(num_reads, num_sweeps - done))
         started = time.perf_counter()
-        accepted += _swap_cpu.swap_sweeps(*state, order, layout.g_ptr, layout.g_vars, kept,
-                                          part, rng_state, *layout._blocks, *layout._lowrank)
+        accepted += _swap_cpu.swap_sweeps(
+            *state,
+            order,
+            layout.g_ptr,
+            layout.g_vars,
+            kept,
+            part,
+            rng_state,
+            *layout._blocks,
+            *layout._lowrank,
+        )
         pacer.record(num_reads * len(part), time.perf_counter() - started)
         done += len(part)
     info["num_sweeps"] = done

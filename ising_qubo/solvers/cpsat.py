@@ -18,7 +18,6 @@ import numpy as np
 from ortools.sat.python import cp_model
 
 from ising_qubo.scaling import scale_budget, scale_objective
-from ising_qubo.solvers.capabilities import Capability as C
 from ising_qubo.solvers._common import (
     ArrayModel,
     Stop,
@@ -28,6 +27,7 @@ from ising_qubo.solvers._common import (
     sampleset_from_states,
     wall_timer,
 )
+from ising_qubo.solvers.capabilities import Capability as C
 
 _SENSES = ("==", "<=", ">=")
 
@@ -98,8 +98,9 @@ class CPSATSampler(dimod.Sampler):
         n = model_arrays.num_variables
         index = {v: i for i, v in enumerate(model_arrays.labels)}
 
-        scaled = scale_objective(np.concatenate([model_arrays.linear, model_arrays.data]),
-                                 resolution)
+        scaled = scale_objective(
+            np.concatenate([model_arrays.linear, model_arrays.data]), resolution
+        )
         int_linear, int_quadratic = scaled.integers[:n], scaled.integers[n:]
 
         model = cp_model.CpModel()
@@ -150,11 +151,15 @@ class CPSATSampler(dimod.Sampler):
         if stop.interrupted and not collector.solutions:
             raise KeyboardInterrupt
         if status == cp_model.INFEASIBLE:
-            raise ValueError("cpsat: the constraints cannot be met (INFEASIBLE): "
-                             f"{info.get('cardinality', '')} {info.get('budget', '')}".strip())
+            raise ValueError(
+                "cpsat: the constraints cannot be met (INFEASIBLE): "
+                f"{info.get('cardinality', '')} {info.get('budget', '')}".strip()
+            )
         if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE) or not collector.solutions:
-            raise RuntimeError(f"cpsat: no solution found (status {status_name}; building "
-                               f"the model took {building:.2f} s); raise time_limit")
+            raise RuntimeError(
+                f"cpsat: no solution found (status {status_name}; building "
+                f"the model took {building:.2f} s); raise time_limit"
+            )
         info["status"] = status_name
         stop.report(info)
         # The proven lower bound, in the user's energy units (exact up to energy_error_bound).
@@ -183,13 +188,16 @@ class CPSATSampler(dimod.Sampler):
         try:
             pairs = [(list(variables), k) for variables, k in constraints]
         except (TypeError, ValueError):
-            raise ValueError("cpsat: cardinalities must be a list of (variables, k) "
-                             "pairs") from None
+            raise ValueError(
+                "cpsat: cardinalities must be a list of (variables, k) pairs"
+            ) from None
         for number, (variables, k) in enumerate(pairs):
             unknown = [v for v in variables if v not in index]
             if unknown:
-                raise ValueError(f"cpsat: cardinalities[{number}] names variables not in "
-                                 f"the model: {unknown[:5]}")
+                raise ValueError(
+                    f"cpsat: cardinalities[{number}] names variables not in "
+                    f"the model: {unknown[:5]}"
+                )
             cls._add_cardinality(model, [x[index[v]] for v in variables], k, "==")
         return len(pairs)
 
@@ -199,11 +207,13 @@ class CPSATSampler(dimod.Sampler):
             raise ValueError("cpsat: a budget needs both budget_costs and budget")
         unknown = [v for v in costs if v not in index]
         if unknown:
-            raise ValueError(f"cpsat: budget_costs names variables not in the problem: "
-                             f"{unknown[:5]!r}")
+            raise ValueError(
+                f"cpsat: budget_costs names variables not in the problem: {unknown[:5]!r}"
+            )
         labels = list(costs)
         int_costs, int_budget, res = scale_budget(
-            np.array([costs[v] for v in labels], float), float(budget))
+            np.array([costs[v] for v in labels], float), float(budget)
+        )
         model.add(sum(int(c) * x[index[v]] for v, c in zip(labels, int_costs)) <= int_budget)
         return {"limit": float(budget), "resolution": res}
 
@@ -252,4 +262,4 @@ class _SolutionCollector(cp_model.CpSolverSolutionCallback):
 
     def on_solution_callback(self) -> None:
         self.solutions.append([int(self.boolean_value(v)) for v in self.variables])
-        del self.solutions[:-self.keep]
+        del self.solutions[: -self.keep]

@@ -17,7 +17,6 @@ from typing import Any
 import dimod
 import numpy as np
 
-from ising_qubo.solvers.capabilities import Capability as C
 from ising_qubo.solvers._common import (
     ArrayModel,
     Stop,
@@ -29,6 +28,7 @@ from ising_qubo.solvers._common import (
     sampleset_from_states,
     wall_timer,
 )
+from ising_qubo.solvers.capabilities import Capability as C
 
 # Runs are evolved in blocks whose scoring temporaries hold at most this many numbers
 # (16 MB each): scoring a whole large population at once took tens of GB and minutes.
@@ -82,16 +82,21 @@ class DifferentialEvolutionSampler(dimod.Sampler, dimod.Initialized):
         runs = positive_int(1 if num_reads is None else num_reads, "num_reads", "de")
         members = positive_int(population_size, "population_size", "de")
         if members < 4:
-            raise ValueError("de: population_size must be at least 4 "
-                             "(each mutant needs three other members)")
+            raise ValueError(
+                "de: population_size must be at least 4 (each mutant needs three other members)"
+            )
         generations = positive_int(num_generations, "num_generations", "de")
         f = in_unit_interval(mutation_factor, "mutation_factor", "de")
         cr = in_unit_interval(crossover_rate, "crossover_rate", "de")
 
         start = parse_initial_states(
-            self, bqm, initial_states=initial_states,
+            self,
+            bqm,
+            initial_states=initial_states,
             initial_states_generator=initial_states_generator,
-            num_reads=runs * members, seed=seed)
+            num_reads=runs * members,
+            seed=seed,
+        )
         rng = np.random.default_rng(seed)
         model = ArrayModel.from_bqm(bqm, dimod.BINARY)
         n = model.num_variables
@@ -144,16 +149,23 @@ class _Stopped(Exception):
     """Ends the generation loop (time limit or Ctrl-C)."""
 
 
-def _trial_population(population: np.ndarray, f: float, cr: float,
-                      rng: np.random.Generator) -> np.ndarray:
+def _trial_population(
+    population: np.ndarray, f: float, cr: float, rng: np.random.Generator
+) -> np.ndarray:
     runs, members, n = population.shape
     # Three distinct partners per member, none the member itself: the three smallest of
     # random keys with the member's own key set to infinity.
     keys = rng.random((runs, members, members))
     keys[:, np.arange(members), np.arange(members)] = np.inf
     partners = np.argpartition(keys, 3, axis=-1)[..., :3]
-    x1, x2, x3 = (np.take_along_axis(population, partners[..., k:k + 1].reshape(runs, members, 1)
-                                     .repeat(n, axis=-1), axis=1) for k in range(3))
+    x1, x2, x3 = (
+        np.take_along_axis(
+            population,
+            partners[..., k : k + 1].reshape(runs, members, 1).repeat(n, axis=-1),
+            axis=1,
+        )
+        for k in range(3)
+    )
     flip = (rng.random((runs, members, n)) > f) & (x2 == x3)
     mutant = x1 ^ flip.astype(np.uint8)
     cross = rng.random((runs, members, n)) < cr

@@ -7,8 +7,8 @@ from typing import Any
 import dimod
 import numpy as np
 
-from ising_qubo.solvers.capabilities import Capability
 from ising_qubo.solvers._common import check_bqm, wall_timer
+from ising_qubo.solvers.capabilities import Capability
 
 MAX_VARIABLES = 24
 

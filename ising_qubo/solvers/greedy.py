@@ -7,8 +7,8 @@ from typing import Any
 import dimod
 from dwave.samplers import SteepestDescentSolver
 
-from ising_qubo.solvers.capabilities import Capability as C
 from ising_qubo.solvers._dwave import WallTimed
+from ising_qubo.solvers.capabilities import Capability as C
 
 
 class GreedySolver(WallTimed, SteepestDescentSolver):

@@ -8,9 +8,9 @@ import dimod
 import numpy as np
 from dwave.samplers import SimulatedAnnealingSampler
 
-from ising_qubo.solvers.capabilities import Capability as C
 from ising_qubo.solvers._common import Stop, optional_time_limit, wall_timer
 from ising_qubo.solvers._dwave import WallTimed
+from ising_qubo.solvers.capabilities import Capability as C
 
 # With a time limit, reads run in batches of about this many numbers of set-up work
 # (dimod scores every initial state before the first read: 10^4 reads of a dense
@@ -38,13 +38,15 @@ class NealSampler(WallTimed, SimulatedAnnealingSampler):
         super().__init__()
         self.parameters["time_limit"] = []
 
-    def sample(self, bqm: dimod.BinaryQuadraticModel, time_limit: float | None = None,
-               **parameters: Any) -> dimod.SampleSet:
+    def sample(
+        self, bqm: dimod.BinaryQuadraticModel, time_limit: float | None = None, **parameters: Any
+    ) -> dimod.SampleSet:
         stop = Stop(optional_time_limit(time_limit, self.solver_name))
         parameters = self._checked(bqm, parameters)
         sweeps = parameters.get("num_sweeps")
-        if sweeps is not None and (isinstance(sweeps, bool)
-                                   or not isinstance(sweeps, (int, np.integer)) or sweeps < 0):
+        if sweeps is not None and (
+            isinstance(sweeps, bool) or not isinstance(sweeps, (int, np.integer)) or sweeps < 0
+        ):
             raise ValueError(f"neal: num_sweeps must be a non-negative integer, got {sweeps!r}")
         user_interrupt = parameters.pop("interrupt_function", None)
         if user_interrupt is not None and not callable(user_interrupt):
@@ -67,8 +69,9 @@ class NealSampler(WallTimed, SimulatedAnnealingSampler):
                 if parts and stop():
                     break
                 try:
-                    parts.append(super(WallTimed, self).sample(
-                        bqm, interrupt_function=interrupt, **batch))
+                    parts.append(
+                        super(WallTimed, self).sample(bqm, interrupt_function=interrupt, **batch)
+                    )
                 except KeyboardInterrupt:
                     if not stop.interrupt() or not parts:
                         raise
@@ -94,5 +97,8 @@ class NealSampler(WallTimed, SimulatedAnnealingSampler):
             return
         rng = np.random.default_rng(parameters.get("seed"))
         for start in range(0, reads, size):
-            yield {**parameters, "num_reads": min(size, reads - start),
-                   "seed": int(rng.integers(2**31))}  # dwave: seed < 2^31
+            yield {
+                **parameters,
+                "num_reads": min(size, reads - start),
+                "seed": int(rng.integers(2**31)),
+            }  # dwave: seed < 2^31

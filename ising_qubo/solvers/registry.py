@@ -90,8 +90,9 @@ def register_solver(
         )
     with _LOCK:
         if name in _REGISTRY and not overwrite:
-            raise ValueError(f"a solver named {name!r} is already registered; "
-                             "pass overwrite=True to replace it")
+            raise ValueError(
+                f"a solver named {name!r} is already registered; pass overwrite=True to replace it"
+            )
         _REGISTRY[name] = SolverEntry(name, factory, description, availability)
 
 
@@ -108,8 +109,11 @@ def _load_plugins() -> None:
     for entry_point in entry_points(group=ENTRY_POINT_GROUP):
         if entry_point.name in _REGISTRY:
             continue  # explicit registrations win over plug-ins of the same name
-        register_solver(entry_point.name, _EntryPointFactory(entry_point),
-                        description=f"plug-in from {entry_point.value}")
+        register_solver(
+            entry_point.name,
+            _EntryPointFactory(entry_point),
+            description=f"plug-in from {entry_point.value}",
+        )
 
 
 class _EntryPointFactory:
@@ -150,8 +154,9 @@ def get_solver(name: str, **defaults: Any) -> dimod.Sampler:
         ) from None
     sampler = entry.load_factory()()
     if not isinstance(sampler, dimod.Sampler):
-        raise TypeError(f"solver {name!r} factory returned {type(sampler).__name__}, "
-                        "not a dimod.Sampler")
+        raise TypeError(
+            f"solver {name!r} factory returned {type(sampler).__name__}, not a dimod.Sampler"
+        )
     if defaults:
         sampler = ParameterDefaults(sampler, **defaults)
     return sampler
@@ -221,8 +226,9 @@ def resolve_sampler(solver: str | dimod.Sampler) -> dimod.Sampler:
         return get_solver(solver)
     if isinstance(solver, dimod.Sampler) or callable(getattr(solver, "sample", None)):
         return solver
-    raise TypeError(f"solver must be a registered name or a dimod.Sampler, "
-                    f"got {type(solver).__name__}")
+    raise TypeError(
+        f"solver must be a registered name or a dimod.Sampler, got {type(solver).__name__}"
+    )
 
 
 def solve(

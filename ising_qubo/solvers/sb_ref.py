@@ -18,7 +18,6 @@ import dimod
 import numpy as np
 import torch
 
-from ising_qubo.solvers.capabilities import Capability as C
 from ising_qubo.solvers._common import (
     ArrayModel,
     check_bqm,
@@ -28,6 +27,7 @@ from ising_qubo.solvers._common import (
     wall_timer,
 )
 from ising_qubo.solvers._torch_common import resolve_device, resolve_dtype
+from ising_qubo.solvers.capabilities import Capability as C
 from ising_qubo.solvers.torch_sb import MODES, check_bool, check_mode
 
 _MISSING = "sb-ref needs the optional package simulated-bifurcation: pip install -e '.[bench]'"
@@ -101,8 +101,11 @@ class SBReferenceSampler(dimod.Sampler):
 
         model = ArrayModel.from_bqm(bqm, dimod.SPIN)
         n = model.num_variables
-        info: dict[str, Any] = {"mode": mode, "device": str(torch_device),
-                                "package": package_status()}
+        info: dict[str, Any] = {
+            "mode": mode,
+            "device": str(torch_device),
+            "package": package_status(),
+        }
         with wall_timer(info):
             if n == 0:
                 states = np.empty((agents, 0), dtype=np.int8)
@@ -113,10 +116,21 @@ class SBReferenceSampler(dimod.Sampler):
                 if seed is not None:
                     torch.manual_seed(int(seed))
                 result, _ = sb.minimize(
-                    torch.as_tensor(upper), torch.as_tensor(model.linear), model.offset,
-                    domain="spin", dtype=torch_dtype, device=torch_device, agents=agents,
-                    max_steps=steps, best_only=False, mode=mode, heated=heated,
-                    verbose=False, early_stopping=early_stopping, timeout=timeout)
+                    torch.as_tensor(upper),
+                    torch.as_tensor(model.linear),
+                    model.offset,
+                    domain="spin",
+                    dtype=torch_dtype,
+                    device=torch_device,
+                    agents=agents,
+                    max_steps=steps,
+                    best_only=False,
+                    mode=mode,
+                    heated=heated,
+                    verbose=False,
+                    early_stopping=early_stopping,
+                    timeout=timeout,
+                )
                 states = result.reshape(-1, n).cpu().numpy()
                 states = np.where(states >= 0, 1, -1).astype(np.int8)
         return sampleset_from_states(states, dimod.SPIN, bqm, info)

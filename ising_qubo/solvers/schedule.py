@@ -28,7 +28,10 @@ from ising_qubo.solvers._common import symmetric_csr, symmetric_dense
 
 
 def default_beta_range(
-    h: np.ndarray, rows: np.ndarray, cols: np.ndarray, couplings: np.ndarray,
+    h: np.ndarray,
+    rows: np.ndarray,
+    cols: np.ndarray,
+    couplings: np.ndarray,
     excitation_rate: float = 0.01,
 ) -> tuple[float, float]:
     """(hot, cold) beta for the Ising model ``h.s + sum couplings s[rows] s[cols]``."""
@@ -52,8 +55,12 @@ def default_beta_range(
 
 
 def fitted_beta_range(
-    h: np.ndarray, rows: np.ndarray, cols: np.ndarray, couplings: np.ndarray,
-    samples: int | None = None, seed: int = 0,
+    h: np.ndarray,
+    rows: np.ndarray,
+    cols: np.ndarray,
+    couplings: np.ndarray,
+    samples: int | None = None,
+    seed: int = 0,
     lowrank: tuple[np.ndarray, np.ndarray] | None = None,
     dense: np.ndarray | None = None,
     csr: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
@@ -134,16 +141,19 @@ class BetaSchedule:
 
     _WHOLE = 1 << 20
 
-    def __init__(self, ranges: list[tuple[float, float]], num_sweeps: int,
-                 kind: str = "geometric") -> None:
+    def __init__(
+        self, ranges: list[tuple[float, float]], num_sweeps: int, kind: str = "geometric"
+    ) -> None:
         beta_schedule(1.0, 2.0, 2, kind)  # checks kind
         self.ranges = [(float(hot), float(cold)) for hot, cold in ranges]
         self.num_sweeps = int(num_sweeps)
         self.kind = kind
         self._whole = None
         if self.num_sweeps <= self._WHOLE:
-            self._whole = np.stack([beta_schedule(hot, cold, self.num_sweeps, kind)
-                                    for hot, cold in self.ranges], axis=1)
+            self._whole = np.stack(
+                [beta_schedule(hot, cold, self.num_sweeps, kind) for hot, cold in self.ranges],
+                axis=1,
+            )
 
     def __len__(self) -> int:
         return self.num_sweeps

@@ -9,7 +9,6 @@ import dimod
 import numpy as np
 from dwave.samplers import TabuSampler
 
-from ising_qubo.solvers.capabilities import Capability as C
 from ising_qubo.solvers._common import (
     Stop,
     optional_time_limit,
@@ -17,6 +16,7 @@ from ising_qubo.solvers._common import (
     wall_timer,
 )
 from ising_qubo.solvers._dwave import WallTimed
+from ising_qubo.solvers.capabilities import Capability as C
 
 # Reads run in batches of about this many milliseconds of tabu search (by ``timeout``),
 # between which the time limit and Ctrl-C are checked.
@@ -42,8 +42,9 @@ class TabuSolver(WallTimed, TabuSampler):
         super().__init__()
         self.parameters["time_limit"] = []
 
-    def sample(self, bqm: dimod.BinaryQuadraticModel, time_limit: float | None = None,
-               **parameters: Any) -> dimod.SampleSet:
+    def sample(
+        self, bqm: dimod.BinaryQuadraticModel, time_limit: float | None = None, **parameters: Any
+    ) -> dimod.SampleSet:
         seconds = optional_time_limit(time_limit, self.solver_name)
         stop = Stop(seconds)
         parameters = self._checked(bqm, parameters)
@@ -51,9 +52,13 @@ class TabuSolver(WallTimed, TabuSampler):
             return self._timed_sample(bqm, **parameters)
         seed = parameters.pop("seed", None)
         states = parse_initial_states(
-            self, bqm.binary, initial_states=parameters.pop("initial_states", None),
+            self,
+            bqm.binary,
+            initial_states=parameters.pop("initial_states", None),
             initial_states_generator=parameters.pop("initial_states_generator", "random"),
-            num_reads=parameters.pop("num_reads", None), seed=seed)
+            num_reads=parameters.pop("num_reads", None),
+            seed=seed,
+        )
         reads = len(states)
         rng = np.random.default_rng(seed)
         labels = list(bqm.variables)
@@ -72,12 +77,17 @@ class TabuSolver(WallTimed, TabuSampler):
                 size = max(1, _BATCH_MS // timeout) if timeout is not None and timeout > 0 else 1
                 if seconds is not None:  # a batch is at most about 2% of the limit
                     size = max(1, min(size, int(20 * seconds / timeout)))
-                batch = states[start:start + size]
+                batch = states[start : start + size]
                 began = time.perf_counter()
                 try:
-                    parts.append(super(WallTimed, self).sample(
-                        bqm, initial_states=(batch, labels), seed=int(rng.integers(2**32)),
-                        **parameters))
+                    parts.append(
+                        super(WallTimed, self).sample(
+                            bqm,
+                            initial_states=(batch, labels),
+                            seed=int(rng.integers(2**32)),
+                            **parameters,
+                        )
+                    )
                 except KeyboardInterrupt:
                     if not stop.interrupt() or not parts:
                         raise

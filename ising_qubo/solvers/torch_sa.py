@@ -65,8 +65,16 @@ class TorchSASampler(dimod.Sampler, dimod.Initialized):
     :class:`~ising_qubo.lowrank.LowRankIsing` (dense blocks + low-rank terms).
     """
 
-    capabilities = frozenset({C.BATCH, C.STRUCTURED, C.STRUCTURED_CARDINALITIES,
-                              C.INITIAL_STATES, C.TIME_LIMIT, C.INTERRUPT})
+    capabilities = frozenset(
+        {
+            C.BATCH,
+            C.STRUCTURED,
+            C.STRUCTURED_CARDINALITIES,
+            C.INITIAL_STATES,
+            C.TIME_LIMIT,
+            C.INTERRUPT,
+        }
+    )
     parameters = {
         "num_reads": [],
         "num_sweeps": [],
@@ -80,20 +88,33 @@ class TorchSASampler(dimod.Sampler, dimod.Initialized):
         "dtype": [],
         "backend": ["backends"],
     }
-    properties = {"beta_schedule_options": ("geometric", "linear"),
-                  "backends": ("auto", "numba", "torch")}
+    properties = {
+        "beta_schedule_options": ("geometric", "linear"),
+        "backends": ("auto", "numba", "torch"),
+    }
 
-    def sample(self, bqm: dimod.BinaryQuadraticModel, num_reads: int | None = None,
-               initial_states: Any = None, initial_states_generator: str = "random",
-               seed: int | None = None, beta_range: Any = None,
-               **parameters: Any) -> dimod.SampleSet:
+    def sample(
+        self,
+        bqm: dimod.BinaryQuadraticModel,
+        num_reads: int | None = None,
+        initial_states: Any = None,
+        initial_states_generator: str = "random",
+        seed: int | None = None,
+        beta_range: Any = None,
+        **parameters: Any,
+    ) -> dimod.SampleSet:
         stop = _stop_from(parameters)
         check_bqm(bqm, "torch-sa")
         if num_reads is not None:
             positive_int(num_reads, "num_reads", "torch-sa")
         initial = parse_initial_states(
-            self, bqm, initial_states=initial_states,
-            initial_states_generator=initial_states_generator, num_reads=num_reads, seed=seed)
+            self,
+            bqm,
+            initial_states=initial_states,
+            initial_states_generator=initial_states_generator,
+            num_reads=num_reads,
+            seed=seed,
+        )
         model = ArrayModel.from_bqm(bqm, dimod.SPIN)
         start = _as_spins(initial, bqm.vartype)
         part = SpinProblem(model.linear, model.rows, model.cols, model.data, start, None)
@@ -101,10 +122,15 @@ class TorchSASampler(dimod.Sampler, dimod.Initialized):
         [states], info = self._run([part], stop, seed=seed, **parameters)
         return sampleset_from_states(states, dimod.SPIN, bqm, info)
 
-    def sample_batch(self, bqms: list[dimod.BinaryQuadraticModel], num_reads: int = 10,
-                     seed: int | None = None, beta_range: Any = None,
-                     initial_states: Sequence[Any] | None = None,
-                     **parameters: Any) -> list[dimod.SampleSet]:
+    def sample_batch(
+        self,
+        bqms: list[dimod.BinaryQuadraticModel],
+        num_reads: int = 10,
+        seed: int | None = None,
+        beta_range: Any = None,
+        initial_states: Sequence[Any] | None = None,
+        **parameters: Any,
+    ) -> list[dimod.SampleSet]:
         """Anneal independent problems together: one call, one kernel launch per sweep.
 
         Each problem keeps its own temperature schedule (from its own coefficients unless
@@ -117,8 +143,10 @@ class TorchSASampler(dimod.Sampler, dimod.Initialized):
         reads = positive_int(num_reads, "num_reads", "torch-sa")
         rng = np.random.default_rng(seed)
         if initial_states is not None and len(initial_states) != len(bqms):
-            raise ValueError(f"torch-sa: initial_states has {len(initial_states)} entries "
-                             f"for {len(bqms)} problems")
+            raise ValueError(
+                f"torch-sa: initial_states has {len(initial_states)} entries "
+                f"for {len(bqms)} problems"
+            )
         parts = []
         for k, bqm in enumerate(bqms):
             check_bqm(bqm, "torch-sa")
@@ -128,22 +156,30 @@ class TorchSASampler(dimod.Sampler, dimod.Initialized):
             if given is not None:
                 given = _as_spins(np.atleast_2d(np.asarray(given)), bqm.vartype)
                 if given.shape[1] != model.num_variables or not np.all(np.abs(given) == 1):
-                    raise ValueError(f"torch-sa: initial_states[{k}] must be a (k, "
-                                     f"{model.num_variables}) array of {bqm.vartype.name} "
-                                     f"values")
+                    raise ValueError(
+                        f"torch-sa: initial_states[{k}] must be a (k, "
+                        f"{model.num_variables}) array of {bqm.vartype.name} "
+                        f"values"
+                    )
                 rows = min(len(given), reads)
                 start[:rows] = given[:rows]
-            parts.append(SpinProblem(model.linear, model.rows, model.cols, model.data, start,
-                                     None))
+            parts.append(SpinProblem(model.linear, model.rows, model.cols, model.data, start, None))
             _resolve_beta_range(parts[-1], beta_range)
         states, info = self._run(parts, stop, seed=seed, **parameters)
-        return [sampleset_from_states(x, dimod.SPIN, bqm, dict(info))
-                for x, bqm in zip(states, bqms)]
+        return [
+            sampleset_from_states(x, dimod.SPIN, bqm, dict(info)) for x, bqm in zip(states, bqms)
+        ]
 
-    def sample_structured(self, problem: Any, num_reads: int = 10, seed: int | None = None,
-                          beta_range: Any = None, initial_states: np.ndarray | None = None,
-                          cardinalities: Sequence[tuple[Sequence[Any], int]] | None = None,
-                          **parameters: Any) -> dimod.SampleSet:
+    def sample_structured(
+        self,
+        problem: Any,
+        num_reads: int = 10,
+        seed: int | None = None,
+        beta_range: Any = None,
+        initial_states: np.ndarray | None = None,
+        cardinalities: Sequence[tuple[Sequence[Any], int]] | None = None,
+        **parameters: Any,
+    ) -> dimod.SampleSet:
         """Anneal a :class:`~ising_qubo.lowrank.LowRankIsing` without a dense matrix.
 
         ``cardinalities``: ``[(labels, k), ...]``, disjoint groups covering every
@@ -169,22 +205,39 @@ class TorchSASampler(dimod.Sampler, dimod.Initialized):
         else:
             start = np.asarray(initial_states, dtype=float)
             if start.shape != (reads, n) or not np.all(np.abs(start) == 1):
-                raise ValueError(f"torch-sa: initial_states must be a ({reads}, {n}) array "
-                                 "of -1/+1 spins")
+                raise ValueError(
+                    f"torch-sa: initial_states must be a ({reads}, {n}) array of -1/+1 spins"
+                )
         if cardinalities is not None:
-            return self._sample_swaps(problem, cardinalities, reads, seed, beta_range,
-                                      None if initial_states is None else start, stop,
-                                      **parameters)
+            return self._sample_swaps(
+                problem,
+                cardinalities,
+                reads,
+                seed,
+                beta_range,
+                None if initial_states is None else start,
+                stop,
+                **parameters,
+            )
         indptr, indices, data = problem.csr()
         rows = np.repeat(np.arange(n), np.diff(indptr))
         upper = rows < indices  # each coupling once, as the BQM path stores it
-        part = SpinProblem(problem.h, rows[upper], indices[upper], data[upper], start, None,
-                     problem.lowrank_u, problem.lowrank_v)
+        part = SpinProblem(
+            problem.h,
+            rows[upper],
+            indices[upper],
+            data[upper],
+            start,
+            None,
+            problem.lowrank_u,
+            problem.lowrank_v,
+        )
         if isinstance(beta_range, str) and beta_range == "neal":
             # Rank-1 terms couple every pair: count their largest field in the hot bound.
             abs_u, abs_v = np.abs(problem.lowrank_u), np.abs(problem.lowrank_v)
-            reach = ((abs_u * abs_v.sum(1, keepdims=True)).sum(0)
-                     + (abs_v * abs_u.sum(1, keepdims=True)).sum(0))
+            reach = (abs_u * abs_v.sum(1, keepdims=True)).sum(0) + (
+                abs_v * abs_u.sum(1, keepdims=True)
+            ).sum(0)
             hot, cold = default_beta_range(problem.h, rows[upper], indices[upper], data[upper])
             max_field = (np.abs(problem.h) + np.bincount(rows, np.abs(data), n) + reach).max()
             betas = (min(hot, math.log(2) / (2 * max_field)) if max_field > 0 else hot, cold)
@@ -193,13 +246,23 @@ class TorchSASampler(dimod.Sampler, dimod.Initialized):
             _resolve_beta_range(part, beta_range)
         [states], info = self._run([part], stop, seed=seed, **parameters)
         energies = problem.energies(states)
-        return dimod.SampleSet.from_samples((states.astype(np.int8), problem.labels),
-                                            dimod.SPIN, energies, info=info)
+        return dimod.SampleSet.from_samples(
+            (states.astype(np.int8), problem.labels), dimod.SPIN, energies, info=info
+        )
 
-    def _sample_swaps(self, problem: Any, cardinalities: Any, reads: int, seed: int | None,
-                      beta_range: Any, start: np.ndarray | None, stop: Stop,
-                      num_sweeps: int = 1000, device: str = "auto", **parameters: Any
-                      ) -> dimod.SampleSet:
+    def _sample_swaps(
+        self,
+        problem: Any,
+        cardinalities: Any,
+        reads: int,
+        seed: int | None,
+        beta_range: Any,
+        start: np.ndarray | None,
+        stop: Stop,
+        num_sweeps: int = 1000,
+        device: str = "auto",
+        **parameters: Any,
+    ) -> dimod.SampleSet:
         from ising_qubo.solvers.budgeted import budgeted_anneal
 
         parameters.pop("dtype", None)  # the swap kernel always runs in float64
@@ -210,38 +273,64 @@ class TorchSASampler(dimod.Sampler, dimod.Initialized):
         sweeps = positive_int(num_sweeps, "num_sweeps", "torch-sa")
         groups, targets = _cardinality_groups(problem, cardinalities)
         if isinstance(beta_range, str) and beta_range == "neal":
-            raise ValueError("torch-sa: beta_range='neal' is for spin flips; annealing by swaps "
-                             "(cardinalities) takes (hot, cold) or derives its own range")
+            raise ValueError(
+                "torch-sa: beta_range='neal' is for spin flips; annealing by swaps "
+                "(cardinalities) takes (hot, cold) or derives its own range"
+            )
         betas = None if beta_range is None else _check_beta_range(beta_range)
         info: dict[str, Any] = {"backend": "numba-swaps", "device": "cpu"}
         with stop, wall_timer(info):
-            states, run_info = budgeted_anneal(problem, groups, targets, num_reads=reads,
-                                               num_sweeps=sweeps, beta_range=betas,
-                                               seed=seed, initial_states=start, stop=stop)
+            states, run_info = budgeted_anneal(
+                problem,
+                groups,
+                targets,
+                num_reads=reads,
+                num_sweeps=sweeps,
+                beta_range=betas,
+                seed=seed,
+                initial_states=start,
+                stop=stop,
+            )
         info.update(run_info)
         stop.report(info)
-        return dimod.SampleSet.from_samples((states.astype(np.int8), problem.labels),
-                                            dimod.SPIN, problem.energies(states), info=info)
+        return dimod.SampleSet.from_samples(
+            (states.astype(np.int8), problem.labels),
+            dimod.SPIN,
+            problem.energies(states),
+            info=info,
+        )
 
-    def _run(self, parts: list[SpinProblem], stop: Stop, num_sweeps: int = 1000,
-             beta_schedule_type: str = "geometric", seed: int | None = None,
-             device: str = "auto", dtype: str = "float32", backend: str = "auto",
-             **parameters: Any) -> tuple[list[np.ndarray], dict]:
+    def _run(
+        self,
+        parts: list[SpinProblem],
+        stop: Stop,
+        num_sweeps: int = 1000,
+        beta_schedule_type: str = "geometric",
+        seed: int | None = None,
+        device: str = "auto",
+        dtype: str = "float32",
+        backend: str = "auto",
+        **parameters: Any,
+    ) -> tuple[list[np.ndarray], dict]:
         self.remove_unknown_kwargs(**parameters)
         sweeps = positive_int(num_sweeps, "num_sweeps", "torch-sa")
         torch_device = resolve_device(device, "torch-sa")
         if str(dtype) not in ("float32", "float64"):
             raise ValueError(f"torch-sa: dtype must be 'float32' or 'float64', got {dtype!r}")
         if backend not in ("auto", "numba", "torch"):
-            raise ValueError(f"torch-sa: backend must be 'auto', 'numba' or 'torch', "
-                             f"got {backend!r}")
+            raise ValueError(
+                f"torch-sa: backend must be 'auto', 'numba' or 'torch', got {backend!r}"
+            )
         if backend == "auto":
             backend = "torch" if torch_device.type == "cuda" else "numba"
         if backend == "numba" and torch_device.type == "cuda":
             raise ValueError("torch-sa: backend='numba' runs on the CPU; use device='cpu'")
         schedule = BetaSchedule([p.beta_range for p in parts], sweeps, beta_schedule_type)
-        info: dict[str, Any] = {"beta_range": [p.beta_range for p in parts],
-                                "backend": backend, "device": str(torch_device)}
+        info: dict[str, Any] = {
+            "beta_range": [p.beta_range for p in parts],
+            "backend": backend,
+            "device": str(torch_device),
+        }
         sizes = [part.n for part in parts]
         with stop, wall_timer(info):
             if sum(sizes) == 0:
@@ -249,8 +338,7 @@ class TorchSASampler(dimod.Sampler, dimod.Initialized):
             elif backend == "numba":
                 spins, done = _sa_cpu_driver.run(parts, schedule, seed, stop)
             else:
-                spins, done = _sa_torch.run(parts, schedule, seed, stop, torch_device, dtype,
-                                            info)
+                spins, done = _sa_torch.run(parts, schedule, seed, stop, torch_device, dtype, info)
         info["num_sweeps"] = done
         stop.report(info)
         bounds = np.cumsum([0] + sizes)
@@ -270,22 +358,27 @@ def _cardinality_groups(problem: Any, cardinalities: Any) -> tuple[list[np.ndarr
     for g, (labels, k) in enumerate(entries):
         unknown = [v for v in labels if v not in position]
         if unknown:
-            raise ValueError(f"torch-sa: cardinalities[{g}] names variables not in the "
-                             f"problem: {unknown[:5]!r}")
+            raise ValueError(
+                f"torch-sa: cardinalities[{g}] names variables not in the problem: {unknown[:5]!r}"
+            )
         index = np.array([position[v] for v in labels], dtype=np.int64)
         if seen[index].any() or len(set(index.tolist())) != len(index):
-            raise ValueError(f"torch-sa: cardinalities[{g}] overlaps another group; groups "
-                             "must be disjoint")
+            raise ValueError(
+                f"torch-sa: cardinalities[{g}] overlaps another group; groups must be disjoint"
+            )
         if isinstance(k, bool) or int(k) != k or not 0 <= k <= len(index):
-            raise ValueError(f"torch-sa: cardinalities[{g}] asks for {k!r} of {len(index)} "
-                             "variables")
+            raise ValueError(
+                f"torch-sa: cardinalities[{g}] asks for {k!r} of {len(index)} variables"
+            )
         seen[index] = True
         groups.append(index)
         targets.append(int(k))
     if not seen.all():
         missing = [problem.labels[i] for i in np.flatnonzero(~seen)[:5]]
-        raise ValueError(f"torch-sa: cardinalities must cover every variable (swap moves "
-                         f"never move the others); not covered: {missing!r}")
+        raise ValueError(
+            f"torch-sa: cardinalities must cover every variable (swap moves "
+            f"never move the others); not covered: {missing!r}"
+        )
     return groups, targets
 
 
@@ -313,8 +406,9 @@ def _check_beta_range(beta_range: Any) -> tuple[float, float]:
     try:
         hot, cold = (float(b) for b in beta_range)
     except (TypeError, ValueError):
-        raise ValueError(f"torch-sa: beta_range must be two numbers (hot, cold) or 'neal', "
-                         f"got {beta_range!r}") from None
+        raise ValueError(
+            f"torch-sa: beta_range must be two numbers (hot, cold) or 'neal', got {beta_range!r}"
+        ) from None
     if not (0 < hot <= cold and math.isfinite(cold)):
         raise ValueError(f"torch-sa: beta_range must satisfy 0 < hot <= cold, got {beta_range!r}")
     return hot, cold

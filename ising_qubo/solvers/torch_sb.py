@@ -120,8 +120,9 @@ class SBProblem:
         return min(_DT_PAPER, _DT_STABLE[mode] / math.sqrt(stiffness))
 
 
-def build_sb_problem(model: ArrayModel, device: torch.device, dtype: torch.dtype,
-                     sparse: bool | None = None) -> SBProblem:
+def build_sb_problem(
+    model: ArrayModel, device: torch.device, dtype: torch.dtype, sparse: bool | None = None
+) -> SBProblem:
     """``M = -J`` (both triangles) plus, when ``h != 0``, ancilla couplings ``-h``."""
     n = model.num_variables
     rows, cols, data = [model.rows, model.cols], [model.cols, model.rows], [-model.data] * 2
@@ -133,8 +134,7 @@ def build_sb_problem(model: ArrayModel, device: torch.device, dtype: torch.dtype
         cols += [at_ancilla, fielded]
         data += [-model.linear[fielded]] * 2
     size = n + ancilla
-    index = torch.as_tensor(np.vstack([np.concatenate(rows), np.concatenate(cols)]),
-                            device=device)
+    index = torch.as_tensor(np.vstack([np.concatenate(rows), np.concatenate(cols)]), device=device)
     values = torch.as_tensor(np.concatenate(data), dtype=torch.float64, device=device)
     coo = torch.sparse_coo_tensor(index, values, (size, size), check_invariants=False).coalesce()
     norm = float(torch.linalg.vector_norm(coo.values()))
@@ -201,8 +201,13 @@ def bifurcate(
                     spins[:, active[converged]] = _signs(x[:, converged])
                     keep = ~converged
                     # one statement: the arrays stay consistent if interrupted around it
-                    x, y, previous, stable, active = (x[:, keep], y[:, keep], previous[:, keep],
-                                                      stable[keep], active[keep])
+                    x, y, previous, stable, active = (
+                        x[:, keep],
+                        y[:, keep],
+                        previous[:, keep],
+                        stable[keep],
+                        active[keep],
+                    )
                     if active.numel() == 0:
                         break
             if synchronize:  # the host must not run ahead of the GPU's work on the clock
@@ -221,9 +226,13 @@ def _signs(x: torch.Tensor) -> torch.Tensor:
     return torch.where(x >= 0, 1.0, -1.0).to(x.dtype)
 
 
-def initial_positions(start: np.ndarray, ancilla: bool, generator: torch.Generator,
-                      device: torch.device, dtype: torch.dtype
-                      ) -> tuple[torch.Tensor, torch.Tensor]:
+def initial_positions(
+    start: np.ndarray,
+    ancilla: bool,
+    generator: torch.Generator,
+    device: torch.device,
+    dtype: torch.dtype,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(N, agents) positions ``x = s * u``, ``u ~ U(0, 1)``, and momenta ``y ~ U(-1, 1)``.
 
     For uniformly random spins ``s`` this is the simulated-bifurcation package's
@@ -319,9 +328,9 @@ class TorchSBSampler(dimod.Sampler, dimod.Initialized):
             num_reads = positive_int(num_reads, "num_reads", "torch-sb")
         steps = positive_int(num_steps, "num_steps", "torch-sb")
         mode = check_mode(mode)
-        step_size = optional_positive(dt, "dt", "torch-sb",
-                                      "a positive number (or None for the default)",
-                                      refuse_bool=True)
+        step_size = optional_positive(
+            dt, "dt", "torch-sb", "a positive number (or None for the default)", refuse_bool=True
+        )
         early_stopping = check_bool(early_stopping, "early_stopping")
         period = positive_int(sampling_period, "sampling_period", "torch-sb")
         threshold = positive_int(convergence_threshold, "convergence_threshold", "torch-sb")
@@ -330,9 +339,13 @@ class TorchSBSampler(dimod.Sampler, dimod.Initialized):
         torch_device = resolve_device(device, "torch-sb")
         torch_dtype = resolve_dtype(dtype, "torch-sb")
         start = parse_initial_states(
-            self, bqm, initial_states=initial_states,
+            self,
+            bqm,
+            initial_states=initial_states,
             initial_states_generator=initial_states_generator,
-            num_reads=num_reads, seed=seed).astype(np.float64)
+            num_reads=num_reads,
+            seed=seed,
+        ).astype(np.float64)
         model = ArrayModel.from_bqm(bqm, dimod.SPIN)
         n = model.num_variables
 
@@ -347,9 +360,15 @@ class TorchSBSampler(dimod.Sampler, dimod.Initialized):
                 itemsize = torch.finfo(torch_dtype).bits // 8
                 matrix_bytes = (n + 1) ** 2 * itemsize + n * n * 8 * 2
                 problem, ising = on_device(
-                    lambda: (build_sb_problem(model, torch_device, torch_dtype, sparse),
-                             build_tensors(model, torch_device, torch.float64)),
-                    "torch-sb", torch_device, f"the {n}x{n} coupling matrices", matrix_bytes)
+                    lambda: (
+                        build_sb_problem(model, torch_device, torch_dtype, sparse),
+                        build_tensors(model, torch_device, torch.float64),
+                    ),
+                    "torch-sb",
+                    torch_device,
+                    f"the {n}x{n} coupling matrices",
+                    matrix_bytes,
+                )
                 if step_size is None:
                     step_size = problem.default_dt(mode)
                 info["matrix"] = "dense" if problem.dense else "csr"
@@ -360,10 +379,21 @@ class TorchSBSampler(dimod.Sampler, dimod.Initialized):
                 steps_run = []
 
                 def run(a: int, b: int) -> np.ndarray:
-                    x, y = initial_positions(start[a:b], problem.ancilla, generator,
-                                             torch_device, torch_dtype)
-                    spins, count = bifurcate(problem, x, y, steps, step_size, mode, stop,
-                                             early_stopping, period, threshold)
+                    x, y = initial_positions(
+                        start[a:b], problem.ancilla, generator, torch_device, torch_dtype
+                    )
+                    spins, count = bifurcate(
+                        problem,
+                        x,
+                        y,
+                        steps,
+                        step_size,
+                        mode,
+                        stop,
+                        early_stopping,
+                        period,
+                        threshold,
+                    )
                     steps_run.append(count)
                     if problem.ancilla:
                         spins = spins[:n] * spins[n]
@@ -372,8 +402,14 @@ class TorchSBSampler(dimod.Sampler, dimod.Initialized):
 
                 # per agent: x, y, signs, spins in dtype; spins, fields, deltas in float64
                 per_agent = (n + 1) * (6 * itemsize + 4 * 8)
-                chunks, size = in_chunks(run, len(start), stop, "torch-sb", torch_device,
-                                         lambda k: matrix_bytes + k * per_agent)
+                chunks, size = in_chunks(
+                    run,
+                    len(start),
+                    stop,
+                    "torch-sb",
+                    torch_device,
+                    lambda k: matrix_bytes + k * per_agent,
+                )
                 if size < len(start):
                     info["agent_chunk"] = size
                 states = np.concatenate(chunks)
@@ -382,4 +418,3 @@ class TorchSBSampler(dimod.Sampler, dimod.Initialized):
         info["dt"] = step_size
         stop.report(info)
         return sampleset_from_states(states, dimod.SPIN, bqm, info)
-

@@ -12,8 +12,13 @@ DATASETS = ("cifar10", "cifar100", "fashion-mnist", "imagefolder")
 #: Environment variable naming the default data directory (else ``./data``).
 DATA_DIR_ENV = "ISING_QUBO_DATA_DIR"
 
-_ALIASES = {"cifar10": "cifar10", "cifar100": "cifar100", "fashionmnist": "fashion-mnist",
-            "fmnist": "fashion-mnist", "imagefolder": "imagefolder"}
+_ALIASES = {
+    "cifar10": "cifar10",
+    "cifar100": "cifar100",
+    "fashionmnist": "fashion-mnist",
+    "fmnist": "fashion-mnist",
+    "imagefolder": "imagefolder",
+}
 
 
 def default_data_dir() -> Path:

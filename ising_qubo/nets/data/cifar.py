@@ -23,8 +23,18 @@ from ising_qubo.nets.data.dataset import Source, Stats, in_memory_source
 
 __all__ = ["CIFAR10_CLASSES", "CIFAR_STATS", "download_cifar", "open_cifar"]
 
-CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
-                   "dog", "frog", "horse", "ship", "truck")
+CIFAR10_CLASSES = (
+    "airplane",
+    "automobile",
+    "bird",
+    "cat",
+    "deer",
+    "dog",
+    "frog",
+    "horse",
+    "ship",
+    "truck",
+)
 
 #: The usual published per-channel ``(mean, std)``.
 CIFAR_STATS: dict[str, Stats] = {
@@ -48,19 +58,33 @@ class _CifarSpec:
 
 _CIFAR = {
     "cifar10": _CifarSpec(
-        "CIFAR-10", "cifar-10-batches-py", tuple(f"data_batch_{i}" for i in range(1, 6)),
-        ("test_batch",), "batches.meta", "label_names", "labels",
+        "CIFAR-10",
+        "cifar-10-batches-py",
+        tuple(f"data_batch_{i}" for i in range(1, 6)),
+        ("test_batch",),
+        "batches.meta",
+        "label_names",
+        "labels",
         "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
-        "c58f30108f718f92721af3b95e74349a"),
+        "c58f30108f718f92721af3b95e74349a",
+    ),
     "cifar100": _CifarSpec(
-        "CIFAR-100", "cifar-100-python", ("train",), ("test",), "meta", "fine_label_names",
-        "fine_labels", "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz",
-        "eb9058c3a382ffc7106e4002c42a8d85"),
+        "CIFAR-100",
+        "cifar-100-python",
+        ("train",),
+        ("test",),
+        "meta",
+        "fine_label_names",
+        "fine_labels",
+        "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz",
+        "eb9058c3a382ffc7106e4002c42a8d85",
+    ),
 }
 
 
 def _numpy_pickle_globals() -> dict[tuple[str, str], object]:
     import codecs
+
     try:  # numpy >= 2
         from numpy._core import multiarray, numeric
     except ImportError:  # pragma: no cover - numpy 1.x
@@ -96,7 +120,8 @@ class _CifarUnpickler(pickle.Unpickler):
             return _CifarUnpickler._allowed[(module, name)]
         except KeyError:
             raise pickle.UnpicklingError(
-                f"refusing to load global {module}.{name} (not a numpy array)") from None
+                f"refusing to load global {module}.{name} (not a numpy array)"
+            ) from None
 
 
 def _read_cifar_pickle(path: Path) -> dict[str, object]:
@@ -107,23 +132,33 @@ def _read_cifar_pickle(path: Path) -> dict[str, object]:
     except FileNotFoundError:
         raise
     except Exception as exc:  # any decoding failure of an untrusted file
-        raise ValueError(f"{path}: not a readable CIFAR python batch "
-                         f"({type(exc).__name__}: {exc})") from exc
+        raise ValueError(
+            f"{path}: not a readable CIFAR python batch ({type(exc).__name__}: {exc})"
+        ) from exc
     if not isinstance(obj, dict):
         raise ValueError(f"{path}: expected a pickled dict, found {type(obj).__name__}")
     return {k.decode("latin1") if isinstance(k, bytes) else k: v for k, v in obj.items()}
 
 
-def _read_cifar_batch(path: Path, label_key: str, num_classes: int
-                      ) -> tuple[np.ndarray, np.ndarray]:
+def _read_cifar_batch(
+    path: Path, label_key: str, num_classes: int
+) -> tuple[np.ndarray, np.ndarray]:
     entry = _read_cifar_pickle(path)
     data, labels = entry.get("data"), entry.get(label_key)
-    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 \
-            or data.shape[1] != 3 * 32 * 32:
-        described = (f"{data.dtype} array of shape {data.shape}"
-                     if isinstance(data, np.ndarray) else type(data).__name__)
-        raise ValueError(f"{path}: 'data' must be a uint8 array of shape (N, 3072), "
-                         f"found {described}")
+    if (
+        not isinstance(data, np.ndarray)
+        or data.dtype != np.uint8
+        or data.ndim != 2
+        or data.shape[1] != 3 * 32 * 32
+    ):
+        described = (
+            f"{data.dtype} array of shape {data.shape}"
+            if isinstance(data, np.ndarray)
+            else type(data).__name__
+        )
+        raise ValueError(
+            f"{path}: 'data' must be a uint8 array of shape (N, 3072), found {described}"
+        )
     if labels is None:
         raise ValueError(f"{path}: no {label_key!r} entry")
     labels = np.asarray(labels)
@@ -143,10 +178,12 @@ def _find_cifar_dir(spec: _CifarSpec, root: Path) -> Path | None:
 
 
 def _cifar_missing_message(spec: _CifarSpec, root: Path, detail: str) -> str:
-    return (f"{spec.title} not found: {detail}. Searched {root.resolve()} (and "
-            f"{(root / spec.folder).resolve()}). Pass --data-dir DIR (data_dir=DIR in "
-            f"Python) pointing at a folder containing '{spec.folder}' (the unpacked "
-            f"{Path(spec.url).name}), or use --download (download=True) when online.")
+    return (
+        f"{spec.title} not found: {detail}. Searched {root.resolve()} (and "
+        f"{(root / spec.folder).resolve()}). Pass --data-dir DIR (data_dir=DIR in "
+        f"Python) pointing at a folder containing '{spec.folder}' (the unpacked "
+        f"{Path(spec.url).name}), or use --download (download=True) when online."
+    )
 
 
 def download_cifar(name: str, root: str | os.PathLike[str] | None = None) -> Path:
@@ -166,19 +203,22 @@ def download_cifar(name: str, root: str | os.PathLike[str] | None = None) -> Pat
 
     archive = Path(spec.url).name
     try:
-        tv_utils.download_and_extract_archive(spec.url, download_root=str(root),
-                                              filename=archive, md5=spec.md5)
+        tv_utils.download_and_extract_archive(
+            spec.url, download_root=str(root), filename=archive, md5=spec.md5
+        )
     except Exception as exc:
         raise RuntimeError(
             f"could not download {spec.title} from {spec.url} into {root.resolve()} "
             f"({type(exc).__name__}: {exc}). If this machine is offline, fetch {archive} "
             f"elsewhere, unpack it so that DIR/{spec.folder} exists, and pass "
-            f"--data-dir DIR (data_dir=DIR in Python).") from exc
+            f"--data-dir DIR (data_dir=DIR in Python)."
+        ) from exc
     return root / spec.folder
 
 
-def _cifar_arrays(name: str, data_dir: Path | None, base: str, download: bool
-                  ) -> tuple[np.ndarray, np.ndarray, list[str]]:
+def _cifar_arrays(
+    name: str, data_dir: Path | None, base: str, download: bool
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
     spec = _CIFAR[name]
     root = Path(data_dir) if data_dir is not None else default_data_dir()
     folder = _find_cifar_dir(spec, root)
@@ -186,8 +226,9 @@ def _cifar_arrays(name: str, data_dir: Path | None, base: str, download: bool
         download_cifar(name, root)
         folder = _find_cifar_dir(spec, root)
     if folder is None:
-        raise FileNotFoundError(_cifar_missing_message(
-            spec, root, f"no '{spec.folder}' folder (with {spec.meta})"))
+        raise FileNotFoundError(
+            _cifar_missing_message(spec, root, f"no '{spec.folder}' folder (with {spec.meta})")
+        )
     meta_path = folder / spec.meta
     if not meta_path.is_file():
         raise FileNotFoundError(_cifar_missing_message(spec, root, f"{meta_path} is missing"))

@@ -34,11 +34,18 @@ class ImageDataset:
     std: tuple[float, ...]
 
     def __post_init__(self) -> None:
-        if not isinstance(self.images, torch.Tensor) or self.images.dtype != torch.uint8 \
-                or self.images.dim() != 4:
+        if (
+            not isinstance(self.images, torch.Tensor)
+            or self.images.dtype != torch.uint8
+            or self.images.dim() != 4
+        ):
             raise ValueError("images must be a (N, C, H, W) uint8 tensor")
-        if not isinstance(self.labels, torch.Tensor) or self.labels.dim() != 1 \
-                or self.labels.dtype.is_floating_point or self.labels.dtype == torch.bool:
+        if (
+            not isinstance(self.labels, torch.Tensor)
+            or self.labels.dim() != 1
+            or self.labels.dtype.is_floating_point
+            or self.labels.dtype == torch.bool
+        ):
             raise ValueError("labels must be a 1-D integer tensor")
         self.labels = self.labels.to(torch.int64)
         if self.labels.numel() != self.images.shape[0]:
@@ -51,16 +58,19 @@ class ImageDataset:
             raise ValueError(f"mean/std need {channels} entries (one per channel)")
         if any(not s > 0 for s in self.std):
             raise ValueError(f"std must be positive, got {self.std}")
-        if self.labels.numel() and (int(self.labels.min()) < 0
-                                    or int(self.labels.max()) >= len(self.classes)):
+        if self.labels.numel() and (
+            int(self.labels.min()) < 0 or int(self.labels.max()) >= len(self.classes)
+        ):
             raise ValueError(f"labels must lie in [0, {len(self.classes)})")
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
 
     def __repr__(self) -> str:
-        return (f"ImageDataset(name={self.name!r}, n={len(self)}, "
-                f"shape={tuple(self.images.shape[1:])}, classes={self.num_classes})")
+        return (
+            f"ImageDataset(name={self.name!r}, n={len(self)}, "
+            f"shape={tuple(self.images.shape[1:])}, classes={self.num_classes})"
+        )
 
     @property
     def num_classes(self) -> int:
@@ -81,8 +91,14 @@ class ImageDataset:
             idx = indices.to(self.images.device, torch.int64)
         else:
             idx = torch.as_tensor(np.asarray(indices, dtype=np.int64), device=self.images.device)
-        return ImageDataset(self.images[idx], self.labels[idx.to(self.labels.device)],
-                            list(self.classes), self.name, self.mean, self.std)
+        return ImageDataset(
+            self.images[idx],
+            self.labels[idx.to(self.labels.device)],
+            list(self.classes),
+            self.name,
+            self.mean,
+            self.std,
+        )
 
     def subset(self, n: int, seed: int = 0) -> ImageDataset:
         """A class-stratified, seeded selection of ``n`` items (original order kept)."""
@@ -109,8 +125,9 @@ class Source:
     stats: Callable[[torch.Tensor], Stats]  # the split's images -> (mean, std)
 
 
-def in_memory_source(images: np.ndarray, labels: np.ndarray, classes: list[str],
-                      stats: Stats) -> Source:
+def in_memory_source(
+    images: np.ndarray, labels: np.ndarray, classes: list[str], stats: Stats
+) -> Source:
     """A split already read whole into memory; ``stats`` are its published constants."""
     tensor = torch.from_numpy(np.ascontiguousarray(images))
 

@@ -19,11 +19,27 @@ import numpy as np
 from ising_qubo.nets.data.catalog import default_data_dir
 from ising_qubo.nets.data.dataset import Source, Stats, in_memory_source
 
-__all__ = ["FASHION_MNIST_CLASSES", "FASHION_MNIST_STATS", "FASHION_MNIST_SYSTEM_DIR",
-           "download_fashion_mnist", "open_fashion_mnist", "read_idx"]
+__all__ = [
+    "FASHION_MNIST_CLASSES",
+    "FASHION_MNIST_STATS",
+    "FASHION_MNIST_SYSTEM_DIR",
+    "download_fashion_mnist",
+    "open_fashion_mnist",
+    "read_idx",
+]
 
-FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-                         "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
+FASHION_MNIST_CLASSES = (
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+)
 
 #: The usual published ``(mean, std)``.
 FASHION_MNIST_STATS: Stats = ((0.2860,), (0.3530,))
@@ -65,22 +81,26 @@ def read_idx(path: str | os.PathLike[str], magic: int | None = None) -> np.ndarr
     ndim = raw[3]
     if raw[:3] != b"\x00\x00\x08" or ndim == 0 or (magic is not None and found != magic):
         expected = f"{magic} (0x{magic:08x})" if magic is not None else "0x000008NN"
-        raise ValueError(f"{path}: bad idx magic number {found} (0x{found:08x}), "
-                         f"expected {expected}")
+        raise ValueError(
+            f"{path}: bad idx magic number {found} (0x{found:08x}), expected {expected}"
+        )
     header = 4 + 4 * ndim
     if len(raw) < header:
         raise ValueError(f"{path}: truncated header ({len(raw)} bytes, need {header})")
     dims = tuple(int(d) for d in np.frombuffer(raw, ">u4", count=ndim, offset=4))
     expected_len = header + math.prod(dims)
     if len(raw) != expected_len:
-        raise ValueError(f"{path}: {len(raw)} bytes but dims {dims} need {expected_len} "
-                         f"({'truncated' if len(raw) < expected_len else 'trailing data'})")
+        raise ValueError(
+            f"{path}: {len(raw)} bytes but dims {dims} need {expected_len} "
+            f"({'truncated' if len(raw) < expected_len else 'trailing data'})"
+        )
     return np.frombuffer(raw, np.uint8, offset=header).reshape(dims)
 
 
 def _fashion_candidates(data_dir: Path | None) -> list[Path]:
-    roots = [Path(data_dir)] if data_dir is not None else [FASHION_MNIST_SYSTEM_DIR,
-                                                          default_data_dir()]
+    roots = (
+        [Path(data_dir)] if data_dir is not None else [FASHION_MNIST_SYSTEM_DIR, default_data_dir()]
+    )
     return [r / sub for r in roots for sub in ("", "fashion-mnist", "FashionMNIST/raw")]
 
 
@@ -107,15 +127,18 @@ def download_fashion_mnist(root: str | os.PathLike[str] | None = None) -> Path:
         else:
             raise RuntimeError(
                 f"could not download Fashion-MNIST into {root.resolve()} ("
-                + "; ".join(errors) + "). If this machine is offline, copy the idx files "
+                + "; ".join(errors)
+                + "). If this machine is offline, copy the idx files "
                 "into a folder DIR and pass --data-dir DIR (data_dir=DIR in Python); on "
                 "Debian/Ubuntu, apt install dataset-fashion-mnist puts them in "
-                f"{FASHION_MNIST_SYSTEM_DIR}.")
+                f"{FASHION_MNIST_SYSTEM_DIR}."
+            )
     return root
 
 
-def _fashion_arrays(data_dir: Path | None, base: str, download: bool
-                    ) -> tuple[np.ndarray, np.ndarray, list[str]]:
+def _fashion_arrays(
+    data_dir: Path | None, base: str, download: bool
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
     prefix = "train" if base == "train" else "t10k"
     stems = (f"{prefix}-images-idx3-ubyte", f"{prefix}-labels-idx1-ubyte")
 
@@ -137,14 +160,16 @@ def _fashion_arrays(data_dir: Path | None, base: str, download: bool
             f"Fashion-MNIST not found: no {stems[0]}[.gz] and {stems[1]}[.gz] in any of "
             f"{searched}. Pass --data-dir DIR (data_dir=DIR in Python) pointing at a folder "
             f"containing them (apt install dataset-fashion-mnist puts them in "
-            f"{FASHION_MNIST_SYSTEM_DIR}), or use --download (download=True) when online.")
+            f"{FASHION_MNIST_SYSTEM_DIR}), or use --download (download=True) when online."
+        )
     images = read_idx(paths[0], _IDX_MAGIC["images"])
     labels = read_idx(paths[1], _IDX_MAGIC["labels"])
     if images.ndim != 3:
         raise ValueError(f"{paths[0]}: expected (N, H, W) images, found dims {images.shape}")
     if labels.shape[0] != images.shape[0]:
-        raise ValueError(f"{paths[1]}: {labels.shape[0]} labels for {images.shape[0]} "
-                         f"images in {paths[0]}")
+        raise ValueError(
+            f"{paths[1]}: {labels.shape[0]} labels for {images.shape[0]} images in {paths[0]}"
+        )
     if labels.size and labels.max() >= len(FASHION_MNIST_CLASSES):
         raise ValueError(f"{paths[1]}: labels outside [0, {len(FASHION_MNIST_CLASSES)})")
     return images[:, None], labels.astype(np.int64), list(FASHION_MNIST_CLASSES)

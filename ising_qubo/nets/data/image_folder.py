@@ -32,8 +32,9 @@ from ising_qubo.nets.data.splits import stratified_indices
 
 __all__ = ["IMAGE_EXTENSIONS", "MissingSplitError", "open_imagefolder"]
 
-IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".ppm", ".pgm",
-                              ".pbm", ".tif", ".tiff", ".webp"})
+IMAGE_EXTENSIONS = frozenset(
+    {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".ppm", ".pgm", ".pbm", ".tif", ".tiff", ".webp"}
+)
 _STATS_SAMPLE = 1000
 _stats_cache: dict[tuple, Stats] = {}
 _stats_lock = threading.Lock()
@@ -50,8 +51,13 @@ def _subdirs(directory: Path) -> list[str]:
 
 def _image_files(directory: Path) -> list[str]:
     with os.scandir(directory) as it:
-        return sorted(e.path for e in it if e.is_file() and not e.name.startswith(".")
-                      and os.path.splitext(e.name)[1].lower() in IMAGE_EXTENSIONS)
+        return sorted(
+            e.path
+            for e in it
+            if e.is_file()
+            and not e.name.startswith(".")
+            and os.path.splitext(e.name)[1].lower() in IMAGE_EXTENSIONS
+        )
 
 
 def _imagefolder_layout(data_dir: Path) -> dict[str, Path]:
@@ -60,7 +66,8 @@ def _imagefolder_layout(data_dir: Path) -> dict[str, Path]:
         raise FileNotFoundError(
             f"image folder {data_dir.resolve()} does not exist. Pass --data-dir DIR "
             f"(data_dir=DIR in Python) pointing at a folder laid out as DIR/train/<class>/"
-            f"*.png|jpg (and DIR/test/<class>/...).")
+            f"*.png|jpg (and DIR/test/<class>/...)."
+        )
     splits = {s: data_dir / s for s in ("train", "test") if (data_dir / s).is_dir()}
     if splits:
         return splits
@@ -68,12 +75,17 @@ def _imagefolder_layout(data_dir: Path) -> dict[str, Path]:
     if any(_image_files(data_dir / c) for c in _subdirs(data_dir)):
         return {"train": data_dir}
     loose = len(_image_files(data_dir))
-    found = (f"{loose} image(s) lie directly in it, without class folders (the class of an "
-             f"image is the name of its folder)" if loose else "no images found")
+    found = (
+        f"{loose} image(s) lie directly in it, without class folders (the class of an "
+        f"image is the name of its folder)"
+        if loose
+        else "no images found"
+    )
     raise FileNotFoundError(
         f"{data_dir.resolve()}: {found}: expected DIR/train/<class>/*.png|jpg "
         f"(and DIR/test/<class>/...), or class folders directly in DIR. Pass --data-dir DIR "
-        f"(data_dir=DIR in Python) pointing at such a folder.")
+        f"(data_dir=DIR in Python) pointing at such a folder."
+    )
 
 
 def _scan_imagefolder(root: Path, classes: list[str]) -> tuple[list[str], np.ndarray]:
@@ -86,9 +98,12 @@ def _scan_imagefolder(root: Path, classes: list[str]) -> tuple[list[str], np.nda
             labels += [index] * len(found)
     if not files:
         loose = len(_image_files(root))
-        detail = (f"it has no class folders; {loose} image(s) lie directly in it (put them in "
-                  f"one folder per class: {root.name}/<class>/*.png)" if loose and not
-                  _subdirs(root) else "no image files in its class folders")
+        detail = (
+            f"it has no class folders; {loose} image(s) lie directly in it (put them in "
+            f"one folder per class: {root.name}/<class>/*.png)"
+            if loose and not _subdirs(root)
+            else "no image files in its class folders"
+        )
         raise FileNotFoundError(f"{root.resolve()}: {detail}")
     return files, np.asarray(labels, dtype=np.int64)
 
@@ -121,8 +136,9 @@ def _decode_one(path: str, size_hw: tuple[int, int] | None) -> np.ndarray:
         raise ValueError(f"{path}: cannot decode image ({type(exc).__name__}: {exc})") from exc
 
 
-def _decode_images(files: Sequence[str], size_hw: tuple[int, int] | None,
-                   num_workers: int | None = None) -> torch.Tensor:
+def _decode_images(
+    files: Sequence[str], size_hw: tuple[int, int] | None, num_workers: int | None = None
+) -> torch.Tensor:
     """Decode ``files`` into one ``(n, 3, H, W)`` uint8 tensor, with ``num_workers``
     threads (Pillow drops the GIL while decoding pixels; default: up to 4 threads for
     images of at least 128x128, else 1).
@@ -145,7 +161,8 @@ def _decode_images(files: Sequence[str], size_hw: tuple[int, int] | None,
                     raise ValueError(
                         f"{files[i]} is {image.shape[1]}x{image.shape[0]} (WxH) but "
                         f"{files[0]} is {width}x{height}: all images must have the same size "
-                        f"(pass image_size=... to resize them)")
+                        f"(pass image_size=... to resize them)"
+                    )
             except ValueError:
                 failed.set()
                 raise
@@ -163,8 +180,10 @@ def _decode_images(files: Sequence[str], size_hw: tuple[int, int] | None,
     else:
         step = math.ceil((len(files) - 1) / (4 * workers))
         with ThreadPoolExecutor(workers) as pool:
-            futures = [pool.submit(work, lo, min(lo + step, len(files)))
-                       for lo in range(1, len(files), step)]
+            futures = [
+                pool.submit(work, lo, min(lo + step, len(files)))
+                for lo in range(1, len(files), step)
+            ]
             errors = [f.exception() for f in futures]
         first_error = next((e for e in errors if e is not None), None)
         if first_error is not None:
@@ -174,12 +193,19 @@ def _decode_images(files: Sequence[str], size_hw: tuple[int, int] | None,
 
 def _channel_stats(images: torch.Tensor) -> Stats:
     x = images.to(torch.float64).div_(255).transpose(0, 1).reshape(images.shape[1], -1)
-    return (tuple(float(v) for v in x.mean(1)),
-            tuple(max(float(v), 1e-6) for v in x.std(1, unbiased=False)))
+    return (
+        tuple(float(v) for v in x.mean(1)),
+        tuple(max(float(v), 1e-6) for v in x.std(1, unbiased=False)),
+    )
 
 
-def _imagefolder_stats(root: Path, files: list[str], labels: np.ndarray,
-                       size_hw: tuple[int, int] | None, num_workers: int | None) -> Stats:
+def _imagefolder_stats(
+    root: Path,
+    files: list[str],
+    labels: np.ndarray,
+    size_hw: tuple[int, int] | None,
+    num_workers: int | None,
+) -> Stats:
     key = (str(root.resolve()), len(files), files[0], files[-1], size_hw)
     with _stats_lock:
         if key in _stats_cache:
@@ -191,21 +217,31 @@ def _imagefolder_stats(root: Path, files: list[str], labels: np.ndarray,
     return stats
 
 
-def open_imagefolder(root: Path | None, base: str, download: bool,
-                     image_size: int | tuple[int, int] | None,
-                     num_workers: int | None) -> Source:
+def open_imagefolder(
+    root: Path | None,
+    base: str,
+    download: bool,
+    image_size: int | tuple[int, int] | None,
+    num_workers: int | None,
+) -> Source:
     """The ``base`` split (``"train"`` or ``"test"``) of the image folder ``root``: its
     files and labels; images are decoded only when fetched. A missing split folder is a
     :class:`MissingSplitError`."""
     if root is None:
-        raise ValueError("imagefolder needs data_dir (--data-dir DIR): a folder laid out as "
-                         "DIR/train/<class>/*.png|jpg and DIR/test/<class>/...")
+        raise ValueError(
+            "imagefolder needs data_dir (--data-dir DIR): a folder laid out as "
+            "DIR/train/<class>/*.png|jpg and DIR/test/<class>/..."
+        )
     if download:
         raise ValueError("imagefolder data cannot be downloaded; pass data_dir")
     layout = _imagefolder_layout(root)
     if base not in layout:
-        extra = (" (class folders directly in DIR form the train split only; hold out data "
-                 "with val_size instead)" if layout.get("train") == root else "")
+        extra = (
+            " (class folders directly in DIR form the train split only; hold out data "
+            "with val_size instead)"
+            if layout.get("train") == root
+            else ""
+        )
         raise MissingSplitError(f"no '{base}' folder in {root.resolve()}{extra}")
     classes = sorted(set().union(*(_subdirs(p) for p in layout.values())))
     files, labels = _scan_imagefolder(layout[base], classes)

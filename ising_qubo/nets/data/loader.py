@@ -19,8 +19,9 @@ from ising_qubo.nets.data.dataset import ImageDataset
 __all__ = ["BatchLoader", "crop_flip"]
 
 
-def crop_flip(images: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, flip: torch.Tensor,
-              padding: int = 4) -> torch.Tensor:
+def crop_flip(
+    images: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, flip: torch.Tensor, padding: int = 4
+) -> torch.Tensor:
     """Per-sample crop of the zero-padded batch, then optional horizontal flip.
 
     ``out[n, :, i, j] = padded[n, :, i + dy[n], j' + dx[n]]`` with ``j' = W-1-j`` where
@@ -31,15 +32,14 @@ def crop_flip(images: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, flip: to
     b, c, h, w = images.shape
     if padding:  # zero-filled copy; faster on CPU than F.pad for uint8
         padded = images.new_zeros((b, c, h + 2 * padding, w + 2 * padding))
-        padded[:, :, padding:padding + h, padding:padding + w] = images
+        padded[:, :, padding : padding + h, padding : padding + w] = images
     else:
         padded = images
     wp = w + 2 * padding
     dev = images.device
     rows = dy.to(dev, torch.int64)[:, None] + torch.arange(h, device=dev)
     cols = torch.arange(w, device=dev)
-    cols = dx.to(dev, torch.int64)[:, None] + torch.where(flip.to(dev)[:, None], w - 1 - cols,
-                                                          cols)
+    cols = dx.to(dev, torch.int64)[:, None] + torch.where(flip.to(dev)[:, None], w - 1 - cols, cols)
     index = (rows[:, :, None] * wp + cols[:, None, :]).view(b, 1, h * w).expand(b, c, h * w)
     return padded.reshape(b, c, -1).gather(2, index).view(b, c, h, w)
 
@@ -66,16 +66,29 @@ class BatchLoader:
     gets every position ``r, r+W, ...`` and the shards differ by at most one item.
     """
 
-    def __init__(self, dataset: ImageDataset, batch_size: int = 128, shuffle: bool = True,
-                 augment: bool = False, device: str | torch.device = "cpu", seed: int = 0,
-                 drop_last: bool = False, channels_last: bool = False, *, rank: int = 0,
-                 world_size: int = 1, padding: int = 4, flip: bool = True,
-                 even: bool = True) -> None:
+    def __init__(
+        self,
+        dataset: ImageDataset,
+        batch_size: int = 128,
+        shuffle: bool = True,
+        augment: bool = False,
+        device: str | torch.device = "cpu",
+        seed: int = 0,
+        drop_last: bool = False,
+        channels_last: bool = False,
+        *,
+        rank: int = 0,
+        world_size: int = 1,
+        padding: int = 4,
+        flip: bool = True,
+        even: bool = True,
+    ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
         if world_size < 1 or not 0 <= rank < world_size:
-            raise ValueError(f"need 0 <= rank < world_size, got rank={rank}, "
-                             f"world_size={world_size}")
+            raise ValueError(
+                f"need 0 <= rank < world_size, got rank={rank}, world_size={world_size}"
+            )
         if padding < 0:
             raise ValueError(f"padding must be >= 0, got {padding}")
         self.dataset = dataset
@@ -155,6 +168,11 @@ class BatchLoader:
             idx = order[start:stop]
             x = self.images.index_select(0, idx)
             if self.augment:
-                x = crop_flip(x, plan["dy"][start:stop], plan["dx"][start:stop],
-                              plan["flip"][start:stop], self.padding)
+                x = crop_flip(
+                    x,
+                    plan["dy"][start:stop],
+                    plan["dx"][start:stop],
+                    plan["flip"][start:stop],
+                    self.padding,
+                )
             yield self.normalize(x), self.labels.index_select(0, idx)

@@ -23,8 +23,14 @@ from ising_qubo.nets.data.splits import SPLITS, split_indices
 __all__ = ["load_dataset", "load_splits"]
 
 
-def _open_source(name: str, data_dir: str | os.PathLike[str] | None, base: str, download: bool,
-                 image_size: int | tuple[int, int] | None, num_workers: int | None) -> Source:
+def _open_source(
+    name: str,
+    data_dir: str | os.PathLike[str] | None,
+    base: str,
+    download: bool,
+    image_size: int | tuple[int, int] | None,
+    num_workers: int | None,
+) -> Source:
     root = Path(data_dir) if data_dir is not None else None
     if name in ("cifar10", "cifar100"):
         return open_cifar(name, root, base, download)
@@ -33,20 +39,29 @@ def _open_source(name: str, data_dir: str | os.PathLike[str] | None, base: str, 
     return open_imagefolder(root, base, download, image_size, num_workers)
 
 
-def _make(source: Source, name: str, part: str, val_size: int, subset: int | None,
-          seed: int) -> ImageDataset:
+def _make(
+    source: Source, name: str, part: str, val_size: int, subset: int | None, seed: int
+) -> ImageDataset:
     idx = split_indices(source.labels, part, val_size, subset, seed)
     images = source.fetch(idx)
     mean, std = source.stats(images)
-    return ImageDataset(images, torch.from_numpy(source.labels[idx]), list(source.classes),
-                        name, mean, std)
+    return ImageDataset(
+        images, torch.from_numpy(source.labels[idx]), list(source.classes), name, mean, std
+    )
 
 
-def load_dataset(name: str, data_dir: str | os.PathLike[str] | None = None,
-                 split: str = "train", download: bool = False, subset: int | None = None,
-                 seed: int = 0, *, val_size: int = 0,
-                 image_size: int | tuple[int, int] | None = None,
-                 num_workers: int | None = None) -> ImageDataset:
+def load_dataset(
+    name: str,
+    data_dir: str | os.PathLike[str] | None = None,
+    split: str = "train",
+    download: bool = False,
+    subset: int | None = None,
+    seed: int = 0,
+    *,
+    val_size: int = 0,
+    image_size: int | tuple[int, int] | None = None,
+    num_workers: int | None = None,
+) -> ImageDataset:
     """Load one split of a dataset into memory.
 
     ``name``: ``cifar10``, ``cifar100``, ``fashion-mnist`` or ``imagefolder``.
@@ -70,11 +85,18 @@ def load_dataset(name: str, data_dir: str | os.PathLike[str] | None = None,
     return _make(source, name, split, val_size, subset, seed)
 
 
-def load_splits(name: str, data_dir: str | os.PathLike[str] | None = None, *,
-                val_size: int = 0, subset: int | None = None, test_subset: int | None = None,
-                seed: int = 0, download: bool = False,
-                image_size: int | tuple[int, int] | None = None,
-                num_workers: int | None = None) -> dict[str, ImageDataset]:
+def load_splits(
+    name: str,
+    data_dir: str | os.PathLike[str] | None = None,
+    *,
+    val_size: int = 0,
+    subset: int | None = None,
+    test_subset: int | None = None,
+    seed: int = 0,
+    download: bool = False,
+    image_size: int | tuple[int, int] | None = None,
+    num_workers: int | None = None,
+) -> dict[str, ImageDataset]:
     """``{"train", "val", "test"}`` datasets, reading each of the dataset's files once.
 
     ``"val"`` is present only when ``val_size > 0`` (held out of the train split exactly

@@ -19,8 +19,9 @@ __all__ = ["SPLITS", "split_indices", "stratified_indices"]
 SPLITS = ("train", "val", "test")
 
 
-def stratified_indices(labels: np.ndarray | torch.Tensor | Sequence[int], n: int,
-                       seed: int = 0) -> np.ndarray:
+def stratified_indices(
+    labels: np.ndarray | torch.Tensor | Sequence[int], n: int, seed: int = 0
+) -> np.ndarray:
     """Sorted indices of a class-stratified random selection of ``n`` items.
 
     Each class gets ``n * count / total`` items, rounded by largest remainder (ties to the
@@ -48,15 +49,18 @@ def stratified_indices(labels: np.ndarray | torch.Tensor | Sequence[int], n: int
     return np.sort(np.concatenate(chosen)) if chosen else np.zeros(0, np.int64)
 
 
-def split_indices(labels: np.ndarray, part: str, val_size: int, subset: int | None,
-                   seed: int) -> np.ndarray:
+def split_indices(
+    labels: np.ndarray, part: str, val_size: int, subset: int | None, seed: int
+) -> np.ndarray:
     """Indices into a base split (the dataset's train or test) for ``part``."""
     total = labels.size
     idx = np.arange(total)
     if part in ("train", "val") and val_size:
         if not 0 < val_size < total:
-            raise ValueError(f"val_size={val_size} must be between 1 and {total - 1} "
-                             f"(the train split has {total} images)")
+            raise ValueError(
+                f"val_size={val_size} must be between 1 and {total - 1} "
+                f"(the train split has {total} images)"
+            )
         val = stratified_indices(labels, val_size, seed)
         idx = val if part == "val" else np.setdiff1d(idx, val, assume_unique=True)
     elif part == "val":
@@ -65,7 +69,6 @@ def split_indices(labels: np.ndarray, part: str, val_size: int, subset: int | No
         if isinstance(subset, bool) or not isinstance(subset, (int, np.integer)) or subset < 1:
             raise ValueError(f"subset must be a positive integer, got {subset!r}")
         if subset > idx.size:
-            raise ValueError(f"subset={subset} is larger than the {part} split "
-                             f"({idx.size} images)")
+            raise ValueError(f"subset={subset} is larger than the {part} split ({idx.size} images)")
         idx = idx[stratified_indices(labels[idx], subset, seed)]
     return idx

@@ -30,8 +30,15 @@ from ising_qubo.nets.models.cifar_resnet import resnet18, resnet34, resnet50, re
 from ising_qubo.nets.models.resnet_cifar_he import resnet20, resnet56
 from ising_qubo.nets.models.squeezenet import squeezenet1_1
 
-__all__ = ["BUILDER", "SPEC_ATTR", "TORCHVISION_PREFIX", "available", "build", "from_spec",
-           "spec_of"]
+__all__ = [
+    "BUILDER",
+    "SPEC_ATTR",
+    "TORCHVISION_PREFIX",
+    "available",
+    "build",
+    "from_spec",
+    "spec_of",
+]
 
 BUILDER = "ising_qubo.nets.models.build"
 # models saved before the network side moved to ising_qubo.nets name the old path
@@ -65,20 +72,24 @@ def _check_count(label: str, value: Any) -> int:
 
 
 def _unknown(name: str) -> ValueError:
-    return ValueError(f"unknown model {name!r}; available: {', '.join(available())}, "
-                      f"or {TORCHVISION_PREFIX}<name> for a torchvision model")
+    return ValueError(
+        f"unknown model {name!r}; available: {', '.join(available())}, "
+        f"or {TORCHVISION_PREFIX}<name> for a torchvision model"
+    )
 
 
-def _build_torchvision(name: str, tv_name: str, num_classes: int,
-                       in_channels: int) -> nn.Module:
+def _build_torchvision(name: str, tv_name: str, num_classes: int, in_channels: int) -> nn.Module:
     if in_channels != 3:
-        raise ValueError(f"{name!r}: torchvision models take 3 input channels, "
-                         f"got in_channels={in_channels}")
+        raise ValueError(
+            f"{name!r}: torchvision models take 3 input channels, got in_channels={in_channels}"
+        )
     import torchvision
 
     if tv_name not in torchvision.models.list_models():
-        raise ValueError(f"unknown model {name!r}: torchvision has no model {tv_name!r}; "
-                         f"available here: {', '.join(available())}")
+        raise ValueError(
+            f"unknown model {name!r}: torchvision has no model {tv_name!r}; "
+            f"available here: {', '.join(available())}"
+        )
     return torchvision.models.get_model(tv_name, weights=None, num_classes=num_classes)
 
 
@@ -93,17 +104,21 @@ def build(name: str, num_classes: int = 10, in_channels: int = 3) -> nn.Module:
     num_classes = _check_count("num_classes", num_classes)
     in_channels = _check_count("in_channels", in_channels)
     if name.startswith(TORCHVISION_PREFIX):
-        tv_name = name[len(TORCHVISION_PREFIX):]
+        tv_name = name[len(TORCHVISION_PREFIX) :]
         model = _build_torchvision(name, tv_name, num_classes, in_channels)
     elif name in _REGISTRY:
         model = _REGISTRY[name](num_classes=num_classes, in_channels=in_channels)
     else:
         raise _unknown(name)
-    setattr(model, SPEC_ATTR, {
-        "builder": BUILDER,
-        "name": name,
-        "kwargs": {"num_classes": num_classes, "in_channels": in_channels},
-    })
+    setattr(
+        model,
+        SPEC_ATTR,
+        {
+            "builder": BUILDER,
+            "name": name,
+            "kwargs": {"num_classes": num_classes, "in_channels": in_channels},
+        },
+    )
     return model
 
 
@@ -130,8 +145,10 @@ def from_spec(spec: dict) -> nn.Module:
     expected = {"builder", "name", "kwargs"}
     missing, extra = expected - spec.keys(), spec.keys() - expected
     if missing or extra:
-        raise ValueError(f"model spec needs exactly the keys {sorted(expected)}; "
-                         f"missing {sorted(missing)}, unexpected {sorted(map(str, extra))}")
+        raise ValueError(
+            f"model spec needs exactly the keys {sorted(expected)}; "
+            f"missing {sorted(missing)}, unexpected {sorted(map(str, extra))}"
+        )
     if spec["builder"] != BUILDER and spec["builder"] not in _LEGACY_BUILDERS:
         raise ValueError(f"model spec builder must be {BUILDER!r}, got {spec['builder']!r}")
     if not isinstance(spec["name"], str):
@@ -141,6 +158,7 @@ def from_spec(spec: dict) -> nn.Module:
         raise ValueError(f"model spec kwargs must be a dict, got {type(kwargs).__name__}")
     unknown = set(kwargs) - set(_KWARGS)
     if unknown:
-        raise ValueError(f"model spec kwargs: unexpected {sorted(map(str, unknown))}; "
-                         f"allowed: {list(_KWARGS)}")
+        raise ValueError(
+            f"model spec kwargs: unexpected {sorted(map(str, unknown))}; allowed: {list(_KWARGS)}"
+        )
     return build(spec["name"], **kwargs)

@@ -35,8 +35,14 @@ _CONVS = [  # (out_channels, stride, max-pool after)
 class AlexNet(nn.Module):
     """``features`` (convolutions), ``avgpool``, ``classifier`` (the last Linear is the head)."""
 
-    def __init__(self, num_classes: int = 10, in_channels: int = 3, hidden: int = 4096,
-                 dropout: float = 0.5, batch_norm: bool = False) -> None:
+    def __init__(
+        self,
+        num_classes: int = 10,
+        in_channels: int = 3,
+        hidden: int = 4096,
+        dropout: float = 0.5,
+        batch_norm: bool = False,
+    ) -> None:
         super().__init__()
         layers: list[nn.Module] = []
         channels = in_channels

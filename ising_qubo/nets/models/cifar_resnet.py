@@ -17,8 +17,16 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["BasicBlock", "Bottleneck", "CifarResNet", "init_weights", "resnet18", "resnet34",
-           "resnet50", "resnet101"]
+__all__ = [
+    "BasicBlock",
+    "Bottleneck",
+    "CifarResNet",
+    "init_weights",
+    "resnet18",
+    "resnet34",
+    "resnet50",
+    "resnet101",
+]
 
 
 def init_weights(model: nn.Module) -> None:

@@ -21,8 +21,9 @@ _STRIDES = (1, 2, 2)
 
 
 def _he_resnet(n: int, num_classes: int, in_channels: int) -> CifarResNet:
-    return CifarResNet(BasicBlock, [n, n, n], num_classes, in_channels,
-                       widths=_WIDTHS, strides=_STRIDES)
+    return CifarResNet(
+        BasicBlock, [n, n, n], num_classes, in_channels, widths=_WIDTHS, strides=_STRIDES
+    )
 
 
 def resnet20(num_classes: int = 10, in_channels: int = 3) -> CifarResNet:

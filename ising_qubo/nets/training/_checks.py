@@ -9,13 +9,21 @@ from typing import Any
 __all__ = ["check_int", "check_number"]
 
 
-def check_number(what: str, value: Any, *, low: float, low_open: bool,
-                  high: float = math.inf, high_open: bool = True) -> float:
+def check_number(
+    what: str,
+    value: Any,
+    *,
+    low: float,
+    low_open: bool,
+    high: float = math.inf,
+    high_open: bool = True,
+) -> float:
     """``value`` as a float inside the interval, else a ValueError naming it."""
     ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
     if ok:
         ok = (value > low if low_open else value >= low) and (
-            value < high if high_open else value <= high)
+            value < high if high_open else value <= high
+        )
     if not ok:
         lo = f"{'(' if low_open else '['}{low:g}"
         hi = f"{high:g}{')' if high_open else ']'}"

@@ -21,16 +21,33 @@ from torch import nn
 
 from ising_qubo.io._atomic import atomic_write
 
-__all__ = ["CheckpointError", "load_checkpoint", "load_weights", "read_weights",
-           "save_checkpoint", "torch_load_reason"]
+__all__ = [
+    "CheckpointError",
+    "load_checkpoint",
+    "load_weights",
+    "read_weights",
+    "save_checkpoint",
+    "torch_load_reason",
+]
 
 
 class CheckpointError(ValueError):
     """A checkpoint that cannot be written as plain data, or cannot be read back."""
 
 
-_PLAIN_SCALARS = (str, bytes, bytearray, int, float, bool, complex, type(None),
-                  torch.Size, torch.device, torch.dtype)
+_PLAIN_SCALARS = (
+    str,
+    bytes,
+    bytearray,
+    int,
+    float,
+    bool,
+    complex,
+    type(None),
+    torch.Size,
+    torch.device,
+    torch.dtype,
+)
 _PLAIN_TENSORS = (torch.Tensor, nn.Parameter)
 _PLAIN_MAPPINGS = (dict, OrderedDict, Counter)
 _PLAIN_SEQUENCES = (list, tuple, set)
@@ -61,7 +78,8 @@ def _check_plain(obj: Any, where: str, path: tuple[int, ...] = ()) -> None:
     raise CheckpointError(
         f"{where} is a {kind.__module__}.{kind.__qualname__}, which a weights-only checkpoint "
         "cannot hold; store tensors, numbers, strings, None, and dicts/lists/tuples/sets of "
-        "them (e.g. float(x), x.tolist(), obj.state_dict(), history.to_dict())")
+        "them (e.g. float(x), x.tolist(), obj.state_dict(), history.to_dict())"
+    )
 
 
 def save_checkpoint(path: str | os.PathLike[str], **state: Any) -> Path:
@@ -84,8 +102,9 @@ def save_checkpoint(path: str | os.PathLike[str], **state: Any) -> Path:
     return target
 
 
-def load_checkpoint(path: str | os.PathLike[str],
-                    map_location: str | torch.device | None = "cpu") -> dict[str, Any]:
+def load_checkpoint(
+    path: str | os.PathLike[str], map_location: str | torch.device | None = "cpu"
+) -> dict[str, Any]:
     """Read a checkpoint written by :func:`save_checkpoint` (``torch.load(weights_only=True)``:
     plain data only, no arbitrary unpickling, so loading an untrusted file cannot run code).
 
@@ -101,20 +120,30 @@ def load_checkpoint(path: str | os.PathLike[str],
             state = torch.load(source, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
         # weights_only refusals are UnpicklingErrors too; nothing in the file was run
-        raise CheckpointError(f"checkpoint {str(source)!r} cannot be loaded as plain data "
-                              f"(not written by save_checkpoint, corrupt, or unsafe; nothing "
-                              f"in it was executed): {torch_load_reason(exc)}") from exc
+        raise CheckpointError(
+            f"checkpoint {str(source)!r} cannot be loaded as plain data "
+            f"(not written by save_checkpoint, corrupt, or unsafe; nothing "
+            f"in it was executed): {torch_load_reason(exc)}"
+        ) from exc
     except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError) as exc:
-        raise CheckpointError(f"checkpoint {str(source)!r} is unreadable (truncated or "
-                              f"corrupt?): {torch_load_reason(exc)}") from exc
+        raise CheckpointError(
+            f"checkpoint {str(source)!r} is unreadable (truncated or "
+            f"corrupt?): {torch_load_reason(exc)}"
+        ) from exc
     if not isinstance(state, dict):
-        raise CheckpointError(f"checkpoint {str(source)!r} holds a {type(state).__name__}, "
-                              "not the dict save_checkpoint writes")
+        raise CheckpointError(
+            f"checkpoint {str(source)!r} holds a {type(state).__name__}, "
+            "not the dict save_checkpoint writes"
+        )
     return state
 
 
-_TORCH_BOILERPLATE = ("Weights only load failed", "Please file an issue",
-                      "Check the documentation", "This is an internal miniz error")
+_TORCH_BOILERPLATE = (
+    "Weights only load failed",
+    "Please file an issue",
+    "Check the documentation",
+    "This is an internal miniz error",
+)
 
 
 def torch_load_reason(exc: BaseException) -> str:
@@ -136,8 +165,10 @@ def read_weights(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
     names the file."""
     source = Path(path)
     if not source.is_file():
-        raise FileNotFoundError(f"weights file {str(source)!r} not found" +
-                                (" (it is a directory)" if source.is_dir() else ""))
+        raise FileNotFoundError(
+            f"weights file {str(source)!r} not found"
+            + (" (it is a directory)" if source.is_dir() else "")
+        )
     if source.suffix == ".safetensors":
         import safetensors
         import safetensors.torch
@@ -145,16 +176,19 @@ def read_weights(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
         try:
             state = safetensors.torch.load_file(str(source))
         except (safetensors.SafetensorError, OSError) as exc:
-            raise CheckpointError(f"weights file {str(source)!r} is not a readable "
-                                  f"safetensors file: {exc}") from exc
+            raise CheckpointError(
+                f"weights file {str(source)!r} is not a readable safetensors file: {exc}"
+            ) from exc
     else:
         state = load_checkpoint(source)
         if isinstance(state.get("model"), dict):
             state = state["model"]  # one of our own run checkpoints
     for key, value in state.items():
         if not isinstance(key, str) or not isinstance(value, torch.Tensor):
-            raise CheckpointError(f"weights file {str(source)!r} is not a state dict: entry "
-                                  f"{key!r} is not a tensor ({type(value).__name__})")
+            raise CheckpointError(
+                f"weights file {str(source)!r} is not a state dict: entry "
+                f"{key!r} is not a tensor ({type(value).__name__})"
+            )
     return dict(state)
 
 
@@ -171,14 +205,19 @@ def load_weights(model: nn.Module, path: str | os.PathLike[str]) -> nn.Module:
         if key not in state:
             problems.append(f"{key!r} is missing from the file")
         elif tuple(state[key].shape) != tuple(tensor.shape):
-            problems.append(f"{key!r} has shape {list(state[key].shape)} in the file but "
-                            f"{list(tensor.shape)} in the model")
-    problems += [f"{key!r} is in the file but not in the model"
-                 for key in state if key not in expected]
+            problems.append(
+                f"{key!r} has shape {list(state[key].shape)} in the file but "
+                f"{list(tensor.shape)} in the model"
+            )
+    problems += [
+        f"{key!r} is in the file but not in the model" for key in state if key not in expected
+    ]
     if problems:
-        raise CheckpointError(f"weights file {str(path)!r} does not fit the "
-                              f"{type(model).__name__} model: {problems[0]} ({len(problems)} "
-                              f"mismatching key(s) in all); pass weights saved from the "
-                              f"same --model and number of classes")
+        raise CheckpointError(
+            f"weights file {str(path)!r} does not fit the "
+            f"{type(model).__name__} model: {problems[0]} ({len(problems)} "
+            f"mismatching key(s) in all); pass weights saved from the "
+            f"same --model and number of classes"
+        )
     model.load_state_dict(state)
     return model

@@ -16,15 +16,15 @@ def _plain_metric(key: str, value: Any) -> Any:
     """A JSON-friendly scalar: 0-d tensors and numpy scalars become Python numbers."""
     if isinstance(value, torch.Tensor):
         if value.numel() != 1:
-            raise ValueError(f"metric {key!r} must be a scalar, got a tensor of shape "
-                             f"{tuple(value.shape)}")
+            raise ValueError(
+                f"metric {key!r} must be a scalar, got a tensor of shape {tuple(value.shape)}"
+            )
         return value.item()
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
     if hasattr(value, "item"):  # numpy scalar, without importing numpy here
         return value.item()
-    raise ValueError(f"metric {key!r} must be a number, string or None, got "
-                     f"{type(value).__name__}")
+    raise ValueError(f"metric {key!r} must be a number, string or None, got {type(value).__name__}")
 
 
 @dataclass
@@ -40,8 +40,10 @@ class History:
     def __post_init__(self) -> None:
         lengths = {len(v) for v in self.columns.values()}
         if len(lengths) > 1:
-            raise ValueError(f"History columns must have equal lengths, got "
-                             f"{ {k: len(v) for k, v in self.columns.items()} }")
+            raise ValueError(
+                f"History columns must have equal lengths, got "
+                f"{ {k: len(v) for k, v in self.columns.items()} }"
+            )
         self.columns = {str(k): list(v) for k, v in self.columns.items()}
 
     def __len__(self) -> int:

@@ -100,26 +100,35 @@ class UnitDropout(TrainingHook):
             try:
                 tensor, dim, indices = entry
             except (TypeError, ValueError) as exc:
-                raise ValueError("a slice is (tensor, dim, indices), got "
-                                 f"{type(entry).__name__}") from exc
+                raise ValueError(
+                    f"a slice is (tensor, dim, indices), got {type(entry).__name__}"
+                ) from exc
             if not isinstance(tensor, torch.Tensor):
-                raise ValueError(f"slice tensor must be a torch.Tensor, got "
-                                 f"{type(tensor).__name__}")
-            if not isinstance(dim, int) or isinstance(dim, bool) or not (
-                    -tensor.dim() <= dim < tensor.dim()):
-                raise ValueError(f"slice dim {dim!r} out of range for a tensor of shape "
-                                 f"{tuple(tensor.shape)}")
+                raise ValueError(
+                    f"slice tensor must be a torch.Tensor, got {type(tensor).__name__}"
+                )
+            if (
+                not isinstance(dim, int)
+                or isinstance(dim, bool)
+                or not (-tensor.dim() <= dim < tensor.dim())
+            ):
+                raise ValueError(
+                    f"slice dim {dim!r} out of range for a tensor of shape {tuple(tensor.shape)}"
+                )
             dim %= tensor.dim()
             idx = torch.as_tensor(indices, device=tensor.device).reshape(-1)
-            if idx.numel() and (idx.dtype.is_floating_point or idx.dtype.is_complex
-                                or idx.dtype == torch.bool):
+            if idx.numel() and (
+                idx.dtype.is_floating_point or idx.dtype.is_complex or idx.dtype == torch.bool
+            ):
                 raise ValueError(f"slice indices must be integers, got dtype {idx.dtype}")
             idx = idx.long()
             # one sync per new solver state (rare), worth a clear message over a CUDA assert
             if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= tensor.shape[dim]):
-                raise ValueError(f"slice indices must lie in [0, {tensor.shape[dim]}) along "
-                                 f"dim {dim} of a tensor of shape {tuple(tensor.shape)}, got "
-                                 f"min {int(idx.min())}, max {int(idx.max())}")
+                raise ValueError(
+                    f"slice indices must lie in [0, {tensor.shape[dim]}) along "
+                    f"dim {dim} of a tensor of shape {tuple(tensor.shape)}, got "
+                    f"min {int(idx.min())}, max {int(idx.max())}"
+                )
             merged.setdefault((id(tensor), dim), (tensor, dim, []))[2].append(idx)
         new = []
         for tensor, dim, parts in merged.values():

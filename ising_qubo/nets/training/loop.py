@@ -34,19 +34,33 @@ from ising_qubo.nets.training.precision import amp_settings, autocast
 
 __all__ = ["train_one_epoch"]
 
-_HOOK_METHODS = ("on_epoch_start", "before_forward", "after_backward", "after_step",
-                 "on_epoch_end", "on_error")
+_HOOK_METHODS = (
+    "on_epoch_start",
+    "before_forward",
+    "after_backward",
+    "after_step",
+    "on_epoch_end",
+    "on_error",
+)
 
 
-def train_one_epoch(model: nn.Module, batches: Iterable[Any], optimizer: torch.optim.Optimizer,
-                    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
-                    device: str | torch.device | None = None,
-                    hooks: Sequence[TrainingHook] = (), amp: bool = False,
-                    grad_clip: float | None = None, progress: bool = True,
-                    desc: str = "train", epoch: int = 0, *, start_iteration: int = 0,
-                    scaler: torch.amp.GradScaler | None = None,
-                    reduce: Callable[[torch.Tensor], torch.Tensor] | None = None
-                    ) -> dict[str, float | int]:
+def train_one_epoch(
+    model: nn.Module,
+    batches: Iterable[Any],
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
+    device: str | torch.device | None = None,
+    hooks: Sequence[TrainingHook] = (),
+    amp: bool = False,
+    grad_clip: float | None = None,
+    progress: bool = True,
+    desc: str = "train",
+    epoch: int = 0,
+    *,
+    start_iteration: int = 0,
+    scaler: torch.amp.GradScaler | None = None,
+    reduce: Callable[[torch.Tensor], torch.Tensor] | None = None,
+) -> dict[str, float | int]:
     """One pass over ``batches`` of ``(x, y)`` with cross-entropy loss.
 
     Per iteration: ``zero_grad``, hooks' ``before_forward``, forward (under autocast with
@@ -85,7 +99,8 @@ def train_one_epoch(model: nn.Module, batches: Iterable[Any], optimizer: torch.o
     # Look the hook methods up once: duck-typed hooks may implement only some of them.
     calls: dict[str, list[Callable[..., Any]]] = {
         name: [getattr(h, name) for h in hooks if callable(getattr(h, name, None))]
-        for name in _HOOK_METHODS}
+        for name in _HOOK_METHODS
+    }
     params = [p for group in optimizer.param_groups for p in group["params"]]
 
     try:
@@ -99,9 +114,17 @@ def train_one_epoch(model: nn.Module, batches: Iterable[Any], optimizer: torch.o
     start = time.perf_counter()
     for fn in calls["on_epoch_start"]:
         fn(epoch)
-    with in_mode(model, True), tqdm(batches, total=total, desc=desc, unit="batch",
-                                  disable=None if progress else True,
-                                  dynamic_ncols=True) as bar:
+    with (
+        in_mode(model, True),
+        tqdm(
+            batches,
+            total=total,
+            desc=desc,
+            unit="batch",
+            disable=None if progress else True,
+            dynamic_ncols=True,
+        ) as bar,
+    ):
         for index, (x, y) in enumerate(bar):
             iteration = start_iteration + index
             try:
@@ -120,10 +143,13 @@ def train_one_epoch(model: nn.Module, batches: Iterable[Any], optimizer: torch.o
                     loss_value = loss.item()
                     batch = y.shape[0]
                 else:
-                    local = torch.stack([
-                        loss.detach().double() * y.shape[0],
-                        torch.tensor(float(y.shape[0]), dtype=torch.float64, device=dev),
-                        (logits.detach().argmax(dim=1) == y).sum().double()])
+                    local = torch.stack(
+                        [
+                            loss.detach().double() * y.shape[0],
+                            torch.tensor(float(y.shape[0]), dtype=torch.float64, device=dev),
+                            (logits.detach().argmax(dim=1) == y).sum().double(),
+                        ]
+                    )
                     loss_total, batch_total, correct_total = reduce(local).tolist()
                     loss_value = loss_total / batch_total
                     batch = int(batch_total)
@@ -131,7 +157,8 @@ def train_one_epoch(model: nn.Module, batches: Iterable[Any], optimizer: torch.o
                     raise FloatingPointError(
                         f"non-finite training loss {loss_value} at epoch {epoch}, iteration "
                         f"{iteration} (batch {index} of the epoch); lower the learning rate, "
-                        "enable grad_clip, or check the inputs")
+                        "enable grad_clip, or check the inputs"
+                    )
                 for fn in calls["after_backward"]:
                     fn(iteration)
                 if grad_clip is not None:
@@ -158,15 +185,23 @@ def train_one_epoch(model: nn.Module, batches: Iterable[Any], optimizer: torch.o
                 correct += int(correct_total)
             count += batch
             if not bar.disable:
-                bar.set_postfix(loss=f"{loss_sum / count:.4f}",
-                                acc=f"{100.0 * int(correct) / count:.2f}%",
-                                lr=f"{optimizer.param_groups[0]['lr']:.3g}", refresh=False)
+                bar.set_postfix(
+                    loss=f"{loss_sum / count:.4f}",
+                    acc=f"{100.0 * int(correct) / count:.2f}%",
+                    lr=f"{optimizer.param_groups[0]['lr']:.3g}",
+                    refresh=False,
+                )
     if count == 0:
         raise ValueError(f"train_one_epoch: no batches in epoch {epoch}")
     for fn in calls["on_epoch_end"]:
         fn(epoch)
     if dev.type == "cuda":
         torch.cuda.synchronize(dev)
-    return {"loss": loss_sum / count, "top1": 100.0 * int(correct) / count, "count": count,
-            "iterations": iteration - start_iteration + 1,
-            "seconds": time.perf_counter() - start, "lr": optimizer.param_groups[0]["lr"]}
+    return {
+        "loss": loss_sum / count,
+        "top1": 100.0 * int(correct) / count,
+        "count": count,
+        "iterations": iteration - start_iteration + 1,
+        "seconds": time.perf_counter() - start,
+        "lr": optimizer.param_groups[0]["lr"],
+    }

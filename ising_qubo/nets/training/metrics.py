@@ -17,13 +17,14 @@ from ising_qubo.nets.training.precision import amp_settings, autocast
 __all__ = ["accuracy_topk", "evaluate"]
 
 
-def _topk_correct(logits: torch.Tensor, targets: torch.Tensor,
-                  ks: Sequence[int]) -> torch.Tensor:
+def _topk_correct(logits: torch.Tensor, targets: torch.Tensor, ks: Sequence[int]) -> torch.Tensor:
     """Counts of rows whose target is among the top ``min(k, C)`` logits, one per k (on the
     logits' device, so a loop can accumulate without a host sync per batch)."""
     if logits.dim() != 2 or targets.dim() != 1 or logits.shape[0] != targets.shape[0]:
-        raise ValueError(f"expected logits (N, C) and targets (N,), got {tuple(logits.shape)} "
-                         f"and {tuple(targets.shape)}")
+        raise ValueError(
+            f"expected logits (N, C) and targets (N,), got {tuple(logits.shape)} "
+            f"and {tuple(targets.shape)}"
+        )
     num_classes = logits.shape[1]
     widths = [min(check_int("k", k, 1), num_classes) for k in ks]
     top = logits.topk(max(widths), dim=1).indices  # (N, maxk), best first
@@ -33,8 +34,9 @@ def _topk_correct(logits: torch.Tensor, targets: torch.Tensor,
     return torch.stack([within[:, w - 1].sum() for w in widths])
 
 
-def accuracy_topk(logits: torch.Tensor, targets: torch.Tensor,
-                  ks: Sequence[int] = (1, 5)) -> dict[str, float]:
+def accuracy_topk(
+    logits: torch.Tensor, targets: torch.Tensor, ks: Sequence[int] = (1, 5)
+) -> dict[str, float]:
     """Top-k accuracies in percent, keyed ``"top{k}"``.
 
     With fewer than k classes, top-k is computed as top-C (every row counts as a hit), so
@@ -47,10 +49,14 @@ def accuracy_topk(logits: torch.Tensor, targets: torch.Tensor,
     return {f"top{k}": 100.0 * c / logits.shape[0] for k, c in zip(ks, counts)}
 
 
-def evaluate(model: nn.Module, batches: Iterable[Any], device: str | torch.device | None = None,
-             amp: bool = False, max_batches: int | None = None,
-             reduce: Callable[[torch.Tensor], torch.Tensor] | None = None
-             ) -> dict[str, float | int]:
+def evaluate(
+    model: nn.Module,
+    batches: Iterable[Any],
+    device: str | torch.device | None = None,
+    amp: bool = False,
+    max_batches: int | None = None,
+    reduce: Callable[[torch.Tensor], torch.Tensor] | None = None,
+) -> dict[str, float | int]:
     """Accuracy and loss of ``model`` over ``batches`` of ``(x, y)``.
 
     Returns ``{"top1": %, "top5": %, "loss": mean cross-entropy, "count": samples}``
@@ -88,8 +94,13 @@ def evaluate(model: nn.Module, batches: Iterable[Any], device: str | torch.devic
             count += y.shape[0]
     if reduce is not None:
         # float64 holds counts exactly up to 2**53; one collective for the four sums
-        sums = torch.cat([correct.double(), loss_sum.view(1),
-                          torch.tensor([float(count)], dtype=torch.float64, device=dev)])
+        sums = torch.cat(
+            [
+                correct.double(),
+                loss_sum.view(1),
+                torch.tensor([float(count)], dtype=torch.float64, device=dev),
+            ]
+        )
         sums = reduce(sums)
         top1, top5, loss_total, total = sums.tolist()
         count = int(total)
@@ -98,5 +109,9 @@ def evaluate(model: nn.Module, batches: Iterable[Any], device: str | torch.devic
     if count == 0:
         raise ValueError("evaluate: no samples (empty batches)")
     top1, top5 = correct.tolist()
-    return {"top1": 100.0 * top1 / count, "top5": 100.0 * top5 / count,
-            "loss": float(loss_sum) / count, "count": count}
+    return {
+        "top1": 100.0 * top1 / count,
+        "top5": 100.0 * top5 / count,
+        "loss": float(loss_sum) / count,
+        "count": count,
+    }

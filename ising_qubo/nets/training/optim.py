@@ -16,8 +16,13 @@ __all__ = ["make_optimizer", "make_scheduler"]
 _DEFAULT_LR = {"sgd": 0.1, "adadelta": 1.0}
 
 
-def make_optimizer(name: str, params: Iterable[Any], lr: float | None = None,
-                   weight_decay: float = 5e-4, momentum: float = 0.9) -> torch.optim.Optimizer:
+def make_optimizer(
+    name: str,
+    params: Iterable[Any],
+    lr: float | None = None,
+    weight_decay: float = 5e-4,
+    momentum: float = 0.9,
+) -> torch.optim.Optimizer:
     """``"sgd"`` (heavy-ball momentum, no Nesterov) or ``"adadelta"``.
 
     ``lr=None`` takes the optimizer's customary default: 0.1 for SGD, 1.0 for Adadelta (whose
@@ -33,17 +38,24 @@ def make_optimizer(name: str, params: Iterable[Any], lr: float | None = None,
     weight_decay = check_number("weight_decay", weight_decay, low=0, low_open=False)
     if key == "sgd":
         momentum = check_number("momentum", momentum, low=0, low_open=False, high=1)
-        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay,
-                               nesterov=False)
+        return torch.optim.SGD(
+            params, lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=False
+        )
     return torch.optim.Adadelta(params, lr=lr, weight_decay=weight_decay)
 
 
 _SCHEDULES = ("constant", "cosine", "step")
 
 
-def make_scheduler(name: str, optimizer: torch.optim.Optimizer, epochs: int,
-                   steps_per_epoch: int, step_size: int | None = None, gamma: float = 0.1,
-                   warmup_epochs: float = 0) -> torch.optim.lr_scheduler.LambdaLR:
+def make_scheduler(
+    name: str,
+    optimizer: torch.optim.Optimizer,
+    epochs: int,
+    steps_per_epoch: int,
+    step_size: int | None = None,
+    gamma: float = 0.1,
+    warmup_epochs: float = 0,
+) -> torch.optim.lr_scheduler.LambdaLR:
     """A learning-rate schedule to ``step()`` once per ITERATION (after ``optimizer.step()``).
 
     Stepping per iteration rather than per epoch makes the schedule exact for short runs (a
@@ -71,15 +83,15 @@ def make_scheduler(name: str, optimizer: torch.optim.Optimizer, epochs: int,
     epochs = check_int("epochs", epochs, 1)
     steps_per_epoch = check_int("steps_per_epoch", steps_per_epoch, 1)
     gamma = check_number("gamma", gamma, low=0, low_open=True)
-    warmup_epochs = check_number("warmup_epochs", warmup_epochs, low=0, low_open=False,
-                                  high=epochs)
-    step_size = max(1, epochs // 4) if step_size is None else check_int("step_size",
-                                                                          step_size, 1)
+    warmup_epochs = check_number("warmup_epochs", warmup_epochs, low=0, low_open=False, high=epochs)
+    step_size = max(1, epochs // 4) if step_size is None else check_int("step_size", step_size, 1)
     total = epochs * steps_per_epoch
     warmup = round(warmup_epochs * steps_per_epoch)
     if key == "cosine" and warmup >= total:
-        raise ValueError(f"warmup_epochs={warmup_epochs!r} leaves no iterations for the "
-                         f"cosine decay over {epochs} epochs")
+        raise ValueError(
+            f"warmup_epochs={warmup_epochs!r} leaves no iterations for the "
+            f"cosine decay over {epochs} epochs"
+        )
 
     def factor(t: int) -> float:
         scale = min(1.0, (t + 1) / warmup) if warmup else 1.0

@@ -33,8 +33,9 @@ def model_device(model: nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
-def prepare_model(model: nn.Module, device: str | torch.device | None,
-                  channels_last: bool = False) -> nn.Module:
+def prepare_model(
+    model: nn.Module, device: str | torch.device | None, channels_last: bool = False
+) -> nn.Module:
     """Move ``model`` to ``device`` (see :func:`resolve_device`), in place; return it.
 
     ``channels_last`` switches 4-d weights to NHWC, which lets cuDNN use tensor-core

@@ -32,8 +32,12 @@ def amp_settings(amp: bool, device: torch.device) -> Amp:
     if device.type != "cuda":
         if not _AMP_CPU_WARNED:
             _AMP_CPU_WARNED = True
-            warnings.warn(f"amp=True is ignored on device {device} (mixed precision is used "
-                          "on CUDA only); training in float32", RuntimeWarning, stacklevel=3)
+            warnings.warn(
+                f"amp=True is ignored on device {device} (mixed precision is used "
+                "on CUDA only); training in float32",
+                RuntimeWarning,
+                stacklevel=3,
+            )
         return Amp()
     if torch.cuda.is_bf16_supported():
         return Amp(dtype=torch.bfloat16)

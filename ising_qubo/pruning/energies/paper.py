@@ -37,8 +37,9 @@ def filter_gaussians(weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """
     weight = np.asarray(weight, dtype=np.float64)
     if weight.ndim < 2:
-        raise ValueError(f"weight must have at least 2 dimensions (out, in, ...), got "
-                         f"shape {weight.shape}")
+        raise ValueError(
+            f"weight must have at least 2 dimensions (out, in, ...), got shape {weight.shape}"
+        )
     n, samples = weight.shape[:2]
     kernels = weight.reshape(n, samples, -1)  # keeps W[i, c] together: no mixing of filters
     mean = kernels.mean(axis=1)
@@ -95,8 +96,7 @@ def _kl_scalar(mean: np.ndarray, var: np.ndarray) -> np.ndarray:
         diff = mean[None, :] - mean[:, None]
         kl += diff * inverse[None, :] * diff  # in this order, as the general path: 0 * inf
         del diff
-        kl += np.where(regular[:, None] & regular[None, :],
-                       logvar[None, :] - logvar[:, None], 0.0)
+        kl += np.where(regular[:, None] & regular[None, :], logvar[None, :] - logvar[:, None], 0.0)
         kl -= 1.0
         kl *= 0.5
     kl[~np.isfinite(kl)] = 1.0
@@ -152,8 +152,9 @@ class LayerTerms:
     entropy: np.ndarray
 
 
-def network_energy(layers: Iterable[LayerTerms], num_variables: int,
-                   labels: Sequence[Hashable] | None = None) -> LowRankIsing:
+def network_energy(
+    layers: Iterable[LayerTerms], num_variables: int, labels: Sequence[Hashable] | None = None
+) -> LowRankIsing:
     """H over the problem variables y, where each layer unit is x_i = y_{units(i)}.
 
     Gamma = blockdiag(A_l) + sum_l [E~_l on layer l] 1^T[layer l+1] - 1 1^T, and
@@ -174,8 +175,10 @@ def network_energy(layers: Iterable[LayerTerms], num_variables: int,
         units = np.asarray(layer.units, dtype=np.int64)
         n = len(units)
         if layer.affinity.shape != (n, n) or layer.entropy.shape != (n,):
-            raise ValueError(f"layer {layer.name}: affinity {layer.affinity.shape} and "
-                             f"entropy {layer.entropy.shape} do not match {n} units")
+            raise ValueError(
+                f"layer {layer.name}: affinity {layer.affinity.shape} and "
+                f"entropy {layer.entropy.shape} do not match {n} units"
+            )
         if n and (units.min() < 0 or units.max() >= num_variables):
             raise ValueError(f"layer {layer.name}: unit index out of range [0, {num_variables})")
         np.add.at(multiplicity, units, 1.0)
@@ -228,7 +231,7 @@ def reference_energy(layers: Sequence[LayerTerms], y: np.ndarray) -> float:
         s, e = starts[k], starts[k + 1]
         gamma[s:e, s:e] += layer.affinity
         if k + 1 < len(layers):
-            gamma[s:e, starts[k + 1]:starts[k + 2]] += layer.entropy[:, None]
+            gamma[s:e, starts[k + 1] : starts[k + 2]] += layer.entropy[:, None]
     x = np.concatenate([np.asarray(y, dtype=float)[np.asarray(layer.units)] for layer in layers])
     return float(-x @ gamma @ x + gamma.sum() / total * x.sum())
 
@@ -251,5 +254,9 @@ class PaperEnergy(Energy):
         for layer, group in layers:
             weight = inputs.weight(layer)
             entropy = channel_entropy(maps.pop(layer.name))
-            yield LayerTerms(layer.name, inputs.offsets[group.name] + layer.units,
-                             redundancy_affinity(weight), entropy)
+            yield LayerTerms(
+                layer.name,
+                inputs.offsets[group.name] + layer.units,
+                redundancy_affinity(weight),
+                entropy,
+            )

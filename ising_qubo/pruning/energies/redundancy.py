@@ -46,8 +46,9 @@ def kl_redundancy(weight: np.ndarray) -> np.ndarray:
     return 1.0 - redundancy_affinity(weight)
 
 
-def redundancy_coefficients(importance: np.ndarray, redundancy: np.ndarray, keep_count: int,
-                            weight: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+def redundancy_coefficients(
+    importance: np.ndarray, redundancy: np.ndarray, keep_count: int, weight: float = 1.0
+) -> tuple[np.ndarray, np.ndarray]:
     """(linear, upper-triangular quadratic) QUBO coefficients of the group energy."""
     importance = np.asarray(importance, dtype=np.float64)
     redundancy = np.asarray(redundancy, dtype=np.float64)
@@ -55,8 +56,10 @@ def redundancy_coefficients(importance: np.ndarray, redundancy: np.ndarray, keep
     if redundancy.shape != (n, n):
         raise ValueError(f"redundancy matrix has shape {redundancy.shape}, expected ({n}, {n})")
     if not (np.all(np.isfinite(importance)) and np.all(np.isfinite(redundancy))):
-        raise ValueError("importance and redundancy must be finite (the weights or the data "
-                         "batch contain NaN or inf)")
+        raise ValueError(
+            "importance and redundancy must be finite (the weights or the data "
+            "batch contain NaN or inf)"
+        )
     if weight < 0:
         raise ValueError(f"redundancy weight must be >= 0, got {weight}")
     top = np.abs(importance).max()
@@ -88,12 +91,15 @@ class RedundancyEnergy(Energy):
             redundancy = self.group_redundancy(inputs, group)  # names a layer with NaN weights
             if not np.all(np.isfinite(scores[group.name])):
                 layers = ", ".join(repr(layer.name) for layer in group.layers)
-                raise ValueError(f"group {group.name!r}: importance {inputs.importance!r} is "
-                                 f"NaN or infinite (NaN/inf in the BatchNorm parameters, the "
-                                 f"gradients or the data batch of its layers {layers})")
+                raise ValueError(
+                    f"group {group.name!r}: importance {inputs.importance!r} is "
+                    f"NaN or infinite (NaN/inf in the BatchNorm parameters, the "
+                    f"gradients or the data batch of its layers {layers})"
+                )
             k = inputs.keep_count(group) or group.size
             coefficients[group.name] = redundancy_coefficients(
-                scores[group.name], redundancy, k, inputs.redundancy_weight)
+                scores[group.name], redundancy, k, inputs.redundancy_weight
+            )
         return coefficients
 
     def group_redundancy(self, inputs: EnergyInputs, group: UnitGroup) -> np.ndarray:

@@ -24,13 +24,22 @@ class ImportancePruner(TrainingHook):
     """Baseline: the same budget as :class:`~ising_qubo.pruning.pruners.ising.IsingPruner`,
     units chosen by importance."""
 
-    def __init__(self, model: nn.Module, example_inputs: Any, keep: float = 0.5,
-                 importance: str = "l1", data: Any = None, keep_by: str = "params",
-                 ignored_layers: Any = None, seed: int = 0,
-                 run_on_main: Callable[[Callable[[], Any]], Any] | None = None) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        example_inputs: Any,
+        keep: float = 0.5,
+        importance: str = "l1",
+        data: Any = None,
+        keep_by: str = "params",
+        ignored_layers: Any = None,
+        seed: int = 0,
+        run_on_main: Callable[[Callable[[], Any]], Any] | None = None,
+    ) -> None:
         if importance not in BASELINES and importance not in ("l2", "bn", "taylor"):
-            raise ValueError(f"unknown baseline {importance!r}; choose one of "
-                             f"{', '.join(BASELINES)}")
+            raise ValueError(
+                f"unknown baseline {importance!r}; choose one of {', '.join(BASELINES)}"
+            )
         self.model = model
         self.model_groups = ModelGroups(model, example_inputs, ignored_layers)
         self.keep_counts = uniform_keep_counts(self.model_groups, keep, keep_by)
@@ -47,8 +56,12 @@ class ImportancePruner(TrainingHook):
 
     def step(self, data: Any = None) -> dict[str, np.ndarray]:
         def choose() -> dict[str, np.ndarray]:
-            scores = group_importance(self.model_groups, self.importance,
-                                      data if data is not None else self.data, self.seed)
+            scores = group_importance(
+                self.model_groups,
+                self.importance,
+                data if data is not None else self.data,
+                self.seed,
+            )
             return top_k_masks(scores, self.keep_counts)
 
         self.masks = choose() if self.run_on_main is None else self.run_on_main(choose)
@@ -60,10 +73,14 @@ class ImportancePruner(TrainingHook):
         return self.model_groups.prune(self.masks)
 
     def state_dict(self) -> dict:
-        return {"masks": None if self.masks is None else
-                {k: v.astype(bool).tolist() for k, v in self.masks.items()}}
+        return {
+            "masks": None
+            if self.masks is None
+            else {k: v.astype(bool).tolist() for k, v in self.masks.items()}
+        }
 
     def load_state_dict(self, state: dict) -> None:
         masks = state.get("masks")
-        self.masks = None if masks is None else {k: np.asarray(v, dtype=bool)
-                                                 for k, v in masks.items()}
+        self.masks = (
+            None if masks is None else {k: np.asarray(v, dtype=bool) for k, v in masks.items()}
+        )

@@ -59,19 +59,36 @@ class IsingPruner(TrainingHook):
     here (one process).
     """
 
-    def __init__(self, model: nn.Module, example_inputs: Any, keep: float | None = 0.5,
-                 energy: str | Energy = "redundancy", solver: Any = "torch-sa",
-                 solver_params: dict | None = None, every: int = 50, patience: int = 5,
-                 tolerance: float = 1e-3, freeze_epoch: int | None = None, data: Any = None,
-                 keep_by: str = "params", ignored_layers: Any = None,
-                 run_on_main: Callable[[Callable[[], Any]], Any] | None = None,
-                 **energy_options: Any) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        example_inputs: Any,
+        keep: float | None = 0.5,
+        energy: str | Energy = "redundancy",
+        solver: Any = "torch-sa",
+        solver_params: dict | None = None,
+        every: int = 50,
+        patience: int = 5,
+        tolerance: float = 1e-3,
+        freeze_epoch: int | None = None,
+        data: Any = None,
+        keep_by: str = "params",
+        ignored_layers: Any = None,
+        run_on_main: Callable[[Callable[[], Any]], Any] | None = None,
+        **energy_options: Any,
+    ) -> None:
         self.model = model
         self.run_on_main = run_on_main
-        self.problem = PruningProblem.from_model(model, example_inputs, energy=energy,
-                                                 keep=keep, data=data, keep_by=keep_by,
-                                                 ignored_layers=ignored_layers,
-                                                 **energy_options)
+        self.problem = PruningProblem.from_model(
+            model,
+            example_inputs,
+            energy=energy,
+            keep=keep,
+            data=data,
+            keep_by=keep_by,
+            ignored_layers=ignored_layers,
+            **energy_options,
+        )
         self.solver = solver
         self._sampler = resolve_sampler(solver)
         self.solver_params = dict(solver_params or {})
@@ -126,11 +143,13 @@ class IsingPruner(TrainingHook):
         """Refresh the energy and solve: the solution and its ``energy_history`` row."""
         started = time.perf_counter()
         self.problem.refresh(self.data)
-        params = seeded_params(self._sampler, self.solver_params, self.problem.seed,
-                               len(self.energy_history))
+        params = seeded_params(
+            self._sampler, self.solver_params, self.problem.seed, len(self.energy_history)
+        )
         solution = self.problem.solve(self._sampler, initial=self.masks, **params)
         row = {
-            "iteration": self.calls, "energy": solution.energy,
+            "iteration": self.calls,
+            "energy": solution.energy,
             "solver_seconds": solution.seconds,
             "seconds": time.perf_counter() - started,
             "kept": int(sum(solution.kept.values())),
@@ -177,9 +196,12 @@ class IsingPruner(TrainingHook):
 
     def state_dict(self) -> dict:
         return {
-            "masks": None if self.masks is None else
-            {k: v.astype(bool).tolist() for k, v in self.masks.items()},
-            "frozen": self.frozen, "calls": self.calls, "stalled": self.stalled,
+            "masks": None
+            if self.masks is None
+            else {k: v.astype(bool).tolist() for k, v in self.masks.items()},
+            "frozen": self.frozen,
+            "calls": self.calls,
+            "stalled": self.stalled,
             "energy_history": list(self.energy_history),
         }
 
@@ -192,13 +214,13 @@ class IsingPruner(TrainingHook):
                 raise ValueError(f"pruner state names unknown groups: {sorted(unknown)}")
             self.problem.state_from_masks(masks)  # checks every shape before anything changes
         self.masks = masks
-        self.dropout.set_slices([] if masks is None else
-                                self.problem.model_groups.dropped_slices(masks))
+        self.dropout.set_slices(
+            [] if masks is None else self.problem.model_groups.dropped_slices(masks)
+        )
         self.frozen = bool(state.get("frozen", False))
         self.calls = int(state.get("calls", 0))
         self.stalled = int(state.get("stalled", 0))
         self.energy_history = list(state.get("energy_history", []))
-
 
 
 def seeded_params(sampler: Any, params: dict, seed: int, solve_index: int) -> dict:
