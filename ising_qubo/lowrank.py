@@ -17,7 +17,7 @@ that pruning energies are written in.
 from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import dimod
 import numpy as np
@@ -26,20 +26,30 @@ import numpy as np
 DENSE_BQM_LIMIT = 8192
 
 
-@dataclass
+@dataclass(init=False)
 class LowRankIsing:
+    # The constructor takes None for "no low-rank terms" and "labels 0..n-1"; once built,
+    # every field holds its array or list.
     h: np.ndarray
-    blocks: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)
-    lowrank_u: np.ndarray | None = None  # (rank, n)
-    lowrank_v: np.ndarray | None = None  # (rank, n)
-    offset: float = 0.0
-    labels: list[Hashable] | None = None
+    blocks: list[tuple[np.ndarray, np.ndarray]]
+    lowrank_u: np.ndarray  # (rank, n)
+    lowrank_v: np.ndarray  # (rank, n)
+    offset: float
+    labels: list[Hashable]
 
-    def __post_init__(self) -> None:
-        self.h = np.asarray(self.h, dtype=float)
+    def __init__(
+        self,
+        h: np.ndarray,
+        blocks: Sequence[tuple[np.ndarray, np.ndarray]] = (),
+        lowrank_u: np.ndarray | None = None,
+        lowrank_v: np.ndarray | None = None,
+        offset: float = 0.0,
+        labels: list[Hashable] | None = None,
+    ) -> None:
+        self.h = np.asarray(h, dtype=float)
         n = len(self.h)
         checked = []
-        for b, (index, J) in enumerate(self.blocks):
+        for b, (index, J) in enumerate(blocks):
             index = np.asarray(index, dtype=np.int64)
             J = np.asarray(J, dtype=float)
             if J.shape != (len(index), len(index)):
@@ -50,23 +60,26 @@ class LowRankIsing:
                 raise ValueError(f"block {b}: J must be symmetric with a zero diagonal")
             checked.append((index, J))
         self.blocks = checked
-        if self.lowrank_u is None:
-            self.lowrank_u = np.zeros((0, n))
-            self.lowrank_v = np.zeros((0, n))
-        self.lowrank_u = np.atleast_2d(np.asarray(self.lowrank_u, dtype=float))
-        self.lowrank_v = np.atleast_2d(np.asarray(self.lowrank_v, dtype=float))
+        if lowrank_u is None and lowrank_v is None:
+            lowrank_u, lowrank_v = np.zeros((0, n)), np.zeros((0, n))
+        elif lowrank_u is None or lowrank_v is None:
+            raise ValueError("lowrank_u and lowrank_v must be given together")
+        self.lowrank_u = np.atleast_2d(np.asarray(lowrank_u, dtype=float))
+        self.lowrank_v = np.atleast_2d(np.asarray(lowrank_v, dtype=float))
         if self.lowrank_u.shape != self.lowrank_v.shape or self.lowrank_u.shape[1] != n:
             raise ValueError(
                 f"lowrank_u and lowrank_v must both have shape (rank, {n}), got "
                 f"{self.lowrank_u.shape} and {self.lowrank_v.shape}"
             )
+        self.offset = offset
         arrays = [self.h, self.lowrank_u, self.lowrank_v, *(J for _, J in self.blocks)]
         if not all(np.all(np.isfinite(a)) for a in arrays) or not np.isfinite(self.offset):
             raise ValueError("structured problem coefficients must be finite")
-        if self.labels is None:
-            self.labels = list(range(n))
-        elif len(self.labels) != n or len(set(self.labels)) != n:
+        if labels is None:
+            labels = list(range(n))
+        elif len(labels) != n or len(set(labels)) != n:
             raise ValueError(f"labels must be {n} unique names")
+        self.labels = labels
 
     @property
     def num_variables(self) -> int:

@@ -157,7 +157,8 @@ def _binary_degrees(bqm: dimod.BinaryQuadraticModel) -> float:
     binary = bqm if bqm.vartype is dimod.BINARY else bqm.change_vartype(dimod.BINARY, False)
     if binary.num_variables == 0:
         return 0.0
-    linear, (rows, cols, values), _ = binary.to_numpy_vectors()
+    vectors = binary.to_numpy_vectors()
+    linear, (rows, cols, values) = vectors.linear_biases, vectors.quadratic
     reach = np.abs(linear).astype(float)
     np.add.at(reach, rows, np.abs(values))
     np.add.at(reach, cols, np.abs(values))

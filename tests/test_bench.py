@@ -15,6 +15,7 @@ import pytest
 
 from ising_qubo.bench import (
     BenchInstance,
+    BenchmarkResult,
     collect_instances,
     run_benchmark,
     target_value,
@@ -379,6 +380,15 @@ def test_results_json_names_non_finite_numbers_and_reads_back(tmp_path):
     assert data["summary"][0]["max_energy_mismatch"] == "inf"
     assert read_float(saved["trajectory"][-1][1]) == -math.inf
     assert read_float(saved["best_objective"]) == run.best_objective
+
+
+def test_write_without_any_out_dir_is_a_value_error(tmp_path):
+    # a result built by hand has no out_dir: write() once passed None to Path (TypeError)
+    result = BenchmarkResult(instances=[], solvers=[], seeds=[0], time_limit=1.0, targets=[1.0])
+    with pytest.raises(ValueError, match="no out_dir given and the result has none"):
+        result.write()
+    assert result.write(tmp_path / "out") == tmp_path / "out"
+    assert json.loads((tmp_path / "out" / "results.json").read_text())["runs"] == []
 
 
 def test_grow_override_sets_the_anneal_length_per_round():

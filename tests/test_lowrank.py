@@ -183,6 +183,9 @@ GOOD_J = _j([[0, 1], [1, 0]])
         (dict(blocks=[([0, 1], _j([[1, 1], [1, 0]]))]), "symmetric with a zero diagonal"),
         (dict(lowrank_u=np.ones((2, 3)), lowrank_v=np.ones((1, 3))), r"shape \(rank, 3\)"),
         (dict(lowrank_u=np.ones((1, 4)), lowrank_v=np.ones((1, 4))), r"shape \(rank, 3\)"),
+        # one factor alone used to be dropped (v) or misreported as a shape error (u)
+        (dict(lowrank_v=np.ones((1, 3))), "lowrank_u and lowrank_v must be given together"),
+        (dict(lowrank_u=np.ones((1, 3))), "lowrank_u and lowrank_v must be given together"),
         (dict(blocks=[([0, 1], _j([[0, np.inf], [np.inf, 0]]))]), "finite"),
         (dict(lowrank_u=[[0, np.nan, 0]], lowrank_v=[[1, 1, 1]]), "finite"),
         (dict(offset=np.nan), "finite"),

@@ -258,3 +258,28 @@ def test_export_takes_its_calibration_batch_from_the_dataset(tmp_path, image_fol
         assert saved.energy({v: 1 for v in saved.variables}) == pytest.approx(
             reference.energy({v: 1 for v in reference.variables}), rel=1e-9
         )
+
+
+@pytest.mark.parametrize(("setting", "shown"), [(None, True), (True, True), (False, False)])
+def test_training_bar_follows_the_progress_option(tmp_path, monkeypatch, setting, shown):
+    # progress=None is what `prune` passes without --no-progress: the bar must show (on a
+    # terminal), as tqdm's default does; it once reached train_one_epoch as a falsy None
+    asked = []
+
+    class Stop(Exception):
+        pass
+
+    def train_one_epoch(*args, progress, **kwargs):
+        asked.append(progress)
+        raise Stop
+
+    class Loader:
+        def set_epoch(self, epoch):
+            pass
+
+    job = pipeline.Run(_config(tmp_path / "run", tmp_path, device="cpu", progress=setting))
+    job.train_loader = Loader()
+    monkeypatch.setattr(pipeline, "train_one_epoch", train_one_epoch)
+    with pytest.raises(Stop):
+        job._epoch("train", 0, None, None, None, None, [])
+    assert asked == [shown]

@@ -27,7 +27,7 @@ import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import dimod
 import numpy as np
@@ -96,7 +96,8 @@ class BenchInstance:
                 name or instance.name,
                 instance.bqm,
                 best_known,
-                instance.objective,
+                # a literature kind (objective_name is set): its objective is never None
+                cast("Callable[[float], float]", instance.objective),
                 instance.sense or "max",
                 instance.objective_name,
                 source,
@@ -230,7 +231,7 @@ def _named_set(
                     f"in {folder}; there are {', '.join(f.stem for f in files)}"
                 )
             files = [by_name[w.upper()] for w in wanted]
-        out = []
+        out: list[BenchInstance] = []
         for path in files:
             out.extend(
                 BenchInstance.from_io(inst, best_known_for(inst, table))

@@ -54,7 +54,11 @@ class BenchmarkResult(BenchmarkRecord):
     def write(
         self, out_dir: str | Path | None = None, table: bool = True, plot: bool = False
     ) -> Path:
-        return write_outputs(self, Path(out_dir or self.out_dir), table=table, plot=plot)
+        """Write the outputs to ``out_dir``, by default the folder the benchmark wrote to."""
+        target = out_dir or self.out_dir
+        if target is None:  # a result built by hand, not by run_benchmark
+            raise ValueError("BenchmarkResult.write: no out_dir given and the result has none")
+        return write_outputs(self, Path(target), table=table, plot=plot)
 
 
 def machine_info() -> dict[str, Any]:
@@ -118,7 +122,8 @@ def summarize(result: BenchmarkRecord) -> list[dict[str, Any]]:
         for plan in result.solvers:
             runs = [r for r in result.runs if r.instance == instance.name and r.solver == plan.name]
             good = [r for r in runs if r.ok]
-            values = [r.best_objective for r in good]
+            # every good run has a best objective (RunResult.ok)
+            values = [r.best_objective for r in good if r.best_objective is not None]
             median = _median(values)
             row: dict[str, Any] = {
                 "instance": instance.name,
@@ -380,7 +385,7 @@ def plot_trajectories(result: BenchmarkRecord, path: Path) -> Path:
         runs = [r for r in result.runs if r.instance == instance.name and r.trajectory]
         x_end = max([result.time_limit, *(r.trajectory[-1][0] for r in runs)])
         for k, plan in enumerate(result.solvers):
-            label = plan.name
+            label: str | None = plan.name  # the legend names each solver once
             for run in (r for r in runs if r.solver == plan.name):
                 times = [max(t, 1e-4) for t, _ in run.trajectory]
                 values = [v for _, v in run.trajectory]

@@ -95,10 +95,11 @@ def run_benchmark(
     targets = _check_targets(target_fractions)
     time_limit = _check_time_limit(time_limit)
     plans = plan_solvers(solvers, params)
-    instances = list(instances)
-    if not all(isinstance(i, BenchInstance) for i in instances):
-        instances = collect_instances(instances, bench_dir)
-    names = [i.name for i in instances]
+    given = list(instances)
+    chosen = [i for i in given if isinstance(i, BenchInstance)]
+    if len(chosen) != len(given):  # some specs: collect_instances reads them all
+        chosen = collect_instances(given, bench_dir)
+    names = [i.name for i in chosen]
     if len(set(names)) != len(names):
         raise ValueError("instance names must be unique within a benchmark")
     if warmup:
@@ -108,7 +109,7 @@ def run_benchmark(
     out = Path(out_dir) if out_dir is not None else default_out_dir()
     out.mkdir(parents=True, exist_ok=True)
     result = BenchmarkResult(
-        instances,
+        chosen,
         plans,
         seeds,
         time_limit,
@@ -119,9 +120,9 @@ def run_benchmark(
         out_dir=out,
         command=command,
     )
-    bar = _progress_bar(len(instances) * len(seeds) * len(plans), progress)
+    bar = _progress_bar(len(chosen) * len(seeds) * len(plans), progress)
     try:
-        for instance in instances:
+        for instance in chosen:
             for seed in seeds:
                 for plan in plans:
                     run = RunResult(instance.name, plan.name, seed)

@@ -187,7 +187,10 @@ def cmd_info(args: argparse.Namespace) -> int:
     for instance in instances:
         bqm = instance.bqm
         n, m = bqm.num_variables, bqm.num_interactions
-        linear, (_, _, quadratic), offset = bqm.to_numpy_vectors()
+        # by field name: dimod types the result as 3- or 4-tuple (labels only when asked)
+        vectors = bqm.to_numpy_vectors()
+        linear, quadratic = vectors.linear_biases, vectors.quadratic.biases
+        offset = vectors.offset
         density = m / (n * (n - 1) / 2) if n > 1 else 0.0
         print(
             f"{instance.name}: {n} variables, {m} interactions, density {density:.4f}, "

@@ -65,8 +65,10 @@ def save(bqm: dimod.BinaryQuadraticModel, path: PathLike, format: str | None = N
         raise TypeError(f"expected a dimod.BinaryQuadraticModel, got {type(bqm).__name__}")
     path = Path(path)
     fmt = _registry.for_writing(path, format)
+    write = fmt.write
+    assert write is not None, "for_writing returns writable formats only"
     with atomic_write(path, binary=fmt.binary) as fp:
-        fmt.write(bqm, fp)
+        write(bqm, fp)
     return path
 
 
@@ -74,7 +76,9 @@ def read_instances(path: PathLike, format: str | None = None) -> list[Instance]:
     """Read every problem in ``path`` (one for single-instance formats)."""
     path = Path(path)
     fmt = _registry.for_reading(path, format)
-    return fmt.read(path)
+    read = fmt.read
+    assert read is not None, "for_reading returns readable formats only"
+    return read(path)
 
 
 def read_instance(

@@ -34,6 +34,7 @@ def atomic_write(path: str | os.PathLike[str], binary: bool) -> Iterator[IO]:
     """Yield a file to write (UTF-8 text with ``\\n`` line ends unless ``binary``); when the
     block ends without error the file atomically replaces ``path``."""
     with atomic_path(path) as tmp:
+        handle: IO
         if binary:
             handle = open(tmp, "wb")  # noqa: SIM115 - closed by the with below
         else:

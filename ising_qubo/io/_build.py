@@ -14,7 +14,7 @@ def bqm_from_lists(
     cols: Sequence[int],
     biases: Sequence[float],
     offset: float,
-    vartype: dimod.Vartype | str,
+    vartype: dimod.Vartype,
     labels: Sequence[Hashable] | None = None,
 ) -> dimod.BinaryQuadraticModel:
     """``linear[k]`` is the bias of position ``k``; ``labels[k]`` (default ``k``) its label.
@@ -27,10 +27,11 @@ def bqm_from_lists(
         np.asarray(cols, dtype=np.int64),
         np.asarray(biases, dtype=np.float64),
     )
+    order = None if labels is None else list(labels)
     return dimod.BinaryQuadraticModel.from_numpy_vectors(
         np.asarray(linear, dtype=np.float64),
         quadratic,
         float(offset),
         vartype,
-        variable_order=None if labels is None else list(labels),
+        variable_order=order,  # type: ignore[arg-type]  # dimod: None is its default
     )

@@ -10,12 +10,12 @@ from __future__ import annotations
 import json
 import numbers
 from collections.abc import Hashable
-from typing import Any
+from typing import Any, TypeGuard
 
 import numpy as np
 
 
-def is_int(label: Any) -> bool:
+def is_int(label: Any) -> TypeGuard[numbers.Integral]:
     """True for integer labels; bools are excluded because ``True`` must come back as ``True``."""
     return isinstance(label, numbers.Integral) and not isinstance(label, (bool, np.bool_))
 

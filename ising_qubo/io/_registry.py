@@ -150,6 +150,7 @@ def for_reading(path: Path, name: str | None) -> Format:
 
 def for_writing(path: Path, name: str | None) -> Format:
     """The format to write ``path`` in: the given name, else its suffix (never guessed)."""
+    fmt: Format | None
     if name is not None:
         fmt = by_name(name)
     else:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from pathlib import Path
+from typing import SupportsFloat
 
 import numpy as np
 
@@ -39,7 +40,7 @@ def show(token: str, limit: int = 40) -> str:
     return repr(token)
 
 
-def format_float(value: float) -> str:
+def format_float(value: SupportsFloat) -> str:
     """Shortest decimal that reads back to exactly ``value``, never in exponent form.
 
     Positional notation keeps the output inside the number syntax dimod's COO reader accepts.

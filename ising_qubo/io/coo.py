@@ -38,12 +38,14 @@ def write(bqm: dimod.BinaryQuadraticModel, fp: IO[str]) -> None:
     variables = list(bqm.variables)
     # dimod's own COO reader only takes non-negative integer labels, so only those are
     # written directly; everything else goes through positions plus '# label' lines.
-    direct = all(_labels.is_int(v) and v >= 0 for v in variables)
-    names = [int(v) for v in variables] if direct else list(range(len(variables)))
+    indices = [int(v) for v in variables if _labels.is_int(v)]
+    direct = len(indices) == len(variables) and min(indices, default=0) >= 0
+    names = indices if direct else list(range(len(variables)))
     out = [f"# vartype={bqm.vartype.name}", f"# offset={format_float(bqm.offset)}"]
     if not direct:
         out.extend(f"# label {k} {_labels.encode(v, 'COO')}" for k, v in enumerate(variables))
-    ldata, (irow, icol, qdata), _ = bqm.to_numpy_vectors(variable_order=variables)
+    vectors = bqm.to_numpy_vectors(variable_order=variables)
+    ldata, (irow, icol, qdata) = vectors.linear_biases, vectors.quadratic
     out.extend(f"{u} {u} {format_float(b)}" for u, b in zip(names, ldata.tolist(), strict=True))
     for r, c, b in zip(irow.tolist(), icol.tolist(), qdata.tolist(), strict=True):
         u, v = names[r], names[c]
@@ -121,5 +123,5 @@ def read(path: Path) -> list[Instance]:
     linear[lin_pos] = lin_val
     if order is None:
         order = list(position)
-    bqm = bqm_from_lists(linear, rows, cols, vals, offset, vartype, order)
+    bqm = bqm_from_lists(linear, rows, cols, vals, offset, dimod.Vartype[vartype], order)
     return [Instance(bqm=bqm, name=path.stem, path=path)]

@@ -28,7 +28,8 @@ def write(bqm: dimod.BinaryQuadraticModel, fp: IO[str]) -> None:
         raise ValueError(f"cannot write a model with non-finite biases: {bad}")
     doc = bqm.to_serializable()
     variables = list(bqm.variables)
-    ldata, (irow, icol, qdata), _ = bqm.to_numpy_vectors(variable_order=variables)
+    vectors = bqm.to_numpy_vectors(variable_order=variables)
+    ldata, (irow, icol, qdata) = vectors.linear_biases, vectors.quadratic
     doc.update(
         variable_labels=Variables(variables).to_serializable(),
         linear_biases=ldata.tolist(),

@@ -45,7 +45,8 @@ def write(bqm: dimod.BinaryQuadraticModel, fp: IO[str]) -> None:
         out.extend(f"c label {k} {_labels.encode(v, 'qbsolv')}" for k, v in enumerate(variables))
     n = len(variables)
     # variable_order keeps positions as the caller's order (change_vartype may reorder).
-    ldata, (irow, icol, qdata), _ = bqm.to_numpy_vectors(variable_order=variables)
+    vectors = bqm.to_numpy_vectors(variable_order=variables)
+    ldata, (irow, icol, qdata) = vectors.linear_biases, vectors.quadratic
     out.append(f"p qubo 0 {n} {n} {len(qdata)}")
     out.extend(f"{k} {k} {format_float(b)}" for k, b in enumerate(ldata.tolist()))
     for i, j, b in zip(irow.tolist(), icol.tolist(), qdata.tolist(), strict=True):

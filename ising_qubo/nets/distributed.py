@@ -30,7 +30,7 @@ import os
 import pickle
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import torch
 import torch.distributed as dist
@@ -117,7 +117,7 @@ class Context:
         processes)."""
         if not self.distributed:
             return obj
-        box = [obj if self.rank == src else None]
+        box: list[Any] = [obj if self.rank == src else None]  # rank src's obj, on every rank
         dist.broadcast_object_list(box, src=src, device=self._object_device())
         return box[0]
 
@@ -154,7 +154,7 @@ class Context:
             raise error
         if shipped is not None:
             raise shipped
-        return result
+        return cast(T, result)  # what fn() returned on rank 0 (None only if fn gave None)
 
     def together(self, fn: Callable[[], T]) -> T:
         """Run ``fn`` on every rank; if it fails on any, raise on every rank (the failing
@@ -179,7 +179,7 @@ class Context:
                 except Exception:  # noqa: BLE001 - a constructor with other arguments
                     raised = RuntimeError(f"{type(shipped).__name__}: {message}")
                 raise raised from shipped
-        return result
+        return cast(T, result)  # no rank failed: what fn() returned (None only if fn gave None)
 
     def _object_device(self) -> torch.device | None:
         return self.device if self.backend == "nccl" else None
@@ -215,7 +215,7 @@ class Context:
             restore_batchnorm(swapped)
 
 
-def _no_buffer_sync() -> dict[str, bool]:
+def _no_buffer_sync() -> dict[str, Any]:
     """DDP's option not to broadcast buffers before every forward pass: synchronised
     BatchNorm keeps the running statistics equal on every rank already (newer torch
     renamed ``broadcast_buffers`` to ``forward_sync_buffers``)."""
@@ -424,7 +424,11 @@ class CPUSyncBatchNorm2d(nn.BatchNorm2d):
             y = y * self.weight.view(shape)
         if self.bias is not None:
             y = y + self.bias.view(shape)
-        if self.track_running_stats and self.running_mean is not None:
+        if (
+            self.track_running_stats
+            and self.running_mean is not None
+            and self.running_var is not None  # tracked together: both or neither
+        ):
             with torch.no_grad():
                 unbiased = var.detach() * (total / (total - 1))
                 self.running_mean.mul_(1 - factor).add_(

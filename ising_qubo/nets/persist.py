@@ -92,7 +92,7 @@ SHAPE_ATTRIBUTES = (
     "num_heads",
     "head_dim",
 )
-_TOP_LEVEL = {
+_TOP_LEVEL: dict[str, type | tuple[type, ...]] = {
     "format": str,
     "spec": (dict, type(None)),
     "modules": dict,
@@ -128,7 +128,7 @@ def _shape_value(value: Any) -> int | list[int] | None:
 def _direct_state_names(module: nn.Module) -> list[str]:
     """Names of the tensors ``module`` itself contributes to a state_dict."""
     names = [name for name, p in module._parameters.items() if p is not None]
-    skip = getattr(module, "_non_persistent_buffers_set", set())
+    skip: set[str] = getattr(module, "_non_persistent_buffers_set", set())
     names += [name for name, b in module._buffers.items() if b is not None and name not in skip]
     return names
 

@@ -69,7 +69,9 @@ class ModelInputs:
 
 def module_weight(module: nn.Module, name: str) -> np.ndarray:
     """``module.weight`` as float64 numpy; a ValueError naming the layer if not finite."""
-    weight = module.weight.detach().float().cpu().numpy().astype(np.float64)
+    tensor = module.weight
+    assert isinstance(tensor, torch.Tensor)  # a conv / linear layer (LayerChannels)
+    weight = tensor.detach().float().cpu().numpy().astype(np.float64)
     finite = np.isfinite(weight)
     if not finite.all():
         bad = int((~finite).sum())

@@ -44,7 +44,7 @@ def export_problem(
     (``importance``, ``similarity``, ...) go to :meth:`PruningProblem.from_model`.
     Returns the problem.
     """
-    batch = None
+    batch: torch.Tensor | tuple[torch.Tensor, torch.Tensor] | None = None  # None: random
     size = image_size
     if dataset:
         # only the calibration images are read (an image folder decodes no others)

@@ -40,7 +40,9 @@ def _per_layer(group: UnitGroup, values_of) -> np.ndarray:
 
 def _weight_norm(p: int):
     def values(module: nn.Module) -> np.ndarray:
-        weight = module.weight.detach().float().cpu()
+        weight = module.weight
+        assert isinstance(weight, torch.Tensor)  # a conv / linear layer (LayerChannels)
+        weight = weight.detach().float().cpu()
         return weight.reshape(weight.shape[0], -1).norm(p=p, dim=1).numpy().astype(float)
 
     return values
@@ -60,7 +62,9 @@ def _bn_scale(group: UnitGroup) -> np.ndarray | None:
 
 def _taylor(group: UnitGroup) -> np.ndarray:
     def values(module: nn.Module) -> np.ndarray:
-        weight, grad = module.weight, module.weight.grad
+        weight = module.weight
+        assert isinstance(weight, torch.Tensor)  # a conv / linear layer (LayerChannels)
+        grad = weight.grad
         if grad is None:
             raise ValueError(
                 f"no gradient for {group.name}: Taylor importance needs a "
@@ -127,9 +131,9 @@ def group_importance(
             elif kind == "l2":
                 value = _per_layer(group, _weight_norm(2))
             elif kind == "bn":
-                value = _bn_scale(group)
-                if value is None:  # no BatchNorm in this group: fall back to the filter norm
-                    value = _per_layer(group, _weight_norm(1))
+                bn_scale = _bn_scale(group)
+                # no BatchNorm in this group: fall back to the filter norm
+                value = bn_scale if bn_scale is not None else _per_layer(group, _weight_norm(1))
             elif kind == "taylor":
                 value = _taylor(group)
             elif kind == "random":

@@ -208,7 +208,7 @@ class Run:
             )
         self.splits = splits
         train = splits["train"]
-        shard = {"rank": self.ctx.rank, "world_size": self.ctx.world_size}
+        rank, world_size = self.ctx.rank, self.ctx.world_size
         # each process: positions rank, rank+W, ... of the global permutation, B/W per
         # batch, so the processes' i-th batches together are the single-process i-th batch
         self.train_loader = data_module.BatchLoader(
@@ -220,7 +220,8 @@ class Run:
             seed=c.seed,
             drop_last=len(train) > c.batch_size,
             channels_last=c.channels_last,
-            **shard,
+            rank=rank,
+            world_size=world_size,
         )
         # evaluation: every item once over all processes (no truncation), counts summed
         self.test_loader = data_module.BatchLoader(
@@ -230,11 +231,18 @@ class Run:
             device=self.device,
             channels_last=c.channels_last,
             even=False,
-            **shard,
+            rank=rank,
+            world_size=world_size,
         )
         self.val_loader = (
             data_module.BatchLoader(
-                splits["val"], 256, shuffle=False, device=self.device, even=False, **shard
+                splits["val"],
+                256,
+                shuffle=False,
+                device=self.device,
+                even=False,
+                rank=rank,
+                world_size=world_size,
             )
             if "val" in splits
             else None
@@ -322,7 +330,8 @@ class Run:
             device=self.device,
             hooks=hooks,
             amp=c.amp,
-            progress=c.progress if self.ctx.is_main else False,
+            # None (no --no-progress) is tqdm's default: a bar when stderr is a terminal
+            progress=self.ctx.is_main and c.progress is not False,
             desc=f"{phase} {epoch + 1}",
             epoch=epoch,
             reduce=self.ctx.all_reduce_sum if self.ctx.distributed else None,
@@ -443,8 +452,7 @@ def _run(config: RunConfig, resume: bool, ctx: distributed.Context) -> dict:
     # ----- phase 1: training (with Ising-dropout for the Ising method) ---------------------
     pruner = None
     start_epoch = 0
-    resumed_finetune = state is not None and state["phase"] == "finetune"
-    if not resumed_finetune:
+    if state is None or state["phase"] != "finetune":  # else: resumed inside fine-tuning
         if state is not None:
             model.load_state_dict(state["model"])
         pruner = job._make_pruner(model)

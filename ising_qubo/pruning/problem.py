@@ -20,6 +20,7 @@ strength provably makes every single-flip local minimum satisfy it.
 from __future__ import annotations
 
 import json
+import os
 import time
 import warnings
 from collections.abc import Mapping
@@ -302,11 +303,13 @@ class PruningProblem:
 
     def _budget_terms(self, strengths: Mapping[str, float]):
         """Binary-form blocks and fields of sum_g strength_g * (sum_{i in g} x_i - k_g)^2."""
+        counts = self.keep_counts
+        assert counts is not None  # only structured() with a budget asks for its terms
         linear = np.zeros(self.num_variables)
         blocks = []
         offset = 0.0
         for group in self.groups:
-            k = self.keep_counts[group.name]
+            k = counts[group.name]
             strength = strengths[group.name]
             start = self.offsets[group.name]
             index = np.arange(start, start + group.size)
@@ -526,7 +529,7 @@ class PruningProblem:
     def manifest(self, files: Mapping[str, str] | None = None) -> dict:
         groups = []
         for group in self.groups:
-            units = [[] for _ in range(group.size)]
+            units: list[list[dict[str, Any]]] = [[] for _ in range(group.size)]
             for layer in group.layers:
                 for channel, unit in zip(layer.channels.tolist(), layer.units.tolist()):
                     units[unit].append({"module": layer.name, "channel": channel})
@@ -559,7 +562,7 @@ class PruningProblem:
 
     def save(
         self,
-        directory: str | Path,
+        directory: str | os.PathLike[str],
         format: str = "coo",
         budget: bool = True,
         whole_network: bool | None = None,

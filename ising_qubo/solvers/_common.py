@@ -20,7 +20,8 @@ def check_bqm(bqm: Any, solver: str) -> dimod.BinaryQuadraticModel:
         raise TypeError(
             f"{solver}: expected a dimod.BinaryQuadraticModel, got {type(bqm).__name__}"
         )
-    linear, (rows, cols, values), offset = bqm.to_numpy_vectors()
+    vectors = bqm.to_numpy_vectors()
+    linear, (rows, cols, values), offset = vectors.linear_biases, vectors.quadratic, vectors.offset
     if not np.all(np.isfinite(linear)):
         v = bqm.variables[int(np.flatnonzero(~np.isfinite(linear))[0])]
         raise ValueError(f"{solver}: linear bias of variable {v!r} is not finite")
@@ -191,14 +192,15 @@ class ArrayModel:
     def from_bqm(cls, bqm: dimod.BinaryQuadraticModel, vartype: dimod.Vartype) -> ArrayModel:
         converted = bqm if bqm.vartype is vartype else bqm.change_vartype(vartype, inplace=False)
         labels = list(bqm.variables)
-        linear, (rows, cols, data), offset = converted.to_numpy_vectors(variable_order=labels)
+        vectors = converted.to_numpy_vectors(variable_order=labels)
+        rows, cols, data = vectors.quadratic
         return cls(
             labels,
-            np.asarray(linear, float),
+            np.asarray(vectors.linear_biases, float),
             np.asarray(rows, np.int64),
             np.asarray(cols, np.int64),
             np.asarray(data, float),
-            float(offset),
+            float(vectors.offset),
             vartype,
         )
 

@@ -212,7 +212,8 @@ def flip_changes(states, h, dense=None, csr=None, lowrank=None) -> np.ndarray:
             states, h, dense, np.array([0, n], dtype=np.int64), np.zeros(1, dtype=np.int64)
         )
         return -2.0 * states * fields
-    fields, proj_u, proj_v = fields_csr(states, h, *csr, lr_u, lr_v)
+    indptr, indices, data = csr
+    fields, proj_u, proj_v = fields_csr(states, h, indptr, indices, data, lr_u, lr_v)
     full = fields + proj_v @ lr_u + proj_u @ lr_v  # as _delta_energy counts them
     return -2.0 * states * full + 4.0 * lr_diag
 
@@ -229,13 +230,16 @@ def descend(states, h, dense=None, csr=None, lowrank=None, max_sweeps: int = 10_
         fields = fields_blocks(states, h, dense, var_start, j_start)
         sweeps_blocks(states, fields, dense, var_start, j_start, greedy, streams, True)
         return
-    fields, proj_u, proj_v = fields_csr(states, h, *csr, lr_u, lr_v)
+    indptr, indices, data = csr
+    fields, proj_u, proj_v = fields_csr(states, h, indptr, indices, data, lr_u, lr_v)
     sweeps_csr(
         states,
         fields,
         proj_u,
         proj_v,
-        *csr,
+        indptr,
+        indices,
+        data,
         lr_u,
         lr_v,
         lr_diag,

@@ -30,10 +30,9 @@ _DESCENT_SWEEPS = 10_000
 def fitted_range(problem: SpinProblem) -> tuple[float, float]:
     """:func:`~ising_qubo.solvers.schedule.fitted_beta_range` of ``problem``, from the
     layout the anneal will use (built once, cached on the problem)."""
-    lowrank = None if problem.lowrank_u is None else (problem.lowrank_u, problem.lowrank_v)
     layout = {"dense": problem.dense_couplings} if is_dense(problem) else {"csr": problem.csr}
     return fitted_beta_range(
-        problem.h, problem.rows, problem.cols, problem.data, lowrank=lowrank, **layout
+        problem.h, problem.rows, problem.cols, problem.data, lowrank=problem.lowrank, **layout
     )
 
 

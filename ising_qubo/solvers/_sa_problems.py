@@ -33,6 +33,14 @@ class SpinProblem:
     def n(self) -> int:
         return len(self.h)
 
+    @property
+    def lowrank(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """(lowrank_u, lowrank_v), or None for a problem without low-rank terms."""
+        if self.lowrank_u is None:
+            return None
+        assert self.lowrank_v is not None, "lowrank_u and lowrank_v are set together"
+        return self.lowrank_u, self.lowrank_v
+
     # The kernels' layouts, built once per call: the fitted temperature range and the
     # anneal both use them (rebuilding cost 0.3-0.4 s a call on a dense n = 4096 problem).
     @cached_property
@@ -72,8 +80,9 @@ def lowrank_union(problems: list[SpinProblem]) -> tuple[np.ndarray, np.ndarray]:
     lr_u, lr_v = np.zeros((rank, n)), np.zeros((rank, n))
     offset = 0
     for p in problems:
-        if p.lowrank_u is not None and len(p.lowrank_u):
-            lr_u[: len(p.lowrank_u), offset : offset + p.n] = p.lowrank_u
-            lr_v[: len(p.lowrank_v), offset : offset + p.n] = p.lowrank_v
+        if p.lowrank is not None and len(p.lowrank[0]):
+            u, v = p.lowrank
+            lr_u[: len(u), offset : offset + p.n] = u
+            lr_v[: len(v), offset : offset + p.n] = v
         offset += p.n
     return lr_u, lr_v

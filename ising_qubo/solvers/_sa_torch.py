@@ -63,6 +63,14 @@ class IsingTensors:
     def dense(self) -> bool:
         return self.J.layout == torch.strided
 
+    @property
+    def lowrank(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """(lowrank_u, lowrank_v), or None for a problem without low-rank terms."""
+        if self.lowrank_u is None:
+            return None
+        assert self.lowrank_v is not None, "lowrank_u and lowrank_v are set together"
+        return self.lowrank_u, self.lowrank_v
+
     def to(self, dtype: torch.dtype) -> IsingTensors:
         low = [None if t is None else t.to(dtype) for t in (self.lowrank_u, self.lowrank_v)]
         return IsingTensors(
@@ -152,16 +160,16 @@ class _FieldState:
         """Recompute from the spins (drops rounding drift of the incremental updates)."""
         problem, s = self.problem, self.spins
         self.fields = problem.fields(s)
-        if problem.lowrank_u is not None:
-            self.proj_u = s @ problem.lowrank_u.T
-            self.proj_v = s @ problem.lowrank_v.T
+        if (lowrank := problem.lowrank) is not None:
+            self.proj_u = s @ lowrank[0].T
+            self.proj_v = s @ lowrank[1].T
 
     def delta_energy(self, cls: slice) -> torch.Tensor:
         problem, s = self.problem, self.spins[:, cls]
         field = self.fields[:, cls]
-        if problem.lowrank_u is None:
+        if (lowrank := problem.lowrank) is None:
             return -2.0 * s * field
-        u, v = problem.lowrank_u[:, cls], problem.lowrank_v[:, cls]
+        u, v = lowrank[0][:, cls], lowrank[1][:, cls]
         field = field + self.proj_v @ u + self.proj_u @ v
         return -2.0 * s * field + 4.0 * (u * v).sum(0)
 
@@ -174,9 +182,9 @@ class _FieldState:
             self.fields.addmm_(delta, problem.class_rows[k])
         else:
             self.fields.add_((problem.class_rows[k] @ delta.T).T)
-        if problem.lowrank_u is not None:
-            self.proj_u.add_(delta @ problem.lowrank_u[:, cls].T)
-            self.proj_v.add_(delta @ problem.lowrank_v[:, cls].T)
+        if (lowrank := problem.lowrank) is not None:
+            self.proj_u.add_(delta @ lowrank[0][:, cls].T)
+            self.proj_v.add_(delta @ lowrank[1][:, cls].T)
 
 
 def anneal(
@@ -260,6 +268,7 @@ def _descend_compiled(problem: IsingTensors, spins: torch.Tensor, max_sweeps: in
 
     states = np.ascontiguousarray(spins.numpy())
     h = np.ascontiguousarray(problem.h.numpy())
+    layout: dict[str, np.ndarray | tuple[np.ndarray, np.ndarray, np.ndarray]]
     if problem.dense:
         layout = {"dense": np.ascontiguousarray(problem.J.numpy()).ravel()}
     else:

@@ -30,6 +30,13 @@ from ising_qubo.solvers.pacing import Pacer
 
 _DELTA_SAMPLES = 4096
 
+# The kernels' replica state: (spins, block fields, u projections, v projections).
+SwapState = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+# The kernels' block layout: bvars, bvar_start, jflat, j_start, vb_ptr, vb_block, vb_pos.
+_BlockArrays = tuple[
+    np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray
+]
+
 
 class SwapModel:
     """A :class:`LowRankIsing` plus groups, laid out as flat arrays for the kernels."""
@@ -87,7 +94,7 @@ class SwapModel:
         self.num_groups = len(groups)
 
     @property
-    def _blocks(self) -> tuple:
+    def _blocks(self) -> _BlockArrays:
         return (
             self.bvars,
             self.bvar_start,
@@ -99,10 +106,10 @@ class SwapModel:
         )
 
     @property
-    def _lowrank(self) -> tuple:
+    def _lowrank(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         return self.lr_ptr, self.lr_q, self.lr_u, self.lr_v
 
-    def state(self, spins: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    def state(self, spins: np.ndarray) -> SwapState:
         """(spins, block fields, u projections, v projections) for the kernels."""
         from ising_qubo.solvers import _swap_cpu
 
@@ -113,20 +120,20 @@ class SwapModel:
         pu, pv = _swap_cpu.projections(spins, *self._lowrank, self.rank)
         return spins, fields, pu, pv
 
-    def repair(self, state, targets: Sequence[int]) -> np.ndarray:
+    def repair(self, state: SwapState, targets: Sequence[int]) -> np.ndarray:
         from ising_qubo.solvers import _swap_cpu
 
         sizes = np.diff(self.g_ptr)
-        targets = np.asarray(targets, dtype=np.int64)
-        bad = np.flatnonzero((targets < 0) | (targets > sizes))
+        keep = np.asarray(targets, dtype=np.int64)
+        bad = np.flatnonzero((keep < 0) | (keep > sizes))
         if len(bad):
             g = int(bad[0])
-            raise ValueError(f"group {g}: cannot keep {int(targets[g])} of {int(sizes[g])} units")
+            raise ValueError(f"group {g}: cannot keep {int(keep[g])} of {int(sizes[g])} units")
         return _swap_cpu.repair(
             *state,
             self.g_ptr,
             self.g_vars,
-            targets,
+            keep,
             self.bvars,
             self.bvar_start,
             self.jflat,
@@ -137,7 +144,7 @@ class SwapModel:
             *self._lowrank,
         )
 
-    def descend(self, state, max_swaps: int) -> np.ndarray:
+    def descend(self, state: SwapState, max_swaps: int) -> np.ndarray:
         from ising_qubo.solvers import _swap_cpu
 
         return _swap_cpu.swap_descent(

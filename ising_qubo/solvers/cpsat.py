@@ -143,9 +143,10 @@ class CPSATSampler(dimod.Sampler):
         collector = _SolutionCollector(x, num_reads)
         with stop, wall_timer(info):
             building = stop.deadline.elapsed()
-            if seconds is not None:
+            remaining = stop.deadline.remaining()  # None exactly when seconds is None
+            if remaining is not None:
                 # at least a little: CP-SAT then still returns any solution it has found
-                solver.parameters.max_time_in_seconds = max(stop.deadline.remaining(), 0.01)
+                solver.parameters.max_time_in_seconds = max(remaining, 0.01)
             status = _solve(solver, model, collector, stop)
         status_name = solver.status_name(status)
         if stop.interrupted and not collector.solutions:

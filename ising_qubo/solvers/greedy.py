@@ -22,5 +22,7 @@ class GreedySolver(WallTimed, SteepestDescentSolver):
     solver_name = "greedy"
     capabilities = frozenset({C.INITIAL_STATES})
 
-    def sample(self, bqm: dimod.BinaryQuadraticModel, **parameters: Any) -> dimod.SampleSet:
+    def sample(  # type: ignore[override]  # dwave's named keywords pass via **parameters
+        self, bqm: dimod.BinaryQuadraticModel, **parameters: Any
+    ) -> dimod.SampleSet:
         return self._timed_sample(bqm, **parameters)

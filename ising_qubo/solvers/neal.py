@@ -36,9 +36,9 @@ class NealSampler(WallTimed, SimulatedAnnealingSampler):
 
     def __init__(self) -> None:
         super().__init__()
-        self.parameters["time_limit"] = []
+        self.parameters["time_limit"] = []  # type: ignore[index]  # dwave declares it None
 
-    def sample(
+    def sample(  # type: ignore[override]  # dwave's named keywords pass via **parameters
         self, bqm: dimod.BinaryQuadraticModel, time_limit: float | None = None, **parameters: Any
     ) -> dimod.SampleSet:
         stop = Stop(optional_time_limit(time_limit, self.solver_name))

@@ -40,9 +40,9 @@ class TabuSolver(WallTimed, TabuSampler):
 
     def __init__(self) -> None:
         super().__init__()
-        self.parameters["time_limit"] = []
+        self.parameters["time_limit"] = []  # type: ignore[index]  # dwave declares it None
 
-    def sample(
+    def sample(  # type: ignore[override]  # dwave's named keywords pass via **parameters
         self, bqm: dimod.BinaryQuadraticModel, time_limit: float | None = None, **parameters: Any
     ) -> dimod.SampleSet:
         seconds = optional_time_limit(time_limit, self.solver_name)
@@ -70,8 +70,9 @@ class TabuSolver(WallTimed, TabuSampler):
             while start < reads:
                 if parts and stop():
                     break
-                if seconds is not None:
-                    share = stop.deadline.remaining() / (reads - start) - overrun
+                remaining = stop.deadline.remaining()  # None exactly when seconds is None
+                if remaining is not None:
+                    share = remaining / (reads - start) - overrun
                     parameters["timeout"] = max(1, int(1000 * share))
                 timeout = parameters.get("timeout", 20)
                 size = max(1, _BATCH_MS // timeout) if timeout is not None and timeout > 0 else 1

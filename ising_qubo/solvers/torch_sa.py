@@ -325,7 +325,11 @@ class TorchSASampler(dimod.Sampler, dimod.Initialized):
             backend = "torch" if torch_device.type == "cuda" else "numba"
         if backend == "numba" and torch_device.type == "cuda":
             raise ValueError("torch-sa: backend='numba' runs on the CPU; use device='cpu'")
-        schedule = BetaSchedule([p.beta_range for p in parts], sweeps, beta_schedule_type)
+        beta_ranges = []
+        for part in parts:
+            assert part.beta_range is not None, "the fronts resolve beta_range before _run"
+            beta_ranges.append(part.beta_range)
+        schedule = BetaSchedule(beta_ranges, sweeps, beta_schedule_type)
         info: dict[str, Any] = {
             "beta_range": [p.beta_range for p in parts],
             "backend": backend,

@@ -84,11 +84,15 @@ _CIFAR = {
 
 def _numpy_pickle_globals() -> dict[tuple[str, str], object]:
     import codecs
+    import importlib
 
+    # by module name: mypy takes two `from ... import` of one name for a redefinition
     try:  # numpy >= 2
-        from numpy._core import multiarray, numeric
+        multiarray = importlib.import_module("numpy._core.multiarray")
+        numeric = importlib.import_module("numpy._core.numeric")
     except ImportError:  # pragma: no cover - numpy 1.x
-        from numpy.core import multiarray, numeric
+        multiarray = importlib.import_module("numpy.core.multiarray")
+        numeric = importlib.import_module("numpy.core.numeric")
     table: dict[tuple[str, str], object] = {
         ("numpy", "ndarray"): np.ndarray,
         ("numpy", "dtype"): np.dtype,

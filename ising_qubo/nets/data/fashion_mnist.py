@@ -144,9 +144,9 @@ def _fashion_arrays(
 
     def locate() -> tuple[Path, Path] | None:
         for directory in _fashion_candidates(data_dir):
-            found = [_find_idx(directory, s) for s in stems]
-            if all(found):
-                return found[0], found[1]
+            images, labels = (_find_idx(directory, s) for s in stems)
+            if images is not None and labels is not None:
+                return images, labels
         return None
 
     paths = locate()

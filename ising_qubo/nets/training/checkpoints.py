@@ -164,6 +164,7 @@ def read_weights(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
     ``"model"`` entry. Every problem is a ``ValueError`` (or ``FileNotFoundError``) that
     names the file."""
     source = Path(path)
+    state: dict[str, Any]  # checked entry by entry below
     if not source.is_file():
         raise FileNotFoundError(
             f"weights file {str(source)!r} not found"

@@ -95,7 +95,7 @@ def train_one_epoch(
     settings = amp_settings(amp, dev)
     if settings.scaler and scaler is None:
         scaler = torch.amp.GradScaler("cuda")
-    use_scaler = settings.scaler and scaler is not None
+    active_scaler = scaler if settings.scaler else None  # None: no loss scaling
     # Look the hook methods up once: duck-typed hooks may implement only some of them.
     calls: dict[str, list[Callable[..., Any]]] = {
         name: [getattr(h, name) for h in hooks if callable(getattr(h, name, None))]
@@ -136,7 +136,7 @@ def train_one_epoch(
                 with autocast(settings):
                     logits = model(x)
                     loss = F.cross_entropy(logits.float(), y)
-                (scaler.scale(loss) if use_scaler else loss).backward()
+                (active_scaler.scale(loss) if active_scaler is not None else loss).backward()
                 # The one host sync per iteration, placed after backward so the GPU has the
                 # whole forward+backward queued; checked before any weight is touched.
                 if reduce is None:
@@ -162,12 +162,12 @@ def train_one_epoch(
                 for fn in calls["after_backward"]:
                     fn(iteration)
                 if grad_clip is not None:
-                    if use_scaler:
-                        scaler.unscale_(optimizer)  # clip true gradients, not scaled ones
+                    if active_scaler is not None:
+                        active_scaler.unscale_(optimizer)  # clip true gradients, not scaled ones
                     torch.nn.utils.clip_grad_norm_(params, grad_clip)
-                if use_scaler:
-                    scaler.step(optimizer)
-                    scaler.update()
+                if active_scaler is not None:
+                    active_scaler.step(optimizer)
+                    active_scaler.update()
                 else:
                     optimizer.step()
                 for fn in calls["after_step"]:

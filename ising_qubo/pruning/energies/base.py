@@ -37,22 +37,35 @@ GroupCoefficients = dict[str, tuple[np.ndarray, np.ndarray]]
 
 
 class EnergyInputs(Protocol):
-    """The network as an energy sees it: groups, variable layout, options, arrays."""
+    """The network as an energy sees it: groups, variable layout, options, arrays.
 
-    #: the unit groups; ``group.layers[k]`` has ``name``, ``channels``, ``units``
-    groups: Sequence[UnitGroup]
-    #: names of the groups' layers in the order the forward pass runs them
-    order: Sequence[str]
+    An energy only reads them, so what an implementation computes (the groups, say) may be
+    a read-only property."""
+
+    @property
+    def groups(self) -> Sequence[UnitGroup]:
+        """The unit groups; ``group.layers[k]`` has ``name``, ``channels``, ``units``."""
+
+    @property
+    def order(self) -> Sequence[str]:
+        """Names of the groups' layers in the order the forward pass runs them."""
+
     #: the problem's first variable of each group (its units follow in order)
     offsets: Mapping[str, int]
-    num_variables: int
+
+    @property
+    def num_variables(self) -> int: ...
+
     labels: Sequence[str]
     #: the problem's options: importance kind, similarity kind, redundancy weight
     importance: str
     similarity: str
     redundancy_weight: float
-    #: whether ``importance`` scores units from a labelled batch (data=(inputs, targets))
-    importance_needs_data: bool
+
+    @property
+    def importance_needs_data(self) -> bool:
+        """Whether ``importance`` scores units from a labelled batch (data=(inputs,
+        targets))."""
 
     def keep_count(self, group: UnitGroup) -> int | None:
         """Units of ``group`` the budget keeps; None without a budget."""

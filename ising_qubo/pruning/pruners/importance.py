@@ -68,9 +68,8 @@ class ImportancePruner(TrainingHook):
         return self.masks
 
     def prune(self) -> list[tuple[str, list[int]]]:
-        if self.masks is None:
-            self.step()
-        return self.model_groups.prune(self.masks)
+        masks = self.masks if self.masks is not None else self.step()
+        return self.model_groups.prune(masks)
 
     def state_dict(self) -> dict:
         return {

@@ -188,11 +188,10 @@ class IsingPruner(TrainingHook):
     # ----- the end ---------------------------------------------------------------------
     def prune(self) -> list[tuple[str, list[int]]]:
         """Remove the dropped channels from the model, in place; returns the history."""
-        if self.masks is None:
-            self.step()
+        masks = self.masks if self.masks is not None else self.step().masks
         self.dropout.restore()
         self.dropout.set_slices([])
-        return self.problem.model_groups.prune(self.masks)
+        return self.problem.model_groups.prune(masks)
 
     def state_dict(self) -> dict:
         return {
