@@ -86,3 +86,63 @@ def scale_budget(
     int_costs = np.ceil(costs / resolution - 1e-12).astype(np.int64)
     int_budget = int(math.floor(budget / resolution + 1e-12))
     return int_costs, int_budget, float(resolution)
+
+
+@dataclass(frozen=True)
+class ScaledBudget:
+    """``sum integers[i] * t_i <= integer_limit`` in units of ``resolution``.
+
+    ``margin`` bounds how much the rounding tightens the constraint: every t whose real cost
+    is at most ``limit - margin`` is still accepted (0 when nothing had to be rounded).
+    """
+
+    integers: np.ndarray
+    integer_limit: int
+    resolution: float
+    margin: float
+
+
+def scale_bounded_budget(
+    costs: np.ndarray,
+    bounds: np.ndarray,
+    limit: float,
+    relative_precision: float = 1e-6,
+) -> ScaledBudget:
+    """Integer form of ``sum costs[i] * t_i <= limit`` for terms ``0 <= t_i <= bounds[i]``.
+
+    Like :func:`scale_budget`, costs are rounded up and the limit down, so that a t accepted
+    by the integer constraint meets the real one (t >= 0 makes rounding a cost up only ever
+    raise the total). Here the terms may be large (a product of two counts), so the
+    resolution is chosen from the largest possible total, ``max(|limit|, |c_i| bounds[i])``,
+    shared among the terms: the rounding then tightens the constraint by at most about
+    ``relative_precision`` of it (``margin`` reports by how much). Integer costs and limit are
+    kept exactly (resolution 1).
+    """
+    costs = np.asarray(costs, dtype=float)
+    bounds = np.asarray(bounds, dtype=float)
+    if costs.shape != bounds.shape or costs.ndim != 1:
+        raise ValueError("budget costs and term bounds must be 1-d arrays of one length")
+    if not np.all(np.isfinite(costs)) or not math.isfinite(limit):
+        raise ValueError("budget costs and limit must be finite numbers")
+    if np.any(bounds < 0) or not np.all(np.isfinite(bounds)):
+        raise ValueError("budget term bounds must be finite and non-negative")
+    largest = max(abs(limit), float(np.max(np.abs(costs) * bounds, initial=0.0)))
+    if is_integral(np.append(costs, limit)) and largest < 2**53:
+        resolution = 1.0
+    elif largest == 0:
+        resolution = 1.0
+    else:
+        share = relative_precision * largest / (1.0 + float(bounds.sum()))
+        resolution = 10.0 ** math.floor(math.log10(share))
+    integers = np.ceil(costs / resolution).astype(np.int64)
+    integers += integers * resolution < costs  # float division may land one below
+    integer_limit = math.floor(limit / resolution)
+    if integer_limit * resolution > limit:
+        integer_limit -= 1
+    if float(np.abs(integers).astype(float) @ bounds) + abs(integer_limit) > 2.0**62:
+        raise ValueError(
+            f"budget terms too large to scale to integers (costs up to "
+            f"{np.max(np.abs(costs), initial=0.0):g}, limit {limit:g})"
+        )
+    excess = (integers * resolution - costs) @ bounds + (limit - integer_limit * resolution)
+    return ScaledBudget(integers, int(integer_limit), float(resolution), float(max(excess, 0.0)))

@@ -559,7 +559,7 @@ NAN_LAYER = (
 )
 KEEP = "keep must be a fraction in (0, 1], got {}"
 MASK = "group 'stem': mask {} shape {}, expected (4,)"
-IMPORTANCES = "l1, l2, bn, taylor, random, tp-magnitude, tp-taylor"
+IMPORTANCES = "l1, l2, bn, taylor, random, tp-magnitude, tp-taylor, tp-bn"
 
 
 def _bn_nan() -> PruningProblem:
@@ -667,7 +667,7 @@ MODEL_CASES = [
         "unknown energy",
         lambda: problem(energy="entropy"),
         ValueError,
-        "unknown energy 'entropy'; choose one of ipruning, redundancy",
+        "unknown energy 'entropy'; choose one of ipruning, redundancy, taylor",
     ),
     (
         "unknown importance",
@@ -685,7 +685,8 @@ MODEL_CASES = [
         "unknown baseline",
         lambda: ImportancePruner(net(), X, importance="l3"),
         ValueError,
-        "unknown baseline 'l3'; choose one of l1, random, tp-magnitude, tp-taylor",
+        "unknown baseline 'l3'; choose one of l1, random, tp-magnitude, tp-taylor, "
+        "tp-global-magnitude, tp-global-taylor, tp-global-bn",
     ),
     (
         "Taylor without targets",
@@ -1555,7 +1556,8 @@ CLI_CASES = [
     (
         "prune with an unknown method",
         ["prune", "--method", "magic", "--out", "{root}/run3"],
-        "unknown method 'magic'; choose one of ising, l1, random, tp-magnitude, tp-taylor, none",
+        "unknown method 'magic'; choose one of ising, l1, random, tp-magnitude, tp-taylor, "
+        "tp-global-magnitude, tp-global-taylor, tp-global-bn, none",
     ),
     (
         "prune --checkpoint with code in it",

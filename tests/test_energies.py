@@ -561,7 +561,8 @@ def test_registry_rejects_bad_registrations(size_energy):
         register_energy("", SizeEnergy())
     assert get_energy("size-test").name == "size-test"
     with pytest.raises(
-        ValueError, match="unknown energy 'nope'; choose one of ipruning, redundancy, size-test"
+        ValueError,
+        match="unknown energy 'nope'; choose one of ipruning, redundancy, taylor, size-test",
     ):
         get_energy("nope")
     assert energies_module.ENERGIES[:2] == ("ipruning", "redundancy")

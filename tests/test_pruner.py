@@ -259,6 +259,31 @@ def test_importance_pruner_is_the_l1_top_k():
         ImportancePruner(model, x, importance="nope")
 
 
+def test_global_baseline_chooses_its_counts_on_the_main_process_and_keeps_its_state():
+    model, x, _ = resnet20_and_batch(4)
+    calls = []
+
+    def run_on_main(job):
+        calls.append(1)
+        return job()
+
+    baseline = ImportancePruner(
+        copy.deepcopy(model), x, keep=0.4, importance="tp-global-magnitude", run_on_main=run_on_main
+    )
+    masks = baseline.step()
+    assert calls == [1]
+    counts = {k: int(v.sum()) for k, v in masks.items()}
+    assert baseline.keep_counts == counts
+    assert counts != uniform_keep_counts(baseline.model_groups, 0.4)  # chosen per layer
+    assert baseline.model_groups.kept_fraction(counts) <= 0.4
+    fresh = ImportancePruner(copy.deepcopy(model), x, keep=0.4, importance="tp-global-magnitude")
+    fresh.load_state_dict(json.loads(json.dumps(baseline.state_dict())))
+    assert fresh.masks is not None
+    assert all(np.array_equal(fresh.masks[k], masks[k]) for k in masks)
+    fresh.prune()
+    assert count_params(fresh.model) <= 0.4 * count_params(model)
+
+
 # ----- prune_model on torchvision networks ---------------------------------------------------
 
 

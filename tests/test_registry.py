@@ -256,6 +256,7 @@ def test_declared_keywords_are_exactly_the_accepted_ones(name):
         Capability.CARDINALITY: dict(cardinality=3),
         Capability.CARDINALITIES: dict(cardinalities=[(range(4), 2)]),
         Capability.BUDGET: dict(budget_costs={v: 1.0 for v in bqm.variables}, budget=2.0),
+        Capability.COUNT_BUDGET: dict(count_budget={"groups": [range(4)], "limit": 9}),
     }
     accepted = {
         cap for cap, keywords in probes.items() if accepts(sampler, bqm, **effort, **keywords)
@@ -315,6 +316,34 @@ def test_declared_budget_is_hard(name):
     result = sampler.sample(bqm, budget_costs=dict(enumerate(costs)), budget=3.0, **EFFORT[name])
     assert np.all(binary_states(result) @ costs <= 3.0 + 1e-9)
     best = constrained_minimum(bqm, ALL_STATES @ costs <= 3.0)
+    assert result.first.energy == pytest.approx(best, abs=1e-6)
+
+
+@pytest.mark.parametrize("name", with_capability(Capability.COUNT_BUDGET))
+def test_declared_count_budget_is_hard(name):
+    sampler = builtin(name)
+    bqm = random_bqm(N, "SPIN", seed=18)
+    groups = [[0, 1, 2], [3, 4, 5, 6, 7]]
+    budget = {
+        "groups": groups,
+        "constant": 0.5,
+        "linear": [1.25, 1.0],
+        "pairs": [(0, 1, 0.5), (1, 1, 0.25)],
+        "limit": 6.0,
+        "floors": [1, 1],
+    }
+    result = sampler.sample(bqm, count_budget=budget, **EFFORT[name])
+
+    def cost(states: np.ndarray) -> np.ndarray:
+        k0, k1 = (states[:, group].sum(axis=1) for group in groups)
+        return 0.5 + 1.25 * k0 + 1.0 * k1 + 0.5 * k0 * k1 + 0.25 * k1 * k1
+
+    def feasible(states: np.ndarray) -> np.ndarray:
+        k0, k1 = (states[:, group].sum(axis=1) for group in groups)
+        return (cost(states) <= 6.0) & (k0 >= 1) & (k1 >= 1)
+
+    assert np.all(feasible(binary_states(result)))
+    best = constrained_minimum(bqm, feasible(ALL_STATES))
     assert result.first.energy == pytest.approx(best, abs=1e-6)
 
 

@@ -100,6 +100,23 @@ def _add_energy(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument("--keep-by", default="params", choices=("params", "macs"))
     group.add_argument(
+        "--budget",
+        default="uniform",
+        choices=("uniform", "global"),
+        help="uniform: every layer keeps the same fraction of its channels; global: one "
+        "limit on the really pruned model's parameters (or MACs) over the whole network, "
+        "the solver decides how many channels each layer keeps (ising method; export: "
+        "manifest.json holds the budget)",
+    )
+    group.add_argument(
+        "--min-keep",
+        type=float,
+        default=0.1,
+        metavar="F",
+        help="with --budget global: every layer keeps at least max(1, ceil(F x its "
+        "channels)), F in [0, 1) (the paper's 10%%)",
+    )
+    group.add_argument(
         "--importance",
         default="l1",
         help="fields of the redundancy energy: l1, l2, bn, taylor, random",
@@ -127,8 +144,10 @@ def add_run_arguments(parser: argparse.ArgumentParser, default_method: str) -> N
     parser.add_argument(
         "--method",
         default=default_method,
-        help="ising, or a baseline at the same budget: l1, random, "
-        "tp-magnitude, tp-taylor; none trains without pruning",
+        help="ising, or a baseline at the same budget: l1, random, tp-magnitude, tp-taylor "
+        "(every layer keeps the same fraction), tp-global-magnitude, tp-global-taylor, "
+        "tp-global-bn (Torch-Pruning's global pruning: one threshold decides what each "
+        "layer keeps); none trains without pruning",
     )
     parser.add_argument("--solver", default="torch-sa", help="solver name (ising method)")
     parser.add_argument(
@@ -203,6 +222,8 @@ def _config(args: argparse.Namespace):
         solver_params=parse_key_values(args.solver_param, "--solver-param"),
         keep=args.keep,
         keep_by=args.keep_by,
+        budget=args.budget,
+        min_keep=args.min_keep,
         importance=args.importance,
         similarity=args.similarity,
         epochs=args.epochs,
@@ -263,7 +284,10 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> None:
         "--format", default="coo", help="file format of each QUBO (see 'ising-qubo formats')"
     )
     parser.add_argument(
-        "--no-budget", action="store_true", help="leave the budget penalty out of the files"
+        "--no-budget",
+        action="store_true",
+        help="leave the budget penalty out of the files (a --budget global budget is never "
+        "in them: manifest.json holds it)",
     )
     parser.add_argument(
         "--dataset",
@@ -295,6 +319,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         energy=args.energy,
         keep=args.keep,
         keep_by=args.keep_by,
+        budget_mode=args.budget,
+        min_keep=args.min_keep,
         importance=args.importance,
         similarity=args.similarity,
     )

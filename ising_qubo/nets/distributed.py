@@ -1,5 +1,8 @@
 """Data-parallel runs under ``torchrun``: the process-group plumbing, nothing else.
 
+(Long because the plumbing has two transports that must behave alike: NCCL on GPUs and
+gloo on CPUs, where synchronised BatchNorm is written by hand.)
+
 ``torchrun --nproc-per-node N -m ising_qubo prune ...`` starts N processes with the
 environment variables ``WORLD_SIZE``, ``RANK``, ``LOCAL_RANK``, ``MASTER_ADDR`` and
 ``MASTER_PORT``. :func:`setup` reads them and joins the process group (NCCL when the run

@@ -1,5 +1,9 @@
 """Save a physically pruned network without pickle, and rebuild it.
 
+(One job, one file, on purpose: the writer and the validating reader of the format sit
+side by side so that what is written and what is accepted cannot drift apart; that is
+why the module is long.)
+
 A saved model is a directory with two files:
 
 * ``model.safetensors``: the ``state_dict`` (parameters and persistent buffers, BatchNorm

@@ -30,6 +30,7 @@ def export_problem(
     energy: str = "redundancy",
     keep: float | None = 0.5,
     keep_by: str = "params",
+    budget_mode: str = "uniform",
     **options: Any,
 ) -> PruningProblem:
     """Build the pruning problem of a network and save it to ``out``
@@ -40,8 +41,9 @@ def export_problem(
     ``calibration_size`` training images of ``dataset`` (which then also sets the number
     of classes, channels and the image size), else that many seeded random images of
     ``in_channels x image_size x image_size``, without labels. ``budget=False`` leaves the
-    budget penalty out of the files. ``energy``, ``keep``, ``keep_by`` and ``options``
-    (``importance``, ``similarity``, ...) go to :meth:`PruningProblem.from_model`.
+    budget penalty out of the files. ``energy``, ``keep``, ``keep_by``, ``budget_mode``
+    (its ``budget``: "uniform" or "global") and ``options`` (``min_keep``, ``importance``,
+    ``similarity``, ...) go to :meth:`PruningProblem.from_model`.
     Returns the problem.
     """
     batch: torch.Tensor | tuple[torch.Tensor, torch.Tensor] | None = None  # None: random
@@ -61,7 +63,14 @@ def export_problem(
     if batch is None:
         batch = torch.randn(calibration_size, in_channels, size, size, generator=generator)
     problem = PruningProblem.from_model(
-        network, example, energy=energy, keep=keep, keep_by=keep_by, data=batch, **options
+        network,
+        example,
+        energy=energy,
+        keep=keep,
+        keep_by=keep_by,
+        data=batch,
+        budget=budget_mode,
+        **options,
     )
     problem.save(out, format=format, budget=budget)
     return problem

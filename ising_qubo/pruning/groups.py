@@ -179,6 +179,9 @@ class ModelGroups:
 
     ``ignored_layers`` are never pruned (their outputs stay whole); by default that is the
     classifier, found as the last conv/linear layer the forward pass calls.
+    ``unwrapped_parameters`` ([(parameter, pruning dim)]) and ``customized_pruners``
+    ({module type or instance: pruner}) go to Torch-Pruning's dependency graph as in its
+    own pruners; a parameter declared there is pruned along the dimension given.
     """
 
     def __init__(
@@ -186,6 +189,8 @@ class ModelGroups:
         model: nn.Module,
         example_inputs: Any,
         ignored_layers: Sequence[nn.Module | str] | None = None,
+        unwrapped_parameters: Sequence[tuple[nn.Parameter, int]] | None = None,
+        customized_pruners: Mapping[Any, Any] | None = None,
     ) -> None:
         self.model = model
         self.example_inputs = example_inputs
@@ -218,14 +223,22 @@ class ModelGroups:
         with modes_kept(model), warnings.catch_warnings():
             # said below, once, with the module path and what it means for pruning
             warnings.filterwarnings("ignore", message="Unwrapped parameters detected")
-            self.graph = tp.DependencyGraph().build_dependency(model, example_inputs=example_inputs)
+            self.graph = tp.DependencyGraph().build_dependency(
+                model,
+                example_inputs=example_inputs,
+                unwrapped_parameters=list(unwrapped_parameters or []),
+                customized_pruners=dict(customized_pruners or {}),
+            )
         # Parameters of modules Torch-Pruning has no pruner for (a custom layer with its
-        # own weight): it would guess their channel dimension (the last non-singleton one)
-        # and can silently cut the wrong one, so groups tied to them are left whole.
+        # own weight), unless declared: it would guess their channel dimension (the last
+        # non-singleton one) and can silently cut the wrong one, so groups tied to them
+        # are left whole.
+        declared = {id(p): int(dim) for p, dim in unwrapped_parameters or []}
+        self._declared = declared
         self._unwrapped = {
             id(p): name
             for name, p in model.named_parameters()
-            if any(p is q for q, _ in self.graph.unwrapped_parameters)
+            if id(p) not in declared and any(p is q for q, _ in self.graph.unwrapped_parameters)
         }
         self._untouchable: dict[str, list[str]] = {}
         self.groups: list[UnitGroup] = []
@@ -303,12 +316,22 @@ class ModelGroups:
         products of kept fractions without pruning a copy."""
         out_group: dict[nn.Module, int] = {}
         in_group: dict[nn.Module, int] = {}
+        param_group: dict[int, int] = {}  # declared unwrapped parameters: cut along one dim
         for g, group in enumerate(self.groups):
             for dep, _idxs, _roots in group._items:
                 module = dep.target.module
+                if isinstance(module, nn.Parameter):
+                    param_group[id(module)] = g
+                    continue
                 if module not in names:
                     continue
                 (out_group if _is_output_handler(dep) else in_group)[module] = g
+        # Torch-Pruning cuts an attention layer's embedding everywhere at once: both
+        # dimensions of in_proj_weight and of out_proj's weight, one of everything else
+        attention: dict[nn.Module, int] = {}
+        for module, g in out_group.items():
+            if isinstance(module, nn.MultiheadAttention):
+                attention[module] = attention[module.out_proj] = g
         rows = []
         for name, module in self.model.named_modules():
             spatial = self._out_size.get(name, 1)
@@ -319,6 +342,11 @@ class ModelGroups:
             for pname, param in module.named_parameters(recurse=False):
                 o = out_group.get(module, -1)
                 i = -1 if (depthwise or param.dim() < 2) else in_group.get(module, -1)
+                if id(param) in self._declared:
+                    o, i = param_group.get(id(param), -1), -1
+                elif module in attention:
+                    o = attention[module]
+                    i = o if pname in ("in_proj_weight", "weight") else -1
                 is_mac = isinstance(module, PRUNABLE_TYPES) and pname == "weight"
                 rows.append((param.numel(), param.numel() * spatial if is_mac else 0, o, i))
         self._costs = np.array([(p, m) for p, m, _, _ in rows], dtype=float).reshape(-1, 2)
@@ -334,6 +362,29 @@ class ModelGroups:
         column = 0 if by == "params" else 1
         total = self._costs[:, column].sum()
         return float((self._costs[:, column] * scale).sum() / total) if total else 1.0
+
+    def cost_table(self, by: str = "params") -> tuple[np.ndarray, np.ndarray]:
+        """The cost model behind :meth:`kept_fraction`, one row per parameter tensor:
+        its cost (entries, or MACs of a conv/linear weight) and the indices of the groups
+        that shrink its output and its input dimension (-1: none), so that with group g
+        keeping k_g of n_g units the tensor costs cost * (k_o / n_o) * (k_i / n_i)."""
+        if by not in ("params", "macs"):
+            raise ValueError(f"keep_by must be 'params' or 'macs', got {by!r}")
+        column = 0 if by == "params" else 1
+        return self._costs[:, column].copy(), self._cost_groups.copy()
+
+    def output_channels(self) -> list[tuple[int, nn.Module, list[int]]]:
+        """(group index, module, output channel indices) of every module whose output
+        channels a group's surgery removes (its convs, linears, norms): where each group's
+        units live in the network's feature maps."""
+        names = _module_names(self.model)
+        found = []
+        for g, group in enumerate(self.groups):
+            for dep, idxs, _roots in group._items:
+                module = dep.target.module
+                if _is_output_handler(dep) and isinstance(module, nn.Module) and module in names:
+                    found.append((g, module, list(idxs)))
+        return found
 
     def by_name(self, name: str) -> UnitGroup:
         for group in self.groups:

@@ -3,8 +3,12 @@ baselines (keep the top-k units by importance at the same budget as the Ising so
 
 ``l1`` is Li et al. (2017)'s filter L1 norm; ``bn`` the BatchNorm scale |gamma|;
 ``taylor`` the first-order Taylor estimate |sum w * dL/dw| of Molchanov et al. (2017),
-from a labelled batch; ``tp-magnitude`` and ``tp-taylor`` are Torch-Pruning's own group
-importances, used as they are so that the baselines are the library's, not ours.
+from a labelled batch; ``tp-magnitude``, ``tp-taylor`` and ``tp-bn`` are Torch-Pruning's own
+group importances (``GroupMagnitudeImportance(p=2)``, ``GroupTaylorImportance()``,
+``BNScaleImportance()``), used as they are so that the baselines are the library's, not ours.
+
+:func:`global_keep_counts` is Torch-Pruning's global pruning at an exact budget: one
+threshold over every unit's score, chosen so that the really pruned model meets ``keep``.
 """
 
 from __future__ import annotations
@@ -19,7 +23,8 @@ from torch import nn
 
 from ising_qubo.pruning.groups import ModelGroups, UnitGroup, _forward, modes_kept
 
-IMPORTANCES = ("l1", "l2", "bn", "taylor", "random", "tp-magnitude", "tp-taylor")
+IMPORTANCES = ("l1", "l2", "bn", "taylor", "random", "tp-magnitude", "tp-taylor", "tp-bn")
+TP_IMPORTANCES = ("tp-magnitude", "tp-taylor", "tp-bn")  # Torch-Pruning's, by our names
 NEEDS_DATA = ("taylor", "tp-taylor")
 
 
@@ -138,10 +143,8 @@ def group_importance(
                 value = _taylor(group)
             elif kind == "random":
                 value = rng.random(group.size)
-            elif kind == "tp-magnitude":
-                value = _tp_score(tp.importance.GroupMagnitudeImportance(p=2), group)
             else:
-                value = _tp_score(tp.importance.GroupTaylorImportance(), group)
+                value = _tp_score(tp_importance(kind), group)
             scores[group.name] = np.asarray(value, dtype=float)
     finally:
         if kind in NEEDS_DATA:
@@ -169,3 +172,103 @@ def top_k_masks(
         mask[order[:k]] = True
         masks[name] = mask
     return masks
+
+
+def tp_importance(kind: str) -> Any:
+    """Torch-Pruning's importance object behind one of our ``tp-*`` names, with the
+    library's defaults (each normalises its scores per group by their mean, which is what
+    makes scores of different groups comparable in Torch-Pruning's global pruning)."""
+    if kind == "tp-magnitude":
+        return tp.importance.GroupMagnitudeImportance(p=2)
+    if kind == "tp-taylor":
+        return tp.importance.GroupTaylorImportance()
+    if kind == "tp-bn":
+        return tp.importance.BNScaleImportance()
+    raise ValueError(
+        f"unknown Torch-Pruning importance {kind!r}; choose one of {', '.join(TP_IMPORTANCES)}"
+    )
+
+
+def tp_group_scores(groups: ModelGroups, kind: str, data: Any = None) -> dict[str, np.ndarray]:
+    """Torch-Pruning's importance of every unit, per group, exactly as its ``MetaPruner``
+    ranks them: the importance object's output for the group (normalised per group).
+
+    Groups the importance cannot score (``None``: no layer of its kinds, e.g. no
+    BatchNorm for ``tp-bn``) are left out, as ``MetaPruner`` leaves them unpruned.
+    """
+    importance = tp_importance(kind)
+    if kind in NEEDS_DATA:
+        backward_on(groups.model, data, kind)
+    scores = {}
+    try:
+        for group in groups.groups:
+            with torch.no_grad():
+                value = importance(group._tp_group)
+            if value is not None:
+                scores[group.name] = value.detach().double().cpu().numpy()
+    finally:
+        if kind in NEEDS_DATA:
+            groups.model.zero_grad(set_to_none=True)
+    return scores
+
+
+def global_keep_counts(
+    groups: ModelGroups,
+    scores: Mapping[str, np.ndarray],
+    keep: float,
+    by: str = "params",
+    min_keep: float = 0.0,
+) -> dict[str, int]:
+    """Units to keep per group under one global threshold on ``scores``, as many as the
+    exact cost of the pruned model allows (Torch-Pruning's global pruning, at our budget).
+
+    All scored units are ranked together (score descending; ties: group order, then unit
+    index); the kept set is the longest prefix of that ranking, plus the best units of any
+    group the prefix would leave below its floor (``max(1, ceil(min_keep * size))``), such
+    that :meth:`ModelGroups.kept_fraction` ``<= keep``. The prefix length is found by
+    bisection (the cost only grows with it). Groups without scores keep every unit.
+    Keeping the top ``counts[g]`` of each group (:func:`top_k_masks`) gives the masks.
+    """
+    if not 0.0 < keep <= 1.0:
+        raise ValueError(f"keep must be a fraction in (0, 1], got {keep}")
+    if not 0.0 <= min_keep <= 1.0:
+        raise ValueError(f"min_keep must be a fraction in [0, 1], got {min_keep}")
+    ranked = [g for g in groups.groups if g.name in scores]
+    unknown = set(scores) - {g.name for g in groups.groups}
+    if unknown:
+        raise ValueError(f"scores for unknown groups: {sorted(unknown)}")
+    for group in ranked:
+        if np.shape(scores[group.name]) != (group.size,):
+            raise ValueError(
+                f"group {group.name!r}: scores of shape {np.shape(scores[group.name])}, "
+                f"expected ({group.size},)"
+            )
+        if not np.all(np.isfinite(scores[group.name])):
+            raise ValueError(f"group {group.name!r}: NaN or infinite importance scores")
+    sizes = np.array([g.size for g in ranked])
+    floors = np.maximum(1, np.ceil(min_keep * sizes - 1e-9)).astype(int)
+    values = np.concatenate([np.asarray(scores[g.name], dtype=float) for g in ranked])
+    owner = np.repeat(np.arange(len(ranked)), sizes)
+    unit = np.concatenate([np.arange(n) for n in sizes])
+    order = np.lexsort((unit, owner, -values))  # last key first: score, group, unit
+    ranked_owner = owner[order]
+
+    def counts_at(prefix: int) -> dict[str, int]:
+        taken = np.bincount(ranked_owner[:prefix], minlength=len(ranked))
+        kept = np.maximum(taken, floors)
+        return {g.name: int(k) for g, k in zip(ranked, kept)}
+
+    if groups.kept_fraction(counts_at(0), by) > keep:
+        floor = groups.kept_fraction(counts_at(0), by)
+        raise ValueError(
+            f"keep={keep} is below what the floor of {int(floors.sum())} units "
+            f"(at least one per group, min_keep={min_keep}) costs: {floor:.4f} of the {by}"
+        )
+    lo, hi = 0, len(values)  # counts_at(lo) meets the budget; find the longest that does
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if groups.kept_fraction(counts_at(mid), by) <= keep:
+            lo = mid
+        else:
+            hi = mid - 1
+    return counts_at(lo)

@@ -8,7 +8,8 @@ The CLI's ``prune`` and ``train`` commands only fill a :class:`RunConfig` and ca
     checkpoint.pt      after every epoch (tensors and plain data; loaded weights_only)
     pruned_init/       the pruned architecture at the moment of pruning (for --resume)
     model/             the final model: model.safetensors + architecture.json
-    report.json        parameters, MACs, accuracy before/after, kept units, energies
+    report.json        parameters, MACs, accuracy before/after, kept units, energies, the
+                       budget asked for and met ("budget": mode, by, asked, met)
                        (JSON as ising_qubo.io.jsonvalues writes it: inf/nan as strings)
     kept_channels.png  energy.png  accuracy.png
 
@@ -50,6 +51,7 @@ from ising_qubo.nets.training import (
     save_checkpoint,
     train_one_epoch,
 )
+from ising_qubo.pruning.budget import BUDGETS
 from ising_qubo.pruning.groups import count_macs, count_params
 from ising_qubo.pruning.pruners import BASELINES, ImportancePruner, IsingPruner
 from ising_qubo.pruning.starting_point import calibration_batch, starting_model
@@ -75,6 +77,8 @@ class RunConfig:
     solver_params: dict = field(default_factory=dict)
     keep: float = 0.5
     keep_by: str = "params"
+    budget: str = "uniform"
+    min_keep: float = 0.1
     importance: str = "l1"
     similarity: str = "cosine"
     epochs: int = 1
@@ -107,6 +111,10 @@ class RunConfig:
             raise ValueError(f"unknown method {self.method!r}; choose one of {', '.join(METHODS)}")
         if not 0.0 < self.keep <= 1.0:
             raise ValueError(f"--keep must be a fraction in (0, 1], got {self.keep}")
+        if self.budget not in BUDGETS:
+            raise ValueError(f"--budget must be one of {', '.join(BUDGETS)}, got {self.budget!r}")
+        if isinstance(self.min_keep, bool) or not 0.0 <= self.min_keep < 1.0:
+            raise ValueError(f"--min-keep must be a fraction in [0, 1), got {self.min_keep}")
         for name in ("epochs", "finetune_epochs"):
             if getattr(self, name) < 0:
                 raise ValueError(
@@ -120,9 +128,15 @@ class RunConfig:
 
 
 def _comparable(config: dict) -> dict:
-    """The fields a resumed run must share with the interrupted one."""
+    """The fields a resumed run must share with the interrupted one (a field added since
+    that run was written counts with its default: --budget and --min-keep, for example)."""
     ignored = {"progress", "device", "out"}
-    return {k: v for k, v in config.items() if k not in ignored}
+    defaults = {
+        f.name: f.default
+        for f in dataclasses.fields(RunConfig)
+        if f.default is not dataclasses.MISSING and f.name not in config
+    }
+    return {k: v for k, v in {**defaults, **config}.items() if k not in ignored}
 
 
 class Run:
@@ -291,6 +305,8 @@ class Run:
                 freeze_epoch=c.freeze_epoch,
                 data=self.calibration,
                 keep_by=c.keep_by,
+                budget=c.budget,
+                min_keep=c.min_keep,
                 importance=c.importance,
                 similarity=c.similarity,
                 seed=c.seed,
@@ -305,6 +321,7 @@ class Run:
             importance=c.method,
             data=self.calibration,
             keep_by=c.keep_by,
+            min_keep=c.min_keep,
             seed=c.seed,
             run_on_main=share,
         )
@@ -591,6 +608,7 @@ def _final_report(job: Run) -> dict:
             if k in job.report
         },
         "pruning": job.report.get("pruning"),
+        "budget": _budget_report(job),
         "history": job.history.to_dict(),
         "timing_seconds": job.timing,
         "paper_comparison": {
@@ -602,6 +620,27 @@ def _final_report(job: Run) -> dict:
             "the really pruned model (input channels removed downstream included)",
         },
     }
+
+
+def _budget_report(job: Run) -> dict:
+    """The budget asked for and the one the really pruned model meets (its parameters or
+    MACs after the surgery over those before it)."""
+    c = job.config
+    before = job.report.get("before_pruning", job.report["initial"])
+    after = job.report.get("after_pruning", before)
+    if c.method == "ising":
+        mode = c.budget
+    else:  # the baselines: Torch-Pruning's global ones allocate per layer too
+        mode = "global" if "global" in c.method else "uniform"
+    report: dict[str, Any] = {
+        "mode": mode,
+        "by": c.keep_by,
+        "asked": c.keep if c.method != "none" else 1.0,
+        "met": after[c.keep_by] / before[c.keep_by],
+    }
+    if c.method == "ising" and mode == "global":
+        report["min_keep"] = c.min_keep
+    return report
 
 
 def _paper_filter_rate(groups, masks, model: nn.Module) -> float:

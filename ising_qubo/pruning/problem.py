@@ -10,16 +10,31 @@ instance, of one of two shapes (see :mod:`ising_qubo.pruning.energies.base`):
 * whole network, such as ``"ipruning"`` (the paper's): one structured model (dense
   per-layer blocks plus rank-1 terms) over every variable, solved as one.
 
-The budget ``keep`` is a fraction of the model's parameters (or MACs); every group keeps
-the same fraction of its units, found so that the really pruned model meets it (see
-:func:`ising_qubo.pruning.groups.uniform_keep_counts`). Solvers with a hard cardinality
-constraint (CP-SAT) get it as a constraint; every other solver gets a penalty whose
-strength provably makes every single-flip local minimum satisfy it.
+The budget ``keep`` is a fraction of the model's parameters (or MACs), of one of two kinds:
+
+* ``budget="uniform"`` (the default): every group keeps the same fraction of its units,
+  found so that the really pruned model meets it (see
+  :func:`ising_qubo.pruning.groups.uniform_keep_counts`). Solvers with a hard cardinality
+  constraint (CP-SAT) get it as a constraint; every other solver gets a penalty whose
+  strength provably makes every single-flip local minimum satisfy it.
+* ``budget="global"``: one constraint over the whole network on the exact cost of the
+  really pruned model (:class:`~ising_qubo.pruning.budget.GlobalBudget`), with a floor of
+  ``max(1, ceil(min_keep * n_g))`` units per group; the solver decides how many units each
+  group keeps. The problem is solved as one whole-network model (a per-group energy's
+  groups are its independent blocks): a solver that takes a count budget (CP-SAT) gets it
+  as a hard constraint; any other gets the Lagrangian E(x) + lam * cost(x) / dense cost,
+  lam found by a short bisection (at most :data:`LAGRANGE_SOLVES` solves; a
+  ``time_limit`` is shared among them). Either way the state is then repaired onto the
+  budget exactly and descended by budget-keeping moves
+  (:mod:`ising_qubo.pruning.global_search`), so the result always meets it. The files
+  of :meth:`PruningProblem.save` then hold the energy alone; ``manifest.json`` holds the
+  budget (its cost terms, limit and floors).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 import warnings
@@ -35,8 +50,10 @@ from torch import nn
 from ising_qubo import io
 from ising_qubo.io._atomic import atomic_write
 from ising_qubo.lowrank import DENSE_BQM_LIMIT, LowRankIsing
+from ising_qubo.pruning.budget import GlobalBudget, check_budget_mode, check_min_keep
 from ising_qubo.pruning.energies import SIMILARITIES, Energy, LayerTerms, PaperEnergy, get_energy
 from ising_qubo.pruning.energy_inputs import ModelInputs
+from ising_qubo.pruning.global_search import meet_and_descend, multiplier_estimate
 from ising_qubo.pruning.groups import ModelGroups, UnitGroup, uniform_keep_counts
 from ising_qubo.pruning.importance import IMPORTANCES
 from ising_qubo.solvers.budgeted import budgeted_descent
@@ -44,6 +61,18 @@ from ising_qubo.solvers.capabilities import Capability, supports
 from ising_qubo.solvers.registry import resolve_sampler
 
 MANIFEST = "manifest.json"
+
+#: the most solves a global budget's Lagrangian search makes: the multiplier starts at the
+#: previous solve's or at :func:`~ising_qubo.pruning.global_search.multiplier_estimate`;
+#: over the limit it is multiplied by 4, under it the energy alone (lam = 0) is tried and
+#: then a quarter of the least multiplier that met it, until the limit is bracketed, then
+#: bisected geometrically; the search stops early once a solution's cost is within
+#: LAGRANGE_BAND of the dense cost from the limit, or lam = 0 meets it (the repair and
+#: descent do the rest)
+LAGRANGE_SOLVES = 6
+LAGRANGE_BAND = 0.02
+#: how many of the solver's states (those nearest the limit) a global budget polishes
+POLISHED = 3
 
 
 @dataclass
@@ -57,6 +86,10 @@ class PruningSolution:
     repair_flips: int = 0  # single flips that made the solver's state meet the budget
     swaps: int = 0  # improving in-group swaps after that (see ising_qubo.solvers.budgeted)
     samplesets: list[dimod.SampleSet] = field(default_factory=list, repr=False)
+    #: the budget asked for and met: mode, by, asked, met (fractions of the dense model);
+    #: a global budget adds its cost, limit, dense cost, floors' min_keep, cross-group
+    #: moves and the Lagrange multipliers tried. Empty without a budget.
+    budget: dict = field(default_factory=dict)
 
     @property
     def kept(self) -> dict[str, int]:
@@ -84,8 +117,12 @@ class PruningProblem:
         redundancy_weight: float = 1.0,
         data: Any = None,
         seed: int = 0,
+        budget: str = "uniform",
+        min_keep: float = 0.1,
     ) -> None:
         self.energy_definition = get_energy(energy)
+        self.budget_mode = check_budget_mode(budget)
+        self.min_keep = check_min_keep(min_keep)
         if importance not in IMPORTANCES:
             raise ValueError(
                 f"unknown importance {importance!r}; choose one of {', '.join(IMPORTANCES)}"
@@ -102,9 +139,20 @@ class PruningProblem:
         self.similarity = similarity
         self.redundancy_weight = float(redundancy_weight)
         self.seed = seed
-        self.keep_counts: dict[str, int] | None = (
-            None if keep is None else uniform_keep_counts(groups, keep, keep_by)
-        )
+        #: a global budget over the whole network (None: uniform or no budget)
+        self.global_budget: GlobalBudget | None = None
+        uniform = None if keep is None else uniform_keep_counts(groups, keep, keep_by)
+        if self.budget_mode == "global":
+            if keep is None:
+                raise ValueError("budget='global' needs keep, the fraction to keep")
+            self.global_budget = GlobalBudget.from_groups(groups, keep, keep_by, self.min_keep)
+        #: units kept per group under a uniform budget (None: global or no budget)
+        self.keep_counts: dict[str, int] | None = uniform if self.budget_mode == "uniform" else None
+        #: the counts an energy scales its terms by (a global budget's energy is the one
+        #: of the uniform budget at the same keep: only the constraint differs)
+        self.reference_counts = uniform
+        self._multiplier: float | None = None  # the global budget's last Lagrange multiplier
+        self._cost_cache: LowRankIsing | None = None  # its cost over the unit variables
         self.offsets: dict[str, int] = {}
         offset = 0
         for group in self.groups:
@@ -133,6 +181,8 @@ class PruningProblem:
         data: Any = None,
         keep_by: str = "params",
         ignored_layers: Any = None,
+        budget: str = "uniform",
+        min_keep: float = 0.1,
         **options: Any,
     ) -> PruningProblem:
         """Find the unit groups of ``model`` and build the energy.
@@ -143,12 +193,24 @@ class PruningProblem:
         (the example inputs when absent), Taylor importance needs the targets. ``keep``:
         fraction of parameters (``keep_by="macs"``: of multiply-accumulates) to keep; None
         means no budget (the paper's energy then keeps about half of the units by itself).
+        ``budget``: "uniform" (every group keeps the same fraction) or "global" (one
+        constraint over the whole network, at least ``max(1, ceil(min_keep * n))`` units
+        per group; see the module docstring).
         ``options``: ``importance``, ``similarity``, ``redundancy_weight``, ``seed``.
         """
         groups = ModelGroups(model, example_inputs, ignored_layers)
         if data is None:
             data = example_inputs
-        return cls(groups, energy=energy, keep=keep, keep_by=keep_by, data=data, **options)
+        return cls(
+            groups,
+            energy=energy,
+            keep=keep,
+            keep_by=keep_by,
+            data=data,
+            budget=budget,
+            min_keep=min_keep,
+            **options,
+        )
 
     # ----- energy terms -------------------------------------------------------------
     def refresh(self, data: Any = None) -> None:
@@ -158,7 +220,7 @@ class PruningProblem:
             data,
             self.offsets,
             self.labels,
-            self.keep_counts,
+            self.reference_counts,
             self.importance,
             self.similarity,
             self.redundancy_weight,
@@ -348,7 +410,9 @@ class PruningProblem:
 
         ``group`` (a name or an index) restricts it to one group; for a whole-network
         energy the other groups are then held at "all kept". ``budget=False`` leaves the budget
-        penalty out (for a solver given the budget as a hard constraint). The whole
+        penalty out (for a solver given the budget as a hard constraint); a global budget
+        is no penalty of the variables (see :meth:`lagrangian` and :attr:`global_budget`),
+        so under one the model is the energy alone either way. The whole
         network under a whole-network energy is a dense model: fine for export and checks,
         large for a big network (prefer :meth:`structured`).
         """
@@ -424,13 +488,17 @@ class PruningProblem:
 
         ``initial`` (masks) warm-starts solvers that take ``initial_states``. The solver's
         state then goes through :meth:`polish`: it meets the budget exactly and no swap of
-        a kept and a dropped unit of one group lowers the energy.
+        a kept and a dropped unit of one group lowers the energy. Under a global budget
+        (module docstring) ``initial`` is also polished itself, and the best state wins.
+        ``solution.budget`` records the budget asked for and met.
         """
         sampler = resolve_sampler(solver)
         name = (
             solver if isinstance(solver, str) else getattr(sampler, "name", type(sampler).__name__)
         )
         warm = initial is not None and supports(sampler, Capability.INITIAL_STATES)
+        if self.global_budget is not None:
+            return self._solve_global(sampler, str(name), initial, warm, params)
         start = time.perf_counter()
         if self.per_group:
             state, samplesets = self._solve_groups(sampler, initial if warm else None, params)
@@ -443,7 +511,14 @@ class PruningProblem:
             raise KeyboardInterrupt
         masks, repair_flips, swaps = self.polish(self.masks_from_state(state))
         return PruningSolution(
-            masks, self.energy(masks), str(name), seconds, repair_flips, swaps, samplesets
+            masks,
+            self.energy(masks),
+            str(name),
+            seconds,
+            repair_flips,
+            swaps,
+            samplesets,
+            self.budget_report(masks),
         )
 
     def _solve_groups(self, sampler, initial, params):
@@ -507,7 +582,14 @@ class PruningProblem:
         swaps inside groups (see :mod:`ising_qubo.solvers.budgeted`).
 
         Returns (masks, repair flips, swaps). Without a budget only the >= 1 rule applies.
+        Under a global budget: the repair and descent of
+        :func:`~ising_qubo.pruning.global_search.meet_and_descend`, and ``swaps`` counts
+        every budget-keeping move (in-group swaps and cross-group moves).
         """
+        if self.global_budget is not None:
+            spins, done = self._polish_global(self.state_from_masks(masks))
+            masks = self.masks_from_state((spins > 0).astype(np.int8))
+            return masks, done.repair_flips, done.swaps + done.moves
         indices = [
             np.arange(self.offsets[g.name], self.offsets[g.name] + g.size) for g in self.groups
         ]
@@ -524,6 +606,201 @@ class PruningProblem:
             max_moves=None if self.keep_counts is not None else 0,
         )
         return self.masks_from_state((spins > 0).astype(np.int8)), repair_flips, swaps
+
+    # ----- the global budget -----------------------------------------------------------------
+    def budget_report(self, masks: Mapping[str, np.ndarray]) -> dict:
+        """The budget asked for and the one ``masks`` meet, as fractions of the dense model
+        (by the budget's own cost model; empty without a budget)."""
+        counts = {name: int(np.sum(mask)) for name, mask in masks.items()}
+        if self.global_budget is not None:
+            return self.global_budget.report(counts)
+        if self.keep is None:
+            return {}
+        return {
+            "mode": "uniform",
+            "by": self.keep_by,
+            "asked": self.keep,
+            "met": self.model_groups.kept_fraction(counts, self.keep_by),
+        }
+
+    def lagrangian(self, multiplier: float) -> LowRankIsing:
+        """E(x) + multiplier * cost(x) / dense cost under the global budget, as blocks plus
+        low-rank terms (the cost's b_gh k_g k_h are rank-one terms): what a solver without
+        a count budget minimises."""
+        if self.global_budget is None:
+            raise ValueError("the Lagrangian exists under budget='global' only")
+        return _with_cost(self.structured(budget=False), self._cost_model(), multiplier)
+
+    def _group_index(self) -> list[np.ndarray]:
+        return [np.arange(self.offsets[g.name], self.offsets[g.name] + g.size) for g in self.groups]
+
+    def _state_counts(self, x: np.ndarray) -> np.ndarray:
+        return np.array([int(x[index].sum()) for index in self._group_index()], dtype=np.int64)
+
+    def _cost_model(self) -> LowRankIsing:
+        """cost(x) / dense cost over the unit variables (the architecture's, so kept)."""
+        cached = self._cost_cache
+        if cached is None:
+            budget = self.global_budget
+            assert budget is not None  # only the global budget has a cost model
+            linear, terms, constant = budget.unit_terms(self._group_index(), self.num_variables)
+            scale = 1.0 / budget.dense
+            cached = self._cost_cache = LowRankIsing.from_binary(
+                linear * scale,
+                (),
+                [(p * scale, q) for p, q in terms],
+                constant * scale,
+                self.labels,
+            )
+        return cached
+
+    def _polish_global(self, x: np.ndarray, energy: LowRankIsing | None = None, csr=None):
+        """meet_and_descend from binary state ``x`` (``energy``: structured(budget=False)
+        and ``csr`` its couplings, when the caller has them)."""
+        budget = self.global_budget
+        assert budget is not None  # called under the global budget only
+        spins = 2.0 * np.asarray(x, dtype=float) - 1.0
+        if energy is None:
+            energy = self.structured(budget=False)
+        return meet_and_descend(energy, spins, self._group_index(), budget, csr=csr)
+
+    def _solve_global(
+        self, sampler: Any, name: str, initial: Any, warm: bool, params: dict
+    ) -> PruningSolution:
+        """The whole network under the global budget (module docstring); the POLISHED
+        states the solver returned (one per multiplier tried) nearest the limit and
+        ``initial`` are polished, and the lowest energy wins."""
+        budget = self.global_budget
+        assert budget is not None  # solve() sends only the global budget here
+        record: dict[str, Any] = {}
+        start = time.perf_counter()
+        if supports(sampler, Capability.COUNT_BUDGET):
+            extra = dict(params)
+            extra["count_budget"] = budget.as_count_budget([g.labels for g in self.groups])
+            if warm:
+                extra["initial_states"] = (self.state_from_masks(initial)[None, :], self.labels)
+            sampleset = sampler.sample(self.to_bqm(None, budget=False), **extra)
+            samplesets = [sampleset]
+            candidates = [_best_state(sampleset, self.labels)]
+            record["method"] = "count_budget"
+            if "bound" in sampleset.info:
+                record["bound"] = float(sampleset.info["bound"])
+                record["status"] = sampleset.info.get("status")
+        else:
+            candidates, samplesets, tried = self._lagrangian_search(
+                sampler, initial if warm else None, params
+            )
+            record["method"] = "lagrangian"
+            record["multipliers"] = tried
+        seconds = time.perf_counter() - start
+        if any(getattr(ss, "info", {}).get("interrupted") for ss in samplesets):
+            raise KeyboardInterrupt  # as in solve(): a training run must still stop
+        # the states nearest the limit (those the repair changes least), and the warm start
+        near = sorted(
+            candidates, key=lambda x: abs(budget.cost(self._state_counts(x)) - budget.limit)
+        )
+        candidates = near[:POLISHED]
+        if initial is not None:
+            candidates.append(self.state_from_masks(initial))
+        energy = self.structured(budget=False)
+        csr = energy.csr()
+        best = None
+        seen = set()
+        for x in candidates:
+            key = np.asarray(x, dtype=np.int8).tobytes()
+            if key in seen:
+                continue
+            seen.add(key)
+            spins, done = self._polish_global(x, energy, csr)
+            value = float(energy.energies(spins[None, :])[0])
+            if best is None or value < best[0]:
+                best = (value, spins, done)
+        assert best is not None  # at least one candidate
+        _, spins, done = best
+        masks = self.masks_from_state((spins > 0).astype(np.int8))
+        report = self.budget_report(masks)
+        report.update(record, moves=done.moves, polished=len(seen))
+        return PruningSolution(
+            masks,
+            self.energy(masks),
+            name,
+            seconds,
+            done.repair_flips,
+            done.swaps + done.moves,
+            samplesets,
+            report,
+        )
+
+    def _lagrangian_search(self, sampler: Any, initial: Any, params: dict):
+        """States minimising E + lam * cost / dense for at most LAGRANGE_SOLVES
+        multipliers, bracketing and bisecting lam towards the limit. Returns (states,
+        samplesets, [{"lambda", "met"} per solve])."""
+        budget = self.global_budget
+        assert budget is not None  # the global budget's search
+        energy = self.structured(budget=False)
+        cost = self._cost_model()
+        first = self._first_multiplier(energy)
+        multiplier, low, high = first, 0.0, math.inf
+        unconstrained = first == 0.0  # whether the energy alone (lam = 0) was tried
+        states, samplesets, tried = [], [], []
+        params = dict(params)
+        if params.get("time_limit") is not None:  # the whole search keeps the time limit
+            params["time_limit"] = float(params["time_limit"]) / LAGRANGE_SOLVES
+        for _ in range(LAGRANGE_SOLVES):
+            state, sampleset = self._sample_whole(
+                sampler, _with_cost(energy, cost, multiplier), initial, params
+            )
+            states.append(state)
+            samplesets.append(sampleset)
+            if sampleset.info.get("interrupted"):
+                break
+            spent = budget.cost(self._state_counts(state))
+            tried.append({"lambda": multiplier, "met": spent / budget.dense})
+            if budget.within_limit(spent):
+                high = multiplier
+            else:
+                low = multiplier
+            if abs(spent - budget.limit) <= LAGRANGE_BAND * budget.dense or multiplier == 0.0:
+                break  # near enough: the repair takes it onto the limit at little cost
+            if high == math.inf:  # from none (a re-solve's start) to the estimate
+                multiplier = 4.0 * multiplier if multiplier > 0 else self._estimate(energy)
+            elif low == 0.0:  # met at every multiplier so far: does the energy alone meet it?
+                multiplier = 0.0 if not unconstrained else high / 4.0
+                unconstrained = True
+            else:
+                multiplier = math.sqrt(low * high)
+        self._multiplier = high if math.isfinite(high) else multiplier
+        return states, samplesets, tried
+
+    def _first_multiplier(self, energy: LowRankIsing) -> float:
+        """The previous solve's multiplier (a re-solve during training starts where the
+        last one ended), else :func:`~ising_qubo.pruning.global_search.
+        multiplier_estimate` from the all-kept state."""
+        if self._multiplier is not None:
+            return self._multiplier
+        return self._estimate(energy)
+
+    def _estimate(self, energy: LowRankIsing) -> float:
+        budget = self.global_budget
+        assert budget is not None  # the global budget's search
+        return multiplier_estimate(energy, self._group_index(), budget)
+
+    def _sample_whole(self, sampler: Any, model: LowRankIsing, initial: Any, params: dict):
+        """One solve of a whole-network model: structured where the sampler takes one,
+        else the dense BINARY BQM. Returns (best binary state, sampleset)."""
+        extra = dict(params)
+        x = None if initial is None else self.state_from_masks(initial)
+        if supports(sampler, Capability.STRUCTURED):
+            if x is not None:
+                reads = int(params.get("num_reads", 10))
+                extra["initial_states"] = np.repeat(2.0 * x[None, :] - 1.0, reads, axis=0)
+            sampleset = sampler.sample_structured(model, **extra)
+        else:
+            if x is not None:
+                extra["initial_states"] = (x[None, :], self.labels)
+            bqm = model.to_bqm().change_vartype(dimod.BINARY, inplace=False)
+            sampleset = sampler.sample(bqm, **extra)
+        return _best_state(sampleset, self.labels), sampleset
 
     # ----- files ---------------------------------------------------------------------------
     def manifest(self, files: Mapping[str, str] | None = None) -> dict:
@@ -557,7 +834,27 @@ class PruningProblem:
             "vartype": "BINARY",
             "meaning": "x = 1 keeps the unit",
             "network_file": (files or {}).get("__network__"),
+            "budget": self._manifest_budget(),
             "groups": groups,
+        }
+
+    def _manifest_budget(self) -> dict:
+        """The budget in manifest.json: the mode, and for a global one the exact cost of
+        the kept counts k_g (g in the order of "groups") and its limit and floors."""
+        budget = self.global_budget
+        if budget is None:
+            return {"mode": self.budget_mode if self.keep is not None else None}
+        terms = budget.as_count_budget([[] for _ in self.groups])
+        del terms["groups"]
+        return {
+            "mode": "global",
+            "meaning": "constant + sum_g linear[g] k_g + sum over pairs (g, h, b) of "
+            "b k_g k_h <= limit, k_g >= floors[g]",
+            "by": budget.by,
+            "keep": budget.keep,
+            "min_keep": budget.min_keep,
+            "dense": budget.dense,
+            **terms,
         }
 
     def save(
@@ -598,6 +895,18 @@ class PruningProblem:
         with atomic_write(directory / MANIFEST, binary=False) as handle:
             json.dump(self.manifest(files), handle, indent=1)
         return directory
+
+
+def _with_cost(energy: LowRankIsing, cost: LowRankIsing, multiplier: float) -> LowRankIsing:
+    """energy + multiplier * cost (same variables; the cost has no blocks)."""
+    return LowRankIsing(
+        energy.h + multiplier * cost.h,
+        energy.blocks,
+        np.vstack([energy.lowrank_u, multiplier * cost.lowrank_u]),
+        np.vstack([energy.lowrank_v, cost.lowrank_v]),
+        energy.offset + multiplier * cost.offset,
+        list(energy.labels),
+    )
 
 
 def _condition_on_kept(model: LowRankIsing, free: np.ndarray) -> LowRankIsing:

@@ -28,12 +28,17 @@ def prune_model(
     keep_by: str = "params",
     inplace: bool = False,
     solver_params: dict | None = None,
+    budget: str = "uniform",
+    min_keep: float = 0.1,
     **energy_options: Any,
 ) -> nn.Module:
     """Solve the pruning problem once and return the physically pruned model.
 
     Works on a deep copy unless ``inplace=True`` (then ``model`` itself shrinks and is
-    returned). ``energy_options`` go to :meth:`PruningProblem.from_model`
+    returned). ``budget="global"`` lets the solver decide how many units each layer keeps
+    under one constraint over the whole network (at least ``max(1, ceil(min_keep * n))``
+    per group); "uniform" keeps the same fraction in every group. ``energy_options`` go
+    to :meth:`PruningProblem.from_model`
     (``importance``, ``similarity``, ``redundancy_weight``, ``seed``, ``ignored_layers``).
     The result is the one :class:`~ising_qubo.pruning.pruners.IsingPruner` with
     ``every=0`` would prune to, with the energy built once instead of twice.
@@ -47,6 +52,8 @@ def prune_model(
         keep=keep,
         data=data,
         keep_by=keep_by,
+        budget=budget,
+        min_keep=min_keep,
         **energy_options,
     )
     params = seeded_params(sampler, solver_params or {}, problem.seed, solve_index=0)

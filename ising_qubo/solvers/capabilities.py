@@ -26,6 +26,11 @@ class Capability(str, Enum):
     CARDINALITIES = "cardinalities"
     #: ``sample(bqm, budget_costs=..., budget=...)``: a hard linear budget
     BUDGET = "budget"
+    #: ``sample(bqm, count_budget={...})``: a hard budget on a quadratic function of the
+    #: numbers of selected variables per group (the exact parameter count of a pruned
+    #: network): cost = constant + sum_g a_g k_g + sum_(g,h) b_gh k_g k_h <= limit, with
+    #: optional floors k_g >= f_g; see CPSATSampler for the exact form
+    COUNT_BUDGET = "count_budget"
     #: ``sample_batch([bqm, ...])``: many independent problems in one call
     BATCH = "batch"
     #: ``sample_structured(LowRankIsing)``: dense blocks + low-rank terms, no n x n matrix

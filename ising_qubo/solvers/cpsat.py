@@ -4,6 +4,9 @@ CP-SAT needs integer coefficients, so real biases are rounded to multiples of a
 resolution; ``info`` reports the resolution and a bound on the energy error it causes.
 Products x_i x_j become auxiliary Booleans y_ij (the standard exact linearisation
 y <= x_i, y <= x_j, y >= x_i + x_j - 1, keeping only the side the objective's sign needs).
+A ``count_budget`` is modelled on integer counts k_g = sum of a group's Booleans, with one
+bounded integer product variable per k_g k_h (CP-SAT's multiplication constraint), so its
+size grows with the number of groups and pairs, not with the pairs of variables.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import dimod
 import numpy as np
 from ortools.sat.python import cp_model
 
-from ising_qubo.scaling import scale_budget, scale_objective
+from ising_qubo.scaling import ScaledBudget, scale_budget, scale_objective
 from ising_qubo.solvers._common import (
     ArrayModel,
     Stop,
@@ -28,6 +31,7 @@ from ising_qubo.solvers._common import (
     wall_timer,
 )
 from ising_qubo.solvers.capabilities import Capability as C
+from ising_qubo.solvers.count_budget import CountBudget
 
 _SENSES = ("==", "<=", ">=")
 
@@ -48,6 +52,17 @@ class CPSATSampler(dimod.Sampler):
             (variables, k) pairs (e.g. "keep k_g units of group g" for every group).
         budget_costs, budget: hard constraint ``sum costs[v] x_v <= budget`` (real costs
             rounded conservatively, so solutions always meet the real budget).
+        count_budget: hard constraint on the numbers k_g of selected variables in disjoint
+            groups (e.g. the exact parameter count of a pruned network), a mapping
+            ``{"groups": [[label, ...], ...], "constant": c0, "linear": [a_g, ...],
+            "pairs": [(g, h, b_gh), ...], "limit": L, "floors": [f_g, ...]}`` meaning
+            ``c0 + sum_g a_g k_g + sum b_gh k_g k_h <= L`` and ``k_g >= f_g`` (``groups``
+            and ``limit`` required; g == h allowed; repeated pairs add up). Real
+            coefficients are rounded conservatively (every returned state meets the real
+            limit); ``info["count_budget"]`` reports the limit, the resolution, the
+            ``margin`` by which rounding may tighten it, and the real ``costs`` of the
+            returned rows. Unmeetable budgets raise ValueError with the least cost the
+            floors allow.
         variables of a SPIN problem count as selected where s = +1.
 
     Ctrl-C during the search stops CP-SAT (the search runs in a worker thread while this
@@ -68,10 +83,13 @@ class CPSATSampler(dimod.Sampler):
         "cardinalities": [],
         "budget_costs": [],
         "budget": [],
+        "count_budget": [],
         "log_search_progress": [],
     }
     properties = {"cardinality_senses": _SENSES, "exact": True}
-    capabilities = frozenset({C.CARDINALITY, C.CARDINALITIES, C.BUDGET, C.TIME_LIMIT, C.INTERRUPT})
+    capabilities = frozenset(
+        {C.CARDINALITY, C.CARDINALITIES, C.BUDGET, C.COUNT_BUDGET, C.TIME_LIMIT, C.INTERRUPT}
+    )
 
     def sample(
         self,
@@ -86,6 +104,7 @@ class CPSATSampler(dimod.Sampler):
         cardinalities: Any = None,
         budget_costs: Mapping[Hashable, float] | None = None,
         budget: float | None = None,
+        count_budget: Mapping[str, Any] | None = None,
         log_search_progress: bool = False,
         **parameters: Any,
     ) -> dimod.SampleSet:
@@ -132,6 +151,10 @@ class CPSATSampler(dimod.Sampler):
             info["cardinalities"] = self._add_cardinalities(model, x, index, cardinalities)
         if budget_costs is not None or budget is not None:
             info["budget"] = self._add_budget(model, x, index, budget_costs, budget)
+        counted = None
+        if count_budget is not None:
+            counted = CountBudget.parse(count_budget, index, "cpsat")
+            info["count_budget"] = _add_count_budget(model, x, counted)
 
         solver = cp_model.CpSolver()
         solver.parameters.num_workers = int(num_workers or os.cpu_count() or 1)
@@ -152,9 +175,10 @@ class CPSATSampler(dimod.Sampler):
         if stop.interrupted and not collector.solutions:
             raise KeyboardInterrupt
         if status == cp_model.INFEASIBLE:
+            if counted is not None:
+                _explain_infeasible_count_budget(counted, info)
             raise ValueError(
-                "cpsat: the constraints cannot be met (INFEASIBLE): "
-                f"{info.get('cardinality', '')} {info.get('budget', '')}".strip()
+                f"cpsat: the constraints cannot be met (INFEASIBLE): {_constraints(info)}"
             )
         if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE) or not collector.solutions:
             raise RuntimeError(
@@ -167,6 +191,8 @@ class CPSATSampler(dimod.Sampler):
         info["bound"] = solver.best_objective_bound * scaled.resolution + model_arrays.offset
         info["wall_time_cpsat_s"] = solver.wall_time
         states = np.array(collector.solutions[::-1][:num_reads], dtype=np.int8)
+        if counted is not None:
+            info["count_budget"]["costs"] = counted.cost(counted.counts(states)).tolist()
         sampleset = sampleset_from_states(states, dimod.BINARY, bqm, info)
         return sampleset
 
@@ -217,6 +243,82 @@ class CPSATSampler(dimod.Sampler):
         )
         model.add(sum(int(c) * x[index[v]] for v, c in zip(labels, int_costs)) <= int_budget)
         return {"limit": float(budget), "resolution": res}
+
+
+def _add_count_budget(model: Any, x: list, budget: CountBudget) -> dict:
+    """Adds ``budget`` on counts k_g (floors as their lower bounds); returns its report."""
+    scaled = budget.scaled()
+    terms = _count_terms(model, budget)
+    for k, group in zip(terms[1 : 1 + len(budget.groups)], budget.groups):
+        model.add(k == sum(x[i] for i in group))
+    model.add(_integer_cost(scaled, terms) <= scaled.integer_limit)
+    return {
+        "limit": budget.limit,
+        "resolution": scaled.resolution,
+        "margin": scaled.margin,
+        "groups": len(budget.groups),
+    }
+
+
+def _count_terms(model: Any, budget: CountBudget) -> list:
+    """The terms [1, k_0 .. k_{G-1}, k_g k_h for each pair] of ``budget`` as CP-SAT
+    variables: counts bounded by floors and group sizes, products tied to their factors."""
+    sizes, floors = budget.sizes, budget.floors
+    counts = [model.new_int_var(int(floors[g]), int(sizes[g]), f"k{g}") for g in range(len(sizes))]
+    terms: list = [1, *counts]
+    for g, h, _ in budget.pairs:
+        low, high = int(floors[g] * floors[h]), int(sizes[g] * sizes[h])
+        product = model.new_int_var(low, high, f"k{g}_k{h}")
+        model.add_multiplication_equality(product, [counts[g], counts[h]])
+        terms.append(product)
+    return terms
+
+
+def _integer_cost(scaled: ScaledBudget, terms: list) -> Any:
+    return sum(int(c) * term for c, term in zip(scaled.integers, terms) if c)
+
+
+def _explain_infeasible_count_budget(budget: CountBudget, info: dict) -> None:
+    """Raises ValueError naming the least cost the floors allow when it already exceeds the
+    limit (CP-SAT on the counts alone); returns when the budget alone can be met, so that
+    the caller reports the constraints together."""
+    scaled = budget.scaled()
+    model = cp_model.CpModel()
+    terms = _count_terms(model, budget)
+    model.minimize(_integer_cost(scaled, terms))
+    solver = cp_model.CpSolver()
+    solver.parameters.max_time_in_seconds = 10.0
+    if solver.solve(model) != cp_model.OPTIMAL:
+        return
+    counts = np.array([solver.value(k) for k in terms[1 : 1 + len(budget.groups)]])
+    least = float(budget.cost(counts))
+    if round(solver.objective_value) <= scaled.integer_limit:
+        info["count_budget"]["least_cost"] = least
+        return
+    rounded = solver.objective_value * scaled.resolution
+    shown = f"{least:g}" if rounded == least else f"{least:g} ({rounded:g} as rounded up)"
+    raise ValueError(
+        f"cpsat: count_budget cannot be met (INFEASIBLE): the least cost the floors allow is "
+        f"{shown} at k = {counts.tolist()}, above the limit {budget.limit:g}"
+    )
+
+
+def _constraints(info: dict) -> str:
+    """The hard constraints of a call, in one line for an INFEASIBLE error."""
+    parts = []
+    if "cardinality" in info:
+        sense, k = info["cardinality"]
+        parts.append(f"cardinality {sense} {k}")
+    if "cardinalities" in info:
+        parts.append(f"{info['cardinalities']} group cardinalities")
+    if "budget" in info:
+        parts.append(f"budget <= {info['budget']['limit']:g}")
+    if "count_budget" in info:
+        budget = info["count_budget"]
+        least = budget.get("least_cost")
+        alone = "" if least is None else f" (alone its least cost is {least:g})"
+        parts.append(f"count_budget <= {budget['limit']:g}{alone}")
+    return ", ".join(parts) or "none"
 
 
 def _solve(solver: Any, model: Any, collector: Any, stop: Stop) -> Any:

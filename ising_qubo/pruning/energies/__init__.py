@@ -1,6 +1,7 @@
 """Pruning energies: plain arrays in, QUBO coefficients or structured Ising models out.
 
-``ipruning`` is the paper's whole-network energy; ``redundancy`` is ours, per group. Each
+``ipruning`` is the paper's whole-network energy; ``redundancy`` is ours, per group;
+``taylor`` is data-driven and whole-network, in the loss's unit for every layer. Each
 is an :class:`Energy` object (:mod:`.base`), registered by name (:mod:`.registry`); a
 user's energy registers the same way. No module here imports torch: the model adapter
 extracts weights, feature maps and importances, so every formula can be checked against
@@ -34,9 +35,18 @@ from ising_qubo.pruning.energies.registry import (
     register_energy,
     unregister_energy,
 )
+from ising_qubo.pruning.energies.taylor import (
+    DEFAULT_COUPLING,
+    SCORES,
+    GroupRedundancy,
+    LayerActivity,
+    TaylorEnergy,
+    TaylorTerms,
+)
 
 register_energy(PaperEnergy.name, PaperEnergy())
 register_energy(RedundancyEnergy.name, RedundancyEnergy())
+register_energy(TaylorEnergy.name, TaylorEnergy())
 
 
 def __getattr__(name: str):
@@ -46,14 +56,20 @@ def __getattr__(name: str):
 
 
 __all__ = [
+    "DEFAULT_COUPLING",
     "ENERGIES",
+    "SCORES",
     "SIMILARITIES",
     "Energy",
     "EnergyInputs",
     "GroupCoefficients",
+    "GroupRedundancy",
+    "LayerActivity",
     "LayerTerms",
     "PaperEnergy",
     "RedundancyEnergy",
+    "TaylorEnergy",
+    "TaylorTerms",
     "channel_entropy",
     "cosine_redundancy",
     "energy_names",

@@ -22,8 +22,8 @@ that the problem extracts from the model (:mod:`ising_qubo.pruning.energy_inputs
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Protocol
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -79,6 +79,16 @@ class EnergyInputs(Protocol):
 
     def importance_scores(self) -> dict[str, np.ndarray]:
         """The ``importance`` of every unit, by group name (larger: more worth keeping)."""
+
+    def loss_saliency(
+        self, kind: str = "taylor", loss: Callable[..., Any] | None = None
+    ) -> dict[str, np.ndarray]:
+        """By group name, how much the loss of the labelled data batch depends on each
+        unit, in the loss's own unit for every layer: ``"taylor"`` |mean_n s_n|,
+        ``"fisher"`` mean_n s_n^2, s_n = sum over the unit's parameters of w * dL_n/dw
+        (:func:`ising_qubo.pruning.energy_inputs.loss_saliency`); ``loss(outputs,
+        targets)`` is the batch's mean loss, cross-entropy when None. A ValueError
+        without data=(inputs, targets)."""
 
 
 class Energy(ABC):

@@ -48,7 +48,10 @@ class IsingPruner(TrainingHook):
     freeze after this many consecutive re-solves whose energy improved by less than
     ``tolerance`` (relative); ``freeze_epoch``: freeze at the end of that epoch (0-based)
     whatever the energy does. ``data``: the calibration batch the energy is rebuilt with
-    (feature maps, Taylor importance); :meth:`step` accepts a fresh one.
+    (feature maps, Taylor importance); :meth:`step` accepts a fresh one. ``budget``:
+    "uniform" (every group keeps the same fraction) or "global" (one constraint over the
+    whole network, at least ``max(1, ceil(min_keep * n))`` units per group; see
+    :mod:`ising_qubo.pruning.problem`).
 
     ``run_on_main`` (data-parallel training): a function that runs a zero-argument callable
     on the main process only and returns its result on every process, such as
@@ -74,6 +77,8 @@ class IsingPruner(TrainingHook):
         data: Any = None,
         keep_by: str = "params",
         ignored_layers: Any = None,
+        budget: str = "uniform",
+        min_keep: float = 0.1,
         run_on_main: Callable[[Callable[[], Any]], Any] | None = None,
         **energy_options: Any,
     ) -> None:
@@ -87,6 +92,8 @@ class IsingPruner(TrainingHook):
             data=data,
             keep_by=keep_by,
             ignored_layers=ignored_layers,
+            budget=budget,
+            min_keep=min_keep,
             **energy_options,
         )
         self.solver = solver
@@ -153,6 +160,7 @@ class IsingPruner(TrainingHook):
             "solver_seconds": solution.seconds,
             "seconds": time.perf_counter() - started,
             "kept": int(sum(solution.kept.values())),
+            "budget_met": solution.budget.get("met"),
         }
         return solution, row
 
