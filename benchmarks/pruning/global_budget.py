@@ -42,8 +42,8 @@ from ising_qubo.io.jsonvalues import dumps
 from ising_qubo.nets import models
 from ising_qubo.nets.data import BatchLoader, load_dataset
 from ising_qubo.pruning.groups import ModelGroups, count_params
-from ising_qubo.pruning.pruners import ImportancePruner
 from ising_qubo.pruning.problem import PruningProblem
+from ising_qubo.pruning.pruners import ImportancePruner
 
 KEEPS = (0.5, 0.3)
 ALLOCATION_MODELS = ("resnet20", "resnet56")
@@ -191,7 +191,7 @@ def solvers(model_name: str, energy: str, data, seed: int) -> dict:
 
 def timing(data, seed: int) -> dict:
     rows = []
-    for model_name, example_size in (("resnet56", 32), ("resnet101", 32)):
+    for model_name in ("resnet56", "resnet101"):
         model = build(model_name, seed)
         x = data[0]
         example = x[:1]
