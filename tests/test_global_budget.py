@@ -487,3 +487,47 @@ def test_cli_rejects_a_bad_budget(capsys):
     assert "--budget" in capsys.readouterr().err
     assert main(["export", "--out", "x", "--budget", "global", "--min-keep", "1.5"]) == 2
     assert "min_keep must be a fraction in [0, 1), got 1.5" in capsys.readouterr().err
+
+
+def test_anneal_defaults_bound_the_work_of_one_solve_whatever_the_size():
+    from ising_qubo.pruning import problem as module
+
+    small = module.anneal_defaults(448, 31_000)  # CIFAR ResNet-20's whole network
+    large = module.anneal_defaults(20_160, 12_400_000)  # ResNet-101's
+    assert small["num_reads"] * small["num_sweeps"] > large["num_reads"] * large["num_sweeps"]
+    for entries, chosen in ((31_000, small), (12_400_000, large)):
+        reads, sweeps = chosen["num_reads"], chosen["num_sweeps"]
+        assert module.ANNEAL_READS[0] <= reads <= module.ANNEAL_READS[1]
+        assert module.ANNEAL_SWEEPS[0] <= sweeps <= module.ANNEAL_SWEEPS[1]
+        # the work stays within ANNEAL_WORK unless the sweeps are at their floor
+        if sweeps > module.ANNEAL_SWEEPS[0]:
+            assert reads * sweeps * entries <= module.ANNEAL_WORK
+            assert reads * (sweeps + 1) * entries > module.ANNEAL_WORK
+    assert large == {"num_reads": 1, "num_sweeps": module.ANNEAL_SWEEPS[0]}
+    # reads the caller gave are kept, and the sweeps follow from them
+    assert module.anneal_defaults(448, 31_000, num_reads=2)["num_reads"] == 2
+
+
+def test_global_solve_scales_reads_and_sweeps_unless_the_caller_sets_them(tiny, monkeypatch):
+    from ising_qubo.pruning import problem as module
+
+    model, inputs = tiny
+    problem = PruningProblem.from_model(model, inputs, energy="ipruning", keep=0.5, budget="global")
+    entries = module.sweep_entries(problem.structured(budget=False))
+    # a work bound that makes this tiny network a "large" one: 2 reads x 3 sweeps
+    monkeypatch.setattr(module, "ANNEAL_READ_SCALE", 2 * problem.num_variables)
+    monkeypatch.setattr(module, "ANNEAL_SWEEPS", (1, 1000))
+    monkeypatch.setattr(module, "ANNEAL_WORK", 6 * entries + 1)
+
+    def per_solve(solution):
+        return {(ss.info["num_sweeps"], len(ss)) for ss in solution.samplesets}
+
+    solution = problem.solve("torch-sa", seed=0)
+    assert per_solve(solution) == {(3, 2)}
+    assert problem.global_budget.meets(solution.kept)
+    problem._multiplier = None
+    assert per_solve(problem.solve("torch-sa", seed=0, num_sweeps=7)) == {(7, 2)}
+    problem._multiplier = None
+    assert per_solve(problem.solve("torch-sa", seed=0, num_reads=3)) == {(2, 3)}
+    problem._multiplier = None  # a time limit: the sampler's own defaults (10 x 1000)
+    assert per_solve(problem.solve("torch-sa", seed=0, time_limit=60)) == {(1000, 10)}

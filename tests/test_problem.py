@@ -620,3 +620,24 @@ def test_model_without_conv_or_linear_is_a_value_error():
         PruningProblem.from_model(model, x)
     with pytest.raises(ValueError, match="forward pass failed"):
         ModelGroups(nn.Linear(3, 2), torch.randn(2, 5))
+
+
+def test_whole_network_solve_scales_reads_and_sweeps_unless_the_caller_sets_them(tiny, monkeypatch):
+    from ising_qubo.pruning import problem as module
+
+    model, batch = tiny
+    problem = PruningProblem.from_model(model, batch, energy="ipruning", keep=0.5)
+    entries = module.sweep_entries(problem.structured(budget=False))
+    # a work bound that makes this tiny network a "large" one: 2 reads x 5 sweeps
+    monkeypatch.setattr(module, "ANNEAL_READ_SCALE", 2 * problem.num_variables)
+    monkeypatch.setattr(module, "ANNEAL_SWEEPS", (1, 1000))
+    monkeypatch.setattr(module, "ANNEAL_WORK", 10 * entries + 1)
+    solution = problem.solve("torch-sa", seed=0)
+    [sampleset] = solution.samplesets
+    assert (sampleset.info["num_sweeps"], len(sampleset)) == (5, 2)
+    assert solution.kept == problem.keep_counts
+    [sampleset] = problem.solve("torch-sa", seed=0, num_sweeps=7, num_reads=4).samplesets
+    assert (sampleset.info["num_sweeps"], len(sampleset)) == (7, 4)
+    # the warm start is repeated over the scaled reads
+    [sampleset] = problem.solve("torch-sa", initial=solution.masks, seed=0).samplesets
+    assert len(sampleset) == 2

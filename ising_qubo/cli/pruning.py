@@ -158,6 +158,16 @@ def add_run_arguments(parser: argparse.ArgumentParser, default_method: str) -> N
         help="a solver parameter, VALUE parsed as JSON if possible "
         "(e.g. --solver-param num_sweeps=500)",
     )
+    parser.add_argument(
+        "--refine",
+        type=int,
+        default=1,
+        metavar="K",
+        help="ising method: of the solution and the K-1 best other distinct states the "
+        "solver returned (each on the budget), keep the one whose pruned network has the "
+        "lowest loss on a held-out batch of training images (not the calibration batch; "
+        "no training); 1 keeps the solution",
+    )
     _add_energy(parser)
     _add_data(parser)
     group = parser.add_argument_group("training")
@@ -226,6 +236,7 @@ def _config(args: argparse.Namespace):
         min_keep=args.min_keep,
         importance=args.importance,
         similarity=args.similarity,
+        refine=args.refine,
         epochs=args.epochs,
         finetune_epochs=args.finetune_epochs,
         freeze_epoch=args.freeze_epoch,

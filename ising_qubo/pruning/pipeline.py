@@ -99,6 +99,7 @@ class RunConfig:
     test_subset: int | None = None
     val_size: int = 0
     calibration_size: int = 256
+    refine: int = 1
     seed: int = 0
     device: str = "auto"
     amp: bool = False
@@ -122,6 +123,12 @@ class RunConfig:
                 )
         if self.batch_size < 1:
             raise ValueError(f"--batch-size must be positive, got {self.batch_size}")
+        if isinstance(self.refine, bool) or not isinstance(self.refine, int) or self.refine < 1:
+            raise ValueError(f"--refine must be an integer >= 1, got {self.refine!r}")
+        if self.refine > 1 and self.method != "ising":
+            raise ValueError(
+                f"--refine {self.refine} applies to --method ising only, got {self.method!r}"
+            )
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -263,6 +270,21 @@ class Run:
         )
         self.calibration = calibration_batch(train, c.calibration_size, c.seed, self.device)
         self.example_inputs = self.calibration[0][:1]
+        self.refine_batch = self._refine_batch(train) if c.refine > 1 else None
+
+    def _refine_batch(self, train) -> tuple[torch.Tensor, torch.Tensor]:
+        """--refine's held-out batch: ``calibration_size`` training images (stratified,
+        seed + 1) chosen among those NOT in the calibration batch (``train.split`` holds
+        out exactly the calibration's stratified selection), so the loss that picks among
+        the solver's states is measured on images the energy never saw."""
+        c = self.config
+        rest, _calibration = train.split(min(c.calibration_size, len(train)), seed=c.seed)
+        if len(rest) == 0:
+            raise ValueError(
+                f"--refine {c.refine}: the training set ({len(train)} images) has none "
+                f"beyond the calibration batch of {c.calibration_size}"
+            )
+        return calibration_batch(rest, c.calibration_size, c.seed + 1, self.device)
 
     def build_model(self) -> nn.Module:
         c = self.config
@@ -311,6 +333,8 @@ class Run:
                 similarity=c.similarity,
                 seed=c.seed,
                 run_on_main=share,
+                refine=c.refine,
+                refine_data=self.refine_batch,
             )
         if c.method == "none":
             return None
@@ -499,6 +523,11 @@ def _run(config: RunConfig, resume: bool, ctx: distributed.Context) -> dict:
                 pruner.step()
             elif isinstance(pruner, ImportancePruner):
                 pruner.step()
+            refined = None
+            if isinstance(pruner, IsingPruner) and c.refine > 1:
+                refining = time.perf_counter()
+                refined = pruner.refine_selection()
+                job.timing["refine"] = time.perf_counter() - refining
             job.timing["selection"] = time.perf_counter() - started
             masks = {k: np.asarray(v) for k, v in pruner.masks.items()}
             group_sizes = {g.name: g.size for g in pruner.groups}
@@ -521,6 +550,13 @@ def _run(config: RunConfig, resume: bool, ctx: distributed.Context) -> dict:
                 "paper_filter_pruning_rate": filter_rate,
                 "energy_history": job.energy_history,
             }
+            if refined is not None:  # --refine K: each candidate's energy and held-out loss
+                job.report["pruning"]["refine"] = {
+                    "k": c.refine,
+                    "held_out": len(job.refine_batch[1]) if job.refine_batch else 0,
+                    "chosen": refined.chosen,
+                    "candidates": refined.table(),
+                }
             ctx.run_on_main(
                 lambda: save_pruned(
                     model, job.out / "pruned_init", spec=job.spec, metadata={"history": history}

@@ -71,8 +71,48 @@ MANIFEST = "manifest.json"
 #: descent do the rest)
 LAGRANGE_SOLVES = 6
 LAGRANGE_BAND = 0.02
-#: how many of the solver's states (those nearest the limit) a global budget polishes
+#: the default work of one whole-network anneal: reads x sweeps x the entries one sweep
+#: reads (variables + dense block entries + variables x low-rank terms); see
+#: :func:`anneal_defaults`
+ANNEAL_WORK = 100_000_000
+#: reads of a whole-network anneal by default: ceil(ANNEAL_READ_SCALE / variables), within
+#: ANNEAL_READS (fewer, longer anneals on large networks)
+ANNEAL_READ_SCALE = 4000
+ANNEAL_READS = (1, 10)
+#: sweeps of a whole-network anneal by default: what is left of ANNEAL_WORK, within these
+ANNEAL_SWEEPS = (20, 1000)
+#: how many of the solver's states (those nearest the limit) a global budget polishes;
+#: networks of more than POLISHED_ONE_ABOVE variables polish the nearest one only (each
+#: polish of ResNet-101, 20,160 variables, takes about 6 s on one core)
 POLISHED = 3
+POLISHED_ONE_ABOVE = 10_000
+
+
+def anneal_defaults(
+    num_variables: int, sweep_entries: int, num_reads: int | None = None
+) -> dict[str, int]:
+    """``num_reads`` and ``num_sweeps`` of one whole-network anneal by default, chosen so
+    that its work, reads x sweeps x ``sweep_entries`` (what one sweep reads:
+    :func:`sweep_entries`), stays near ANNEAL_WORK whatever the network's size:
+    reads = ceil(ANNEAL_READ_SCALE / variables) within ANNEAL_READS (unless ``num_reads``
+    is given), sweeps = ANNEAL_WORK / (reads x entries) within ANNEAL_SWEEPS. CIFAR
+    ResNet-20 (448 variables, 31 k entries): 9 x 359; ResNet-56 (1,120; 116 k): 4 x 215;
+    ResNet-101 (20,160; 12.4 M): 1 x 20."""
+    n = max(1, int(num_variables))
+    if num_reads is None:
+        low, high = ANNEAL_READS
+        num_reads = min(high, max(low, math.ceil(ANNEAL_READ_SCALE / n)))
+    low, high = ANNEAL_SWEEPS
+    sweeps = min(high, max(low, ANNEAL_WORK // (num_reads * max(1, int(sweep_entries)))))
+    return {"num_reads": int(num_reads), "num_sweeps": int(sweeps)}
+
+
+def sweep_entries(model: LowRankIsing) -> int:
+    """What one sweep of ``model`` reads: its variables, dense block entries and
+    variables x low-rank terms."""
+    n = model.num_variables
+    dense = sum(len(index) ** 2 for index, _ in model.blocks)
+    return n + dense + n * model.lowrank_u.shape[0]
 
 
 @dataclass
@@ -491,6 +531,17 @@ class PruningProblem:
         a kept and a dropped unit of one group lowers the energy. Under a global budget
         (module docstring) ``initial`` is also polished itself, and the best state wins.
         ``solution.budget`` records the budget asked for and met.
+
+        Defaults that scale with the network: a whole-network model solved by a
+        structured sampler that takes ``num_reads`` and ``num_sweeps`` (torch-sa: the
+        uniform budget's one anneal, each solve of the global budget's Lagrangian search)
+        gets, for whichever of the two the caller left out, :func:`anneal_defaults`:
+        reads = ceil(4000 / variables) within [1, 10], sweeps = 10^8 / (reads x entries
+        one sweep reads) within [20, 1000], so one solve costs about the same on any
+        network (ResNet-20: 9 x 359, ResNet-56: 4 x 215, ResNet-101: 1 x 20; the repair
+        and descent after it do the rest). A ``time_limit`` turns this off (the
+        sampler's own defaults then apply, cut short by the limit), and so do per-group
+        energies under the uniform budget (one small BQM per group).
         """
         sampler = resolve_sampler(solver)
         name = (
@@ -550,15 +601,35 @@ class PruningProblem:
         mask = initial.get(group.name, np.ones(group.size, dtype=bool))
         return np.asarray(mask, dtype=np.int8)[None, :]
 
+    def _anneal_params(self, sampler: Any, params: Mapping[str, Any]) -> dict[str, Any]:
+        """``params`` with :func:`anneal_defaults` filled in for a structured sampler that
+        takes ``num_reads`` and ``num_sweeps`` (torch-sa), unless the caller set a
+        ``time_limit``; a ``num_reads`` or ``num_sweeps`` given is kept as given."""
+        params = dict(params)
+        known = getattr(sampler, "parameters", {}) or {}
+        if (
+            not supports(sampler, Capability.STRUCTURED)
+            or "num_reads" not in known
+            or "num_sweeps" not in known
+            or params.get("time_limit") is not None
+        ):
+            return params
+        reads = params.get("num_reads")
+        entries = sweep_entries(self.structured(budget=False))
+        scaled = anneal_defaults(self.num_variables, entries, None if reads is None else reads)
+        for key, value in scaled.items():
+            params.setdefault(key, value)
+        return params
+
     def _solve_network(self, sampler, initial, params):
         """A whole-network energy: the structured model where the sampler takes one (the
         budget by swap moves where it can), else the dense BQM (the budget as hard
         cardinalities where the sampler takes them, else as a penalty)."""
         if supports(sampler, Capability.STRUCTURED):
-            extra = dict(params)
+            extra = self._anneal_params(sampler, params)
             if initial is not None:
                 x = self.state_from_masks(initial).astype(float)
-                reads = int(params.get("num_reads", 10))
+                reads = int(extra.get("num_reads", 10))
                 extra["initial_states"] = np.repeat(2 * x[None, :] - 1, reads, axis=0)
             swaps = self.keep_counts is not None and supports(
                 sampler, Capability.STRUCTURED_CARDINALITIES
@@ -687,8 +758,9 @@ class PruningProblem:
                 record["bound"] = float(sampleset.info["bound"])
                 record["status"] = sampleset.info.get("status")
         else:
+            csr = self.structured(budget=False).csr()
             candidates, samplesets, tried = self._lagrangian_search(
-                sampler, initial if warm else None, params
+                sampler, initial if warm else None, params, csr
             )
             record["method"] = "lagrangian"
             record["multipliers"] = tried
@@ -699,11 +771,12 @@ class PruningProblem:
         near = sorted(
             candidates, key=lambda x: abs(budget.cost(self._state_counts(x)) - budget.limit)
         )
-        candidates = near[:POLISHED]
+        candidates = near[: POLISHED if self.num_variables <= POLISHED_ONE_ABOVE else 1]
         if initial is not None:
             candidates.append(self.state_from_masks(initial))
         energy = self.structured(budget=False)
-        csr = energy.csr()
+        if record["method"] != "lagrangian":
+            csr = energy.csr()
         best = None
         seen = set()
         for x in candidates:
@@ -731,9 +804,10 @@ class PruningProblem:
             report,
         )
 
-    def _lagrangian_search(self, sampler: Any, initial: Any, params: dict):
+    def _lagrangian_search(self, sampler: Any, initial: Any, params: dict, csr=None):
         """States minimising E + lam * cost / dense for at most LAGRANGE_SOLVES
-        multipliers, bracketing and bisecting lam towards the limit. Returns (states,
+        multipliers, bracketing and bisecting lam towards the limit (``csr``: the
+        energy's couplings, shared by every multiplier's model). Returns (states,
         samplesets, [{"lambda", "met"} per solve])."""
         budget = self.global_budget
         assert budget is not None  # the global budget's search
@@ -743,12 +817,14 @@ class PruningProblem:
         multiplier, low, high = first, 0.0, math.inf
         unconstrained = first == 0.0  # whether the energy alone (lam = 0) was tried
         states, samplesets, tried = [], [], []
-        params = dict(params)
+        params = self._anneal_params(sampler, params)
         if params.get("time_limit") is not None:  # the whole search keeps the time limit
             params["time_limit"] = float(params["time_limit"]) / LAGRANGE_SOLVES
+        if not supports(sampler, Capability.STRUCTURED):
+            csr = None  # the dense BQM path builds its own
         for _ in range(LAGRANGE_SOLVES):
             state, sampleset = self._sample_whole(
-                sampler, _with_cost(energy, cost, multiplier), initial, params
+                sampler, _with_cost(energy, cost, multiplier, csr), initial, params
             )
             states.append(state)
             samplesets.append(sampleset)
@@ -760,7 +836,8 @@ class PruningProblem:
                 high = multiplier
             else:
                 low = multiplier
-            if abs(spent - budget.limit) <= LAGRANGE_BAND * budget.dense or multiplier == 0.0:
+            near = abs(spent - budget.limit) <= LAGRANGE_BAND * budget.dense
+            if near or (multiplier == 0.0 and budget.within_limit(spent)):
                 break  # near enough: the repair takes it onto the limit at little cost
             if high == math.inf:  # from none (a re-solve's start) to the estimate
                 multiplier = 4.0 * multiplier if multiplier > 0 else self._estimate(energy)
@@ -792,7 +869,7 @@ class PruningProblem:
         x = None if initial is None else self.state_from_masks(initial)
         if supports(sampler, Capability.STRUCTURED):
             if x is not None:
-                reads = int(params.get("num_reads", 10))
+                reads = int(extra.get("num_reads", 10))
                 extra["initial_states"] = np.repeat(2.0 * x[None, :] - 1.0, reads, axis=0)
             sampleset = sampler.sample_structured(model, **extra)
         else:
@@ -897,16 +974,33 @@ class PruningProblem:
         return directory
 
 
-def _with_cost(energy: LowRankIsing, cost: LowRankIsing, multiplier: float) -> LowRankIsing:
-    """energy + multiplier * cost (same variables; the cost has no blocks)."""
-    return LowRankIsing(
-        energy.h + multiplier * cost.h,
-        energy.blocks,
-        np.vstack([energy.lowrank_u, multiplier * cost.lowrank_u]),
-        np.vstack([energy.lowrank_v, cost.lowrank_v]),
-        energy.offset + multiplier * cost.offset,
-        list(energy.labels),
-    )
+class _SharedBlocks(LowRankIsing):
+    """A LowRankIsing whose blocks, already checked, and their CSR form (built once) are
+    shared with the energy it came from: each multiplier the Lagrangian search tries
+    re-checks and re-sorts none of ResNet-101's 10 M block entries."""
+
+    def __init__(self, base: LowRankIsing, h, lowrank_u, lowrank_v, offset, csr) -> None:
+        # the coefficients added to base's are finite sums of finite ones, the shapes base's
+        self.h, self.blocks, self.labels = h, base.blocks, base.labels
+        self.lowrank_u, self.lowrank_v, self.offset = lowrank_u, lowrank_v, offset
+        self._csr = csr
+
+    def csr(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return self._csr
+
+
+def _with_cost(
+    energy: LowRankIsing, cost: LowRankIsing, multiplier: float, csr=None
+) -> LowRankIsing:
+    """energy + multiplier * cost (same variables; the cost has no blocks); ``csr``:
+    ``energy.csr()`` when the caller has it (then the result shares it)."""
+    h = energy.h + multiplier * cost.h
+    u = np.vstack([energy.lowrank_u, multiplier * cost.lowrank_u])
+    v = np.vstack([energy.lowrank_v, cost.lowrank_v])
+    offset = energy.offset + multiplier * cost.offset
+    if csr is not None:
+        return _SharedBlocks(energy, h, u, v, offset, csr)
+    return LowRankIsing(h, energy.blocks, u, v, offset, list(energy.labels))
 
 
 def _condition_on_kept(model: LowRankIsing, free: np.ndarray) -> LowRankIsing:

@@ -15,6 +15,8 @@ from torch import nn
 from ising_qubo.pruning.energies import Energy
 from ising_qubo.pruning.problem import PruningProblem
 from ising_qubo.pruning.pruners.ising import seeded_params
+from ising_qubo.pruning.refine import check_refine, check_refine_data
+from ising_qubo.pruning.refine import refine as refine_masks
 from ising_qubo.solvers.registry import resolve_sampler
 
 
@@ -30,6 +32,8 @@ def prune_model(
     solver_params: dict | None = None,
     budget: str = "uniform",
     min_keep: float = 0.1,
+    refine: int = 1,
+    refine_data: Any = None,
     **energy_options: Any,
 ) -> nn.Module:
     """Solve the pruning problem once and return the physically pruned model.
@@ -42,7 +46,15 @@ def prune_model(
     (``importance``, ``similarity``, ``redundancy_weight``, ``seed``, ``ignored_layers``).
     The result is the one :class:`~ising_qubo.pruning.pruners.IsingPruner` with
     ``every=0`` would prune to, with the energy built once instead of twice.
+
+    ``refine=K > 1`` keeps, of the solution and the K - 1 best other distinct states the
+    solver returned (each on the budget), the one whose pruned copy has the lowest loss on
+    ``refine_data`` = (inputs, targets), a labelled batch held out from ``data`` (see
+    :mod:`ising_qubo.pruning.refine`); K = 1 (the default) prunes to the solution.
     """
+    k = check_refine(refine)
+    if k > 1:
+        check_refine_data(refine_data)
     target = model if inplace else copy.deepcopy(model)
     sampler = resolve_sampler(solver)
     problem = PruningProblem.from_model(
@@ -58,5 +70,6 @@ def prune_model(
     )
     params = seeded_params(sampler, solver_params or {}, problem.seed, solve_index=0)
     solution = problem.solve(sampler, **params)
-    problem.model_groups.prune(solution.masks)
+    masks = refine_masks(problem, solution, k, data=refine_data).masks if k > 1 else solution.masks
+    problem.model_groups.prune(masks)
     return target

@@ -38,6 +38,7 @@ from torch import nn
 from ising_qubo.nets.training import TrainingHook, UnitDropout
 from ising_qubo.pruning.energies import Energy
 from ising_qubo.pruning.problem import PruningProblem, PruningSolution
+from ising_qubo.pruning.refine import Refinement, check_refine, check_refine_data, refine
 from ising_qubo.solvers.registry import resolve_sampler
 
 
@@ -60,6 +61,13 @@ class IsingPruner(TrainingHook):
     row are broadcast, so every process holds the same state and takes the same freeze
     decisions, and sets its own dropout slices from the broadcast masks. ``None``: solve
     here (one process).
+
+    ``refine=K > 1``: at the final selection only (:meth:`refine_selection`, which
+    :meth:`prune` calls), not at every re-solve, keep of the last solve's solution and the
+    K - 1 best other distinct states its solver returned the one whose pruned copy has the
+    lowest loss on ``refine_data`` = (inputs, targets), a labelled batch held out from
+    ``data`` (see :mod:`ising_qubo.pruning.refine`). After :meth:`load_state_dict` without
+    a solve since, the last solve's samples are gone and only its masks are a candidate.
     """
 
     def __init__(
@@ -80,8 +88,17 @@ class IsingPruner(TrainingHook):
         budget: str = "uniform",
         min_keep: float = 0.1,
         run_on_main: Callable[[Callable[[], Any]], Any] | None = None,
+        refine: int = 1,
+        refine_data: Any = None,
         **energy_options: Any,
     ) -> None:
+        self.refine = check_refine(refine)
+        if self.refine > 1:
+            check_refine_data(refine_data)
+        self.refine_data = refine_data
+        #: the final selection's candidates (None until refine_selection() ran with K > 1)
+        self.refinement: Refinement | None = None
+        self._solution: PruningSolution | None = None  # the last solve's, with samplesets
         self.model = model
         self.run_on_main = run_on_main
         self.problem = PruningProblem.from_model(
@@ -137,6 +154,8 @@ class IsingPruner(TrainingHook):
 
             solution, row = self.run_on_main(solve_and_share)
             solution = full if full is not None else solution
+        self._solution = solution
+        self.refinement = None  # a new solve: the final selection is still to be made
         previous = self.energy_history[-1]["energy"] if self.energy_history else None
         self.masks = solution.masks
         self.dropout.set_slices(self.problem.model_groups.dropped_slices(self.masks))
@@ -194,9 +213,41 @@ class IsingPruner(TrainingHook):
         self.dropout.on_error(iteration, error)
 
     # ----- the end ---------------------------------------------------------------------
+    def refine_selection(self) -> Refinement | None:
+        """The final selection by the true loss (``refine`` > 1; else nothing, None): the
+        masks become the chosen candidate's. Runs once per solve; with ``run_on_main`` the
+        main process evaluates (it holds the samples) and every process gets its choice."""
+        if self.refine <= 1:
+            return None
+        if self.masks is None:
+            self.step()
+        if self.refinement is not None:
+            return self.refinement
+        self.dropout.restore()  # the real weights, not the zeroed copies
+        masks = self.masks
+        assert masks is not None  # step() above
+        solution = self._solution
+        if solution is None or solution.masks is not masks:  # resumed: the masks alone
+            solution = PruningSolution(masks, self.problem.energy(masks), str(self.solver), 0.0)
+        chosen = solution
+
+        def evaluate() -> Refinement:
+            return refine(self.problem, chosen, self.refine, self.model, self.refine_data)
+
+        result = evaluate() if self.run_on_main is None else self.run_on_main(evaluate)
+        self.refinement = result
+        self.masks = result.masks
+        self.dropout.set_slices(self.problem.model_groups.dropped_slices(self.masks))
+        return result
+
     def prune(self) -> list[tuple[str, list[int]]]:
-        """Remove the dropped channels from the model, in place; returns the history."""
-        masks = self.masks if self.masks is not None else self.step().masks
+        """Remove the dropped channels from the model, in place; returns the history
+        (after :meth:`refine_selection` when ``refine`` > 1)."""
+        if self.masks is None:
+            self.step()
+        self.refine_selection()
+        masks = self.masks
+        assert masks is not None  # step() above
         self.dropout.restore()
         self.dropout.set_slices([])
         return self.problem.model_groups.prune(masks)
@@ -221,6 +272,8 @@ class IsingPruner(TrainingHook):
                 raise ValueError(f"pruner state names unknown groups: {sorted(unknown)}")
             self.problem.state_from_masks(masks)  # checks every shape before anything changes
         self.masks = masks
+        self._solution = None  # its samples are not in the state
+        self.refinement = None
         self.dropout.set_slices(
             [] if masks is None else self.problem.model_groups.dropped_slices(masks)
         )
