@@ -1,6 +1,9 @@
 """One pruning run, end to end: data, model, training with Ising-dropout (or a baseline),
 structural pruning, fine-tuning, report, plots, saved model, resumable checkpoints.
 
+(Long because the phases and the resume logic must agree on one checkpoint layout; the
+pieces that stand alone live beside it: starting_point, export, refine, plots.)
+
 The CLI's ``prune`` and ``train`` commands only fill a :class:`RunConfig` and call
 :func:`run`. A run directory holds::
 

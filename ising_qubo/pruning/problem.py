@@ -1,5 +1,9 @@
 """A network's pruning problem: variables, energy, QUBO export, solving, masks.
 
+(One object on purpose, hence a long file: the variables, both budgets, the exports and
+the solve paths all index one variable layout, and splitting them would spread that
+layout over modules.)
+
 One binary variable per unit of every :class:`~ising_qubo.pruning.groups.UnitGroup`, labelled
 ``"<module path>:<channel>"``; x = 1 keeps the unit. The energy is an
 :class:`~ising_qubo.pruning.energies.Energy` object, given by its registered name or as an
