@@ -80,4 +80,23 @@ __all__ = [
     "with_cardinality",
 ]
 
-__version__ = "0.1.0"
+
+def _version() -> str:
+    """The installed distribution's version; in a source tree that was never installed,
+    the one in ``pyproject.toml`` (the only place the version is written)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("ising-qubo")
+    except PackageNotFoundError:
+        import re
+        from pathlib import Path
+
+        pyproject = Path(__file__).resolve().parent.parent / "pyproject.toml"
+        found = pyproject.is_file() and re.search(
+            r'^version\s*=\s*"([^"]+)"', pyproject.read_text(encoding="utf-8"), re.MULTILINE
+        )
+        return found.group(1) if found else "0+unknown"
+
+
+__version__ = _version()

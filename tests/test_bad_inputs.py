@@ -1509,13 +1509,12 @@ CLI_CASES = [
     (
         "solve a multi-instance file without --instance",
         ["solve", "{bqp}"],
-        "{bqp} holds 2 instances; pass instance=1..2 to choose one (or use load_all / "
-        "read_instances)",
+        "{bqp} holds 2 instances; pass --instance 1..2 to choose one",
     ),
     (
         "info on a wrong instance",
         ["info", "{bqp}", "--instance", "5"],
-        "{bqp}: instance 5 is out of range; the file holds 2 instances, pass instance=1..2",
+        "{bqp}: instance 5 is out of range; the file holds 2 instances, pass --instance 1..2",
     ),
     (
         "convert a NaN JSON",

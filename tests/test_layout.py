@@ -29,7 +29,7 @@ ALLOWED = {  # wing -> wings it may import (itself always)
     "bench": {"solvers", "base"},
     "nets": {"base"},
     "pruning": {"nets", "solvers", "base"},
-    "cli": {"pruning", "nets", "bench", "solvers", "base"},
+    "cli": {"pruning", "nets", "bench", "solvers", "base", "root"},  # root: __version__
     "root": {"solvers", "base"},  # ising_qubo/__init__.py: the rest is loaded lazily by name
 }
 

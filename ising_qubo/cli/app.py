@@ -2,7 +2,9 @@
 (:mod:`~ising_qubo.cli.problems`, :mod:`~ising_qubo.cli.bench`,
 :mod:`~ising_qubo.cli.pruning`), exit codes and the one-line error message.
 
-Exit codes: 0 success, 2 bad input (one line on stderr, no traceback), 130 interrupted.
+Exit codes: 0 success, 2 bad input (one line on stderr, no traceback), 130 interrupted,
+141 standard output closed early (``ising-qubo solve F | head -3``: the reader left; no
+message, as for a tool ended by SIGPIPE, 128 + 13).
 ``python -m ising_qubo`` is the same command (``torchrun ... -m ising_qubo prune ...`` runs
 it in every process; see ``ising_qubo.nets.distributed``).
 """
@@ -10,12 +12,15 @@ it in every process; see ``ising_qubo.nets.distributed``).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
+from ising_qubo import __version__
 from ising_qubo.cli import bench, problems, pruning
+from ising_qubo.cli.help import DefaultsFormatter, RawDefaultsFormatter
 
-EXIT_OK, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 2, 130
+EXIT_OK, EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_BROKEN_PIPE = 0, 2, 130, 141
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -24,11 +29,16 @@ def build_parser() -> argparse.ArgumentParser:
         prog="ising-qubo",
         description="Prune networks by solving Ising energy models; solve, inspect and convert "
         "QUBO/Ising problems with solvers chosen by name.",
+        formatter_class=DefaultsFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     problems.add_commands(commands)  # solvers, formats, solve, convert, info
     bench.add_command(commands)
     pruning.add_commands(commands)  # prune, train, export, evaluate
+    for command in commands.choices.values():  # every --help shows the defaults
+        raw = command.formatter_class is argparse.RawDescriptionHelpFormatter  # bench
+        command.formatter_class = RawDefaultsFormatter if raw else DefaultsFormatter
     return parser
 
 
@@ -36,7 +46,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return args.handler(args)
+        code = args.handler(args)
+        sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's last flush
+        return code
+    except BrokenPipeError:
+        _silence_stdout()
+        return EXIT_BROKEN_PIPE
     except KeyboardInterrupt:
         print("ising-qubo: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -62,10 +77,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_BAD_INPUT
 
 
+def _silence_stdout() -> None:
+    """Point standard output at the null device: the reader is gone, and what is still
+    buffered would otherwise fail again (with a message) when the interpreter exits."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+
+
 def _rank_tag() -> str:
     """`` (rank K)`` in the processes other than rank 0 of a torchrun job, else empty."""
-    import os
-
     rank = os.environ.get("RANK", "0")
     return "" if rank == "0" or os.environ.get("WORLD_SIZE", "1") == "1" else f" (rank {rank})"
 

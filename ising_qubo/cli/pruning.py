@@ -51,9 +51,11 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     evaluate.set_defaults(handler=cmd_evaluate)
 
 
-def _add_data(parser: argparse.ArgumentParser) -> None:
+def _add_data(parser: argparse.ArgumentParser, training: bool = True) -> None:
+    """The data options: all of them for ``prune``/``train``; for ``evaluate``
+    (``training=False``) only those that apply to the test split."""
     group = parser.add_argument_group("data")
-    group.add_argument("--dataset", default="cifar10", choices=DATASETS)
+    group.add_argument("--dataset", default="cifar10", choices=DATASETS, help="image dataset")
     group.add_argument(
         "--data-dir",
         metavar="DIR",
@@ -66,12 +68,22 @@ def _add_data(parser: argparse.ArgumentParser) -> None:
         help="download CIFAR / Fashion-MNIST into --data-dir when missing",
     )
     group.add_argument(
+        "--test-subset",
+        type=int,
+        metavar="N",
+        help="evaluate on a class-stratified subset of N test images (default: all)",
+    )
+    if not training:
+        group.add_argument(
+            "--batch-size", type=int, default=256, metavar="N", help="images per forward pass"
+        )
+        return
+    group.add_argument(
         "--train-subset",
         type=int,
         metavar="N",
         help="use a class-stratified subset of N training images",
     )
-    group.add_argument("--test-subset", type=int, metavar="N")
     group.add_argument(
         "--val-size",
         type=int,
@@ -83,6 +95,7 @@ def _add_data(parser: argparse.ArgumentParser) -> None:
         "--batch-size",
         type=int,
         default=128,
+        metavar="N",
         help="the GLOBAL batch: under torchrun with N processes each takes "
         "batch-size/N per step (N must divide it), so the run follows the "
         "single-process one (same learning-rate schedule and iterations)",
@@ -91,14 +104,21 @@ def _add_data(parser: argparse.ArgumentParser) -> None:
 
 def _add_energy(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("pruning problem")
-    group.add_argument("--energy", default="redundancy", choices=ENERGIES)
+    group.add_argument(
+        "--energy", default="redundancy", choices=ENERGIES, help="energy model of the problem"
+    )
     group.add_argument(
         "--keep",
         type=float,
         default=0.5,
         help="fraction of parameters (or MACs, --keep-by macs) to keep",
     )
-    group.add_argument("--keep-by", default="params", choices=("params", "macs"))
+    group.add_argument(
+        "--keep-by",
+        default="params",
+        choices=("params", "macs"),
+        help="what --keep counts: parameters or multiply-accumulates",
+    )
     group.add_argument(
         "--budget",
         default="uniform",
@@ -121,7 +141,12 @@ def _add_energy(parser: argparse.ArgumentParser) -> None:
         default="l1",
         help="fields of the redundancy energy: l1, l2, bn, taylor, random",
     )
-    group.add_argument("--similarity", default="cosine", choices=SIMILARITIES)
+    group.add_argument(
+        "--similarity",
+        default="cosine",
+        choices=SIMILARITIES,
+        help="how the redundancy energy compares two channels' feature maps",
+    )
 
 
 def add_run_arguments(parser: argparse.ArgumentParser, default_method: str) -> None:
@@ -149,7 +174,9 @@ def add_run_arguments(parser: argparse.ArgumentParser, default_method: str) -> N
         "tp-global-bn (Torch-Pruning's global pruning: one threshold decides what each "
         "layer keeps); none trains without pruning",
     )
-    parser.add_argument("--solver", default="torch-sa", help="solver name (ising method)")
+    parser.add_argument(
+        "--solver", default="torch-sa", help="solver name (ising method; see 'ising-qubo solvers')"
+    )
     parser.add_argument(
         "--solver-param",
         action="append",
@@ -177,7 +204,9 @@ def add_run_arguments(parser: argparse.ArgumentParser, default_method: str) -> N
         default=1,
         help="training epochs (Ising-dropout active for the ising method)",
     )
-    group.add_argument("--finetune-epochs", type=int, default=1)
+    group.add_argument(
+        "--finetune-epochs", type=int, default=1, help="fine-tuning epochs after pruning"
+    )
     group.add_argument(
         "--freeze-epoch",
         type=int,
@@ -197,15 +226,33 @@ def add_run_arguments(parser: argparse.ArgumentParser, default_method: str) -> N
         default=5,
         help="freeze after N re-solves without energy improvement",
     )
-    group.add_argument("--optimizer", default="sgd", choices=("sgd", "adadelta"))
-    group.add_argument("--lr", type=float)
-    group.add_argument("--finetune-lr", type=float)
-    group.add_argument("--weight-decay", type=float, default=5e-4)
-    group.add_argument("--momentum", type=float, default=0.9)
-    group.add_argument("--schedule", default="cosine", choices=("cosine", "step", "constant"))
-    group.add_argument("--step-size", type=int, metavar="EPOCHS")
-    group.add_argument("--gamma", type=float, default=0.1)
-    group.add_argument("--seed", type=int, default=0)
+    group.add_argument(
+        "--optimizer", default="sgd", choices=("sgd", "adadelta"), help="training optimizer"
+    )
+    group.add_argument(
+        "--lr", type=float, help="learning rate (default: 0.1 for sgd, 1.0 for adadelta)"
+    )
+    group.add_argument(
+        "--finetune-lr", type=float, help="fine-tuning learning rate (default: from --lr)"
+    )
+    group.add_argument("--weight-decay", type=float, default=5e-4, help="L2 weight decay")
+    group.add_argument("--momentum", type=float, default=0.9, help="SGD momentum")
+    group.add_argument(
+        "--schedule",
+        default="cosine",
+        choices=("cosine", "step", "constant"),
+        help="learning-rate schedule",
+    )
+    group.add_argument(
+        "--step-size",
+        type=int,
+        metavar="EPOCHS",
+        help="step schedule: epochs between decays (default: max(1, epochs // 4))",
+    )
+    group.add_argument(
+        "--gamma", type=float, default=0.1, help="step schedule: learning-rate factor per decay"
+    )
+    group.add_argument("--seed", type=int, default=0, help="random seed of the whole run")
     group.add_argument(
         "--device",
         default="auto",
@@ -285,12 +332,30 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def add_export_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", default="resnet20")
-    parser.add_argument("--checkpoint", metavar="FILE")
-    parser.add_argument("--num-classes", type=int, default=10)
-    parser.add_argument("--in-channels", type=int, default=3)
-    parser.add_argument("--image-size", type=int, default=32)
-    parser.add_argument("--out", required=True, metavar="DIR")
+    parser.add_argument("--model", default="resnet20", help="network (as for prune --model)")
+    parser.add_argument(
+        "--checkpoint", metavar="FILE", help="trained weights (default: fresh initialisation)"
+    )
+    parser.add_argument(
+        "--num-classes",
+        type=int,
+        metavar="N",
+        default=10,
+        help="outputs of the network's classifier",
+    )
+    parser.add_argument(
+        "--in-channels", type=int, metavar="N", default=3, help="channels of an input image"
+    )
+    parser.add_argument(
+        "--image-size",
+        type=int,
+        metavar="N",
+        default=32,
+        help="side of the calibration images in pixels",
+    )
+    parser.add_argument(
+        "--out", required=True, metavar="DIR", help="folder for the QUBO files and manifest.json"
+    )
     parser.add_argument(
         "--format", default="coo", help="file format of each QUBO (see 'ising-qubo formats')"
     )
@@ -305,9 +370,15 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> None:
         choices=DATASETS,
         help="take the calibration batch (feature maps, Taylor) from data",
     )
-    parser.add_argument("--data-dir", metavar="DIR")
-    parser.add_argument("--calibration-size", type=int, default=128)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--data-dir", metavar="DIR", help="dataset folder (as for prune)")
+    parser.add_argument(
+        "--calibration-size",
+        type=int,
+        metavar="N",
+        default=128,
+        help="images in the calibration batch",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="random seed (weights, batch)")
     _add_energy(parser)
 
 
@@ -343,9 +414,14 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("model_dir", metavar="DIR", help="a model directory saved by this tool")
-    _add_data(parser)
-    parser.add_argument("--device", default="auto")
+    parser.add_argument(
+        "model_dir", metavar="DIR", help="a model directory saved by this tool, or a run directory"
+    )
+    _add_data(parser, training=False)
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument(
+        "--json", action="store_true", help="print the result as one JSON line, for scripts"
+    )
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -357,17 +433,22 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     device = resolve_device(args.device)
     model = load_pruned(args.model_dir, map_location=str(device))
-    test = data_module.load_dataset(args.dataset, args.data_dir, "test", subset=args.test_subset)
-    result = evaluate(model, data_module.BatchLoader(test, 256, shuffle=False, device=device))
-    print(
-        dumps(
-            {
-                "params": count_params(model),
-                "top1": result["top1"],
-                "top5": result["top5"],
-                "count": result["count"],
-            },
-            indent=None,
-        )
+    test = data_module.load_dataset(
+        args.dataset, args.data_dir, "test", download=args.download, subset=args.test_subset
     )
+    loader = data_module.BatchLoader(test, args.batch_size, shuffle=False, device=device)
+    result = evaluate(model, loader)
+    summary = {
+        "params": count_params(model),
+        "top1": result["top1"],
+        "top5": result["top5"],
+        "count": result["count"],
+    }
+    if args.json:
+        print(dumps(summary, indent=None))
+    else:
+        print(
+            f"top-1 {summary['top1']:.2f}%, top-5 {summary['top5']:.2f}% on {summary['count']:,} "
+            f"test images; {summary['params']:,} parameters"
+        )
     return 0

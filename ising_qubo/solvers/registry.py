@@ -46,7 +46,7 @@ class SolverEntry:
         try:
             return check()
         except Exception as exc:  # a broken optional dependency must not break the listing
-            return f"no ({type(exc).__name__}: {exc})"
+            return " ".join(f"no ({type(exc).__name__}: {exc})".split())  # one line
 
 
 def _import_path(path: str) -> Any:
@@ -109,21 +109,42 @@ def _load_plugins() -> None:
     for entry_point in entry_points(group=ENTRY_POINT_GROUP):
         if entry_point.name in _REGISTRY:
             continue  # explicit registrations win over plug-ins of the same name
+        factory = _EntryPointFactory(entry_point)
         register_solver(
             entry_point.name,
-            _EntryPointFactory(entry_point),
+            factory,
             description=f"plug-in from {entry_point.value}",
+            availability=factory.availability,
         )
 
 
 class _EntryPointFactory:
-    """Defers ``entry_point.load()`` until the solver is asked for."""
+    """Defers ``entry_point.load()`` until the solver is asked for (or its availability).
+
+    A plug-in that fails to load (its module missing or raising on import, its attribute
+    absent) is an ImportError naming the plug-in, with the original error as its cause.
+    """
 
     def __init__(self, entry_point: Any) -> None:
         self.entry_point = entry_point
 
+    def load(self) -> Any:
+        try:
+            return self.entry_point.load()
+        except Exception as exc:
+            raise ImportError(
+                f"solver plug-in {self.entry_point.name!r} ({self.entry_point.value}) "
+                f"failed to load: {type(exc).__name__}: {exc}"
+            ) from exc
+
+    def availability(self) -> str:
+        """``"yes"`` when the entry point loads; else :meth:`SolverEntry.available` turns
+        the error into ``"no (ImportError: ...)"``."""
+        self.load()
+        return "yes"
+
     def __call__(self) -> dimod.Sampler:
-        loaded = self.entry_point.load()
+        loaded = self.load()
         return loaded if isinstance(loaded, dimod.Sampler) else loaded()
 
 
