@@ -30,6 +30,7 @@ from ising_qubo.pruning.groups import (
     modes_kept,
 )
 from ising_qubo.pruning.importance import NEEDS_DATA, group_importance
+from ising_qubo.pruning.importance import labelled_batch as checked_labelled_batch
 
 
 @dataclass
@@ -155,29 +156,8 @@ def unit_parameter_slices(group: UnitGroup) -> UnitSlices:
 
 
 def labelled_batch(data: Any, kind: str) -> tuple[Any, torch.Tensor]:
-    """(inputs, targets) of ``data``; a ValueError saying what is needed otherwise."""
-    if not (isinstance(data, (tuple, list)) and len(data) == 2):
-        got = "no data" if data is None else f"a {type(data).__name__}"
-        raise ValueError(
-            f"the {kind} score needs data=(inputs, targets), a labelled calibration "
-            f"batch, got {got} (on the command line it comes from --dataset)"
-        )
-    inputs, targets = data
-    if not (
-        torch.is_tensor(targets)
-        and targets.dim() == 1
-        and not targets.dtype.is_floating_point
-        and targets.dtype != torch.bool
-    ):
-        shown = (
-            f"a {targets.dtype} tensor of shape {tuple(targets.shape)}"
-            if torch.is_tensor(targets)
-            else f"a {type(targets).__name__}"
-        )
-        raise ValueError(
-            f"the {kind} score needs integer class labels of shape (N,) as targets, got {shown}"
-        )
-    return inputs, targets
+    """(inputs, targets) of ``data`` for the ``kind`` saliency (see importance.labelled_batch)."""
+    return checked_labelled_batch(data, f"the {kind} score", "a labelled calibration batch")
 
 
 def loss_saliency(

@@ -81,13 +81,17 @@ def _taylor(group: UnitGroup) -> np.ndarray:
     return _per_layer(group, values)
 
 
-def backward_on(model: nn.Module, data: Any, kind: str = "taylor") -> None:
-    """Populate gradients with the cross-entropy loss of one labelled batch."""
+def labelled_batch(data: Any, who: str, batch: str = "a labelled batch") -> tuple[Any, Any]:
+    """(inputs, targets) of ``data``; a ValueError naming ``who`` needs it otherwise.
+
+    The one check of a labelled calibration batch, for the Taylor importances here and the
+    loss saliencies of :mod:`ising_qubo.pruning.energy_inputs`.
+    """
     if not (isinstance(data, (tuple, list)) and len(data) == 2):
         got = "no data" if data is None else f"a {type(data).__name__}"
         raise ValueError(
-            f"importance {kind!r} needs data=(inputs, targets), a labelled "
-            f"batch, got {got} (on the command line it comes from --dataset)"
+            f"{who} needs data=(inputs, targets), {batch}, got {got} "
+            "(on the command line it comes from --dataset)"
         )
     inputs, targets = data
     if not (
@@ -101,9 +105,13 @@ def backward_on(model: nn.Module, data: Any, kind: str = "taylor") -> None:
             if torch.is_tensor(targets)
             else f"a {type(targets).__name__}"
         )
-        raise ValueError(
-            f"importance {kind!r} needs integer class labels of shape (N,) as targets, got {shown}"
-        )
+        raise ValueError(f"{who} needs integer class labels of shape (N,) as targets, got {shown}")
+    return inputs, targets
+
+
+def backward_on(model: nn.Module, data: Any, kind: str = "taylor") -> None:
+    """Populate gradients with the cross-entropy loss of one labelled batch."""
+    inputs, targets = labelled_batch(data, f"importance {kind!r}")
     model.zero_grad(set_to_none=True)
     with modes_kept(model):
         model.eval()  # BatchNorm statistics must not move while we only measure
