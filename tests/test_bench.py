@@ -407,3 +407,90 @@ def test_grow_override_sets_the_anneal_length_per_round():
             plan_solvers(["neal"], {"neal": {"grow": bad}})
     with pytest.raises(ValueError, match="its rounds do not grow; grow applies to neal"):
         plan_solvers(["greedy"], {"greedy": {"grow": 1}})
+
+
+# ------------------------------------------------ installed-package behaviour: where files go
+
+
+def _tiny_bench_dir(root: Path) -> Path:
+    """A bench folder of our own: ``beasley/bqp50.txt`` holding the two 6-variable problems."""
+    (root / "beasley").mkdir(parents=True)
+    (root / "beasley" / "bqp50.txt").write_text(BQP_TEXT)
+    return root
+
+
+def test_results_default_to_the_working_directory(tmp_path, monkeypatch, capsys):
+    from ising_qubo.bench.runner import default_out_dir
+
+    monkeypatch.chdir(tmp_path)
+    first = default_out_dir()
+    assert first.parent == tmp_path / "bench-results"  # not <package>/../benchmarks/results
+    first.mkdir(parents=True)
+    assert default_out_dir() == first.with_name(first.name + "-2")  # no overwrite
+
+    argv = ["bench", "sk:8", "--solvers", "neal", "--seeds", "1", "--time-limit", "0.2"]
+    assert cli.main([*argv, "--no-progress", "--no-plot", "--quiet"]) == 0
+    written = sorted((tmp_path / "bench-results").glob("*/results.json"))
+    assert len(written) == 1
+    assert f"wrote {written[0].parent}/results.json" in capsys.readouterr().out
+    assert json.loads(written[0].read_text())["runs"][0]["instance"] == "sk8_s0"
+
+
+def test_instance_folder_from_argument_environment_or_checkout(tmp_path, monkeypatch):
+    from ising_qubo.bench import instances as module
+
+    ours = _tiny_bench_dir(tmp_path / "ours")
+    other = _tiny_bench_dir(tmp_path / "other")
+    monkeypatch.setenv("ISING_QUBO_BENCH_DIR", str(ours))
+    picked = collect_instances(["bqp50:2"])
+    assert picked[0].source == f"{ours / 'beasley' / 'bqp50.txt'}#2"
+    assert picked[0].bqm.num_variables == 6
+    # the argument beats the variable
+    assert collect_instances(["bqp50:1"], bench_dir=other)[0].source.startswith(str(other))
+
+    # no variable: the checkout's ../shared/bench; no checkout either (an installed wheel):
+    # named sets fail with one line naming the flag and the variable, the rest still works
+    monkeypatch.setenv("ISING_QUBO_BENCH_DIR", "")
+    assert (
+        module.default_bench_dir() == module.DEFAULT_BENCH_DIR == REPO.parent / "shared" / "bench"
+    )
+    monkeypatch.setattr(module, "DEFAULT_BENCH_DIR", None)
+    assert module.default_bench_dir() is None
+    for spec in ("gset:G1", "bqp50", "bqp250:3"):
+        with pytest.raises(ValueError, match="--instances-dir DIR or set ISING_QUBO_BENCH_DIR"):
+            collect_instances([spec])
+    assert collect_instances(["sk:5"])[0].bqm.num_variables == 5
+
+
+def test_instances_dir_flag_and_its_old_name(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("ISING_QUBO_BENCH_DIR", raising=False)
+    monkeypatch.chdir(tmp_path)
+    bench = _tiny_bench_dir(tmp_path / "mine")
+    argv = ["bench", "bqp50:1", "--solvers", "neal", "--seeds", "1", "--time-limit", "0.2"]
+    quiet = ["--no-progress", "--no-plot", "--quiet"]
+    for flag in ("--instances-dir", "--bench-dir"):
+        out = tmp_path / flag.strip("-")
+        assert cli.main([*argv, flag, str(bench), "--out", str(out), *quiet]) == 0
+        data = json.loads((out / "results.json").read_text())
+        assert data["instances"][0]["source"] == f"{bench / 'beasley' / 'bqp50.txt'}#1"
+    assert cli.main([*argv, "--instances-dir", str(tmp_path / "none"), *quiet]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--instances-dir or ISING_QUBO_BENCH_DIR" in err[0]
+
+
+def test_source_checkout_is_detected_by_its_pyproject(tmp_path, monkeypatch):
+    from ising_qubo.bench import instances as module
+
+    assert module.source_checkout() == REPO
+    assert module.REPO_ROOT == REPO
+    for layout, pyproject in (
+        ("lib/python3.11/site-packages", None),  # an installed wheel
+        ("elsewhere", 'name = "another-project"\n'),
+        ("checkout", '[project]\nname = "ising-qubo"\nversion = "0"\n'),
+    ):
+        root = tmp_path / layout
+        (root / "ising_qubo" / "bench").mkdir(parents=True)
+        if pyproject is not None:
+            (root / "pyproject.toml").write_text(pyproject)
+        monkeypatch.setattr(module, "__file__", str(root / "ising_qubo/bench/instances.py"))
+        assert module.source_checkout() == (root if layout == "checkout" else None)

@@ -17,11 +17,17 @@ a directory         every readable file in it (unreadable ones skipped with a wa
 Names win over paths: write ``./gset`` for a directory that happens to be called ``gset``.
 Best-known values come from ``<bench-dir>/best_known.json`` by instance name (``G1``,
 ``bqp50-3``), only for instances of the matching kind and size.
+
+``<bench-dir>`` is the ``bench_dir`` argument (``--instances-dir`` on the command line), else
+the environment variable ``ISING_QUBO_BENCH_DIR``, else ``<checkout>/../shared/bench`` when
+the package runs from a source checkout (never for an installed wheel, whose parent folders
+are the interpreter's); without one, named sets fail with a message saying how to give it.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
 from collections.abc import Callable, Iterable
@@ -34,8 +40,29 @@ import numpy as np
 
 from ising_qubo import io
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_BENCH_DIR = REPO_ROOT.parent / "shared" / "bench"
+BENCH_DIR_ENV = "ISING_QUBO_BENCH_DIR"
+_PROJECT_NAME = re.compile(r"""^name\s*=\s*["']ising-qubo["']""", re.MULTILINE)
+
+
+def source_checkout() -> Path | None:
+    """The repository root when this package is imported from a source checkout, else None.
+
+    A checkout has this package folder next to a ``pyproject.toml`` that names the project
+    ``ising-qubo`` (an editable install is one too); an installed wheel sits in
+    ``site-packages``, whose parent holds no such file.
+    """
+    root = Path(__file__).resolve().parents[2]
+    try:
+        text = (root / "pyproject.toml").read_text(encoding="utf-8")
+    except (OSError, UnicodeError):
+        return None
+    return root if _PROJECT_NAME.search(text) else None
+
+
+REPO_ROOT = source_checkout()
+"""The source checkout's root, or None for an installed package."""
+DEFAULT_BENCH_DIR = None if REPO_ROOT is None else REPO_ROOT.parent / "shared" / "bench"
+"""The checkout's shared instance sets (``<repo>/../shared/bench``), or None when installed."""
 BEASLEY_SETS = ("bqp50", "bqp100", "bqp250")
 NAMED_SETS = ("gset", *BEASLEY_SETS)
 SPEC_HELP = (
@@ -118,6 +145,15 @@ def sk_instance(n: int, seed: int = 0) -> BenchInstance:
     return BenchInstance(f"sk{n}_s{seed}", bqm, source=f"sk:{n}:{seed}")
 
 
+def default_bench_dir() -> Path | None:
+    """Where named instance sets live when no folder is given: ``$ISING_QUBO_BENCH_DIR``
+    (read now, not at import), else :data:`DEFAULT_BENCH_DIR` (None outside a checkout)."""
+    from_env = os.environ.get(BENCH_DIR_ENV, "").strip()
+    if from_env:
+        return Path(from_env).expanduser()
+    return DEFAULT_BENCH_DIR
+
+
 def load_best_known(bench_dir: Path | None) -> dict[str, Any]:
     """``best_known.json`` from ``bench_dir`` ({} when there is none)."""
     if bench_dir is None:
@@ -157,11 +193,12 @@ def collect_instances(
 ) -> list[BenchInstance]:
     """Turn instance specs (see the module docstring) into :class:`BenchInstance` objects.
 
-    ``bench_dir`` defaults to ``<repo>/../shared/bench``. Raises ValueError naming the spec
-    for anything that is neither a known name nor a readable path. Names are made unique
-    (``name~2``) when two specs give instances of the same name.
+    ``bench_dir`` defaults to :func:`default_bench_dir`. Raises ValueError naming the spec
+    for anything that is neither a known name nor a readable path, and for a named set when
+    there is no bench folder at all. Names are made unique (``name~2``) when two specs give
+    instances of the same name.
     """
-    bench_dir = DEFAULT_BENCH_DIR if bench_dir is None else Path(bench_dir)
+    bench_dir = default_bench_dir() if bench_dir is None else Path(bench_dir)
     warn = warn or _warn_stderr
     table = load_best_known(bench_dir)
     found: list[BenchInstance] = []
@@ -176,7 +213,7 @@ def collect_instances(
 
 
 def _from_spec(
-    spec: str | Path, bench_dir: Path, table: dict[str, Any], warn: Callable[[str], None]
+    spec: str | Path, bench_dir: Path | None, table: dict[str, Any], warn: Callable[[str], None]
 ) -> list[BenchInstance]:
     text = str(spec).strip()
     if not isinstance(spec, Path):
@@ -184,6 +221,11 @@ def _from_spec(
         if head.lower() == "sk":
             return [_sk_from_spec(text)]
         if head.lower() in NAMED_SETS:
+            if bench_dir is None:
+                raise ValueError(
+                    f"instance spec {text!r}: no instance folder; pass --instances-dir DIR "
+                    f"or set {BENCH_DIR_ENV} (a folder with gset/, beasley/, best_known.json)"
+                )
             return _named_set(head.lower(), rest, text, bench_dir, table)
     path = Path(text).expanduser()
     if path.is_dir():
@@ -220,7 +262,8 @@ def _named_set(
         files = sorted(folder.glob("G*.txt"), key=_natural_key) if folder.is_dir() else []
         if not files:
             raise ValueError(
-                f"instance spec {text!r}: no Gset files G*.txt in {folder} (set --bench-dir)"
+                f"instance spec {text!r}: no Gset files G*.txt in {folder} "
+                f"(set --instances-dir or {BENCH_DIR_ENV})"
             )
         by_name = {f.stem.upper(): f for f in files}
         if wanted:
@@ -240,7 +283,9 @@ def _named_set(
         return out
     path = bench_dir / "beasley" / f"{name}.txt"
     if not path.is_file():
-        raise ValueError(f"instance spec {text!r}: {path} not found (set --bench-dir)")
+        raise ValueError(
+            f"instance spec {text!r}: {path} not found (set --instances-dir or {BENCH_DIR_ENV})"
+        )
     instances = io.read_instances(path, "bqp")
     if wanted:
         picked = []

@@ -36,7 +36,7 @@ import numpy as np
 
 # SOLVER_DEFAULTS, SolverSettings, round_seed, target_value and time_to_target are only
 # re-exported: ``from ising_qubo.bench.runner import ...`` keeps working since they moved
-from ising_qubo.bench.instances import REPO_ROOT, BenchInstance, collect_instances
+from ising_qubo.bench.instances import BenchInstance, collect_instances
 from ising_qubo.bench.plans import (
     SOLVER_DEFAULTS,
     SolverPlan,
@@ -52,11 +52,15 @@ from ising_qubo.bench.record import (
 )
 from ising_qubo.bench.report import BenchmarkResult, machine_info
 
+DEFAULT_OUT_BASE = "bench-results"
+"""Results go to ``./bench-results/<UTC timestamp>/`` unless ``out_dir`` / ``--out`` says."""
+
 
 def default_out_dir() -> Path:
-    """``<repo>/benchmarks/results/<UTC timestamp>/`` (a suffix avoids collisions)."""
+    """``./bench-results/<UTC timestamp>/`` under the current working directory (a suffix
+    avoids collisions): where the user runs the command, never inside the installed package."""
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
-    base = REPO_ROOT / "benchmarks" / "results"
+    base = Path.cwd() / DEFAULT_OUT_BASE
     path = base / stamp
     k = 1
     while path.exists():

@@ -8,21 +8,19 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ising_qubo.bench.instances import DEFAULT_BENCH_DIR, SPEC_HELP
+from ising_qubo.bench.instances import BENCH_DIR_ENV, SPEC_HELP
 from ising_qubo.bench.plans import SOLVER_DEFAULTS
 from ising_qubo.cli.options import parse_key_value
 
-DESCRIPTION = (
-    """\
+DESCRIPTION = f"""\
 Time-to-target benchmark: every solver runs repeated rounds on every instance for every
 seed (order: instance > seed > solver, one process) until --time-limit seconds of solver
 time; the best objective so far is recorded after each round. Writes results.json,
-table.md and trajectories.png to --out (default benchmarks/results/<timestamp>/).
+table.md and trajectories.png to --out (default ./bench-results/<timestamp>/). Named
+sets (gset, bqp50, ...) are read from --instances-dir, else ${BENCH_DIR_ENV}, else
+../shared/bench next to a source checkout.
 
-INSTANCE: """
-    + SPEC_HELP
-    + "."
-)
+INSTANCE: {SPEC_HELP}."""
 
 
 def _defaults_epilog() -> str:
@@ -90,7 +88,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--out",
         type=Path,
         metavar="DIR",
-        help="output folder (default: benchmarks/results/<timestamp>/)",
+        help="output folder (default: ./bench-results/<UTC timestamp>/ in the working directory)",
     )
     parser.add_argument(
         "--param",
@@ -101,11 +99,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(e.g. --param neal:num_reads=4 --param torch-sa:device=cuda)",
     )
     parser.add_argument(
+        "--instances-dir",
         "--bench-dir",
+        dest="bench_dir",
         type=Path,
-        default=DEFAULT_BENCH_DIR,
+        default=None,
         metavar="PATH",
-        help="folder with gset/, beasley/ and best_known.json (default: <repo>/../shared/bench)",
+        help=f"folder with gset/, beasley/ and best_known.json (default: ${BENCH_DIR_ENV}, "
+        "else <repo>/../shared/bench when run from a source checkout; --bench-dir is the old "
+        "name)",
     )
     parser.add_argument(
         "--skip-missing",

@@ -13,7 +13,7 @@ import dimod
 
 from ising_qubo.io import beasley, coo, gset, jsonfile, native, qbsolv
 from ising_qubo.io._instance import Instance
-from ising_qubo.io._text import fail, not_text, show
+from ising_qubo.io._text import fail, not_text, require_regular, show
 
 # Suffixes that say "text, look inside" rather than naming a format.
 SNIFF_SUFFIXES = ("", ".txt")
@@ -181,6 +181,7 @@ def sniff(path: Path) -> Format:
     Also recognised: dimod's binary magic (bqm), ``{`` (json), ``c``/``p`` lines (qubo).
     """
     expected = "a QUBO/Ising text file (bqp, gset, coo, qubo or json)"
+    require_regular(path)  # a FIFO would block this open, /dev/zero never end
     with open(path, "rb") as fp:
         buf = fp.read(len(_DIMOD_MAGIC))
         if not buf:

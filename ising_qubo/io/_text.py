@@ -7,6 +7,8 @@ Every reader error is a ``ValueError`` whose message starts with ``<file>`` or
 from __future__ import annotations
 
 import math
+import os
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 from typing import SupportsFloat
@@ -19,6 +21,59 @@ MAX_DECLARED = 50_000_000
 # Variables get a bias each (and a dimod adjacency entry) even when no line mentions them,
 # so a variable count is capped lower than an entry count, which the lines must back up.
 MAX_VARIABLES = 10_000_000
+# Variables a header declares but no entry mentions (isolated): legitimate in small numbers,
+# but a short file must not make us build and solve a model of millions of them.
+MAX_ISOLATED = 100_000
+
+
+def _kind(mode: int) -> str:
+    for test, name in (
+        (stat.S_ISFIFO, "a FIFO (named pipe)"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISDIR, "a directory"),
+    ):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def require_regular(path: Path | str) -> None:
+    """Refuse FIFOs, devices, sockets and directories by name, before anything opens them.
+
+    Such a file can block forever (a FIFO with no writer) or never end (``/dev/zero``,
+    ``/dev/urandom``). Standard input reaches the readers as a temporary regular file.
+    A missing file is left to the caller's ``open``, whose error names it already.
+    """
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return
+    if not stat.S_ISREG(mode):
+        raise ValueError(
+            f"{path}: {_kind(mode)}, not a regular file; problem files must be regular files"
+            " (use '-' to read standard input)"
+        )
+
+
+def read_regular(path: Path | str) -> bytes:
+    """All bytes of the regular file ``path``; anything else is refused without blocking.
+
+    ``O_NONBLOCK`` keeps ``open`` itself from waiting for a FIFO's writer; the type is then
+    checked on the open descriptor, so a file swapped after :func:`require_regular` is
+    caught too.
+    """
+    require_regular(path)
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    with os.fdopen(fd, "rb") as fp:
+        mode = os.fstat(fp.fileno()).st_mode
+        if not stat.S_ISREG(mode):
+            raise ValueError(
+                f"{path}: {_kind(mode)}, not a regular file; problem files must be regular"
+                " files (use '-' to read standard input)"
+            )
+        return fp.read()
 
 
 def fail(path: Path | str, message: str, line: int | None = None) -> ValueError:
@@ -88,13 +143,14 @@ def decode(path: Path | str, data: bytes, expected: str) -> str:
 class TextFile:
     """A decoded text file plus the strict parsing helpers the readers share."""
 
-    __slots__ = ("path", "text")
+    __slots__ = ("path", "size", "text")
 
     def __init__(self, path: Path | str, expected: str) -> None:
         self.path = Path(path)
-        data = self.path.read_bytes()
+        data = read_regular(self.path)
         if not data:
             raise fail(self.path, "empty file")
+        self.size = len(data)
         self.text = decode(self.path, data, expected)
         if not self.text.strip():
             raise fail(self.path, "empty file (only whitespace)")
@@ -153,3 +209,29 @@ class TextFile:
     def variables(self, token: str, line: int, what: str, minimum: int = 0) -> int:
         """A declared number of variables: at most ``MAX_VARIABLES``."""
         return self.count(token, line, what, minimum, maximum=MAX_VARIABLES)
+
+    def room_for(self, count: int, what: str, line: int) -> None:
+        """Refuse a declared ``count`` of entries that the whole file cannot hold even at one
+        byte each, before any work proportional to ``count`` (smaller shortfalls end in the
+        reader's own "truncated" error once the lines run out)."""
+        if count > self.size:
+            raise self.error(
+                f"{what} = {count:,} entries cannot fit in this {self.size:,}-byte file;"
+                " the header is corrupt or the file truncated",
+                line,
+            )
+
+    def isolated(self, declared: int, mentioned: int, what: str, line: int) -> None:
+        """Bound the variables that a header declares but no entry mentions.
+
+        Each costs a bias and an adjacency entry, and a solver then works on all of them,
+        so a 20-byte header must not buy millions: beyond ``MAX_ISOLATED`` (or as many as
+        the entries mention, if more) the header is taken as corrupt.
+        """
+        if declared - mentioned > max(MAX_ISOLATED, mentioned):
+            raise self.error(
+                f"{what} = {declared:,} but the entries mention only {mentioned:,} of them;"
+                f" more than {max(MAX_ISOLATED, mentioned):,} variables without any entry"
+                " means the header is corrupt",
+                line,
+            )

@@ -30,6 +30,7 @@ def read(path: Path) -> list[Instance]:
     if len(tokens) != 1:
         raise tf.error(f"first line must be the number of instances, got {show(first)}", mline)
     m = tf.count(tokens[0], mline, "instance count", minimum=1)
+    tf.room_for(m, "instance count", mline)
     instances = []
     for k in range(1, m + 1):
         header = next(lines, None)
@@ -57,6 +58,7 @@ def _read_instance(tf: TextFile, lines, header: tuple[int, str], k: int, path: P
             f" of a {n}x{n} upper triangle",
             hline,
         )
+    tf.room_for(nnz, f"instance {k}: entry count nnz", hline)
     diag: list[int] = []
     diag_val: list[float] = []
     rows: list[int] = []
@@ -94,6 +96,7 @@ def _read_instance(tf: TextFile, lines, header: tuple[int, str], k: int, path: P
             rows.append(key[0] - 1)
             cols.append(key[1] - 1)
             vals.append(-2.0 * q)
+    tf.isolated(n, len({*diag, *rows, *cols}), f"instance {k}: variable count n", hline)
     # n-sized only now that the entries are read (a corrupt header fails before this)
     linear = np.zeros(n)
     linear[diag] = diag_val

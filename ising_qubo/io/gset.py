@@ -33,6 +33,7 @@ def read(path: Path) -> list[Instance]:
     e = tf.count(tokens[1], hline, "edge count E")
     if e > n * (n - 1) // 2:
         raise tf.error(f"E = {e} edges is more than a simple graph on {n} nodes can have", hline)
+    tf.room_for(e, "edge count E", hline)
     rows: list[int] = []
     cols: list[int] = []
     weights: list[float] = []
@@ -62,6 +63,7 @@ def read(path: Path) -> list[Instance]:
         raise tf.error(
             f"truncated: the header declares {e} edges but the file has {len(rows)}", hline
         )
+    tf.isolated(n, len({*rows, *cols}), "node count N", hline)
     bqm = bqm_from_lists(np.zeros(n), rows, cols, weights, 0.0, dimod.SPIN)
     return [
         Instance(bqm=bqm, name=path.stem, kind="maxcut", path=path, total_weight=math.fsum(weights))

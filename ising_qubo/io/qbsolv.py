@@ -120,6 +120,8 @@ def read(path: Path) -> list[Instance]:
             f"header declares nCouplers={n_couplers} coupler lines but the file has {len(rows)}",
             hline,
         )
+    mentioned = len({*lin_pos, *rows, *cols})
+    tf.isolated(max_nodes, max(mentioned, len(labels)), "maxNodes", hline)
     order = labels.order(tf, max_nodes) if labels else None
     linear = np.zeros(max_nodes)
     linear[lin_pos] = lin_val
@@ -145,4 +147,5 @@ def _read_header(tf: TextFile, number: int, tokens: list[str]) -> tuple[int, int
             f" distinct pairs of {max_nodes} nodes",
             number,
         )
+    tf.room_for(n_nodes + n_couplers, "nNodes + nCouplers", number)
     return number, max_nodes, n_nodes, n_couplers

@@ -30,17 +30,19 @@ from ising_qubo.solvers._torch_common import resolve_device, resolve_dtype
 from ising_qubo.solvers.capabilities import Capability as C
 from ising_qubo.solvers.torch_sb import MODES, check_bool, check_mode
 
-_MISSING = "sb-ref needs the optional package simulated-bifurcation: pip install -e '.[bench]'"
+# what works for a wheel user and in a checkout alike (no ``-e .``, which needs the source)
+INSTALL_HINT = "pip install simulated-bifurcation (or the extra: pip install 'ising-qubo[bench]')"
+_MISSING = f"sb-ref needs the optional package simulated-bifurcation: {INSTALL_HINT}"
 
 
 def package_status() -> str:
     """Whether simulated-bifurcation is importable here, in words; never raises."""
     try:
         if importlib.util.find_spec("simulated_bifurcation") is None:
-            return "no: pip install -e '.[bench]'"
+            return f"no: {INSTALL_HINT}"
         return f"yes (simulated-bifurcation {importlib.metadata.version('simulated-bifurcation')})"
     except Exception:  # a broken install, a module hidden as None, missing metadata
-        return "no: pip install -e '.[bench]'"
+        return f"no: {INSTALL_HINT}"
 
 
 class SBReferenceSampler(dimod.Sampler):
