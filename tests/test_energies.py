@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import scipy.linalg
 import torch
+from tiny_nets import TiedNet
 from torch import nn
 
 import ising_qubo.pruning.energies as energies_module
@@ -428,24 +429,6 @@ def test_cosine_redundancy_and_group_energy():
 
 
 # ----- energies as objects: the registry, a user's energy, the built-ins unchanged --------
-
-
-class TiedNet(nn.Module):
-    """conv1 and conv2 tied by a residual add (one 6-unit group), conv3 a group of 5."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(3, 6, 3, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(6)
-        self.conv2 = nn.Conv2d(6, 6, 3, padding=1, bias=False)
-        self.bn2 = nn.BatchNorm2d(6)
-        self.conv3 = nn.Conv2d(6, 5, 3, padding=1)
-        self.fc = nn.Linear(5, 3)
-
-    def forward(self, x):
-        a = torch.relu(self.bn1(self.conv1(x)))
-        b = torch.relu(self.bn2(self.conv2(a)) + a)
-        return self.fc(torch.relu(self.conv3(b)).mean(dim=(2, 3)))
 
 
 @pytest.fixture(scope="module")

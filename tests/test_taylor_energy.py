@@ -11,6 +11,7 @@ import itertools
 import numpy as np
 import pytest
 import torch
+from tiny_nets import TiedNet
 from torch import nn
 from torch.func import functional_call, grad, vmap
 
@@ -22,25 +23,6 @@ from ising_qubo.pruning.importance import group_importance
 from ising_qubo.pruning.problem import PruningProblem
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-class TiedNet(nn.Module):
-    """conv1/bn1 and conv2/bn2 tied by a residual add (one group of 6 units, two layers);
-    conv3 with a bias and no BatchNorm (a group of 5); the classifier is not pruned."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(3, 6, 3, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(6)
-        self.conv2 = nn.Conv2d(6, 6, 3, padding=1, bias=False)
-        self.bn2 = nn.BatchNorm2d(6)
-        self.conv3 = nn.Conv2d(6, 5, 3, padding=1)
-        self.fc = nn.Linear(5, 3)
-
-    def forward(self, x):
-        a = torch.relu(self.bn1(self.conv1(x)))
-        b = torch.relu(self.bn2(self.conv2(a)) + a)
-        return self.fc(torch.relu(self.conv3(b)).mean(dim=(2, 3)))
 
 
 #: the parameters each unit owns, written from the model above (not from Torch-Pruning):

@@ -172,11 +172,10 @@ def _problem(
         groups, energy=energy, keep=None, keep_by=keep_by, data=data, **energy_options
     )
     # the budget is per-group counts of our own (Torch-Pruning's ratio, round_to), not a
-    # keep fraction; the energy is rebuilt with them (the redundancy energy scales its
-    # couplings by the kept count)
+    # keep fraction: they constrain the solve; the energy was built above without reference
+    # counts (as for keep=None), so nothing needs rebuilding
     problem.keep = keep
     problem.keep_counts = counts
-    problem.refresh(data)
     return problem
 
 
