@@ -43,16 +43,36 @@ _SUBMODULES = {
 }
 
 
-def __getattr__(name: str):
-    import importlib
+# what the network side needs, as one extra: torch, torchvision, Torch-Pruning, ...
+_PRUNE_EXTRA = {*_LAZY, "nets", "models", "pruning"}
 
+
+def __getattr__(name: str):
     if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
+        return getattr(_import(_LAZY[name], name), name)
     if name in _SUBMODULES:
-        module = importlib.import_module(_SUBMODULES[name])
+        module = _import(_SUBMODULES[name], name)
         globals()[name] = module
         return module
     raise AttributeError(f"module 'ising_qubo' has no attribute {name!r}")
+
+
+def _import(module: str, name: str):
+    """``module``, imported; an optional dependency it lacks is a one-line ImportError
+    naming the extra to install (``ising_qubo.prune_model needs torch: pip install
+    'ising-qubo[prune]'``)."""
+    import importlib
+
+    from ising_qubo._extras import as_missing_extra
+
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        extra = "prune" if name in _PRUNE_EXTRA else None
+        missing = as_missing_extra(exc, f"ising_qubo.{name}", extra)
+        if missing is None:
+            raise
+        raise missing from exc
 
 
 def __dir__() -> list[str]:

@@ -18,6 +18,7 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     echo "ising-qubo: installing into .venv failed (log: .venv/pip-install.log)" >&2
     exit 1
   fi
-  .venv/bin/python -c 'import ising_qubo, torch, dimod, ortools'
+  # [dev] holds every extra (pyproject.toml): the tests need them all
+  .venv/bin/python -c 'import ising_qubo, dimod, numba, ortools, matplotlib, torch, torchvision, torch_pruning'
   touch "$stamp"
 fi

@@ -213,3 +213,22 @@ def test_to_bqm_limit_is_inclusive(monkeypatch):
     assert LowRankIsing(np.ones(6)).to_bqm().num_variables == 6
     with pytest.raises(ValueError, match="7 variables"):
         LowRankIsing(np.ones(7)).to_bqm()
+
+
+def test_csr_is_built_once_per_blocks_list_and_rebuilt_for_new_blocks():
+    rng = np.random.default_rng(0)
+    J = rng.normal(size=(4, 4))
+    J = J + J.T
+    np.fill_diagonal(J, 0.0)
+    model = LowRankIsing(rng.normal(size=6), [(np.arange(4), J)])
+    first = model.csr()
+    assert model.csr() is first  # cached: the global search asks several times
+    K = np.array([[0.0, 2.0], [2.0, 0.0]])
+    model.blocks = LowRankIsing(np.zeros(6), [(np.array([4, 5]), K)]).blocks
+    indptr, indices, data = model.csr()
+    dense = np.zeros((6, 6))
+    rows = np.repeat(np.arange(6), np.diff(indptr))
+    np.add.at(dense, (rows, indices), data)
+    expected = np.zeros((6, 6))
+    expected[4, 5] = expected[5, 4] = 2.0
+    assert np.array_equal(dense, expected)  # the new blocks, not the cached ones

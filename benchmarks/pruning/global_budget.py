@@ -7,10 +7,13 @@ whose file exists is skipped, so the script can span sessions):
   ``taylor`` and ``ipruning``, torch-sa) against Torch-Pruning's global magnitude and
   Taylor baselines, for resnet20 and resnet56 at keep 0.5 and 0.3; one figure per
   (model, keep) with the groups in network order;
-* ``solvers``: the global resnet56 problem (``--solver-energy``) solved by torch-sa,
+* ``solvers``: the global problems of resnet20 and resnet56 (``--solver-model``) with
+  the ``taylor`` and ``ipruning`` energies (``--solver-energy``) solved by torch-sa,
   neal, tabu, cpsat (with its proven bound) and de with time limits of 1, 5 and 20 s:
-  energy reached, budget met on the really pruned model, and how many units' masks
-  differ from torch-sa's;
+  energy reached, budget met on the really pruned model, how many units' masks differ
+  from torch-sa's, and how much the exact repair and descent changed the solver's state;
+* ``latency``: ``keep_by="latency"`` on resnet20 and resnet56 at keep 0.7 and 0.5: the
+  fraction of the dense latency the fitted model predicts and the one measured;
 * ``timing``: selection time with solver defaults: resnet56 (torch-sa, global and
   uniform) and ResNet-101 (whole network, torch-sa defaults, global and uniform).
 
@@ -176,6 +179,11 @@ def solvers(model_name: str, energy: str, data, seed: int) -> dict:
                     "asked": solution.budget.get("asked"),
                     "status": info.get("status"),
                     "bound": info.get("bound"),
+                    "fallback": info.get("fallback"),
+                    # what the exact repair and the budget-keeping descent changed in the
+                    # solver's state: how much of the result is the solver's own
+                    "repair_flips": solution.repair_flips,
+                    "polish_moves": solution.swaps,
                 }
             )
             print(json.dumps(rows[-1]))
@@ -187,6 +195,45 @@ def solvers(model_name: str, energy: str, data, seed: int) -> dict:
                 sum((masks_by[key][g] != ref[g]).sum() for g in ref)
             )
     return {"model": model_name, "energy": energy, "variables": problem.num_variables, "rows": rows}
+
+
+def latency(data, seed: int) -> dict:
+    """keep_by="latency": the budget the fitted latency model predicts against the one the
+    really pruned network meets, timed interleaved with its dense original (batch 1,
+    torch's thread count as set: one thread)."""
+    from ising_qubo.pruning.latency import measured_latency_fraction
+
+    rows = []
+    for model_name in ALLOCATION_MODELS:
+        model = build(model_name, seed)
+        example = data[0][:1]
+        for keep in (0.7, 0.5):
+            started = time.perf_counter()
+            problem = PruningProblem.from_model(
+                model,
+                example,
+                energy="taylor",
+                keep=keep,
+                data=data,
+                budget="global",
+                keep_by="latency",
+            )
+            built = time.perf_counter() - started
+            solution = problem.solve("torch-sa", seed=seed)
+            pruned = copy.deepcopy(model)
+            ModelGroups(pruned, example).prune(solution.masks)
+            rows.append(
+                {
+                    "model": model_name,
+                    "keep": keep,
+                    "build_s": round(built, 2),
+                    "predicted": solution.budget["met"],
+                    "measured": measured_latency_fraction(model, pruned, example),
+                    "params_fraction": count_params(pruned) / count_params(model),
+                }
+            )
+            print(json.dumps(rows[-1]))
+    return {"energy": "taylor", "batch": 1, "torch_threads": torch.get_num_threads(), "rows": rows}
 
 
 def timing(data, seed: int) -> dict:
@@ -224,9 +271,9 @@ def main() -> None:
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--calibration-size", type=int, default=128)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--steps", default="allocation,solvers,timing")
-    parser.add_argument("--solver-model", default="resnet56")
-    parser.add_argument("--solver-energy", default="taylor")
+    parser.add_argument("--steps", default="allocation,solvers,latency,timing")
+    parser.add_argument("--solver-model", default="resnet20,resnet56", help="comma list")
+    parser.add_argument("--solver-energy", default="taylor,ipruning", help="comma list")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(1)  # the solvers get the cores; the networks are small
@@ -250,11 +297,15 @@ def main() -> None:
                 )
                 plot_allocation(result, args.out / f"{name}.png")
     if "solvers" in steps:
-        step(
-            args.out,
-            f"solvers-{args.solver_model}-{args.solver_energy}",
-            lambda: solvers(args.solver_model, args.solver_energy, data, args.seed),
-        )
+        for model_name in args.solver_model.split(","):
+            for energy in args.solver_energy.split(","):
+                step(
+                    args.out,
+                    f"solvers-{model_name}-{energy}",
+                    lambda m=model_name, e=energy: solvers(m, e, data, args.seed),
+                )
+    if "latency" in steps:
+        step(args.out, "latency", lambda: latency(data, args.seed))
     if "timing" in steps:
         step(args.out, "timing", lambda: timing(data, args.seed))
 

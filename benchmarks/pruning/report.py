@@ -1,197 +1,560 @@
-"""Tables and the accuracy-against-pruning figure of the pruning study (see study.py).
+"""The pruning study's report: ``results.md`` and its figures from the finished runs.
 
-    python benchmarks/pruning/report.py DIR [DIR ...] [--out DIR] [--docs]
-        # tables and figure again from the study.json of one or more study runs
+Written by ``study.py report --out DIR [--docs]`` (see study.py) from whatever has
+finished; a planned run without a result is listed as missing, never dropped silently.
+Per dataset: the dense models, every method at the protocol's budget (mean ± sd over
+seeds), paired per-seed differences of each Ising method against the best baseline by
+mean with 95% t-intervals, the issue's goals marked met / missed / not measured with
+their numbers, the accuracy-against-removed curve, the per-layer allocation of the global
+methods, and a generated paragraph on what is and is not shown.
 
-study.json is read and written as :mod:`ising_qubo.io.jsonvalues` says: a non-finite
-number is the string "inf", "-inf" or "nan" (older files may hold null or a NaN literal).
+Figures use matplotlib's object interface (no pyplot state): ``figures/`` beside
+``results.md``; ``--docs`` copies both into ``docs/``.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
+import math
 import shutil
-import statistics
+from datetime import date
 from pathlib import Path
+from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
-from ising_qubo.io.jsonvalues import dumps, read_float  # noqa: E402
-
-#: The measured numbers of a run in study.json (the others are names, counts and keys).
-MEASURES = ("top1", "top5", "top1_dense", "latency_ratio", "selection_seconds", "run_seconds")
+from matplotlib.figure import Figure
+from study_protocol import (
+    BASELINES,
+    GLOBAL_METHODS,
+    ISING_METHODS,
+    TP_GLOBAL_BASELINES,
+    StudyRun,
+    describe,
+)
+from study_stats import mean_sd, paired_interval, t_quantile
 
 CAVEAT = (
-    "CIFAR-10 here is the lossy JPEG copy of `../shared/data/` (quality 75; models "
-    "trained on it score about 2-3 points lower than on the original files)."
+    "CIFAR-10 here is the lossy JPEG copy of `../shared/data/` (quality 75; models trained "
+    "on it are reported to score about 2-3 points lower than on the original files): "
+    "compare methods with each other, and absolute accuracy with published numbers only "
+    "with that in mind."
 )
+CURVE_FIGURE = "accuracy_vs_pruned.png"
 
 
-def _stats(values):
-    values = [v for v in values if v is not None]
-    if not values:
-        return float("nan"), float("nan")
-    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+def _fmt(mean: float, sd: float, digits: int = 2) -> str:
+    return "–" if math.isnan(mean) else f"{mean:.{digits}f} ± {sd:.{digits}f}"
 
 
-def _fmt(mean, spread, digits=2):
-    return f"{mean:.{digits}f} ± {spread:.{digits}f}"
+def _same_keep(a: float, b: float) -> bool:
+    return abs(a - b) < 1e-9
 
 
-def _settings_text(settings: dict) -> str:
+class DatasetResults:
+    """The finished results of one dataset, by method, budget and seed."""
+
+    def __init__(self, label: str, results: list[dict[str, Any]]) -> None:
+        self.label = label
+        self.rows = [r for r in results if r["dataset"] == label]
+        self.dense = {r["seed"]: r for r in self.rows if r["method"] == "dense"}
+
+    def at(self, method: str, keep: float, seeds: list[int] | None = None) -> dict[int, dict]:
+        return {
+            r["seed"]: r
+            for r in self.rows
+            if r["method"] == method
+            and _same_keep(r["keep"], keep)
+            and (seeds is None or r["seed"] in seeds)
+        }
+
+    def top1(self, method: str, keep: float) -> dict[int, float]:
+        return {seed: r["top1"] for seed, r in self.at(method, keep).items()}
+
+    def mean_top1(self, method: str, keep: float) -> float:
+        return mean_sd(list(self.top1(method, keep).values()))[0]
+
+    def best_of(self, methods: tuple[str, ...], keep: float) -> str | None:
+        """The method of ``methods`` with the highest mean top-1 (None if none ran)."""
+        ran = [m for m in methods if self.at(m, keep)]
+        return max(ran, key=lambda m: self.mean_top1(m, keep)) if ran else None
+
+
+def seeds_needed(mean: float, sd: float, level: float = 0.95, most: int = 30) -> int | None:
+    """The smallest number of paired seeds whose t-interval would exclude 0, if the mean
+    and sd of the differences stayed what they are (None: more than ``most``)."""
+    if sd == 0:
+        return 2 if mean != 0 else None
+    for n in range(2, most + 1):
+        if t_quantile(n - 1, level) * sd / math.sqrt(n) < abs(mean):
+            return n
+    return None
+
+
+def _interval_text(interval: dict[str, Any]) -> str:
+    if interval["low"] is None:
+        return f"n = {interval['n']}: no interval"
+    return f"[{interval['low']:+.2f}, {interval['high']:+.2f}]"
+
+
+def main_table(
+    data: DatasetResults, protocol: dict[str, Any], keep: float
+) -> tuple[list[str], list[str]]:
+    """The rows of every method at ``keep``; the methods with no finished run."""
+    seeds = protocol["seeds"]
+    methods = list(dict.fromkeys([*protocol["methods"], *(r["method"] for r in data.rows)]))
+    methods = [m for m in methods if m != "dense"]
+    lines = [
+        "| method | seeds | top-1 (%) | loss vs dense (points, paired) | top-5 (%) "
+        "| top-1 right after surgery (%) | parameters left (exact) | budget met "
+        "| MACs kept | CPU latency vs dense | selection (s) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    missing = []
+    for method in methods:
+        at = data.at(method, keep)
+        lacking = [s for s in seeds if s not in at]
+        if not at:
+            if method in protocol["methods"]:
+                missing.append(method)
+                lines.append(f"| {method} | missing (seeds {lacking}) |" + " |" * 9)
+            continue
+        runs = list(at.values())
+        seeds_text = f"{len(runs)}" + (f" (missing {lacking})" if lacking else "")
+        params = sorted({r["params"] for r in runs})
+        params_text = (
+            f"{params[0]:,}" if len(params) == 1 else f"{params[0]:,}–{params[-1]:,}"
+        ) + f" ({100 * mean_sd([r['params'] / r['params_dense'] for r in runs])[0]:.1f}%)"
+        met = mean_sd([(r.get("budget") or {}).get("met") for r in runs])[0]
+        macs = mean_sd([r["macs"] / r["macs_dense"] for r in runs])[0]
+        latency = mean_sd([(r.get("latency") or {}).get("ratio") for r in runs])
+        lines.append(
+            f"| {method} | {seeds_text} | {_fmt(*mean_sd([r['top1'] for r in runs])[:2])} "
+            f"| {_fmt(*mean_sd([r['dense_top1'] - r['top1'] for r in runs])[:2])} "
+            f"| {_fmt(*mean_sd([r['top5'] for r in runs])[:2])} "
+            f"| {_fmt(*mean_sd([r.get('top1_after_surgery') for r in runs])[:2])} "
+            f"| {params_text} | {met:.4f} | {100 * macs:.1f}% "
+            f"| {_fmt(*latency[:2])} "
+            f"| {_fmt(*mean_sd([r.get('selection_seconds') for r in runs])[:2])} |"
+        )
+    return lines, missing
+
+
+def paired_table(data: DatasetResults, protocol: dict[str, Any], keep: float) -> list[str]:
+    best = data.best_of(BASELINES, keep)
+    best_tp = data.best_of(TP_GLOBAL_BASELINES, keep)
+    if best is None:
+        return ["No baseline has finished at this budget: no paired difference yet.", ""]
+    lines = [
+        f"Best baseline by mean top-1 (chosen after the runs among {', '.join(BASELINES)}, "
+        f"which favours the baseline): **{best}** ({data.mean_top1(best, keep):.2f}%); "
+        f"best Torch-Pruning global baseline: **{best_tp}**.",
+        "",
+        "| Ising method − baseline | paired seeds | mean (points) | sd | 95% t-interval "
+        "| excludes 0 |",
+        "|---|---|---|---|---|---|",
+    ]
+    against = list(dict.fromkeys(b for b in (best, best_tp) if b is not None))
+    for method in (m for m in ISING_METHODS if m in protocol["methods"]):
+        for baseline in against:
+            interval = paired_interval(data.top1(method, keep), data.top1(baseline, keep))
+            if interval["n"] == 0:
+                lines.append(f"| {method} − {baseline} | 0 | missing | | | |")
+                continue
+            sd = "" if interval["sd"] is None else f"{interval['sd']:.2f}"
+            excludes = {None: "–", True: "yes", False: "no"}[interval["excludes_zero"]]
+            lines.append(
+                f"| {method} − {baseline} | {interval['n']} | {interval['mean']:+.2f} | {sd} "
+                f"| {_interval_text(interval)} | {excludes} |"
+            )
+    return [*lines, ""]
+
+
+def goals(data: DatasetResults, protocol: dict[str, Any], keep: float) -> list[str]:
+    """The issue's goals for this dataset, each met / missed / not measured, with numbers."""
+    primary = protocol["primary"]
+    lines = []
+    dense_min = protocol["goals"].get("dense_min_top1", {}).get(data.label)
+    if dense_min is not None:
+        mean, sd, n = mean_sd([r["top1"] for r in data.dense.values()])
+        if n == 0:
+            mark = "**not measured** (no dense model has finished)"
+        else:
+            verdict = "met" if mean >= dense_min else f"missed by {dense_min - mean:.2f} points"
+            mark = f"**{verdict}**: {mean:.2f} ± {sd:.2f}% over {n} seed(s)"
+        lines.append(f"- Dense ResNet-20 reaches at least {dense_min:.0f}% top-1: {mark}.")
+
+    max_loss = protocol["goals"].get("max_loss", {}).get(data.label)
+    primary_runs = data.at(primary, keep)
+    if max_loss is not None:
+        dense_top1 = {s: r["dense_top1"] for s, r in primary_runs.items()}
+        loss = paired_interval(dense_top1, data.top1(primary, keep))
+        if loss["n"] == 0:
+            mark = f"**not measured** (no finished {primary} run)"
+        else:
+            mean = float(loss["mean"])
+            verdict = "met" if mean <= max_loss else f"missed by {mean - max_loss:.2f} points"
+            shown = ""
+            if loss["high"] is not None:
+                shown = (
+                    "; the interval's upper end is within the goal too"
+                    if loss["high"] <= max_loss
+                    else "; the interval's upper end is not"
+                )
+            mark = (
+                f"**{verdict}**: loss {mean:.2f} points (95% t-interval "
+                f"{_interval_text(loss)}, n = {loss['n']}{shown})"
+            )
+            if mean > max_loss:
+                mark += _suggestion(data, primary, keep)
+        lines.append(
+            f"- {primary} at {100 * (1 - keep):.0f}% of parameters removed loses at most "
+            f"{max_loss} point(s) top-1 against its dense model: {mark}."
+        )
+
+    best_tp = data.best_of(TP_GLOBAL_BASELINES, keep)
+    goal = f"- {primary} beats the best Torch-Pruning global baseline"
+    if best_tp is None or not primary_runs:
+        lines.append(f"{goal}: **not measured** (missing runs).")
+    else:
+        diff = paired_interval(data.top1(primary, keep), data.top1(best_tp, keep))
+        if diff["low"] is None:
+            lines.append(
+                f"{goal} ({best_tp}): **not measured**: {diff['n']} paired seed(s), an "
+                f"interval needs 2 (mean difference {float(diff['mean']):+.2f} points)."
+            )
+        else:
+            mean, low = float(diff["mean"]), float(diff["low"])
+            if low > 0:
+                verdict = "met"
+            elif mean > 0:
+                needed = seeds_needed(mean, float(diff["sd"]))
+                verdict = "missed: the interval includes 0" + (
+                    f" (with this mean and sd about {needed} seeds would exclude it)"
+                    if needed
+                    else " (the mean is small against the spread)"
+                )
+            else:
+                verdict = f"missed: {primary} is worse on average"
+            lines.append(
+                f"{goal} ({best_tp}) by a paired 95% interval excluding 0: **{verdict}**; "
+                f"difference {mean:+.2f} points, interval {_interval_text(diff)}, "
+                f"n = {diff['n']}."
+            )
+    return [*lines, ""]
+
+
+def _suggestion(data: DatasetResults, primary: str, keep: float) -> str:
+    """What the runs say about a missed loss goal: accuracy right after the surgery, where
+    fine-tuning has not yet hidden the selection, against the other methods'."""
+    after = {
+        m: mean_sd([r.get("top1_after_surgery") for r in data.at(m, keep).values()])[0]
+        for m in dict.fromkeys(r["method"] for r in data.rows)
+        if m != "dense" and data.at(m, keep)
+    }
+    after = {m: v for m, v in after.items() if not math.isnan(v)}
+    if primary not in after or len(after) < 2:
+        return ""
+    rank = sorted(after, key=after.__getitem__, reverse=True).index(primary) + 1
     return (
-        f"produced by `python benchmarks/pruning/study.py` on {settings.get('date', '?')}, "
-        f"{settings.get('machine', '?')} CPU, {settings.get('cpus', '?')} torch threads, "
-        f"torch {settings.get('torch', '?')}. ResNet-20; {settings.get('train_subset')} "
-        f"training images (class-stratified subset), {settings.get('test_subset')} test "
-        f"images; the dense model is trained {settings.get('baseline_epochs')} epochs per "
-        f"seed (SGD, lr 0.1, cosine) and shared by all methods; each method then gets "
-        f"{settings.get('epochs')} epoch(s) of pre-pruning training (Ising-dropout for the "
-        f"Ising variants) and {settings.get('finetune_epochs')} fine-tuning epoch(s) at lr "
-        f"0.02, at the same parameter budget counted on the really pruned model. Seeds "
-        f"{settings.get('seeds')}; mean ± standard deviation over seeds."
+        f". Right after the surgery (before fine-tuning) {primary} has "
+        f"{after[primary]:.2f}%, rank {rank} of {len(after)} methods, so "
+        + (
+            "the selection is competitive and the fine-tuning budget limits the recovery"
+            if rank <= 2
+            else "the selection itself loses more than the others"
+        )
     )
 
 
-def _measured(run: dict) -> dict:
-    """The run with its measures as floats ("inf"/"nan" strings read back; null stays None)."""
-    return run | {key: read_float(run[key]) for key in MEASURES if key in run}
-
-
-def write_report(raw: dict, out: Path, docs: Path | None = None) -> Path:
-    runs = [_measured(r) for r in raw["runs"]]
-    lines = ["# Pruning study: Ising selection against simple criteria", ""]
-    by_dataset = raw.get("settings_by_dataset") or {
-        dataset: raw.get("settings", {}) for dataset in dict.fromkeys(r["dataset"] for r in runs)
-    }
-    for dataset, settings in by_dataset.items():
-        lines += [f"**{dataset}**: " + _settings_text(settings), ""]
-    lines += [CAVEAT, ""]
-    settings = next(iter(by_dataset.values()), {})
-    figure_rows = {}
-    for dataset in dict.fromkeys(r["dataset"] for r in runs):
-        settings = by_dataset.get(dataset, settings)
-        rows = [r for r in runs if r["dataset"] == dataset]
-        dense = [r for r in rows if r["method"] == "dense"]
-        keep = settings.get("keep", 0.5)
-        d1, d1s = _stats([r["top1"] for r in dense])
-        d5, d5s = _stats([r["top5"] for r in dense])
-        lines += [f"## {dataset}: {100 * (1 - keep):.0f}% of parameters removed", ""]
-        lines += [
-            f"Unpruned ResNet-20: top-1 {_fmt(d1, d1s)}%, top-5 {_fmt(d5, d5s)}% "
-            f"({len(dense)} seeds), {dense[0]['params']:,} parameters, "
-            f"{dense[0]['macs'] / 1e6:.1f} M MACs."
-            if dense
-            else "",
-            "",
-        ]
-        lines += [
-            "| method | top-1 (%) | top-1 drop | top-5 (%) | parameters kept | MACs kept "
-            "| CPU latency vs dense | selection time (s) | seeds |",
-            "|---|---|---|---|---|---|---|---|---|",
-        ]
-        methods = [m for m in dict.fromkeys(r["method"] for r in rows) if m != "dense"]
-        for method in methods:
-            at = [r for r in rows if r["method"] == method and r["keep"] == keep]
+def curve(
+    data: DatasetResults, protocol: dict[str, Any]
+) -> tuple[list[str], dict[str, list[tuple[float, float, float, int]]]]:
+    """Accuracy against parameters removed for the curve methods, over the curve seeds
+    only (every point the same seeds)."""
+    seeds = protocol["curve"]["seeds"]
+    keeps = sorted({protocol["keep"], *protocol["curve"]["keeps"]}, reverse=True)
+    lines = [
+        f"Accuracy against parameters removed, seeds {seeds} at every point:",
+        "",
+        "| method | removed (asked) | removed (met, mean) | top-1 (%) | seeds |",
+        "|---|---|---|---|---|",
+    ]
+    points: dict[str, list[tuple[float, float, float, int]]] = {}
+    for method in protocol["curve"]["methods"]:
+        for keep in keeps:
+            at = data.at(method, keep, seeds)
             if not at:
+                lines.append(f"| {method} | {100 * (1 - keep):.0f}% | | missing | 0 |")
                 continue
-            t1, t1s = _stats([r["top1"] for r in at])
-            t5, t5s = _stats([r["top5"] for r in at])
-            drop, drop_s = _stats([r["top1_dense"] - r["top1"] for r in at])
-            params = statistics.fmean(r["params"] / r["params_before"] for r in at)
-            macs = statistics.fmean(r["macs"] / r["macs_before"] for r in at)
-            latency = statistics.fmean(r["latency_ratio"] for r in at)
-            selection = statistics.fmean(r["selection_seconds"] or 0.0 for r in at)
+            removed = 1 - mean_sd([r["params"] / r["params_dense"] for r in at.values()])[0]
+            mean, sd, n = mean_sd([r["top1"] for r in at.values()])
+            points.setdefault(method, []).append((100 * (1 - keep), mean, sd, n))
             lines.append(
-                f"| {method} | {_fmt(t1, t1s)} | {_fmt(drop, drop_s)} | "
-                f"{_fmt(t5, t5s)} | {100 * params:.1f}% | {100 * macs:.1f}% | "
-                f"{latency:.2f} | {selection:.2f} | {len(at)} |"
+                f"| {method} | {100 * (1 - keep):.0f}% | {100 * removed:.1f}% "
+                f"| {_fmt(mean, sd)} | {n} |"
             )
-        lines.append("")
-        sweep = {}
-        for r in rows:
-            if r["method"] == "dense":
-                continue
-            removed = 1 - r["params"] / r["params_before"]
-            sweep.setdefault(r["method"], []).append((removed, r["top1"], r["keep"]))
-        best = raw.get("best_ising", {}).get(dataset)
-        lines += [
-            f"Best Ising variant at this budget: **{best}**. Accuracy against "
-            f"parameters removed (seed {settings.get('seeds', [0])[0]} for the other "
-            f"budgets):",
-            "",
-            "| method | keep | parameters removed | top-1 (%) |",
-            "|---|---|---|---|",
-        ]
-        for method in (best, "l1", "random"):
-            for removed, top1, kept in sorted(sweep.get(method, []), key=lambda t: t[2]):
-                lines.append(f"| {method} | {kept} | {100 * removed:.1f}% | {top1:.2f} |")
-        lines.append("")
-        figure_rows[dataset] = (sweep, best, d1)
+    return [*lines, ""], points
 
-    figure = out / "accuracy_vs_pruned.png"
-    if figure_rows:
-        fig, axes = plt.subplots(
-            1, len(figure_rows), figsize=(6 * len(figure_rows), 4), squeeze=False
+
+def curve_figure(curves: dict[str, tuple[dict[str, list], float]], path: Path) -> bool:
+    """One panel per dataset: mean top-1 with ±sd error bars per method, the dense mean."""
+    panels = {label: c for label, c in curves.items() if c[0]}
+    if not panels:
+        return False
+    fig = Figure(figsize=(5.5 * len(panels), 4))
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    for ax, (label, (points, dense_top1)) in zip(axes, panels.items()):
+        for index, (method, rows) in enumerate(points.items()):
+            rows = sorted(rows)
+            shift = 0.6 * (index - (len(points) - 1) / 2)  # keep the error bars apart
+            ax.errorbar(
+                [r[0] + shift for r in rows],
+                [r[1] for r in rows],
+                yerr=[r[2] for r in rows],
+                marker="o",
+                capsize=3,
+                label=method,
+            )
+        if not math.isnan(dense_top1):
+            ax.axhline(dense_top1, color="grey", linestyle="--", label="dense (mean)")
+        ax.set_xlabel("parameters removed (%, asked)")
+        ax.set_ylabel("top-1 (%)")
+        ax.set_title(label)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    return True
+
+
+def allocation_figure(
+    data: DatasetResults, protocol: dict[str, Any], keep: float, path: Path
+) -> list[str]:
+    """Kept fraction per group of each global method (mean over seeds), with the uniform
+    l1 allocation for reference; returns the methods drawn."""
+    drawn = {}
+    for method in (*GLOBAL_METHODS, "l1"):
+        runs = [r for r in data.at(method, keep).values() if r.get("kept_by_group")]
+        if not runs:
+            continue
+        groups = list(runs[0]["kept_by_group"])
+        drawn[method] = (
+            groups,
+            [
+                mean_sd([r["kept_by_group"][g][0] / r["kept_by_group"][g][1] for r in runs])[0]
+                for g in groups
+            ],
+            len(runs),
         )
-        for ax, (dataset, (sweep, best, dense_top1)) in zip(axes[0], figure_rows.items()):
-            for method in (best, "l1", "random"):
-                points = sorted(sweep.get(method, []))
-                if points:
-                    ax.plot(
-                        [100 * p[0] for p in points], [p[1] for p in points], "o-", label=method
-                    )
-            if dense_top1 == dense_top1:
-                ax.axhline(dense_top1, color="grey", linestyle="--", label="unpruned (mean)")
-            ax.set_xlabel("parameters removed (%)")
-            ax.set_ylabel("top-1 (%)")
-            ax.set_title(dataset)
-            ax.legend(fontsize=8)
-        fig.tight_layout()
-        fig.savefig(figure, dpi=110)
-        plt.close(fig)
-        lines += ["![accuracy against parameters removed](figures/accuracy_vs_pruned.png)", ""]
+    if not any(m in drawn for m in GLOBAL_METHODS):
+        return []
+    fig = Figure(figsize=(9, 4))
+    ax = fig.subplots()
+    for method, (groups, fractions, n) in drawn.items():
+        style = "--" if method == "l1" else "-"
+        label = f"{method} (uniform)" if method == "l1" else method
+        ax.plot(range(len(groups)), fractions, style, marker="o", label=f"{label}, n={n}")
+    groups = next(iter(drawn.values()))[0]
+    ax.set_xticks(range(len(groups)))
+    ax.set_xticklabels(groups, rotation=60, ha="right", fontsize=7)
+    ax.set_ylabel("fraction of the group's units kept")
+    ax.set_ylim(0, 1.05)
+    ax.set_title(f"{data.label}: per-layer allocation at {100 * (1 - keep):.0f}% removed")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    return list(drawn)
+
+
+def shown_paragraph(
+    data: DatasetResults,
+    protocol: dict[str, Any],
+    keep: float,
+    planned: int,
+    finished: int,
+    missing_methods: list[str],
+) -> str:
+    """What the numbers of this dataset do and do not show, in plain words."""
+    counts = [len(data.at(m, keep)) for m in protocol["methods"]]
+    best = data.best_of(BASELINES, keep)
+    parts = [
+        f"{finished} of {planned} planned runs of {data.label} have finished; at "
+        f"{100 * (1 - keep):.0f}% removed each method has {min(counts, default=0)}–"
+        f"{max(counts, default=0)} seed(s)."
+    ]
+    if missing_methods:
+        parts.append(f"Not run at all yet: {', '.join(missing_methods)}.")
+    if best is not None:
+        widths, shown, not_shown = [], [], []
+        for method in (m for m in ISING_METHODS if m in protocol["methods"]):
+            interval = paired_interval(data.top1(method, keep), data.top1(best, keep))
+            if interval["half_width"] is None:
+                not_shown.append(f"{method} (fewer than 2 paired seeds)")
+                continue
+            widths.append(float(interval["half_width"]))
+            sign = "better" if float(interval["mean"]) > 0 else "worse"
+            if interval["excludes_zero"]:
+                shown.append(f"{method} is {sign} than {best}")
+            else:
+                not_shown.append(f"{method} against {best} (interval includes 0)")
+        if widths:
+            parts.append(
+                f"The paired 95% intervals against {best} are ±{min(widths):.2f} to "
+                f"±{max(widths):.2f} points wide, so a smaller difference cannot be told apart."
+            )
+        if shown:
+            parts.append(f"Shown: {'; '.join(shown)}.")
+        if not_shown:
+            parts.append(f"Not shown: {'; '.join(not_shown)}.")
+    # the 1-minute load average when each latency measurement started
+    loads = [
+        r["latency"]["load_average"][0][0]
+        for r in data.rows
+        if r.get("latency") and (r["latency"].get("load_average") or [None])[0]
+    ]
+    if loads:
+        parts.append(
+            f"CPU latency was timed interleaved (dense, pruned, ...) in the run's process "
+            f"at a 1-minute load average of {min(loads):.2f}–{max(loads):.2f}"
+            + (
+                "; above about 0.5 per core the machine was not quiet and the ratios are rough."
+                if max(loads) > 0.5
+                else "."
+            )
+        )
+    parts.append(
+        f"One solver ({protocol['selection']['solver']}, defaults) throughout, so nothing "
+        f"here compares solvers. The test set is also evaluated after every epoch (in each "
+        f"run's pipeline/report.json) but nothing was chosen by it; {protocol['primary']} "
+        f"was fixed as the headline Ising row before any run."
+    )
+    return " ".join(parts)
+
+
+def write_report(
+    out: Path,
+    protocol: dict[str, Any],
+    runs: list[StudyRun],
+    results: dict[str, dict[str, Any]],
+    states: dict[str, str],
+    threads: dict[str, Any] | None,
+    docs: Path | None = None,
+) -> Path:
+    """Write ``out/results.md`` and ``out/figures/``; with ``docs``, copy them there."""
+    figures = out / "figures"
+    figures.mkdir(parents=True, exist_ok=True)
+    finished = list(results.values())
+    keep = protocol["keep"]
+    lines = [
+        "# Pruning study (issue 14): Ising selection against Torch-Pruning and simple criteria",
+        "",
+    ]
+    machines = sorted({r.get("machine", "?") for r in finished})
+    versions = sorted({r.get("torch", "?") for r in finished})
+    devices = sorted({str(r.get("device", "?")) for r in finished})
+    failed = [key for key, state in states.items() if state == "failed"]
+    lines += [
+        f"Generated by `python benchmarks/pruning/study.py report` on {date.today()} from "
+        f"{len(finished)} finished run(s) of {len(runs)} planned"
+        + (f" ({len(failed)} failed)" if failed else "")
+        + f". Machine(s): {', '.join(machines) or '?'}; torch {', '.join(versions) or '?'}; "
+        f"device(s) {', '.join(devices) or '?'}.",
+        "",
+    ]
+    if threads:
+        lines += [
+            f"Torch threads: {threads['chosen']}, the faster in a measurement of training "
+            f"steps (batch {threads['batch']}) at the study's start: "
+            + ", ".join(
+                f"{k} thread(s) {v:.3f} s/step" for k, v in threads["seconds_per_step"].items()
+            )
+            + f" (load average {threads['load_average'][0]}).",
+            "",
+        ]
+    if "cifar10-jpeg" in protocol["datasets"]:
+        lines += [CAVEAT, ""]
+    curves: dict[str, tuple[dict[str, list], float]] = {}
+    paragraphs: list[str] = []
+    for label in protocol["datasets"]:
+        data = DatasetResults(label, finished)
+        planned = [r for r in runs if r.dataset == label]
+        lines += [f"## {label}", "", f"**Protocol.** {describe(protocol, label)}", ""]
+        if not data.rows:
+            lines += ["No run of this dataset has finished yet.", ""]
+            paragraphs.append(f"**{label}**: nothing is shown yet (no finished run).")
+            continue
+        dense_mean, dense_sd, dense_n = mean_sd([r["top1"] for r in data.dense.values()])
+        any_dense = next(iter(data.dense.values()), None)
+        if any_dense is not None:
+            lines += [
+                f"Dense ResNet-20: top-1 {_fmt(dense_mean, dense_sd)}%, top-5 "
+                f"{_fmt(*mean_sd([r['top5'] for r in data.dense.values()])[:2])}% over "
+                f"{dense_n} seed(s) {sorted(data.dense)}; {any_dense['params']:,} parameters, "
+                f"{any_dense['macs'] / 1e6:.1f} M MACs; validation top-1 "
+                f"{_fmt(*mean_sd([r.get('val_top1') for r in data.dense.values()])[:2])}%.",
+                "",
+            ]
+        lines += [f"### {100 * (1 - keep):.0f}% of parameters removed", ""]
+        table, missing_methods = main_table(data, protocol, keep)
+        lines += [
+            *table,
+            "",
+            "Loss vs dense: the dense model's top-1 minus the pruned one's, same seed. "
+            "Budget met: parameters after the surgery over before, on the really pruned "
+            "model. CPU latency: median forward time (batch "
+            f"{protocol['latency']['batch']}) of the pruned model over the dense one, "
+            "interleaved. Selection: energy + solve (Ising) or scoring (baselines), seconds.",
+            "",
+            "### Paired differences (same seed)",
+            "",
+            *paired_table(data, protocol, keep),
+            "### Goals",
+            "",
+            *goals(data, protocol, keep),
+        ]
+        curve_lines, points = curve(data, protocol)
+        curves[label] = (points, dense_mean)
+        lines += ["### Accuracy against parameters removed", "", *curve_lines]
+        allocation = figures / f"allocation_{label}.png"
+        drawn = allocation_figure(data, protocol, keep, allocation)
+        if drawn:
+            lines += [
+                "### Per-layer allocation",
+                "",
+                f"Fraction of each group's units kept by {', '.join(drawn)} (mean over seeds).",
+                "",
+                f"![per-layer allocation, {label}](figures/{allocation.name})",
+                "",
+            ]
+        lacking = [r for r in planned if states.get(r.key) != "done"]
+        if lacking:
+            lines += [
+                "### Missing runs",
+                "",
+                ", ".join(f"{r.name} ({states.get(r.key, 'todo')})" for r in lacking),
+                "",
+            ]
+        finished_here = sum(1 for r in planned if r.key in results)
+        paragraphs.append(
+            f"**{label}**: "
+            + shown_paragraph(data, protocol, keep, len(planned), finished_here, missing_methods)
+        )
+    if curve_figure(curves, figures / CURVE_FIGURE):
+        lines += [
+            "## Accuracy against parameters removed",
+            "",
+            f"![accuracy against parameters removed](figures/{CURVE_FIGURE})",
+            "",
+            "Mean top-1 with ± one standard deviation over the curve seeds; dashed: the "
+            "dense models' mean.",
+            "",
+        ]
+    lines += ["## What is and is not shown", "", *(p + "\n" for p in paragraphs)]
     markdown = out / "results.md"
     markdown.write_text("\n".join(lines))
     if docs is not None:
         (docs / "figures").mkdir(parents=True, exist_ok=True)
-        if figure.exists():
-            shutil.copy(figure, docs / "figures" / "accuracy_vs_pruned.png")
+        for figure in figures.glob("*.png"):
+            shutil.copy(figure, docs / "figures" / figure.name)
         shutil.copy(markdown, docs / "results.md")
     return markdown
 
 
-def merge(directories: list[Path]) -> dict:
-    """One raw record from the study.json of several runs (e.g. one per dataset)."""
-    merged: dict = {"runs": [], "best_ising": {}, "settings_by_dataset": {}}
-    for directory in directories:
-        raw = json.loads((directory / "study.json").read_text())
-        merged["runs"] += raw["runs"]
-        merged["best_ising"].update(raw.get("best_ising", {}))
-        for dataset in dict.fromkeys(r["dataset"] for r in raw["runs"]):
-            merged["settings_by_dataset"][dataset] = raw.get("settings_by_dataset", {}).get(
-                dataset
-            ) or raw.get("settings", {})
-    return merged
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("results", type=Path, nargs="+", help="study output directories")
-    parser.add_argument("--out", type=Path, help="where to write (default: the first)")
-    parser.add_argument("--docs", action="store_true")
-    args = parser.parse_args()
-    raw = merge(args.results)
-    out = args.out or args.results[0]
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "study.json").write_text(dumps(raw, indent=1))
-    docs = Path(__file__).resolve().parents[2] / "docs" if args.docs else None
-    print(write_report(raw, out, docs))
-
-
-if __name__ == "__main__":
-    main()
+__all__ = ["seeds_needed", "write_report"]

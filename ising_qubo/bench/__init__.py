@@ -9,7 +9,8 @@
 Command line: ``ising-qubo bench gset --solvers torch-sa,neal --seeds 5 --time-limit 10``.
 See :mod:`ising_qubo.bench.runner` for what is timed and how, and ``benchmarks/README.md``.
 Modules: ``instances`` (what is solved), ``plans`` (what each solver runs), ``runner`` (the
-timed rounds), ``record`` (the results), ``report`` (results.json, table.md, the plot).
+timed rounds), ``record`` (the results), ``report`` (results.json, table.md, the plot),
+``load`` (busy competing processes: ``--background-load N``).
 """
 
 from ising_qubo.bench.instances import (
@@ -18,6 +19,7 @@ from ising_qubo.bench.instances import (
     collect_instances,
     sk_instance,
 )
+from ising_qubo.bench.load import BackgroundLoad
 from ising_qubo.bench.plans import (
     SOLVER_DEFAULTS,
     SolverPlan,
@@ -32,6 +34,7 @@ from ising_qubo.bench.runner import run_benchmark
 __all__ = [
     "DEFAULT_BENCH_DIR",
     "SOLVER_DEFAULTS",
+    "BackgroundLoad",
     "BenchInstance",
     "BenchmarkResult",
     "RunResult",

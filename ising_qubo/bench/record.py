@@ -135,6 +135,9 @@ class BenchmarkRecord:
     interrupted: bool = False
     out_dir: Path | None = None
     command: list[str] | None = None
+    # busy processes the harness ran beside the solvers, and the load average
+    # (:meth:`ising_qubo.bench.load.BackgroundLoad.record`); None for a hand-built record
+    background_load: dict[str, Any] | None = None
 
     def instance(self, name: str) -> BenchInstance:
         return next(i for i in self.instances if i.name == name)

@@ -229,6 +229,7 @@ def result_to_dict(result: BenchmarkRecord) -> dict[str, Any]:
             "seeds": result.seeds,
             "target_fractions": result.targets,
             "stop_at_best_known": result.stop_at_best_known,
+            "background_load": result.background_load,
             "order": "instance > seed > solver, one process",
             "time": "solver time: sum of the sampler calls of a run; resolution one round",
             "solvers": {p.name: p.describe() for p in result.solvers},
@@ -298,6 +299,7 @@ def table_markdown(result: BenchmarkRecord) -> str:
         "(best known, else the best any solver found in this run)",
         "- runs interleaved instance > seed > solver in one process; times are solver time "
         "(sum of sampler calls), resolved to one round",
+        f"- {_load_text(result.background_load)}",
         "- median time counts unreached targets as infinite (— when fewer than half the seeds "
         "reached it); ok = seeds that reached it; ×neal = median time / neal's",
         "",
@@ -365,6 +367,26 @@ def table_markdown(result: BenchmarkRecord) -> str:
                     "known value; check the instance and the best-known table"
                 )
     return "\n".join(lines) + "\n"
+
+
+def _load_text(load: dict[str, Any] | None) -> str:
+    """The table's line on the machine's load: busy processes and the load average."""
+    if load is None:
+        return "background load: not recorded"
+
+    def average(values: list[float] | None) -> str:
+        return "unknown" if values is None else " / ".join(f"{v:.2f}" for v in values)
+
+    count = load.get("processes", 0)
+    text = (
+        f"background load: {count} busy process{'' if count == 1 else 'es'} started by the "
+        f"harness; load average (1/5/15 min) {average(load.get('loadavg_start'))} at the "
+        f"start, {average(load.get('loadavg_end'))} at the end"
+    )
+    alive = load.get("alive_at_end")
+    if count and alive is not None and alive < count:
+        text += f" (**only {alive} still running at the end**)"
+    return text
 
 
 def plot_trajectories(result: BenchmarkRecord, path: Path) -> Path:
@@ -448,5 +470,8 @@ def write_outputs(
         try:
             plot_trajectories(result, out_dir / "trajectories.png")
         except Exception as exc:  # a plotting problem must not lose the numbers
-            print(f"warning: could not draw trajectories.png: {exc}", file=sys.stderr)
+            from ising_qubo._extras import as_missing_extra
+
+            reason = as_missing_extra(exc, "trajectories.png") or exc
+            print(f"warning: could not draw trajectories.png: {reason}", file=sys.stderr)
     return out_dir

@@ -18,7 +18,9 @@ time limit; their trajectory has one point. A run stops early when its best reac
 best-known value (``stop_at_best_known``) or the solver reports ``status == "OPTIMAL"``.
 
 Runs go instance -> seed -> solver, all in this process, so every solver sees the same
-machine conditions within a few seconds of the others.
+machine conditions within a few seconds of the others. ``background_load=N`` runs them all
+next to N busy processes that the harness starts after the warm-up and stops at the end
+(:mod:`ising_qubo.bench.load`); N and the load average are recorded with the results.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ import numpy as np
 # SOLVER_DEFAULTS, SolverSettings, round_seed, target_value and time_to_target are only
 # re-exported: ``from ising_qubo.bench.runner import ...`` keeps working since they moved
 from ising_qubo.bench.instances import BenchInstance, collect_instances
+from ising_qubo.bench.load import BackgroundLoad, check_count
 from ising_qubo.bench.plans import (
     SOLVER_DEFAULTS,
     SolverPlan,
@@ -84,6 +87,7 @@ def run_benchmark(
     plot: bool = True,
     warmup: bool = True,
     command: list[str] | None = None,
+    background_load: int = 0,
 ) -> BenchmarkResult:
     """Run every solver on every instance for every seed; write results as they come.
 
@@ -94,7 +98,10 @@ def run_benchmark(
     :func:`default_out_dir`). ``results.json`` is rewritten atomically after every seed of
     every instance. On KeyboardInterrupt everything gathered so far is written with
     ``"interrupted": true`` and the interrupt is re-raised.
+    ``background_load``: busy processes to run beside the solvers (0 to 4 per CPU), from
+    after the warm-up to the end; recorded in ``settings.background_load``.
     """
+    load_processes = check_count(background_load)
     seeds = _check_seeds(seeds)
     targets = _check_targets(target_fractions)
     time_limit = _check_time_limit(time_limit)
@@ -124,23 +131,30 @@ def run_benchmark(
         out_dir=out,
         command=command,
     )
-    bar = _progress_bar(len(chosen) * len(seeds) * len(plans), progress)
-    try:
-        for instance in chosen:
-            for seed in seeds:
-                for plan in plans:
-                    run = RunResult(instance.name, plan.name, seed)
-                    result.runs.append(run)
-                    _run_one(run, instance, plan, result, bar)
-                    bar.update(1)
-                result.write(out, table=False)
-            result.write(out, table=True)
-    except KeyboardInterrupt:
-        result.interrupted = True
-        result.finished = _now()
-        bar.close()
-        result.write(out, table=True, plot=plot)
-        raise
+    total_runs = len(chosen) * len(seeds) * len(plans)
+    bar = _progress_bar(total_runs, progress)
+    # the processes' lifetime cap: far beyond the planned solver time (a safety net only)
+    with BackgroundLoad(load_processes, max_seconds=3 * total_runs * time_limit + 600) as load:
+        result.background_load = load.record()
+        try:
+            for instance in chosen:
+                for seed in seeds:
+                    for plan in plans:
+                        run = RunResult(instance.name, plan.name, seed)
+                        result.runs.append(run)
+                        _run_one(run, instance, plan, result, bar)
+                        bar.update(1)
+                    result.background_load = load.record()
+                    result.write(out, table=False)
+                result.write(out, table=True)
+        except KeyboardInterrupt:
+            result.interrupted = True
+            result.finished = _now()
+            result.background_load = load.record()
+            bar.close()
+            result.write(out, table=True, plot=plot)
+            raise
+        result.background_load = load.record()
     bar.close()
     result.finished = _now()
     result.write(out, table=True, plot=plot)

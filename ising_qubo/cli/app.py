@@ -2,7 +2,8 @@
 (:mod:`~ising_qubo.cli.problems`, :mod:`~ising_qubo.cli.bench`,
 :mod:`~ising_qubo.cli.pruning`), exit codes and the one-line error message.
 
-Exit codes: 0 success, 2 bad input (one line on stderr, no traceback), 130 interrupted,
+Exit codes: 0 success, 2 bad input or a missing optional dependency (one line on stderr
+naming the extra to install, no traceback), 130 interrupted,
 141 standard output closed early (``ising-qubo solve F | head -3``: the reader left; no
 message, as for a tool ended by SIGPIPE, 128 + 13).
 ``python -m ising_qubo`` is the same command (``torchrun ... -m ising_qubo prune ...`` runs
@@ -17,10 +18,15 @@ import sys
 from collections.abc import Sequence
 
 from ising_qubo import __version__
+from ising_qubo._extras import as_missing_extra
 from ising_qubo.cli import bench, problems, pruning
 from ising_qubo.cli.help import DefaultsFormatter, RawDefaultsFormatter
 
 EXIT_OK, EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_BROKEN_PIPE = 0, 2, 130, 141
+
+#: The extra a command needs as a whole; the others need only what a solver or a plot needs
+#: (``solve --solver cpsat``: the cpsat extra).
+COMMAND_EXTRA = dict.fromkeys(["prune", "train", "export", "evaluate"], "prune")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -56,6 +62,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("ising-qubo: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except (ValueError, OSError, RuntimeError, ImportError) as exc:
+        # an optional dependency not installed: say which extra installs it
+        exc = as_missing_extra(exc, args.command, COMMAND_EXTRA.get(args.command)) or exc
         message = " ".join(str(exc).split()) or type(exc).__name__
         if isinstance(exc, OSError) and exc.filename and str(exc.filename) not in message:
             message = f"{exc.filename}: {message}"

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ising_qubo.bench.instances import BENCH_DIR_ENV, SPEC_HELP
+from ising_qubo.bench.load import MAX_PER_CPU, check_count
 from ising_qubo.bench.plans import SOLVER_DEFAULTS
 from ising_qubo.cli.options import parse_key_value
 
@@ -120,6 +121,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="keep running after reaching the best-known value",
     )
+    parser.add_argument(
+        "--background-load",
+        default="0",
+        metavar="N",
+        help="run the benchmark next to N busy processes (one core each) that the harness "
+        "starts after the warm-up and stops at the end, to measure on a loaded machine; "
+        f"0 to {MAX_PER_CPU} per CPU; N and the load average go into results.json and "
+        "table.md (default: 0)",
+    )
     parser.add_argument("--no-plot", action="store_true", help="skip trajectories.png")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--quiet", action="store_true", help="do not print the table")
@@ -161,6 +171,16 @@ def parse_targets(text: str) -> list[float]:
     if not all(0 < v <= 1 for v in values):
         raise ValueError(f"--targets {text!r}: fractions must be in (0, 1]")
     return values
+
+
+def parse_background_load(text: str) -> int:
+    """``--background-load N``: a whole number of busy processes, 0 to 4 per CPU."""
+    value: Any
+    try:
+        value = int(text.strip())
+    except ValueError:
+        value = text  # not a whole number: check_count's error names it
+    return check_count(value, "--background-load")
 
 
 def parse_params(items: list[str]) -> dict[str, dict[str, Any]]:
@@ -206,6 +226,7 @@ def run_from_args(args: argparse.Namespace) -> int:
     seeds = parse_seeds(args.seeds)
     targets = parse_targets(args.targets)
     params = parse_params(args.param)
+    background_load = parse_background_load(args.background_load)
     if args.skip_missing:
         solvers, params = _registered_only(solvers, params)
     plan_solvers(solvers, params)  # bad names and parameters fail before instances load
@@ -222,11 +243,12 @@ def run_from_args(args: argparse.Namespace) -> int:
         stop_at_best_known=not args.no_early_stop,
         plot=not args.no_plot,
         command=["ising-qubo", *sys.argv[1:]],
+        background_load=background_load,
     )
     if not args.quiet:
         print(result.table_markdown())
+    plotted = (Path(result.out_dir) / "trajectories.png").exists()  # none without matplotlib
     print(
-        f"wrote {result.out_dir}/results.json, table.md"
-        + ("" if args.no_plot else ", trajectories.png")
+        f"wrote {result.out_dir}/results.json, table.md" + (", trajectories.png" if plotted else "")
     )
     return 0

@@ -111,13 +111,14 @@ def _add_energy(parser: argparse.ArgumentParser) -> None:
         "--keep",
         type=float,
         default=0.5,
-        help="fraction of parameters (or MACs, --keep-by macs) to keep",
+        help="fraction of parameters (or MACs, or latency: --keep-by) to keep",
     )
     group.add_argument(
         "--keep-by",
         default="params",
-        choices=("params", "macs"),
-        help="what --keep counts: parameters or multiply-accumulates",
+        choices=("params", "macs", "latency"),
+        help="what --keep counts: parameters, multiply-accumulates, or the latency "
+        "measured on the model's device at batch 1 (latency: --budget global only)",
     )
     group.add_argument(
         "--budget",

@@ -19,6 +19,12 @@ pruned networks. (The parameter table assumes that each tensor dimension is shru
 group, as in ResNets, VGG, AlexNet, MobileNet; a layer fed by a concatenation of several
 groups, as in SqueezeNet, is approximate, as it is for the uniform budget.)
 
+``by="latency"`` is measured, not counted: the network's layers are timed on its device
+and example inputs and fitted by a cost of the same form
+(:func:`~ising_qubo.pruning.latency.latency_model`). It is a model, not exact: the
+pruned network's real latency is checked with
+:func:`~ising_qubo.pruning.latency.measured_latency_fraction`.
+
 :class:`GlobalBudget` holds the cost, the limit ``keep * cost(n)`` and the floors
 ``f_g = max(1, ceil(min_keep * n_g))``, and gives the cost in the forms solvers take:
 :meth:`GlobalBudget.as_count_budget` for CP-SAT (``Capability.COUNT_BUDGET``), and
@@ -39,11 +45,14 @@ import torch
 from torch import nn
 
 from ising_qubo.pruning.groups import PRUNABLE_TYPES, ModelGroups, _forward, modes_kept
+from ising_qubo.pruning.latency import LatencyModel, latency_model
 
 #: what a pruning problem's budget can be: the same fraction in every group, or one
 #: constraint over the whole network
 BUDGETS = ("uniform", "global")
-KEEP_BY = ("params", "macs")
+#: what ``keep`` is a fraction of: parameters, multiply-accumulates, measured latency
+#: (latency: whole-network budgets only)
+KEEP_BY = ("params", "macs", "latency")
 
 # costs are sums of ~10^3 float terms of size <= the dense cost: a budget met up to this
 # fraction of the dense cost is met (the real counts are integers)
@@ -98,6 +107,8 @@ class GlobalBudget:
             raise ValueError(f"keep_by must be one of {', '.join(KEEP_BY)}, got {by!r}")
         self.keep = float(keep)
         self.by = by
+        #: how a latency cost was measured (set by :meth:`from_groups`; None otherwise)
+        self.latency_model: LatencyModel | None = None
         self.min_keep = check_min_keep(min_keep)
         self.constant = float(constant)
         self.linear = np.asarray(linear, dtype=float).reshape(count)
@@ -127,11 +138,25 @@ class GlobalBudget:
 
     @classmethod
     def from_groups(
-        cls, groups: ModelGroups, keep: float, by: str = "params", min_keep: float = 0.1
+        cls,
+        groups: ModelGroups,
+        keep: float,
+        by: str = "params",
+        min_keep: float = 0.1,
+        latency_options: Mapping[str, Any] | None = None,
     ) -> GlobalBudget:
-        """The budget of a network's groups (``by``: "params" or "macs")."""
-        constant, linear, quadratic = network_cost(groups, by)
-        return cls(
+        """The budget of a network's groups (``by``: one of ``KEEP_BY``). ``by="latency"``
+        measures the model now (:func:`~ising_qubo.pruning.latency.latency_model`, which
+        takes ``latency_options``: ``repeats``, ``max_seconds``, ``timer``)."""
+        if by not in KEEP_BY:
+            raise ValueError(f"keep_by must be one of {', '.join(KEEP_BY)}, got {by!r}")
+        measured = None
+        if by == "latency":
+            measured = latency_model(groups, **dict(latency_options or {}))
+            constant, linear, quadratic = measured.terms()
+        else:
+            constant, linear, quadratic = network_cost(groups, by)
+        budget = cls(
             [g.name for g in groups.groups],
             [g.size for g in groups.groups],
             constant,
@@ -141,6 +166,28 @@ class GlobalBudget:
             by,
             min_keep,
         )
+        budget.latency_model = measured
+        return budget
+
+    def uniform_counts(self) -> dict[str, int]:
+        """The counts when every group keeps the same fraction of its units (rounded, at
+        least 1), the largest fraction whose cost stays within the limit (floors aside):
+        what :func:`~ising_qubo.pruning.groups.uniform_keep_counts` gives for a counted
+        cost, for a cost only the budget knows (latency)."""
+
+        def counts_at(ratio: float) -> np.ndarray:
+            return np.clip(np.rint(ratio * self.sizes), 1, self.sizes).astype(np.int64)
+
+        low, high = 0.0, 1.0
+        if self.within_limit(self.cost(counts_at(high))):
+            low = high
+        for _ in range(40 if low < high else 0):
+            middle = (low + high) / 2
+            if self.within_limit(self.cost(counts_at(middle))):
+                low = middle
+            else:
+                high = middle
+        return {name: int(k) for name, k in zip(self.names, counts_at(low))}
 
     # ----- the cost -------------------------------------------------------------------
     def counts(self, counts: Mapping[str, int] | Sequence[int] | np.ndarray) -> np.ndarray:
@@ -250,7 +297,10 @@ class GlobalBudget:
 # ----- the cost of a network -----------------------------------------------------------
 def network_cost(groups: ModelGroups, by: str = "params") -> tuple[float, np.ndarray, np.ndarray]:
     """(c0, a (G,), b (G, G) upper-triangular) of the network's exact cost (module
-    docstring): the cost table's tensors, plus for MACs everything else the counter counts."""
+    docstring): the cost table's tensors, plus for MACs everything else the counter counts.
+    ``by="latency"``: the fitted model of a measurement (:func:`latency_model`, defaults)."""
+    if by == "latency":
+        return latency_model(groups).terms()
     costs, shrunk = groups.cost_table(by)
     sizes = np.array([g.size for g in groups.groups], dtype=float)
     count = len(sizes)

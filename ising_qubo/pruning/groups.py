@@ -355,8 +355,7 @@ class ModelGroups:
     def kept_fraction(self, counts: Mapping[str, int], by: str = "params") -> float:
         """Fraction of parameters (or MACs of conv/linear layers) left when group ``g``
         keeps ``counts[g]`` units (groups not named keep all)."""
-        if by not in ("params", "macs"):
-            raise ValueError(f"keep_by must be 'params' or 'macs', got {by!r}")
+        _check_counted(by)
         frac = np.array([counts.get(g.name, g.size) / g.size for g in self.groups] + [1.0])
         scale = frac[self._cost_groups[:, 0]] * frac[self._cost_groups[:, 1]]
         column = 0 if by == "params" else 1
@@ -368,8 +367,7 @@ class ModelGroups:
         its cost (entries, or MACs of a conv/linear weight) and the indices of the groups
         that shrink its output and its input dimension (-1: none), so that with group g
         keeping k_g of n_g units the tensor costs cost * (k_o / n_o) * (k_i / n_i)."""
-        if by not in ("params", "macs"):
-            raise ValueError(f"keep_by must be 'params' or 'macs', got {by!r}")
+        _check_counted(by)
         column = 0 if by == "params" else 1
         return self._costs[:, column].copy(), self._cost_groups.copy()
 
@@ -453,6 +451,14 @@ class ModelGroups:
                 f"{detail}): a layer of this model is not one Torch-Pruning "
                 f"can prune correctly; pass it in ignored_layers"
             ) from error
+
+
+def _check_counted(by: str) -> None:
+    """``by`` must be a cost this table counts (latency is measured, by the global budget)."""
+    if by == "latency":
+        raise ValueError("keep_by='latency' needs budget='global'")
+    if by not in ("params", "macs"):
+        raise ValueError(f"keep_by must be 'params' or 'macs', got {by!r}")
 
 
 def _cost_per_index(module: nn.Module, dep: Any, out_size: int | None) -> tuple[float, float]:

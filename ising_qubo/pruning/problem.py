@@ -32,7 +32,10 @@ The budget ``keep`` is a fraction of the model's parameters (or MACs), of one of
   budget exactly and descended by budget-keeping moves
   (:mod:`ising_qubo.pruning.global_search`), so the result always meets it. The files
   of :meth:`PruningProblem.save` then hold the energy alone; ``manifest.json`` holds the
-  budget (its cost terms, limit and floors).
+  budget (its cost terms, limit and floors). ``keep_by="latency"`` (global only) makes
+  the cost the latency measured on the model's device, a fitted model of it
+  (:mod:`ising_qubo.pruning.latency`); the energy's reference counts are then the
+  uniform ones under that model (:meth:`GlobalBudget.uniform_counts`).
 """
 
 from __future__ import annotations
@@ -185,11 +188,18 @@ class PruningProblem:
         self.seed = seed
         #: a global budget over the whole network (None: uniform or no budget)
         self.global_budget: GlobalBudget | None = None
-        uniform = None if keep is None else uniform_keep_counts(groups, keep, keep_by)
+        if keep_by == "latency" and self.budget_mode != "global":
+            raise ValueError("keep_by='latency' needs budget='global'")
+        measured = keep_by == "latency"  # a cost only the global budget knows
+        uniform = None
+        if keep is not None and not measured:
+            uniform = uniform_keep_counts(groups, keep, keep_by)
         if self.budget_mode == "global":
             if keep is None:
                 raise ValueError("budget='global' needs keep, the fraction to keep")
             self.global_budget = GlobalBudget.from_groups(groups, keep, keep_by, self.min_keep)
+            if measured:
+                uniform = self.global_budget.uniform_counts()
         #: units kept per group under a uniform budget (None: global or no budget)
         self.keep_counts: dict[str, int] | None = uniform if self.budget_mode == "uniform" else None
         #: the counts an energy scales its terms by (a global budget's energy is the one
@@ -235,8 +245,11 @@ class PruningProblem:
         :class:`~ising_qubo.pruning.energies.Energy` instance. ``data``: a batch of inputs,
         or ``(inputs, targets)``; the paper's energy takes feature-map entropies from it
         (the example inputs when absent), Taylor importance needs the targets. ``keep``:
-        fraction of parameters (``keep_by="macs"``: of multiply-accumulates) to keep; None
-        means no budget (the paper's energy then keeps about half of the units by itself).
+        fraction of parameters (``keep_by="macs"``: of multiply-accumulates;
+        ``keep_by="latency"``: of the latency measured on the model's device and example
+        inputs, with ``budget="global"`` only, see :mod:`ising_qubo.pruning.latency`) to
+        keep; None means no budget (the paper's energy then keeps about half of the units
+        by itself).
         ``budget``: "uniform" (every group keeps the same fraction) or "global" (one
         constraint over the whole network, at least ``max(1, ceil(min_keep * n))`` units
         per group; see the module docstring).
@@ -752,8 +765,13 @@ class PruningProblem:
         if supports(sampler, Capability.COUNT_BUDGET):
             extra = dict(params)
             extra["count_budget"] = budget.as_count_budget([g.labels for g in self.groups])
-            if warm:
-                extra["initial_states"] = (self.state_from_masks(initial)[None, :], self.labels)
+            if supports(sampler, Capability.INITIAL_STATES):
+                # a state meeting the budget (the warm start, else the all-kept state,
+                # polished): the solver's hint, and its answer if time ends before it
+                # finds one of its own (CP-SAT: while it builds a large model)
+                x = self.state_from_masks(initial) if warm else np.ones(self.num_variables)
+                spins, _ = self._polish_global(x)
+                extra["initial_states"] = ((spins > 0).astype(np.int8)[None, :], self.labels)
             sampleset = sampler.sample(self.to_bqm(None, budget=False), **extra)
             samplesets = [sampleset]
             candidates = [_best_state(sampleset, self.labels)]
@@ -761,6 +779,8 @@ class PruningProblem:
             if "bound" in sampleset.info:
                 record["bound"] = float(sampleset.info["bound"])
                 record["status"] = sampleset.info.get("status")
+            if "fallback" in sampleset.info:
+                record["fallback"] = sampleset.info["fallback"]
         else:
             csr = self.structured(budget=False).csr()
             candidates, samplesets, tried = self._lagrangian_search(
@@ -820,13 +840,24 @@ class PruningProblem:
         first = self._first_multiplier(energy)
         multiplier, low, high = first, 0.0, math.inf
         unconstrained = first == 0.0  # whether the energy alone (lam = 0) was tried
-        states, samplesets, tried = [], [], []
+        states: list[np.ndarray] = []
+        samplesets: list[dimod.SampleSet] = []
+        tried: list[dict[str, float]] = []
         params = self._anneal_params(sampler, params)
-        if params.get("time_limit") is not None:  # the whole search keeps the time limit
-            params["time_limit"] = float(params["time_limit"]) / LAGRANGE_SOLVES
+        # the whole search keeps the time limit: each solve gets an equal share of what is
+        # left, and building a solve's model (a dense BQM for a plain dimod sampler) is
+        # counted in it; once the time is spent, the states so far are the answer
+        deadline = None
+        if params.get("time_limit") is not None:
+            deadline = time.perf_counter() + float(params["time_limit"])
         if not supports(sampler, Capability.STRUCTURED):
             csr = None  # the dense BQM path builds its own
-        for _ in range(LAGRANGE_SOLVES):
+        for solve in range(LAGRANGE_SOLVES):
+            if deadline is not None:
+                left = deadline - time.perf_counter()
+                if left <= 0 and states:
+                    break
+                params["time_limit"] = max(left, 0.0) / (LAGRANGE_SOLVES - solve)
             state, sampleset = self._sample_whole(
                 sampler, _with_cost(energy, cost, multiplier, csr), initial, params
             )

@@ -17,6 +17,7 @@ import numpy as np
 from numba import njit, prange
 
 from ising_qubo.solvers._threads import start_numba_pool
+from ising_qubo.solvers.kernel_threads import kernel_threads, threads_by_entries
 
 _SPLITMIX_GAMMA = np.uint64(0x9E3779B97F4A7C15)
 _MIX1 = np.uint64(0xBF58476D1CE4E5B9)
@@ -188,6 +189,15 @@ def sweeps_blocks(spins, fields, jflat, var_start, j_start, beta_table, rng_stat
 
 # Plain-Python fronts of the kernels for one problem, for callers outside the annealing
 # loop (the fitted temperature range, the torch backend's final descent).
+def _front_threads(states: np.ndarray, dense, csr, lowrank, passes: int = 1) -> int:
+    """Threads of a front's call (:mod:`ising_qubo.solvers.kernel_threads`), from the
+    entries ``passes`` passes over a state read."""
+    n = states.shape[1]
+    rank = 0 if lowrank is None else len(lowrank[0])
+    entries = n * n if dense is not None else len(csr[2]) + n * (2 * rank + 1)
+    return threads_by_entries(len(states), entries, passes)
+
+
 def _layout(n: int, dense, csr, lowrank):
     if (dense is None) == (csr is None):
         raise ValueError("give exactly one of dense= or csr=")
@@ -207,13 +217,14 @@ def flip_changes(states, h, dense=None, csr=None, lowrank=None) -> np.ndarray:
     int32, values); ``lowrank``: (u, v) of the terms sum_r (u_r.s)(v_r.s), CSR only."""
     n = states.shape[1]
     lr_u, lr_v, lr_diag = _layout(n, dense, csr, lowrank)
-    if dense is not None:
-        fields = fields_blocks(
-            states, h, dense, np.array([0, n], dtype=np.int64), np.zeros(1, dtype=np.int64)
-        )
-        return -2.0 * states * fields
-    indptr, indices, data = csr
-    fields, proj_u, proj_v = fields_csr(states, h, indptr, indices, data, lr_u, lr_v)
+    with kernel_threads(_front_threads(states, dense, csr, lowrank)):
+        if dense is not None:
+            fields = fields_blocks(
+                states, h, dense, np.array([0, n], dtype=np.int64), np.zeros(1, dtype=np.int64)
+            )
+            return -2.0 * states * fields
+        indptr, indices, data = csr
+        fields, proj_u, proj_v = fields_csr(states, h, indptr, indices, data, lr_u, lr_v)
     full = fields + proj_v @ lr_u + proj_u @ lr_v  # as _delta_energy counts them
     return -2.0 * states * full + 4.0 * lr_diag
 
@@ -221,6 +232,12 @@ def flip_changes(states, h, dense=None, csr=None, lowrank=None) -> np.ndarray:
 def descend(states, h, dense=None, csr=None, lowrank=None, max_sweeps: int = 10_000) -> None:
     """Strict single-flip descent of every state, in place, in the stored variable order
     (layouts as in :func:`flip_changes`)."""
+    # a descent usually ends within ten sweeps
+    with kernel_threads(_front_threads(states, dense, csr, lowrank, passes=10)):
+        _descend(states, h, dense, csr, lowrank, max_sweeps)
+
+
+def _descend(states, h, dense, csr, lowrank, max_sweeps: int) -> None:
     n = states.shape[1]
     lr_u, lr_v, lr_diag = _layout(n, dense, csr, lowrank)
     greedy = np.zeros((max_sweeps, 1))  # beta table of a greedy pass: betas unused

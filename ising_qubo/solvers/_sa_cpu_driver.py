@@ -17,6 +17,7 @@ import numpy as np
 
 from ising_qubo.solvers._common import Stop, symmetric_csr
 from ising_qubo.solvers._sa_problems import SpinProblem, is_dense, lowrank_union, union
+from ising_qubo.solvers.kernel_threads import ThreadChooser
 from ising_qubo.solvers.pacing import Pacer
 from ising_qubo.solvers.schedule import BetaSchedule, fitted_beta_range
 
@@ -25,6 +26,9 @@ from ising_qubo.solvers.schedule import BetaSchedule, fitted_beta_range
 REFRESH_SWEEPS = 100
 # Sweeps of the final greedy descent at most (it ends as soon as no flip lowers a state).
 _DESCENT_SWEEPS = 10_000
+# What the thread choice assumes the final descent costs, in sweeps (it usually ends in a
+# few; a long one is long enough to run in parallel whichever is assumed).
+_DESCENT_SWEEPS_GUESS = 10
 
 
 def fitted_range(problem: SpinProblem) -> tuple[float, float]:
@@ -122,7 +126,11 @@ def run(
             )
 
     limit = None if stop.deadline.end is None else stop.deadline.end - stop.deadline.start
-    pacer = Pacer(limit, numba.get_num_threads())
+    # threads per call from its work (ising_qubo.solvers.kernel_threads): a task is a
+    # replica, or a (replica, problem) pair in the dense layout
+    threads = ThreadChooser(numba.get_num_threads())
+    tasks = count if all(is_dense(p) for p in problems) else 1
+    pacer = Pacer(limit, threads.cap)
     swept = np.zeros(reads, dtype=np.int64)  # sweeps done, per replica
 
     def anneal_all() -> None:
@@ -134,16 +142,20 @@ def run(
             while a < reads:
                 width, step = pacer.block(reads - a, len(table))
                 b = a + width
-                refresh(a, b)
+                with threads.call(width * tasks, 1):  # a refresh costs about a sweep
+                    refresh(a, b)
                 done = 0
                 while done < len(table):
                     if not first and stop():
                         return
                     first = False
                     chunk = table[done : done + step]
-                    started = time.perf_counter()
-                    sweep(a, b, chunk, False)
-                    pacer.record(width * len(chunk), time.perf_counter() - started)
+                    with threads.call(width * tasks, len(chunk)):
+                        started = time.perf_counter()
+                        sweep(a, b, chunk, False)
+                        seconds = time.perf_counter() - started
+                    pacer.record(width * len(chunk), seconds)
+                    threads.record(width * tasks * len(chunk), seconds)
                     swept[a:b] += len(chunk)
                     done += len(chunk)
                     step = pacer.sweeps(width, len(table) - done)
@@ -157,6 +169,7 @@ def run(
     # Replicas never reached (the run stopped in its first segment) are left out: they
     # would only be random states, and descending them all could overrun the limit.
     kept = int(np.count_nonzero(swept)) if swept[-1] == 0 else reads
-    refresh(0, kept)
-    sweep(0, kept, np.zeros((_DESCENT_SWEEPS, count)), True)
+    with threads.call(kept * tasks, _DESCENT_SWEEPS_GUESS):
+        refresh(0, kept)
+        sweep(0, kept, np.zeros((_DESCENT_SWEEPS, count)), True)
     return spins[:kept], int(swept[:kept].min())

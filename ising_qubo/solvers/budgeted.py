@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from ising_qubo.lowrank import LowRankIsing
+from ising_qubo.solvers.kernel_threads import ThreadChooser, kernel_threads, threads_by_entries
 from ising_qubo.solvers.pacing import Pacer
 
 _DELTA_SAMPLES = 4096
@@ -114,11 +115,18 @@ class SwapModel:
         from ising_qubo.solvers import _swap_cpu
 
         spins = np.ascontiguousarray(np.atleast_2d(spins), dtype=np.float64).copy()
-        fields = _swap_cpu.block_fields(
-            spins, self.h, self.bvars, self.bvar_start, self.jflat, self.j_start
-        )
-        pu, pv = _swap_cpu.projections(spins, *self._lowrank, self.rank)
+        with self._threads(len(spins), passes=1):
+            fields = _swap_cpu.block_fields(
+                spins, self.h, self.bvars, self.bvar_start, self.jflat, self.j_start
+            )
+            pu, pv = _swap_cpu.projections(spins, *self._lowrank, self.rank)
         return spins, fields, pu, pv
+
+    def _threads(self, reads: int, passes: float) -> Any:
+        """The threads of a call over ``reads`` replicas reading every entry ``passes``
+        times (:mod:`ising_qubo.solvers.kernel_threads`)."""
+        entries = len(self.jflat) + 2 * self.rank * len(self.h)
+        return kernel_threads(threads_by_entries(reads, entries, passes))
 
     def repair(self, state: SwapState, targets: Sequence[int]) -> np.ndarray:
         from ising_qubo.solvers import _swap_cpu
@@ -129,39 +137,41 @@ class SwapModel:
         if len(bad):
             g = int(bad[0])
             raise ValueError(f"group {g}: cannot keep {int(keep[g])} of {int(sizes[g])} units")
-        return _swap_cpu.repair(
-            *state,
-            self.g_ptr,
-            self.g_vars,
-            keep,
-            self.bvars,
-            self.bvar_start,
-            self.jflat,
-            self.j_start,
-            self.vb_ptr,
-            self.vb_block,
-            self.vb_pos,
-            *self._lowrank,
-        )
+        with self._threads(len(state[0]), passes=1):
+            return _swap_cpu.repair(
+                *state,
+                self.g_ptr,
+                self.g_vars,
+                keep,
+                self.bvars,
+                self.bvar_start,
+                self.jflat,
+                self.j_start,
+                self.vb_ptr,
+                self.vb_block,
+                self.vb_pos,
+                *self._lowrank,
+            )
 
     def descend(self, state: SwapState, max_swaps: int) -> np.ndarray:
         from ising_qubo.solvers import _swap_cpu
 
-        return _swap_cpu.swap_descent(
-            *state,
-            self.g_ptr,
-            self.g_vars,
-            int(max_swaps),
-            self.tolerance(),
-            self.bvars,
-            self.bvar_start,
-            self.jflat,
-            self.j_start,
-            self.vb_ptr,
-            self.vb_block,
-            self.vb_pos,
-            *self._lowrank,
-        )
+        with self._threads(len(state[0]), passes=10):  # a descent: a few passes
+            return _swap_cpu.swap_descent(
+                *state,
+                self.g_ptr,
+                self.g_vars,
+                int(max_swaps),
+                self.tolerance(),
+                self.bvars,
+                self.bvar_start,
+                self.jflat,
+                self.j_start,
+                self.vb_ptr,
+                self.vb_block,
+                self.vb_pos,
+                *self._lowrank,
+            )
 
     def tolerance(self) -> float:
         """Improvements below this are float noise: 1e-9 of the largest field scale."""
@@ -285,21 +295,25 @@ def budgeted_anneal(
     accepted = np.zeros(num_reads, dtype=np.int64)
     # stop is checked between kernel calls, each of all replicas, paced as in pacing.py
     pacer = Pacer(None if stop is None else stop.deadline.remaining())
+    threads = ThreadChooser()  # threads per call from its measured work
     while done < num_sweeps and not (stop is not None and stop()):
         part = betas(done, pacer.sweeps(num_reads, num_sweeps - done))
-        started = time.perf_counter()
-        accepted += _swap_cpu.swap_sweeps(
-            *state,
-            order,
-            layout.g_ptr,
-            layout.g_vars,
-            kept,
-            part,
-            rng_state,
-            *layout._blocks,
-            *layout._lowrank,
-        )
-        pacer.record(num_reads * len(part), time.perf_counter() - started)
+        with threads.call(num_reads, len(part)):
+            started = time.perf_counter()
+            accepted += _swap_cpu.swap_sweeps(
+                *state,
+                order,
+                layout.g_ptr,
+                layout.g_vars,
+                kept,
+                part,
+                rng_state,
+                *layout._blocks,
+                *layout._lowrank,
+            )
+            seconds = time.perf_counter() - started
+        pacer.record(num_reads * len(part), seconds)
+        threads.record(num_reads * len(part), seconds)
         done += len(part)
     info["num_sweeps"] = done
     info["accepted_swaps"] = accepted.tolist()

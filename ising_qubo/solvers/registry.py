@@ -1,7 +1,10 @@
 """Solvers by name: a registry of ``dimod.Sampler`` factories.
 
 Built-in solvers are registered as ``"module:attribute"`` strings so that importing
-``ising_qubo`` does not import torch or OR-Tools. Third-party packages add solvers through
+``ising_qubo`` does not import torch or OR-Tools, and each names the optional modules it
+``needs`` (with the extra that installs them): without one, :func:`get_solver` raises a
+one-line :class:`~ising_qubo._extras.MissingExtraError` and the listing says why the
+solver is unavailable, without importing anything. Third-party packages add solvers through
 the ``ising_qubo.solvers`` entry-point group; each entry point loads to a factory (a
 zero-argument callable, usually a Sampler class) returning a ``dimod.Sampler``.
 """
@@ -12,13 +15,14 @@ import functools
 import importlib
 import threading
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import Any
 
 import dimod
 
+from ising_qubo._extras import MissingExtraError, as_missing_extra, is_installed
 from ising_qubo.solvers.capabilities import Capability, supports
 
 ENTRY_POINT_GROUP = "ising_qubo.solvers"
@@ -32,21 +36,46 @@ class SolverEntry:
     factory: Factory | str
     description: str = ""
     availability: Callable[[], str] | str | None = None
+    needs: tuple[tuple[str, str], ...] = ()  # (optional module, the extra installing it)
+
+    def missing(self) -> MissingExtraError | None:
+        """The first module in ``needs`` that is not installed, as the error to raise."""
+        for module, extra in self.needs:
+            if not is_installed(module):
+                return MissingExtraError(module, extra, self.name)
+        return None
 
     def load_factory(self) -> Factory:
-        return _import_path(self.factory) if isinstance(self.factory, str) else self.factory
+        missing = self.missing()
+        if missing is not None:
+            raise missing
+        if not isinstance(self.factory, str):
+            return self.factory
+        try:
+            return _import_path(self.factory)
+        except ModuleNotFoundError as exc:  # an optional module that ``needs`` does not list
+            translated = as_missing_extra(exc, self.name)
+            if translated is None:
+                raise
+            raise translated from exc
 
     def available(self) -> str:
-        """What is usable here, in words (e.g. whether CUDA is visible)."""
+        """What is usable here, in words (e.g. whether CUDA is visible, or which extra
+        to install)."""
+        missing = self.missing()
+        if missing is not None:
+            return f"no ({missing})"
         if self.availability is None:
             return "yes"
-        check = self.availability
-        if isinstance(check, str):
-            check = _import_path(check)
-        try:
+        try:  # a broken optional dependency must not break the listing
+            check = self.availability
+            if isinstance(check, str):
+                check = _import_path(check)
             return check()
-        except Exception as exc:  # a broken optional dependency must not break the listing
-            return " ".join(f"no ({type(exc).__name__}: {exc})".split())  # one line
+        except Exception as exc:
+            translated = as_missing_extra(exc, self.name)
+            reason = str(translated) if translated else f"{type(exc).__name__}: {exc}"
+            return " ".join(f"no ({reason})".split())  # one line
 
 
 def _import_path(path: str) -> Any:
@@ -65,13 +94,16 @@ def register_solver(
     *,
     description: str = "",
     availability: Callable[[], str] | str | None = None,
+    needs: Mapping[str, str] | None = None,
     overwrite: bool = False,
 ) -> None:
     """Make a solver available by ``name`` to :func:`get_solver` and :func:`solve`.
 
     ``factory`` is a zero-argument callable returning a ``dimod.Sampler`` (a Sampler class
     works), a ready ``dimod.Sampler`` instance (e.g. ``DWaveSampler()``), or a
-    ``"module:attribute"`` path to such a callable, imported on first use.
+    ``"module:attribute"`` path to such a callable, imported on first use. ``needs`` maps
+    optional modules the solver cannot run without to the ``ising-qubo`` extra that
+    installs each (``{"numba": "anneal"}``).
     """
     if not isinstance(name, str) or not name.strip():
         raise ValueError(f"a solver name must be a non-empty string, got {name!r}")
@@ -93,7 +125,9 @@ def register_solver(
             raise ValueError(
                 f"a solver named {name!r} is already registered; pass overwrite=True to replace it"
             )
-        _REGISTRY[name] = SolverEntry(name, factory, description, availability)
+        _REGISTRY[name] = SolverEntry(
+            name, factory, description, availability, tuple((needs or {}).items())
+        )
 
 
 def unregister_solver(name: str) -> None:

@@ -7,18 +7,31 @@ driven by :mod:`ising_qubo.solvers._sa_cpu_driver`; on CUDA, or with
 ``backend="torch"``, the PyTorch kernel of :mod:`ising_qubo.solvers._sa_torch`. Under
 per-group cardinalities, :meth:`TorchSASampler.sample_structured` hands over to the swap
 search of :mod:`ising_qubo.solvers.budgeted`.
+
+Threads on the CPU: each kernel call runs on one thread unless it has several replicas
+and enough work to pay for a parallel section (:mod:`ising_qubo.solvers.kernel_threads`;
+starting one costs 8-20 ms when other processes keep the cores busy), then on up to
+numba's thread count (``NUMBA_NUM_THREADS``, or ``numba.set_num_threads`` before the
+call). The thread count never changes a seeded result.
+
+Memory on the CPU: the compiled path never imports torch (about 0.5 GiB just to import;
+Gset G1 for 2 s peaked at 180 MiB without it, 650 MiB with it, neal at 70 MiB). The
+torch kernel is imported only for CUDA or ``backend="torch"``, and ``device="auto"`` is
+decided without torch unless a GPU may be visible
+(:mod:`ising_qubo.solvers.cpu_first_device`).
 """
 
 from __future__ import annotations
 
 import math
+import weakref
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dimod
 import numpy as np
 
-from ising_qubo.solvers import _sa_cpu_driver, _sa_torch
+from ising_qubo.solvers import _sa_cpu_driver
 from ising_qubo.solvers._common import (
     ArrayModel,
     Stop,
@@ -27,13 +40,16 @@ from ising_qubo.solvers._common import (
     parse_initial_states,
     positive_int,
     sampleset_from_states,
+    symmetric_csr,
     wall_timer,
 )
 from ising_qubo.solvers._sa_problems import SpinProblem
-from ising_qubo.solvers._sa_torch import IsingTensors, anneal, build_tensors, descend
-from ising_qubo.solvers._torch_common import resolve_device
 from ising_qubo.solvers.capabilities import Capability as C
+from ising_qubo.solvers.cpu_first_device import is_cuda, resolve_cpu_first
 from ising_qubo.solvers.schedule import BetaSchedule, default_beta_range
+
+if TYPE_CHECKING:  # at run time, loaded with torch on first use (module __getattr__)
+    from ising_qubo.solvers._sa_torch import IsingTensors, anneal, build_tensors, descend
 
 
 class TorchSASampler(dimod.Sampler, dimod.Initialized):
@@ -49,6 +65,14 @@ class TorchSASampler(dimod.Sampler, dimod.Initialized):
     ('float32' or 'float64': the precision of the torch backend; the CPU kernel always
     uses float64), ``backend`` ('auto': the compiled numba kernel on the CPU and the
     torch kernel on CUDA; or 'numba' / 'torch').
+
+    ``device='auto'`` is CUDA when torch sees a GPU, else the CPU, and the CPU path does
+    not import torch: when torch is not imported yet, it is imported only if a GPU may
+    be visible (a device node ``/dev/nvidia0``..., ``/dev/dxg`` or ``/dev/kfd`` exists,
+    ``CUDA_VISIBLE_DEVICES`` is not ``""`` or ``"-1"``, torch is installed; always on
+    Windows); when it is already imported, it is asked. ``device='cpu'`` never imports
+    it; see :mod:`ising_qubo.solvers.cpu_first_device`.
+
     Every returned state is a local minimum: a final greedy descent in float64 removes
     any single flip that still lowers the energy.
 
@@ -220,26 +244,20 @@ class TorchSASampler(dimod.Sampler, dimod.Initialized):
                 **parameters,
             )
         indptr, indices, data = problem.csr()
-        rows = np.repeat(np.arange(n), np.diff(indptr))
-        upper = rows < indices  # each coupling once, as the BQM path stores it
+        rows, cols, values, kernel_csr = _kernel_layout(indptr, indices, data)
         part = SpinProblem(
-            problem.h,
-            rows[upper],
-            indices[upper],
-            data[upper],
-            start,
-            None,
-            problem.lowrank_u,
-            problem.lowrank_v,
+            problem.h, rows, cols, values, start, None, problem.lowrank_u, problem.lowrank_v
         )
+        part.__dict__["csr"] = kernel_csr  # the cached_property, filled from the cache
         if isinstance(beta_range, str) and beta_range == "neal":
             # Rank-1 terms couple every pair: count their largest field in the hot bound.
             abs_u, abs_v = np.abs(problem.lowrank_u), np.abs(problem.lowrank_v)
             reach = (abs_u * abs_v.sum(1, keepdims=True)).sum(0) + (
                 abs_v * abs_u.sum(1, keepdims=True)
             ).sum(0)
-            hot, cold = default_beta_range(problem.h, rows[upper], indices[upper], data[upper])
-            max_field = (np.abs(problem.h) + np.bincount(rows, np.abs(data), n) + reach).max()
+            hot, cold = default_beta_range(problem.h, rows, cols, values)
+            coupled = np.bincount(rows, np.abs(values), n) + np.bincount(cols, np.abs(values), n)
+            max_field = (np.abs(problem.h) + coupled + reach).max()
             betas = (min(hot, math.log(2) / (2 * max_field)) if max_field > 0 else hot, cold)
             part.beta_range = (min(betas), max(betas))
         else:
@@ -269,7 +287,7 @@ class TorchSASampler(dimod.Sampler, dimod.Initialized):
         parameters.pop("backend", None)
         parameters.pop("beta_schedule_type", None)
         self.remove_unknown_kwargs(**parameters)
-        resolve_device(device, "torch-sa")
+        resolve_cpu_first(device, "torch-sa")  # checked; the swap kernel runs on the CPU
         sweeps = positive_int(num_sweeps, "num_sweeps", "torch-sa")
         groups, targets = _cardinality_groups(problem, cardinalities)
         if isinstance(beta_range, str) and beta_range == "neal":
@@ -314,7 +332,7 @@ class TorchSASampler(dimod.Sampler, dimod.Initialized):
     ) -> tuple[list[np.ndarray], dict]:
         self.remove_unknown_kwargs(**parameters)
         sweeps = positive_int(num_sweeps, "num_sweeps", "torch-sa")
-        torch_device = resolve_device(device, "torch-sa")
+        torch_device = resolve_cpu_first(device, "torch-sa")  # "cpu" needs no torch
         if str(dtype) not in ("float32", "float64"):
             raise ValueError(f"torch-sa: dtype must be 'float32' or 'float64', got {dtype!r}")
         if backend not in ("auto", "numba", "torch"):
@@ -322,8 +340,8 @@ class TorchSASampler(dimod.Sampler, dimod.Initialized):
                 f"torch-sa: backend must be 'auto', 'numba' or 'torch', got {backend!r}"
             )
         if backend == "auto":
-            backend = "torch" if torch_device.type == "cuda" else "numba"
-        if backend == "numba" and torch_device.type == "cuda":
+            backend = "torch" if is_cuda(torch_device) else "numba"
+        if backend == "numba" and is_cuda(torch_device):
             raise ValueError("torch-sa: backend='numba' runs on the CPU; use device='cpu'")
         beta_ranges = []
         for part in parts:
@@ -342,11 +360,28 @@ class TorchSASampler(dimod.Sampler, dimod.Initialized):
             elif backend == "numba":
                 spins, done = _sa_cpu_driver.run(parts, schedule, seed, stop)
             else:
-                spins, done = _sa_torch.run(parts, schedule, seed, stop, torch_device, dtype, info)
+                spins, done = _run_torch(parts, schedule, seed, stop, torch_device, dtype, info)
         info["num_sweeps"] = done
         stop.report(info)
         bounds = np.cumsum([0] + sizes)
         return [spins[:, a:b] for a, b in zip(bounds[:-1], bounds[1:])], info
+
+
+def _run_torch(
+    parts: list[SpinProblem],
+    schedule: BetaSchedule,
+    seed: int | None,
+    stop: Stop,
+    device: Any,
+    dtype: str,
+    info: dict[str, Any],
+) -> tuple[np.ndarray, int]:
+    """The torch kernel, imported here: the CPU path must not load torch."""
+    from ising_qubo.devices import resolve_device
+    from ising_qubo.solvers import _sa_torch
+
+    device = resolve_device(device, "torch-sa")  # "cpu" (a str) as a torch.device
+    return _sa_torch.run(parts, schedule, seed, stop, device, dtype, info)
 
 
 def _cardinality_groups(problem: Any, cardinalities: Any) -> tuple[list[np.ndarray], list[int]]:
@@ -396,6 +431,30 @@ def _as_spins(states: np.ndarray, vartype: dimod.Vartype) -> np.ndarray:
     return 2 * states - 1 if vartype is dimod.BINARY else states
 
 
+# A structured problem's couplings as the kernels take them (each coupling once, and the
+# symmetric CSR with int32 indices), built once per block structure: the global budget's
+# Lagrangian search anneals up to six models that share one CSR (ResNet-101: 10 M
+# entries, 0.6 s to lay out each time). Keyed by the id of the shared indptr array and
+# dropped when that array is (arrays are not hashable, so no WeakKeyDictionary).
+_LAYOUTS: dict[int, tuple] = {}
+
+
+def _kernel_layout(indptr: np.ndarray, indices: np.ndarray, data: np.ndarray) -> tuple:
+    """(rows, cols, values) of the upper triangle and the kernels' CSR of ``csr``."""
+    cached = _LAYOUTS.get(id(indptr))
+    if cached is not None and cached[0] is indices and cached[1] is data:
+        return cached[2]
+    n = len(indptr) - 1
+    rows = np.repeat(np.arange(n), np.diff(indptr))
+    upper = rows < indices  # each coupling once, as the BQM path stores it
+    layout = (rows[upper], indices[upper], data[upper])
+    result = (*layout, symmetric_csr(n, *layout))
+    if id(indptr) not in _LAYOUTS:
+        weakref.finalize(indptr, _LAYOUTS.pop, id(indptr), None)
+    _LAYOUTS[id(indptr)] = (indices, data, result)
+    return result
+
+
 def _resolve_beta_range(part: SpinProblem, beta_range: Any) -> None:
     """Sets ``part.beta_range``: fitted (None), neal's rule ('neal') or as given."""
     if beta_range is None:
@@ -418,5 +477,16 @@ def _check_beta_range(beta_range: Any) -> tuple[float, float]:
     return hot, cold
 
 
-# The torch kernel's names (imported from _sa_torch above) stay importable from here.
+# The torch kernel's names stay importable from here, loaded (with torch) on first use.
+_TORCH_KERNEL_NAMES = ("IsingTensors", "anneal", "build_tensors", "descend")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _TORCH_KERNEL_NAMES:
+        from ising_qubo.solvers import _sa_torch
+
+        return getattr(_sa_torch, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = ["IsingTensors", "TorchSASampler", "anneal", "build_tensors", "descend"]
