@@ -494,3 +494,15 @@ def test_source_checkout_is_detected_by_its_pyproject(tmp_path, monkeypatch):
             (root / "pyproject.toml").write_text(pyproject)
         monkeypatch.setattr(module, "__file__", str(root / "ising_qubo/bench/instances.py"))
         assert module.source_checkout() == (root if layout == "checkout" else None)
+
+
+def test_progress_bar_only_on_a_terminal(tmp_path, capsys, monkeypatch):
+    """Without --no-progress the bar is drawn only when stderr is a terminal: a benchmark
+    logged to a file gets no redrawn bars in it; run_benchmark(progress=True) insists."""
+    args = ["bench", "sk:8", "--solvers", "neal", "--seeds", "1", "--time-limit", "0.2"]
+    assert cli.main([*args, "--out", str(tmp_path / "a"), "--no-plot", "--quiet"]) == 0
+    err = capsys.readouterr().err
+    assert "bench:" not in err and "run/s" not in err
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
+    assert cli.main([*args, "--out", str(tmp_path / "b"), "--no-plot", "--quiet"]) == 0
+    assert "bench" in capsys.readouterr().err  # tqdm's "bench: 100%|..." line

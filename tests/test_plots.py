@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ising_qubo.pruning.plots import plot_run
+from ising_qubo.pruning.plots import energy_axis_limits, plot_run
 
 FIGURES = ("kept_channels.png", "energy.png", "accuracy.png")
 
@@ -140,3 +140,14 @@ def test_plots_leave_the_callers_matplotlib_backend_alone(tmp_path):
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == ["svg", "svg"]
     assert (tmp_path / "energy.png").exists()
+
+
+def test_energy_axis_is_at_least_one_percent_of_the_energies_wide():
+    """Two solves 0.08 apart at -1.13e6 are shown on a scale of about 11,000, not 0.08."""
+    low, high = energy_axis_limits([-1134168.68, -1134168.60])
+    assert high - low == pytest.approx(1.2 * 0.01 * 1134168.68)
+    assert low < -1134168.68 and high > -1134168.60
+    low, high = energy_axis_limits([-100.0, -10.0])  # a real spread keeps its own scale
+    assert (low, high) == pytest.approx((-100.0 - 0.1 * 90, -10.0 + 0.1 * 90))
+    low, high = energy_axis_limits([0.0, 0.0])  # all zero: still a valid axis
+    assert low < 0.0 < high

@@ -78,7 +78,7 @@ def run_benchmark(
     seeds: Iterable[int] = (0, 1, 2, 3, 4),
     time_limit: float = 10.0,
     target_fractions: Iterable[float] = (0.995, 1.0),
-    progress: bool = True,
+    progress: bool | None = None,
     out_dir: str | Path | None = None,
     *,
     params: Mapping[str, Mapping[str, Any]] | None = None,
@@ -244,7 +244,11 @@ class _NoBar:
         pass
 
 
-def _progress_bar(total: int, enabled: bool) -> Any:
+def _progress_bar(total: int, enabled: bool | None) -> Any:
+    """The bar on stderr: ``None`` shows it only when stderr is a terminal, so that a
+    benchmark whose output goes to a log file does not fill it with redrawn bars."""
+    if enabled is None:
+        enabled = sys.stderr.isatty()
     if not enabled:
         return _NoBar()
     from tqdm import tqdm

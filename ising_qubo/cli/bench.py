@@ -131,7 +131,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "table.md (default: 0)",
     )
     parser.add_argument("--no-plot", action="store_true", help="skip trajectories.png")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no progress bar (without this flag the bar is shown when stderr is a terminal)",
+    )
     parser.add_argument("--quiet", action="store_true", help="do not print the table")
 
 
@@ -237,7 +241,7 @@ def run_from_args(args: argparse.Namespace) -> int:
         seeds=seeds,
         time_limit=args.time_limit,
         target_fractions=targets,
-        progress=not args.no_progress,
+        progress=False if args.no_progress else None,  # None: a bar on a terminal only
         out_dir=args.out,
         params=params,
         stop_at_best_known=not args.no_early_stop,
