@@ -179,6 +179,13 @@ FILE_CASES = [
         "{p}:2: variable index must be an integer, got 'a'",
     ),
     (
+        "coo index beyond a C integer",
+        "c.coo",
+        "# vartype=SPIN\n0 0 1\n" + str(10**30) + " 1 2\n",
+        {},
+        "{p}:3: variable index " + str(10**30) + " out of range (|index| < 2**63)",
+    ),
+    (
         "fractional node id",
         "g.gset",
         "4 1\n1 2.0 1\n",

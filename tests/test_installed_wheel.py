@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import sysconfig
@@ -23,7 +22,8 @@ from email.parser import Parser
 from pathlib import Path
 
 import pytest
-from conftest import REPO, brute_force_minimum, random_bqm
+from conftest import brute_force_minimum, random_bqm
+from wheels import build_wheel
 
 from ising_qubo import io
 
@@ -52,24 +52,8 @@ class Installed:
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
     root = tmp_path_factory.mktemp("installed")
-    # build from a copy of the sources: no build/ or egg-info left in the checkout
-    src = root / "src"
-    src.mkdir()
-    for name in ("pyproject.toml", "README.md", "LICENSE"):
-        shutil.copy2(REPO / name, src / name)
-    shutil.copytree(
-        REPO / "ising_qubo", src / "ising_qubo", ignore=shutil.ignore_patterns("__pycache__")
-    )
+    wheel = build_wheel(root)
     pip = [sys.executable, "-m", "pip"]
-    built = subprocess.run(
-        [*pip, "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(root / "dist")]
-        + [str(src)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert built.returncode == 0, built.stderr
-    [wheel] = (root / "dist").glob("ising_qubo-*.whl")
 
     venv = root / "venv"
     # no pip inside (ensurepip costs seconds): this venv's pip installs into it

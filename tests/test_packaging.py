@@ -14,6 +14,7 @@ from email.parser import Parser
 from pathlib import Path
 
 import pytest
+from wheels import build_wheel
 
 REPO = Path(__file__).resolve().parents[1]
 APACHE_HEADER = ("Apache License", "Version 2.0, January 2004")
@@ -22,26 +23,7 @@ APACHE_TAIL = "limitations under the License."
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Build the wheel from a copy of the sources (no build/ folder left in the checkout, no
-    stale module from an old build/lib), without network: setuptools from this venv."""
-    root = tmp_path_factory.mktemp("wheel")
-    src = root / "src"
-    src.mkdir()
-    for name in ("pyproject.toml", "README.md", "LICENSE"):
-        shutil.copy2(REPO / name, src / name)
-    shutil.copytree(
-        REPO / "ising_qubo", src / "ising_qubo", ignore=shutil.ignore_patterns("__pycache__")
-    )
-    done = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q"]
-        + ["-w", str(root / "dist"), str(src)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr
-    [built] = (root / "dist").glob("ising_qubo-*.whl")
-    return built
+    return build_wheel(tmp_path_factory.mktemp("wheel"))
 
 
 def _metadata(wheel: Path) -> tuple[list[str], str, str]:

@@ -251,7 +251,8 @@ def run_from_args(args: argparse.Namespace) -> int:
     )
     if not args.quiet:
         print(result.table_markdown())
-    plotted = (Path(result.out_dir) / "trajectories.png").exists()  # none without matplotlib
+    # none without matplotlib
+    plotted = result.out_dir is not None and (Path(result.out_dir) / "trajectories.png").exists()
     print(
         f"wrote {result.out_dir}/results.json, table.md" + (", trajectories.png" if plotted else "")
     )

@@ -55,6 +55,10 @@ def write(bqm: dimod.BinaryQuadraticModel, fp: IO[str]) -> None:
     fp.write("\n".join(out) + "\n")
 
 
+# Integer labels dimod can hold (its compiled variable tables use a C ssize_t).
+_INDEX_LIMIT = 2**63
+
+
 def read(path: Path) -> list[Instance]:
     """Strict COO reader: every non-comment line must be ``int int float``."""
     tf = TextFile(path, _EXPECTED)
@@ -100,6 +104,9 @@ def read(path: Path) -> list[Instance]:
         i = tf.integer(tokens[0], number, "variable index")
         j = tf.integer(tokens[1], number, "variable index")
         bias = tf.number(tokens[2], number, "bias")
+        for index in (i, j):
+            if not -_INDEX_LIMIT <= index < _INDEX_LIMIT:  # dimod keeps int labels in C
+                raise tf.error(f"variable index {index} out of range (|index| < 2**63)", number)
         key = (i, j) if i <= j else (j, i)
         if key in seen:
             raise tf.error(f"duplicate entry {key[0]} {key[1]} (first on line {seen[key]})", number)

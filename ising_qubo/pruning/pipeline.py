@@ -15,6 +15,7 @@ The CLI's ``prune`` and ``train`` commands only fill a :class:`RunConfig` and ca
                        budget asked for and met ("budget": mode, by, asked, met)
                        (JSON as ising_qubo.io.jsonvalues writes it: inf/nan as strings)
     kept_channels.png  energy.png  accuracy.png
+    .lock              while a process works in the run: its pid, under flock (one owner)
 
 Under ``torchrun`` (several processes, :mod:`ising_qubo.nets.distributed`) the run is
 data-parallel: ``batch_size`` is the global batch, each process trains on its shard with
@@ -27,11 +28,12 @@ access to ``--out``.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
-import json
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,6 +42,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ising_qubo.io._dirlock import DirectoryLock
 from ising_qubo.io.jsonvalues import to_json, to_plain, write_json
 from ising_qubo.nets import data as data_module
 from ising_qubo.nets import distributed
@@ -55,16 +58,19 @@ from ising_qubo.nets.training import (
     save_checkpoint,
     train_one_epoch,
 )
+from ising_qubo.nets.training.checkpoint_schema import check_run_checkpoint
 from ising_qubo.pruning.budget import BUDGETS
 from ising_qubo.pruning.groups import count_macs, count_params
 from ising_qubo.pruning.latency import measured_latency_fraction
 from ising_qubo.pruning.pruners import BASELINES, ImportancePruner, IsingPruner
+from ising_qubo.pruning.run_schema import check_pruned_init, read_run_config
 from ising_qubo.pruning.starting_point import calibration_batch, starting_model
 
 METHODS = ("ising", *BASELINES, "none")
 CHECKPOINT = "checkpoint.pt"
 CONFIG = "config.json"
 REPORT = "report.json"
+PHASES = ("train", "finetune")  # the phases a checkpoint can be written in
 
 
 @dataclass
@@ -200,7 +206,7 @@ class Run:
                     f"resume from; start the run without --resume"
                 )
             # both as JSON text holds them (inf/nan as strings), so such values compare equal
-            saved = to_json(json.loads(config_path.read_text()))
+            saved = to_json(read_run_config(config_path, RunConfig))
             current = to_json(self.config.to_dict())
             if _comparable(saved) != _comparable(current):
                 changed = sorted(k for k in _comparable(saved) if saved.get(k) != current.get(k))
@@ -208,7 +214,14 @@ class Run:
                     f"--resume: the options differ from the interrupted run in "
                     f"{self.out} ({', '.join(changed)}); use the same options"
                 )
-            state = load_checkpoint(checkpoint_path)
+            state = check_run_checkpoint(load_checkpoint(checkpoint_path), checkpoint_path, PHASES)
+            from ising_qubo.io._atomic import remove_stale_temporaries
+
+            # the temporary files of writes a kill interrupted (this run owns the directory)
+            files = [CONFIG, CHECKPOINT, REPORT, "kept_channels.png", "energy.png", "accuracy.png"]
+            for folder in ("pruned_init", "model"):
+                files += [f"{folder}/{ARCHITECTURE_FILE}", f"{folder}/{WEIGHTS_FILE}"]
+            remove_stale_temporaries(self.out, files)
         elif checkpoint_path.exists() or (self.out / REPORT).exists():
             raise FileExistsError(
                 f"{self.out} already holds a run; pass --resume to continue "
@@ -431,11 +444,13 @@ class Run:
         }
         save_checkpoint(self.out / CHECKPOINT, **state)
 
-    def pruned_architecture(self) -> nn.Module:
+    def pruned_architecture(self, unpruned: nn.Module) -> nn.Module:
         """The pruned model saved in ``pruned_init/`` (resuming in the fine-tuning phase),
         read by the main process; the others get its two files' bytes, so they need no
         access to the run directory."""
         folder = self.out / "pruned_init"
+        # before anything is built from it: the run's own architecture, no layer larger
+        self.ctx.run_on_main(lambda: check_pruned_init(folder, self.spec, unpruned))
         if not self.ctx.distributed:
             return load_pruned(folder)
 
@@ -471,7 +486,7 @@ def run(config: RunConfig, resume: bool = False) -> dict:
     module docstring and :mod:`ising_qubo.nets.distributed`); every process returns the report,
     the main one writes it. The process group is destroyed at the end, also on error.
     """
-    with distributed.session(config.device) as ctx:
+    with distributed.session(config.device) as ctx, _owned(config.out, ctx):
         try:
             return _run(config, resume, ctx)
         except KeyboardInterrupt:
@@ -481,6 +496,23 @@ def run(config: RunConfig, resume: bool = False) -> dict:
                     f"with the same command plus --resume"
                 )
             raise
+
+
+@contextlib.contextmanager
+def _owned(out: str, ctx: distributed.Context) -> Iterator[None]:
+    """The run directory's lock (:mod:`ising_qubo.io._dirlock`), held by the main process
+    for the whole run -- the others never touch the directory -- so that a second run or
+    ``--resume`` on the same ``--out`` is refused in one line while this one works. The
+    kernel drops the lock when the process ends, however it ends."""
+    lock = DirectoryLock(
+        out, what="run directory", advice="wait for it to end or choose another --out"
+    )
+    ctx.run_on_main(lock.acquire)  # every process fails with the main one's refusal
+    try:
+        yield
+    finally:
+        if ctx.is_main:
+            lock.release()
 
 
 def _run(config: RunConfig, resume: bool, ctx: distributed.Context) -> dict:
@@ -585,7 +617,7 @@ def _run(config: RunConfig, resume: bool, ctx: distributed.Context) -> dict:
         start_epoch = 0
         state = None
     else:
-        model = prepare_model(job.pruned_architecture(), job.device, c.channels_last)
+        model = prepare_model(job.pruned_architecture(model), job.device, c.channels_last)
         model.load_state_dict(state["model"])
         start_epoch = state["epoch"] + 1
 

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import functools
 import math
+import os
+import re
 import signal
 import threading
 import time
 from collections.abc import Hashable
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import dimod
@@ -38,6 +42,37 @@ def positive_int(value: Any, name: str, solver: str) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         raise ValueError(f"{solver}: {name} must be a positive integer, got {value!r}")
     return int(value)
+
+
+# One seed range for every solver, refused up front with the solver's name: dwave's
+# simulated annealing takes seeds below 2^31 (dimod's initial states, below 2^32).
+SEED_LIMIT = 2**31
+
+
+def check_seed(value: Any, solver: str) -> int | None:
+    """None, or an integer in [0, 2^31 - 1]; else a one-line ValueError."""
+    if value is None:
+        return None
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, np.integer))
+        or not (0 <= value < SEED_LIMIT)
+    ):
+        raise ValueError(
+            f"{solver}: seed must be None or an integer in [0, 2^31 - 1], got {value!r}"
+        )
+    return int(value)
+
+
+INITIAL_STATES_GENERATORS = ("none", "tile", "random")
+
+
+def check_initial_states_generator(value: Any, solver: str) -> str:
+    if not isinstance(value, str) or value not in INITIAL_STATES_GENERATORS:
+        raise ValueError(
+            f"{solver}: initial_states_generator must be 'none', 'tile' or 'random', got {value!r}"
+        )
+    return value
 
 
 def optional_positive(
@@ -71,6 +106,105 @@ def in_unit_interval(value: Any, name: str, solver: str) -> float:
     if not 0.0 <= number <= 1.0:
         raise ValueError(f"{solver}: {name} must be in [0, 1], got {value!r}")
     return number
+
+
+# --- Memory guard: a solver's states are estimated and refused before they are allocated.
+
+MEMORY_LIMIT_VARIABLE = "ISING_QUBO_MAX_STATE_BYTES"
+# When the machine's memory cannot be read (no sysconf, e.g. Windows).
+_FALLBACK_LIMIT = 8 * 2**30
+# Per sample, whatever its length: its energy and occurrence count in the SampleSet.
+_PER_READ_BYTES = 16
+_UNITS = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40, "P": 2**50}
+_BYTES_TEXT = re.compile(r"\s*(\d+(?:\.\d*)?(?:e\d+)?)\s*([KMGTP]?)(?:i?B)?\s*", re.IGNORECASE)
+
+
+def check_states_memory(
+    count: int,
+    num_variables: int,
+    bytes_per_entry: int,
+    solver: str,
+    *,
+    count_text: str | None = None,
+    fixed_bytes: int = 0,
+    fixed_for: str = "",
+) -> None:
+    """Refuses, before anything is allocated, a run whose states would not fit in memory.
+
+    The estimate is ``count x (num_variables x bytes_per_entry + 16) + fixed_bytes``:
+    ``count`` states (reads, replicas, agents) of ``num_variables`` entries, each costing
+    the solver's measured peak ``bytes_per_entry`` (its copies of the states: dimod draws
+    them as int64, kernels keep float64 spins, the SampleSet int8), plus each sample's
+    energy and count; ``fixed_bytes`` is what the solver needs whatever ``count`` (e.g. a
+    dense matrix, named by ``fixed_for``). The limit is :func:`state_memory_limit`. A
+    one-line ValueError names the solver, the sizes, the estimate and the limit.
+    """
+    needed = count * (max(num_variables, 1) * bytes_per_entry + _PER_READ_BYTES) + fixed_bytes
+    limit, source = state_memory_limit()
+    if needed <= limit:
+        return
+    what = count_text if count_text is not None else f"num_reads={count}"
+    extra = f", {format_bytes(fixed_bytes)} of it for {fixed_for}" if fixed_bytes else ""
+    raise ValueError(
+        f"{solver}: {what} x {num_variables} variables needs about {format_bytes(needed)} "
+        f"of memory (estimated{extra}); the limit is {format_bytes(limit)} ({source})"
+    )
+
+
+def state_memory_limit() -> tuple[int, str]:
+    """(bytes a solver may allocate for its states, where that number comes from).
+
+    ``ISING_QUBO_MAX_STATE_BYTES`` when set (bytes, or with a K/M/G/T suffix in powers of
+    1024: ``8G``); else half of the memory this process can have: the machine's physical
+    memory, or the cgroup (container) limit when lower. Half, because the problem, the
+    interpreter and the results need room too. 8 GiB where neither can be read.
+    """
+    text = os.environ.get(MEMORY_LIMIT_VARIABLE, "").strip()
+    if text:
+        return _parse_bytes(text), f"{MEMORY_LIMIT_VARIABLE}={text}"
+    total, whose = _available_memory()
+    if total is None:
+        return _FALLBACK_LIMIT, f"the machine's memory is unknown; {MEMORY_LIMIT_VARIABLE} sets it"
+    return total // 2, f"half of {whose} {format_bytes(total)}; {MEMORY_LIMIT_VARIABLE} sets it"
+
+
+def _parse_bytes(text: str) -> int:
+    match = _BYTES_TEXT.fullmatch(text)
+    number = float(match.group(1)) * _UNITS[match.group(2).upper()] if match else 0.0
+    if not 1 <= number < 2**63:
+        raise ValueError(
+            f"{MEMORY_LIMIT_VARIABLE}={text!r}: expected a positive number of bytes "
+            "(e.g. 8000000000 or 8G)"
+        )
+    return int(number)
+
+
+@functools.cache
+def _available_memory() -> tuple[int | None, str]:
+    """(bytes, whose), the smaller of physical memory and a cgroup v2/v1 limit."""
+    try:
+        physical: int | None = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):  # no sysconf (Windows) or no such name
+        physical = None
+    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            limit = int(Path(path).read_text().strip())  # "max" (no limit) fails here
+        except (OSError, ValueError):
+            continue
+        if physical is None or limit < physical:
+            return limit, "the container's memory limit,"
+    return physical, "this machine's memory,"
+
+
+def format_bytes(count: float) -> str:
+    """``12582912`` -> ``"12.0 MiB"``."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if count < 1024 or unit == "PiB":
+            if unit == "B":
+                return f"{count:.0f} B"
+            return f"{count:.1f} {unit}" if count < 1000 or unit != "PiB" else f"{count:.3g} {unit}"
+        count /= 1024
+    raise AssertionError("unreachable")
 
 
 class Deadline:

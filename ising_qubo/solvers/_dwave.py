@@ -2,11 +2,80 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import dimod
+import numpy as np
 
-from ising_qubo.solvers._common import check_bqm, positive_int, wall_timer
+from ising_qubo.solvers._common import (
+    check_bqm,
+    check_initial_states_generator,
+    check_seed,
+    check_states_memory,
+    positive_int,
+    wall_timer,
+)
+
+# Peak memory of a dwave-samplers call per read and variable, measured (neal, tabu and
+# greedy alike: 9 bytes): dimod draws the initial states as int64, the C++ code and the
+# SampleSet keep int8 copies.
+STATE_BYTES = 10
+
+
+# dwave-samplers converts these parameters to C integers (int64): larger ones raise
+# OverflowError.
+_C_LIMIT = 2**63
+
+
+def _is_int(value: Any) -> bool:
+    return (
+        not isinstance(value, bool)
+        and isinstance(value, (int, np.integer))
+        and (abs(value) < _C_LIMIT)
+    )
+
+
+def _is_number(value: Any) -> bool:
+    """A finite int or float that fits a C integer."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        return False
+    return math.isfinite(value) and abs(value) < _C_LIMIT
+
+
+def _is_pair(value: Any) -> bool:
+    return (
+        isinstance(value, (list, tuple, np.ndarray))
+        and len(value) == 2
+        and all(_is_number(v) for v in value)
+    )
+
+
+# Types of the parameters dwave-samplers checks only in compiled code, which raises
+# TypeError or OverflowError (a traceback on the command line) for e.g. ``--param
+# tenure={}`` or ``timeout=Infinity``, or takes any value as a truth value. Their ranges
+# are left to dwave-samplers (ValueError).
+_TYPES: dict[str, tuple[Any, str]] = {
+    "num_sweeps_per_beta": (_is_int, "an integer below 2^63"),
+    "tenure": (_is_int, "an integer below 2^63"),
+    "timeout": (_is_int, "an integer (milliseconds) below 2^63"),  # tabu slices by it
+    # dwave-samplers takes these as numbers (1.0 works), so they are checked as numbers
+    **dict.fromkeys(
+        (
+            "num_restarts",
+            "coefficient_z_first",
+            "coefficient_z_restart",
+            "lower_bound_z",
+            "energy_threshold",
+        ),
+        (_is_number, "a number below 2^63 in size"),
+    ),
+    "beta_range": (_is_pair, "two numbers [hot, cold]"),
+    "beta_schedule_type": (lambda v: isinstance(v, str), "a string"),
+    "proposal_acceptance_criteria": (lambda v: isinstance(v, str), "a string"),
+    "randomize_order": (lambda v: isinstance(v, (bool, np.bool_)), "true or false"),
+    "large_sparse_opt": (lambda v: isinstance(v, (bool, np.bool_)), "true or false"),
+}
 
 
 class WallTimed:
@@ -14,7 +83,10 @@ class WallTimed:
 
     dwave-samplers silently ignore keywords they do not know; these front ends follow
     dimod's convention instead (``SamplerUnknownArgWarning``, then ignored), and refuse a
-    ``num_reads`` that is not a positive integer with a ValueError naming the solver.
+    ``num_reads`` that is not a positive integer, a ``seed`` outside [0, 2^31 - 1], a
+    scalar parameter of the wrong type and a ``num_reads`` whose states would not fit in
+    memory (:func:`~ising_qubo.solvers._common.check_states_memory`) with a ValueError
+    naming the solver.
     Type checkers cannot see the sampler this is mixed into (it comes after this class in
     the MRO), hence the ``# type: ignore  # mixin`` on what is taken from it.
     """
@@ -22,12 +94,25 @@ class WallTimed:
     solver_name = ""
 
     def _checked(
-        self, bqm: dimod.BinaryQuadraticModel, parameters: dict[str, Any]
+        self,
+        bqm: dimod.BinaryQuadraticModel,
+        parameters: dict[str, Any],
+        bytes_per_entry: int = STATE_BYTES,
     ) -> dict[str, Any]:
+        """``bytes_per_entry``: the call's peak memory per read and variable."""
         check_bqm(bqm, self.solver_name)
         parameters = self.remove_unknown_kwargs(**parameters)  # type: ignore[attr-defined]  # mixin
+        check_seed(parameters.get("seed"), self.solver_name)
+        if parameters.get("initial_states_generator") is not None:
+            check_initial_states_generator(parameters["initial_states_generator"], self.solver_name)
+        for name, value in parameters.items():
+            if name in _TYPES and value is not None and not _TYPES[name][0](value):
+                raise ValueError(
+                    f"{self.solver_name}: {name} must be {_TYPES[name][1]}, got {value!r}"
+                )
         if parameters.get("num_reads") is not None:
-            positive_int(parameters["num_reads"], "num_reads", self.solver_name)
+            reads = positive_int(parameters["num_reads"], "num_reads", self.solver_name)
+            check_states_memory(reads, bqm.num_variables, bytes_per_entry, self.solver_name)
         return parameters
 
     def _timed_sample(self, bqm: dimod.BinaryQuadraticModel, **parameters: Any):

@@ -143,13 +143,7 @@ class SwapModel:
                 self.g_ptr,
                 self.g_vars,
                 keep,
-                self.bvars,
-                self.bvar_start,
-                self.jflat,
-                self.j_start,
-                self.vb_ptr,
-                self.vb_block,
-                self.vb_pos,
+                *self._blocks,
                 *self._lowrank,
             )
 
@@ -163,13 +157,7 @@ class SwapModel:
                 self.g_vars,
                 int(max_swaps),
                 self.tolerance(),
-                self.bvars,
-                self.bvar_start,
-                self.jflat,
-                self.j_start,
-                self.vb_ptr,
-                self.vb_block,
-                self.vb_pos,
+                *self._blocks,
                 *self._lowrank,
             )
 

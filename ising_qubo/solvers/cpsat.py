@@ -30,6 +30,8 @@ from ising_qubo.solvers._common import (
     ArrayModel,
     Stop,
     check_bqm,
+    check_seed,
+    optional_positive,
     optional_time_limit,
     parse_initial_states,
     positive_int,
@@ -146,7 +148,12 @@ class CPSATSampler(dimod.Sampler, dimod.Initialized):
         stop = Stop(seconds)
         check_bqm(bqm, "cpsat")
         self.remove_unknown_kwargs(**parameters)
+        # No memory check on num_reads: the collector keeps at most the solutions found.
         num_reads = positive_int(num_reads, "num_reads", "cpsat")
+        seed = check_seed(seed, "cpsat")
+        if num_workers is not None:
+            num_workers = positive_int(num_workers, "num_workers", "cpsat")
+        resolution = optional_positive(resolution, "resolution", "cpsat", refuse_bool=True)
         model_arrays = ArrayModel.from_bqm(bqm, dimod.BINARY)
         n = model_arrays.num_variables
         index = {v: i for i, v in enumerate(model_arrays.labels)}
@@ -276,7 +283,8 @@ class CPSATSampler(dimod.Sampler, dimod.Initialized):
         """``sum x[columns] <sense> k``."""
         if sense not in _SENSES:
             raise ValueError(f"cpsat: cardinality_sense must be one of {_SENSES}, got {sense!r}")
-        if isinstance(k, bool) or int(k) != k or k < 0:
+        number = isinstance(k, (int, float, np.integer, np.floating)) and not isinstance(k, bool)
+        if not number or not float(k).is_integer() or k < 0:
             raise ValueError(f"cpsat: cardinality must be a non-negative integer, got {k!r}")
         k = int(k)
         total = sum(x[i] for i in columns)

@@ -21,6 +21,9 @@ from ising_qubo.solvers._common import (
     ArrayModel,
     Stop,
     check_bqm,
+    check_initial_states_generator,
+    check_seed,
+    check_states_memory,
     in_unit_interval,
     optional_time_limit,
     parse_initial_states,
@@ -33,6 +36,9 @@ from ising_qubo.solvers.capabilities import Capability as C
 # Runs are evolved in blocks whose scoring temporaries hold at most this many numbers
 # (16 MB each): scoring a whole large population at once took tens of GB and minutes.
 _BLOCK_ELEMENTS = 1 << 21
+# Peak memory per member state and variable, measured (9 bytes): dimod draws the
+# initial states as int64, the population is uint8, the SampleSet int8.
+_STATE_BYTES = 10
 
 
 class DifferentialEvolutionSampler(dimod.Sampler, dimod.Initialized):
@@ -88,6 +94,15 @@ class DifferentialEvolutionSampler(dimod.Sampler, dimod.Initialized):
         generations = positive_int(num_generations, "num_generations", "de")
         f = in_unit_interval(mutation_factor, "mutation_factor", "de")
         cr = in_unit_interval(crossover_rate, "crossover_rate", "de")
+        check_seed(seed, "de")
+        check_initial_states_generator(initial_states_generator, "de")
+        check_states_memory(
+            runs * members,
+            bqm.num_variables,
+            _STATE_BYTES,
+            "de",
+            count_text=f"num_reads={runs} x population_size={members}",
+        )
 
         start = parse_initial_states(
             self,

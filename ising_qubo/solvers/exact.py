@@ -7,10 +7,13 @@ from typing import Any
 import dimod
 import numpy as np
 
-from ising_qubo.solvers._common import check_bqm, wall_timer
+from ising_qubo.solvers._common import check_bqm, check_states_memory, wall_timer
 from ising_qubo.solvers.capabilities import Capability
 
 MAX_VARIABLES = 24
+# dimod's peak memory per state and variable, measured (3.7 bytes: int8 states, their
+# energies and counts).
+_STATE_BYTES = 4
 
 
 class ExactSampler(dimod.Sampler):
@@ -34,6 +37,8 @@ class ExactSampler(dimod.Sampler):
                 f"(at most {MAX_VARIABLES}: 2^{bqm.num_variables} states); "
                 "use 'cpsat' for a proven optimum or 'neal' for a heuristic answer"
             )
+        n = bqm.num_variables
+        check_states_memory(2**n, n, _STATE_BYTES, "exact", count_text=f"all 2^{n} states")
         info: dict[str, Any] = {"status": "OPTIMAL"}
         with wall_timer(info):
             if bqm.num_variables == 0:  # dimod returns no sample; the one empty state exists

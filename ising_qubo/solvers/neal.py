@@ -9,13 +9,17 @@ import numpy as np
 from dwave.samplers import SimulatedAnnealingSampler
 
 from ising_qubo.solvers._common import Stop, optional_time_limit, wall_timer
-from ising_qubo.solvers._dwave import WallTimed
+from ising_qubo.solvers._dwave import STATE_BYTES, WallTimed
 from ising_qubo.solvers.capabilities import Capability as C
 
 # With a time limit, reads run in batches of about this many numbers of set-up work
 # (dimod scores every initial state before the first read: 10^4 reads of a dense
 # 300-variable problem took a second, all of it before the limit could be checked).
 _BATCH_WORK = 2_000_000
+# Peak memory per read and variable in batches (measured 4.5 bytes): each batch's int8
+# SampleSet, then their concatenation; one call draws all initial states first
+# (STATE_BYTES).
+_BATCHED_STATE_BYTES = 5
 
 
 class NealSampler(WallTimed, SimulatedAnnealingSampler):
@@ -42,7 +46,10 @@ class NealSampler(WallTimed, SimulatedAnnealingSampler):
         self, bqm: dimod.BinaryQuadraticModel, time_limit: float | None = None, **parameters: Any
     ) -> dimod.SampleSet:
         stop = Stop(optional_time_limit(time_limit, self.solver_name))
-        parameters = self._checked(bqm, parameters)
+        batched = stop.deadline.end is not None and parameters.get("initial_states") is None
+        parameters = self._checked(
+            bqm, parameters, _BATCHED_STATE_BYTES if batched else STATE_BYTES
+        )
         sweeps = parameters.get("num_sweeps")
         if sweeps is not None and (
             isinstance(sweeps, bool) or not isinstance(sweeps, (int, np.integer)) or sweeps < 0

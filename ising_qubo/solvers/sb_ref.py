@@ -21,6 +21,8 @@ import torch
 from ising_qubo.solvers._common import (
     ArrayModel,
     check_bqm,
+    check_seed,
+    check_states_memory,
     optional_time_limit,
     positive_int,
     sampleset_from_states,
@@ -32,6 +34,12 @@ from ising_qubo.solvers.torch_sb import MODES, check_bool, check_mode
 
 # what works for a wheel user and in a checkout alike (no ``-e .``, which needs the source)
 INSTALL_HINT = "pip install simulated-bifurcation (or the extra: pip install 'ising-qubo[bench]')"
+# Peak memory per agent and variable, measured (15 bytes in float32), and per entry of
+# the dense n x n matrix: the float64 upper triangle given to the package, then about
+# three copies of it in ``dtype`` (measured 17 bytes in float32, 33 in float64).
+_STATE_BYTES = 32
+_MATRIX_BYTES = 8
+_MATRIX_COPIES = 3
 _MISSING = f"sb-ref needs the optional package simulated-bifurcation: {INSTALL_HINT}"
 
 
@@ -92,10 +100,19 @@ class SBReferenceSampler(dimod.Sampler):
         heated = check_bool(heated, "heated", "sb-ref")
         early_stopping = check_bool(early_stopping, "early_stopping", "sb-ref")
         timeout = optional_time_limit(time_limit, "sb-ref")
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
-            raise ValueError(f"sb-ref: seed must be an integer or None, got {seed!r}")
+        check_seed(seed, "sb-ref")
         torch_device = resolve_device(device, "sb-ref")
         torch_dtype = resolve_dtype(dtype, "sb-ref")
+        n = bqm.num_variables
+        itemsize = torch.finfo(torch_dtype).bits // 8
+        check_states_memory(
+            agents,
+            n,
+            _STATE_BYTES,
+            "sb-ref",
+            fixed_bytes=n * n * (_MATRIX_BYTES + _MATRIX_COPIES * itemsize),
+            fixed_for=f"the dense {n}x{n} matrix",
+        )
         try:
             import simulated_bifurcation as sb
         except ImportError as exc:

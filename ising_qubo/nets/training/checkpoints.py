@@ -53,27 +53,37 @@ _PLAIN_MAPPINGS = (dict, OrderedDict, Counter)
 _PLAIN_SEQUENCES = (list, tuple, set)
 
 
-def _check_plain(obj: Any, where: str, path: tuple[int, ...] = ()) -> None:
+def _check_plain(
+    obj: Any, where: str, path: tuple[int, ...] = (), checked: set[int] | None = None
+) -> None:
     """Raise CheckpointError unless ``torch.load(weights_only=True)`` can read ``obj`` back.
 
     Checked at save time so a bad value (a numpy float in the history, a dataclass) fails
     the run that makes it, not the resume weeks later. Exact types: subclasses such as
     namedtuples or enums are pickled by class and refused by the weights-only loader.
+    A container already checked (``checked``: their ids) is not walked again, so a
+    structure that shares one list many times over costs one visit per distinct container,
+    not one per reference (which could be exponentially many).
     """
     kind = type(obj)
     if kind in _PLAIN_SCALARS or kind in _PLAIN_TENSORS:
+        return
+    checked = set() if checked is None else checked
+    if id(obj) in checked:
         return
     if id(obj) in path:
         raise CheckpointError(f"{where} refers to itself (cyclic containers)")
     path = path + (id(obj),)
     if kind in _PLAIN_MAPPINGS:
         for key, value in obj.items():
-            _check_plain(key, f"{where} key {key!r}", path)
-            _check_plain(value, f"{where}[{key!r}]", path)
+            _check_plain(key, f"{where} key {key!r}", path, checked)
+            _check_plain(value, f"{where}[{key!r}]", path, checked)
+        checked.add(id(obj))
         return
     if kind in _PLAIN_SEQUENCES:
         for i, value in enumerate(obj):
-            _check_plain(value, f"{where}[{i}]", path)
+            _check_plain(value, f"{where}[{i}]", path, checked)
+        checked.add(id(obj))
         return
     raise CheckpointError(
         f"{where} is a {kind.__module__}.{kind.__qualname__}, which a weights-only checkpoint "
@@ -94,8 +104,9 @@ def save_checkpoint(path: str | os.PathLike[str], **state: Any) -> Path:
     up front (CheckpointError). Parent directories are created.
     """
     target = Path(path)
+    checked: set[int] = set()  # ids of the containers found plain (all alive until the save)
     for key, value in state.items():
-        _check_plain(value, f"checkpoint entry {key!r}")
+        _check_plain(value, f"checkpoint entry {key!r}", checked=checked)
     target.parent.mkdir(parents=True, exist_ok=True)
     with atomic_write(target, binary=True) as handle:
         torch.save(state, handle)
