@@ -26,6 +26,7 @@ EXTRA_OF = {
     "safetensors": "prune",
     "PIL": "prune",
     "simulated_bifurcation": "bench",
+    "openjij": "bench",
 }
 
 #: How a message names a module whose distribution is called differently on PyPI.

@@ -195,7 +195,18 @@ def test_forwarded_entry_points_follow_the_childs_capabilities():
 # Each built-in solver's ``capabilities`` against what it really does, on problems small
 # enough to check by brute force (8 variables: 256 states).
 
-BUILTINS = ["neal", "tabu", "greedy", "exact", "cpsat", "de", "torch-sa", "torch-sb", "sb-ref"]
+BUILTINS = [
+    "neal",
+    "tabu",
+    "greedy",
+    "exact",
+    "cpsat",
+    "de",
+    "torch-sa",
+    "torch-sb",
+    "sb-ref",
+    "openjij",
+]
 # Enough effort to reach the optimum of 8 variables, little enough to take well under 1 s.
 EFFORT = {
     "neal": dict(num_reads=20, num_sweeps=200, seed=0),
@@ -207,6 +218,7 @@ EFFORT = {
     "torch-sa": dict(num_reads=16, num_sweeps=200, seed=0),
     "torch-sb": dict(num_reads=16, num_steps=200, device="cpu", seed=0),
     "sb-ref": dict(num_reads=16, num_steps=200, early_stopping=False, seed=0),
+    "openjij": dict(num_reads=8, num_sweeps=200, seed=0),
 }
 N = 8
 ALL_STATES = np.array(list(itertools.product((0, 1), repeat=N)), dtype=float)

@@ -46,6 +46,12 @@ SOLVER_DEFAULTS: dict[str, SolverSettings] = {
         about="one anneal per round (neal is single-threaded), 1000 "
         "sweeps growing 1.5x per round to 32,000",
     ),
+    "openjij": SolverSettings(
+        {"num_reads": 1, "num_sweeps": 1000},
+        grow=_ANNEAL_GROWTH,
+        about="one anneal per round (openjij is single-threaded), 1000 "
+        "sweeps growing 1.5x per round to 32,000, as neal",
+    ),
     "torch-sa": SolverSettings(
         {"num_reads": os.cpu_count() or 1, "num_sweeps": 1000},
         grow=_ANNEAL_GROWTH,

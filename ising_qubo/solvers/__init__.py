@@ -94,6 +94,13 @@ _BUILTINS = [
         "ising_qubo.solvers.sb_ref:package_status",
         {"torch": "torch"},  # simulated-bifurcation itself: checked when sampling
     ),
+    (
+        "openjij",
+        "ising_qubo.solvers.openjij_sa:OpenJijSASampler",
+        "OpenJij's simulated annealing, one read per call (optional extra 'bench'), CPU",
+        None,
+        {"openjij": "bench"},
+    ),
 ]
 
 for _name, _factory, _description, _availability, _needs in _BUILTINS:
