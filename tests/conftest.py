@@ -32,6 +32,21 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         item.add_marker(skip)
 
 
+def resnet20_prune_args(data_dir: Path, *options: str) -> list[str]:
+    """``ising-qubo prune`` of CIFAR ResNet-20 on an image folder (the tiny runs of the
+    pipeline tests), followed by ``options``."""
+    return [
+        "prune",
+        "--model",
+        "resnet20",
+        "--dataset",
+        "imagefolder",
+        "--data-dir",
+        str(data_dir),
+        *options,
+    ]
+
+
 def random_bqm(n: int, vartype: str, seed: int, density: float = 0.7) -> dimod.BinaryQuadraticModel:
     """Real-valued random problem with fields, couplings and an offset."""
     rng = np.random.default_rng(seed)

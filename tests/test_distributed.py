@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import resnet20_prune_args
 from torch import nn
 
 from ising_qubo.nets import distributed
@@ -472,13 +473,7 @@ def command(data_dir, out, *extra) -> list[str]:
     return [
         "-m",
         "ising_qubo",
-        "prune",
-        "--model",
-        "resnet20",
-        "--dataset",
-        "imagefolder",
-        "--data-dir",
-        str(data_dir),
+        *resnet20_prune_args(data_dir),
         "--epochs",
         "1",
         "--finetune-epochs",

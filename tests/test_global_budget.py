@@ -13,6 +13,7 @@ import dimod
 import numpy as np
 import pytest
 import torch
+from conftest import resnet20_prune_args
 from torch import nn
 
 from ising_qubo.cli import main
@@ -448,13 +449,7 @@ def test_cli_prune_with_a_global_budget_reports_it(tmp_path, image_folder, capsy
     out = tmp_path / "run"
     code = main(
         [
-            "prune",
-            "--model",
-            "resnet20",
-            "--dataset",
-            "imagefolder",
-            "--data-dir",
-            str(image_folder),
+            *resnet20_prune_args(image_folder),
             "--epochs",
             "0",
             "--finetune-epochs",

@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import pytest
+from conftest import resnet20_prune_args
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(sys.platform == "win32", reason="needs SIGKILL")]
 
@@ -18,13 +19,7 @@ def command(data_dir, out, *extra):
         sys.executable,
         "-m",
         "ising_qubo.cli",
-        "prune",
-        "--model",
-        "resnet20",
-        "--dataset",
-        "imagefolder",
-        "--data-dir",
-        str(data_dir),
+        *resnet20_prune_args(data_dir),
         "--epochs",
         "2",
         "--finetune-epochs",

@@ -6,6 +6,7 @@ import json
 
 import pytest
 import torch
+from conftest import resnet20_prune_args
 
 from ising_qubo.cli import main
 from ising_qubo.nets.persist import load_pruned
@@ -147,13 +148,7 @@ def test_cli_prune_and_export(tmp_path, image_folder, capsys):
     out = tmp_path / "cli"
     code = main(
         [
-            "prune",
-            "--model",
-            "resnet20",
-            "--dataset",
-            "imagefolder",
-            "--data-dir",
-            str(image_folder),
+            *resnet20_prune_args(image_folder),
             "--epochs",
             "0",
             "--finetune-epochs",

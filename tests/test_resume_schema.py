@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import resnet20_prune_args
 
 from ising_qubo.cli import main
 from ising_qubo.io._dirlock import LOCK_FILE, DirectoryInUseError, DirectoryLock
@@ -30,27 +31,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
 
 
 def prune_args(data_dir: Path, out: Path, *extra: str) -> list[str]:
-    return [
-        "prune",
-        "--model",
-        "resnet20",
-        "--dataset",
-        "imagefolder",
-        "--data-dir",
-        str(data_dir),
-        "--method",
-        "l1",
-        "--epochs",
-        "0",
-        "--finetune-epochs",
-        "1",
-        "--batch-size",
-        "16",
-        "--no-progress",
-        "--out",
-        str(out),
-        *extra,
-    ]
+    options = ["--method", "l1", "--epochs", "0", "--finetune-epochs", "1", "--batch-size", "16"]
+    return resnet20_prune_args(data_dir, *options, "--no-progress", "--out", str(out), *extra)
 
 
 @pytest.fixture(scope="module")
