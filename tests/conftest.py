@@ -18,6 +18,17 @@ SHARED_BENCH = REPO.parent / "shared" / "bench"
 SHARED_DATA = REPO.parent / "shared" / "data"  # see its README.md
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Ctrl-C as Python's default, whatever the shell gave: a run started in the background
+    (``cmd &`` in a script, ``nohup``) inherits SIGINT ignored, and the tests that send a
+    real SIGINT to this process or to a child would then see nothing happen. Children get
+    the default back from ``subprocess``'s ``restore_signals`` only for SIGPIPE and SIGXFSZ,
+    so SIGINT is reset here before any child starts."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Skip every ``@pytest.mark.cuda`` test, with one visible reason, when CUDA is absent."""
     needs_cuda = [item for item in items if item.get_closest_marker("cuda")]

@@ -285,6 +285,9 @@ def test_evaluate_lists_only_its_options():
         "--batch-size",
         "--device",
         "--json",
+        "--no-progress",
+        "-q",
+        "--quiet",
     }
 
 

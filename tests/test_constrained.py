@@ -8,6 +8,7 @@ import signal
 
 import numpy as np
 import pytest
+from timing import timed
 
 import ising_qubo
 from ising_qubo.lowrank import LowRankIsing
@@ -162,19 +163,17 @@ def test_torch_sa_cardinalities_errors(cards, message):
 
 
 def test_swap_anneal_honours_time_limit_and_ctrl_c(monkeypatch):
-    import time
-
     model = random_structured(1)
     cards = [(index.tolist(), k) for index, k in zip(GROUPS, TARGETS)]
     sampler = ising_qubo.get_solver("torch-sa")
     sampler.sample_structured(model, num_reads=2, num_sweeps=2, cardinalities=cards)  # JIT
-    started = time.perf_counter()
-    result = sampler.sample_structured(
-        model, num_reads=2, num_sweeps=10**8, seed=0, cardinalities=cards, time_limit=1.0
-    )
-    # within 10%, plus the same allowance as tests/test_interrupts.py (descent, SampleSet,
-    # scheduling noise on a busy 2-core machine)
-    assert time.perf_counter() - started <= 1.1 * 1.0 + 0.1
+    with timed() as run:
+        result = sampler.sample_structured(
+            model, num_reads=2, num_sweeps=10**8, seed=0, cardinalities=cards, time_limit=1.0
+        )
+    # within 10%, plus the same allowance as tests/test_interrupts.py (descent, SampleSet)
+    # stretched by the machine's measured slowdown (tests/timing.py)
+    run.assert_within(1.1 * 1.0, 0.1, "swap anneal, time_limit=1.0")
     assert result.info["num_sweeps"] < 10**8
 
     calls = []

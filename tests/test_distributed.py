@@ -641,7 +641,7 @@ def test_two_processes_prune_like_one(single_run, double_run):
     # rank 1 never touched the run directory; rank 0 wrote what one process writes
     assert touched == ""
     assert files_under(out) == files_under(single_run)
-    assert result.stdout.count("train epoch 1:") == 1  # rank 0 speaks, rank 1 is silent
+    assert result.stderr.count("train epoch 1:") == 1  # rank 0 speaks, rank 1 is silent
     assert result.stdout.count("report: ") == 1
 
 

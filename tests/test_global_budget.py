@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import resnet20_prune_args
+from timing import timed
 from torch import nn
 
 from ising_qubo.cli import main
@@ -318,9 +319,12 @@ def test_the_lagrangian_search_keeps_the_time_limit_with_slow_solves(tiny):
     model, inputs = tiny
     problem = PruningProblem.from_model(model, inputs, keep=0.4, budget="global")
     sampler = SlowSampler(0.25)
-    started = time.perf_counter()
-    solution = problem.solve(sampler, time_limit=0.6)
-    assert time.perf_counter() - started < 0.6 + 0.25 + 2.0  # one solve past it, + slack
+    with timed() as run:
+        solution = problem.solve(sampler, time_limit=0.6)
+    # the limit and one 0.25 s solve past it (sleeps: load does not stretch them), then
+    # repairing the state onto the budget (CPU work, ~0.05 s idle; stretched by the
+    # measured slowdown, tests/timing.py)
+    run.assert_within(0.6 + 0.25, 0.5, "Lagrangian search, time_limit=0.6")
     assert 1 <= len(sampler.limits) <= 3
     assert sampler.limits[0] == pytest.approx(0.6 / 6, rel=0.2)  # an equal share of 6
     assert sum(sampler.limits) <= 0.6

@@ -22,17 +22,24 @@ import numpy as np
 import pytest
 import torch
 from conftest import REPO, assert_local_minima, random_bqm
+from timing import timed
 
 import ising_qubo
 from ising_qubo.solvers import _sa_cpu, _sa_torch, cpsat, de, pacing, torch_sa, torch_sb
 from ising_qubo.solvers._common import Stop
 
-# What may follow the time limit: the unit of work in flight when it passes (at most 2%
-# of the limit for the torch-sa CPU kernel; one SB step, DE block, neal read or tabu
-# batch, a few ms here), the final greedy descent and building the SampleSet (10-30 ms on
-# the dense 300-variable problem below), and scheduling noise on a busy 2-core machine.
+# The claim: a run ends within 10% of its limit. The unit of work in flight when the limit
+# passes is part of those 10% (at most 2% of the limit for the torch-sa CPU kernel, sized
+# from its measured wall time; one SB step, DE block, neal read or tabu batch, a few ms
+# here). What follows it is the allowance: the final greedy descent and building the
+# SampleSet (10-80 ms on the dense 300-variable problem below on an idle 2-core machine),
+# CPU work that a loaded machine stretches, so it is multiplied by the slowdown measured
+# around the call (tests/timing.py; overruns of 0.02-0.8 s measured at slowdowns of 5-20).
+# PyTorch's kernels on 2 intra-op threads wait at every operation for the thread that lost
+# its core: at slowdowns of 16-18 torch-sb overran by 1.0-2.4 s (0.2-0.4 s on one thread).
 LIMIT = 1.0
 ALLOWANCE = 0.1
+ALLOWANCE_TORCH_THREADS = 0.2
 
 # Each would run for minutes to hours without the limit.
 LONG = {
@@ -80,10 +87,10 @@ def test_time_limit_is_honoured_within_ten_percent(case, dense_bqm):
     # it alone takes about that); 80 dense variables are still far from proven in 1 s.
     bqm = random_bqm(80, "SPIN", seed=1, density=1.0) if name == "cpsat" else dense_bqm
     ising_qubo.solve(random_bqm(12, "SPIN", seed=0) if name == "cpsat" else bqm, name, **WARM[case])
-    start = time.perf_counter()
-    sampleset = ising_qubo.solve(bqm, name, time_limit=LIMIT, **LONG[case])
-    wall = time.perf_counter() - start
-    assert wall <= 1.1 * LIMIT + ALLOWANCE, f"{case}: {wall:.3f} s for time_limit={LIMIT}"
+    with timed() as run:
+        sampleset = ising_qubo.solve(bqm, name, time_limit=LIMIT, **LONG[case])
+    allowance = ALLOWANCE_TORCH_THREADS if case in ("torch-sb", "torch-sa/torch") else ALLOWANCE
+    run.assert_within(1.1 * LIMIT, allowance, f"{case}, time_limit={LIMIT}")
     assert_valid(bqm, sampleset)
     assert "interrupted" not in sampleset.info
     if case in LOCAL_MINIMA:
@@ -286,6 +293,7 @@ def test_cpsat_returns_feasible_best_on_ctrl_c(monkeypatch):
         sampleset = ising_qubo.solve(bqm, "cpsat", time_limit=60, num_workers=2)
     except KeyboardInterrupt:
         pytest.fail("Ctrl-C escaped the CP-SAT solve")
+    # half the 60 s limit: the solve with its Ctrl-C takes about 0.6 s at load 8 on 2 cores
     assert time.perf_counter() - start < 30
     assert sampleset.info["interrupted"] is True
     assert sampleset.info["status"] == "FEASIBLE"
@@ -363,6 +371,8 @@ def test_cli_solve_prints_best_so_far_after_a_real_sigint(tmp_path):
         process.kill()
         process.communicate()
     assert process.returncode == 0, err
+    # the kernel call in flight (<= 0.25 s), the descent and the summary: well under a
+    # second at load 8 on 2 cores; without the handler the run would go on for hours
     assert time.perf_counter() - sent < 10
     assert "energy:" in out
     assert "interrupted: best found so far" in out

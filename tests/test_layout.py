@@ -3,7 +3,7 @@ never in a circle -- module-level and function-level imports alike (an import de
 a function is still a dependency).
 
 Layers, lowest first (docs/architecture.md):
-  base      ising_qubo.{io, qubo, lowrank, scaling, devices, _extras}
+  base      ising_qubo.{io, qubo, lowrank, scaling, devices, _extras, _progress}
   solvers   ising_qubo.solvers                       (may use base)
   bench     ising_qubo.bench                         (may use solvers, base)
   nets      ising_qubo.nets: knows nothing of Ising  (may use base only)
@@ -22,7 +22,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "ising_qubo"
 
-BASE = ("io", "qubo", "lowrank", "scaling", "devices", "_extras")
+BASE = ("io", "qubo", "lowrank", "scaling", "devices", "_extras", "_progress")
 ALLOWED = {  # wing -> wings it may import (itself always)
     "base": {"base"},
     "solvers": {"base"},

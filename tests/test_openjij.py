@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import json
 import signal
-import time
 
 import dimod
 import numpy as np
 import pytest
 from conftest import brute_force_minimum, random_bqm
 from dimod.testing.asserts import assert_sampler_api
+from timing import timed
 
 pytest.importorskip("openjij")
 
@@ -60,11 +60,13 @@ def test_empty_problem_gives_empty_states():
 def test_time_limit_stops_between_reads():
     bqm = random_bqm(300, "SPIN", seed=2, density=0.1)
     ising_qubo.solve(bqm, "openjij", num_sweeps=1)  # imports and set-up are not timed
-    start = time.perf_counter()
-    sampleset = ising_qubo.solve(
-        bqm, "openjij", num_reads=10**6, num_sweeps=1000, time_limit=0.3, seed=0
-    )
-    assert time.perf_counter() - start < 0.3 + 1.5  # one read takes milliseconds
+    with timed() as run:
+        sampleset = ising_qubo.solve(
+            bqm, "openjij", num_reads=10**6, num_sweeps=1000, time_limit=0.3, seed=0
+        )
+    # the limit, then the read in flight (300 variables x 1000 sweeps, about 0.03 s on an
+    # idle 2-core machine) and the SampleSet: CPU work, stretched by the measured slowdown
+    run.assert_within(0.3, 0.2, "openjij, time_limit=0.3")
     done = sampleset.info["num_reads"]
     assert 1 <= done < 10**6 and len(sampleset) == done
     np.testing.assert_allclose(sampleset.record.energy, bqm.energies(sampleset), atol=1e-9)

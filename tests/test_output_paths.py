@@ -153,7 +153,7 @@ def test_a_directory_as_output_is_refused_in_one_line(tmp_path, problem, capsys)
     folder.mkdir()
     (folder / "inside.txt").write_text("kept")
     message = one_error_line(*solve_json(capsys, problem, folder))
-    assert message == f"cannot write {folder}: it is a directory"
+    assert message == f"--json {folder}: it is a directory"
     assert entries(folder) == ["inside.txt"]
     with pytest.raises(IsADirectoryError, match="is a directory"):
         with atomic_path(folder):
@@ -247,7 +247,26 @@ def test_a_write_error_a_writer_catches_is_still_the_error_raised(tmp_path, smal
 def test_a_missing_output_folder_is_named_not_the_temporary_file(tmp_path, problem, capsys):
     out = tmp_path / "no-such-folder" / "out.json"
     message = one_error_line(*solve_json(capsys, problem, out))
-    assert message == f"cannot write {out}: No such file or directory"
+    assert message == f"--json {out}: folder {out.parent} does not exist"
+    with pytest.raises(FileNotFoundError, match="No such file or directory"):
+        with atomic_path(out):  # the library's own write says it too
+            raise AssertionError("refused before the writer runs")
+
+
+def test_a_bad_output_path_is_refused_before_the_solve(tmp_path, problem, capsys, monkeypatch):
+    """Minutes of solving must not end in 'folder does not exist': no solver is made."""
+    import ising_qubo.solvers
+
+    def no_solver(*args, **kwargs):
+        raise AssertionError("the solver was reached")
+
+    monkeypatch.setattr(ising_qubo.solvers, "get_solver", no_solver)
+    out = tmp_path / "missing" / "out.json"
+    assert one_error_line(*solve_json(capsys, problem, out)).startswith(f"--json {out}: ")
+    not_a_folder = tmp_path / "file.txt"
+    not_a_folder.write_text("x")
+    message = one_error_line(*solve_json(capsys, problem, not_a_folder / "out.json"))
+    assert message == f"--json {not_a_folder / 'out.json'}: {not_a_folder} is not a folder"
 
 
 # --- stale temporaries ----------------------------------------------------------------

@@ -199,6 +199,27 @@ def test_bad_seed_is_one_line(name, seed):
     )
 
 
+@pytest.mark.skipif("torch-sa" not in AVAILABLE, reason="torch-sa needs numba")
+@pytest.mark.parametrize("seed", [{}, -1, 2**31, True])
+@pytest.mark.parametrize("entry", ["sample_batch", "sample_structured"])
+def test_torch_sa_batch_entries_check_the_seed(entry, seed):
+    """The batch and structured entry points draw their start states from ``seed`` before
+    the kernel sees it: a bad one must be the same one line as in ``sample``."""
+    from ising_qubo.lowrank import LowRankIsing
+
+    solver = get_solver("torch-sa")
+    if entry == "sample_batch":
+        call = lambda: solver.sample_batch([tiny_bqm()], num_reads=2, seed=seed)  # noqa: E731
+    else:
+        problem = LowRankIsing.from_binary(np.array([1.0, -2.0, 0.5]))
+        call = lambda: solver.sample_structured(problem, num_reads=2, seed=seed)  # noqa: E731
+    with pytest.raises(ValueError) as caught:
+        call()
+    assert str(caught.value) == (
+        f"torch-sa: seed must be None or an integer in [0, 2^31 - 1], got {seed!r}"
+    )
+
+
 @pytest.mark.parametrize(
     "name", available(["neal", "tabu", "greedy", "de", "torch-sa", "torch-sb"])
 )

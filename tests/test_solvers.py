@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-import time
-
 import dimod
 import numpy as np
 import pytest
 from conftest import assert_local_minima, brute_force_minimum, random_bqm
 from dimod.testing.asserts import assert_sampler_api
+from timing import timed
 
 import ising_qubo
+
+# CP-SAT on bqp250 #1 (250 variables, 10% dense) past its limit: building the model and
+# the SampleSet, about 0.1 s on an idle 2-core machine (CPU work, stretched under load)
+ALLOWANCE_CPSAT_BQP250 = 0.5
 
 BUILTIN = ["cpsat", "de", "exact", "greedy", "neal", "tabu", "torch-sa"]
 
@@ -178,9 +181,12 @@ def test_cpsat_time_limit_gives_feasible_status(shared_bench):
     from ising_qubo import io
 
     bqm = io.load(shared_bench / "beasley" / "bqp250.txt", instance=1)
-    start = time.perf_counter()
-    sampleset = ising_qubo.solve(bqm, "cpsat", time_limit=1.0)
-    assert time.perf_counter() - start < 5
+    ising_qubo.solve(random_bqm(12, "SPIN", seed=0), "cpsat")  # OR-Tools' start is not timed
+    with timed() as run:
+        sampleset = ising_qubo.solve(bqm, "cpsat", time_limit=1.0)
+    # 10% of the limit, and building the model and the SampleSet (ALLOWANCE_CPSAT_BQP250,
+    # CPU work that a loaded machine stretches; tests/timing.py)
+    run.assert_within(1.1 * 1.0, ALLOWANCE_CPSAT_BQP250, "cpsat, bqp250 #1, time_limit=1.0")
     assert sampleset.info["status"] in ("FEASIBLE", "OPTIMAL")
     assert sampleset.info["bound"] <= sampleset.first.energy + 1e-9
 
@@ -195,7 +201,7 @@ def test_time_limit_is_honoured(name):
         "torch-sa": dict(num_sweeps=10**6, num_reads=8),
         "de": dict(num_generations=10**7),
         "neal": dict(num_reads=10**5, num_sweeps=1000),
-        "tabu": dict(num_reads=4),
+        "tabu": dict(num_reads=1000),  # 20 s at tabu's default 20 ms a read
     }[name]
     # a tiny run of the same problem first: imports and numba compilation are not timed
     warm = {
@@ -205,9 +211,11 @@ def test_time_limit_is_honoured(name):
         "tabu": dict(timeout=1),
     }[name]
     ising_qubo.solve(bqm, name, **warm)
-    start = time.perf_counter()
-    ising_qubo.solve(bqm, name, time_limit=0.5, **params)
-    assert time.perf_counter() - start < 0.5 + 1.5
+    with timed() as run:
+        ising_qubo.solve(bqm, name, time_limit=0.5, **params)
+    # within 10%, plus the allowance of tests/test_interrupts.py (final descent, SampleSet)
+    # stretched by the machine's measured slowdown (tests/timing.py)
+    run.assert_within(1.1 * 0.5, 0.1, f"{name}, time_limit=0.5")
 
 
 @pytest.mark.parametrize("name", ["torch-sa", "de"])

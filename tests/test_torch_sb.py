@@ -188,7 +188,7 @@ def test_torch_sb_early_stopping_and_time_limit():
     assert full.info["num_steps"] == 300
     timed = sampler.sample(bqm, num_reads=8, num_steps=10**8, time_limit=0.2, seed=0, device="cpu")
     assert timed.info["num_steps"] < 10**8
-    assert timed.info["timing"]["wall_s"] < 5
+    assert timed.info["timing"]["wall_s"] < 5  # 25 x the limit: holds under load, not if ignored
     for result in (stopped, full, timed):
         assert_recomputed(bqm, result)
         assert_local_minima(bqm, result)

@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import struct
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import dimod
 import numpy as np
 import pytest
+from timing import cpu_timed
 
 from ising_qubo import io as qio
 
@@ -83,15 +84,20 @@ CASES: dict[str, tuple[str, bytes | str]] = {
 
 
 def _run(*args: str) -> tuple[subprocess.CompletedProcess, float]:
-    start = time.monotonic()
+    """The CLI's result and the CPU time (user + system) it used: start-up and imports
+    about 0.5 s, which load cannot stretch. A refusal that blocks (a FIFO opened for
+    reading) uses no CPU: the wall-clock ``timeout`` catches it."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     proc = subprocess.run(
         [sys.executable, "-m", "ising_qubo.cli", *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=20,
+        timeout=60,  # blocking: the command returns in ~2 s at load 8 on 2 cores
     )
-    return proc, time.monotonic() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return proc, cpu
 
 
 def _assert_refused(path: Path, command: str) -> None:
@@ -101,7 +107,7 @@ def _assert_refused(path: Path, command: str) -> None:
     assert len(lines) == 1, proc.stderr
     assert str(path) in lines[0], lines[0]
     assert "Traceback" not in proc.stderr
-    assert seconds < 10, seconds
+    assert seconds < 5, f"{seconds:.2f} s of CPU time"  # start-up ~0.5 s; no n-sized work
 
 
 @pytest.mark.parametrize("name", list(CASES))
@@ -122,10 +128,9 @@ def test_hostile_file_is_a_value_error_in_process(tmp_path: Path, name: str) -> 
     suffix, content = CASES[name]
     path = tmp_path / f"hostile{suffix}"
     path.write_bytes(content if isinstance(content, bytes) else content.encode())
-    start = time.monotonic()
-    with pytest.raises(ValueError, match=r"^" + str(path).replace(".", r"\.")):
+    with cpu_timed() as run, pytest.raises(ValueError, match=r"^" + str(path).replace(".", r"\.")):
         qio.load_all(path)
-    assert time.monotonic() - start < 1.0
+    assert run.seconds < 1.0  # "within a second" of CPU time: no n-sized work (ms today)
 
 
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
@@ -141,17 +146,17 @@ def test_fifo_without_writer_is_refused(tmp_path: Path, command: str) -> None:
 def test_endless_device_is_refused(device: str, fmt: str) -> None:
     if not os.path.exists(device):
         pytest.skip(f"no {device}")
-    start = time.monotonic()
-    with pytest.raises(ValueError, match=f"^{device}: a character device, not a regular file"):
+    refusal = f"^{device}: a character device, not a regular file"
+    with cpu_timed() as run, pytest.raises(ValueError, match=refusal):
         qio.load_all(device, format=fmt)
-    assert time.monotonic() - start < 1.0
+    assert run.seconds < 1.0  # CPU time (reading the device would be endless work): ms today
 
 
 @pytest.mark.parametrize("command", ["info", "solve"])
 def test_endless_device_through_the_cli(command: str) -> None:
     proc, seconds = _run(command, "--format", "coo", "/dev/urandom")
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
-    assert "/dev/urandom" in proc.stderr and seconds < 10
+    assert "/dev/urandom" in proc.stderr and seconds < 5  # CPU time, as above
 
 
 def test_validated_bqm_reader_round_trips() -> None:

@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 import torch
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from ising_qubo.io.jsonvalues import dumps
 from ising_qubo.nets import models
@@ -138,6 +139,7 @@ def plot_allocation(result: dict, path: Path) -> None:
     ax = fig.subplots()
     for label, row in result["rows"].items():
         ax.plot(row["fractions"], marker="o", markersize=3, linewidth=1, label=label)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # group indices are whole
     ax.set_xlabel("unit group, in network order")
     ax.set_ylabel("kept fraction of the group's channels")
     ax.set_ylim(0, 1.05)

@@ -295,33 +295,60 @@ def curve(
 
 
 def curve_figure(curves: dict[str, tuple[dict[str, list], float]], path: Path) -> bool:
-    """One panel per dataset: mean top-1 with ±sd error bars per method, the dense mean."""
+    """Write :func:`build_curve_figure` to ``path``; False (nothing written) without points."""
+    fig = build_curve_figure(curves)
+    if fig is None:
+        return False
+    fig.savefig(path, dpi=110)
+    return True
+
+
+def build_curve_figure(curves: dict[str, tuple[dict[str, list], float]]) -> Figure | None:
+    """One panel per dataset: per method the mean top-1 over the curve seeds (line), a
+    band of ± one sample standard deviation, and the number of seeds in the legend; the
+    dense models' mean dashed. Only means are joined, never a single seed's runs.
+
+    ``curves``: per dataset, the points of :func:`curve` (``(removed %, mean, sd, n)``
+    per method and budget) and the dense mean top-1. None when no dataset has a point."""
     panels = {label: c for label, c in curves.items() if c[0]}
     if not panels:
-        return False
+        return None
     fig = Figure(figsize=(5.5 * len(panels), 4))
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
     for ax, (label, (points, dense_top1)) in zip(axes, panels.items()):
-        for index, (method, rows) in enumerate(points.items()):
+        for method, rows in points.items():
             rows = sorted(rows)
-            shift = 0.6 * (index - (len(points) - 1) / 2)  # keep the error bars apart
-            ax.errorbar(
-                [r[0] + shift for r in rows],
-                [r[1] for r in rows],
-                yerr=[r[2] for r in rows],
-                marker="o",
-                capsize=3,
-                label=method,
+            removed = [r[0] for r in rows]
+            means = [r[1] for r in rows]
+            sds = [r[2] for r in rows]
+            (line,) = ax.plot(
+                removed, means, marker="o", markersize=4, label=f"{method} ({_seeds_text(rows)})"
+            )
+            ax.fill_between(
+                removed,
+                [m - s for m, s in zip(means, sds, strict=True)],
+                [m + s for m, s in zip(means, sds, strict=True)],
+                color=line.get_color(),
+                alpha=0.2,
+                linewidth=0,
             )
         if not math.isnan(dense_top1):
             ax.axhline(dense_top1, color="grey", linestyle="--", label="dense (mean)")
+        # ticks at the budgets measured, not at in-between values nobody ran
+        ax.set_xticks(sorted({r[0] for rows in points.values() for r in rows}))
         ax.set_xlabel("parameters removed (%, asked)")
-        ax.set_ylabel("top-1 (%)")
+        ax.set_ylabel("top-1 (%): mean, band ± sd over seeds")
         ax.set_title(label)
         ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    return True
+    return fig
+
+
+def _seeds_text(rows: list[tuple[float, float, float, int]]) -> str:
+    """``n=3 seeds``, or ``n=2-3 seeds`` when some point has fewer."""
+    counts = sorted({r[3] for r in rows})
+    n = str(counts[0]) if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
+    return f"n={n} seed{'' if counts == [1] else 's'}"
 
 
 def allocation_figure(
@@ -542,8 +569,9 @@ def write_report(
             "",
             f"![accuracy against parameters removed](figures/{CURVE_FIGURE})",
             "",
-            "Mean top-1 with ± one standard deviation over the curve seeds; dashed: the "
-            "dense models' mean.",
+            "Mean top-1 over the curve seeds (line) with a band of ± one sample standard "
+            "deviation (none for a single seed; n in the legend); dashed: the dense models' "
+            "mean.",
             "",
         ]
     lines += ["## What is and is not shown", "", *(p + "\n" for p in paragraphs)]
@@ -557,4 +585,4 @@ def write_report(
     return markdown
 
 
-__all__ = ["seeds_needed", "write_report"]
+__all__ = ["build_curve_figure", "curve_figure", "seeds_needed", "write_report"]

@@ -1,6 +1,8 @@
 """What a benchmark writes: ``results.json``, ``table.md`` and ``trajectories.png``, and
 :class:`BenchmarkResult`, the record :func:`~ising_qubo.bench.runner.run_benchmark` returns,
-which can summarise, print and write itself.
+which can summarise, print and write itself. The summary across instances
+(``summary.csv``, ``summary.tex``, ``profile.png``) comes from
+:mod:`ising_qubo.bench.summary`, which reads the same data as ``results.json``.
 
 ``results.json`` follows :mod:`ising_qubo.io.jsonvalues`: numbers are plain JSON, a
 non-finite one is the string ``"inf"``, ``"-inf"`` or ``"nan"``; a target a run never
@@ -27,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from ising_qubo.bench.record import BenchmarkRecord, fraction_key
+from ising_qubo.bench.summary import write_summary
 from ising_qubo.io import jsonvalues
 from ising_qubo.io._atomic import atomic_write
 
@@ -458,7 +461,9 @@ def plot_trajectories(result: BenchmarkRecord, path: Path) -> Path:
 def write_outputs(
     result: BenchmarkRecord, out_dir: Path, table: bool = True, plot: bool = False
 ) -> Path:
-    """Write ``results.json`` (always, atomically), ``table.md`` and ``trajectories.png``."""
+    """Write ``results.json`` (always, atomically); with ``table`` also ``table.md``,
+    ``summary.csv`` and ``summary.tex``; with ``plot`` the figures ``trajectories.png`` and
+    ``profile.png`` (each skipped with a warning when it cannot be drawn)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     text = _dumps(result_to_dict(result))
     with atomic_write(out_dir / "results.json", binary=False) as fp:
@@ -466,6 +471,14 @@ def write_outputs(
     if table:
         with atomic_write(out_dir / "table.md", binary=False) as fp:
             fp.write(table_markdown(result))
+        # from the file's own text, so that it equals a summary made later from the file;
+        # the target: the highest fraction asked for (the reference itself by default)
+        write_summary(
+            [json.loads(text)],
+            out_dir,
+            fraction=max(result.targets, default=1.0),
+            plot=plot and bool(result.runs),
+        )
     if plot and result.runs:
         try:
             plot_trajectories(result, out_dir / "trajectories.png")

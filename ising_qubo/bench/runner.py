@@ -36,6 +36,8 @@ from typing import Any
 import dimod
 import numpy as np
 
+from ising_qubo._progress import bars_allowed
+
 # SOLVER_DEFAULTS, SolverSettings, round_seed, target_value and time_to_target are only
 # re-exported: ``from ising_qubo.bench.runner import ...`` keeps working since they moved
 from ising_qubo.bench.instances import BenchInstance, collect_instances
@@ -245,10 +247,11 @@ class _NoBar:
 
 
 def _progress_bar(total: int, enabled: bool | None) -> Any:
-    """The bar on stderr: ``None`` shows it only when stderr is a terminal, so that a
+    """The bar on stderr: ``None`` shows it only when stderr is a terminal (whatever
+    stdout is) and the command's output level allows bars (not ``--quiet``), so that a
     benchmark whose output goes to a log file does not fill it with redrawn bars."""
     if enabled is None:
-        enabled = sys.stderr.isatty()
+        enabled = sys.stderr.isatty() and bars_allowed()
     if not enabled:
         return _NoBar()
     from tqdm import tqdm

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 
 from ising_qubo import __version__
 from ising_qubo._extras import as_missing_extra
+from ising_qubo._progress import Level, output_level
 from ising_qubo.cli import bench, problems, pruning
 from ising_qubo.cli.help import DefaultsFormatter, RawDefaultsFormatter
 
@@ -52,7 +53,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        code = args.handler(args)
+        with output_level(_output_level(args)):
+            code = args.handler(args)
         sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's last flush
         return code
     except BrokenPipeError:
@@ -83,6 +85,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return EXIT_BAD_INPUT
+
+
+def _output_level(args: argparse.Namespace) -> Level:
+    """``--quiet``: no bars, no status lines; ``--no-progress``: status lines only; else
+    both (bars on a terminal only). Commands without these flags print no progress."""
+    if getattr(args, "quiet", False):
+        return Level.QUIET
+    if getattr(args, "no_progress", False):
+        return Level.STATUS
+    return Level.BARS
 
 
 def _silence_stdout() -> None:

@@ -11,14 +11,15 @@ from typing import Any
 from ising_qubo.bench.instances import BENCH_DIR_ENV, SPEC_HELP
 from ising_qubo.bench.load import MAX_PER_CPU, check_count
 from ising_qubo.bench.plans import SOLVER_DEFAULTS
-from ising_qubo.cli.options import parse_key_value
+from ising_qubo.cli.options import add_progress_flags, parse_key_value
 
 DESCRIPTION = f"""\
 Time-to-target benchmark: every solver runs repeated rounds on every instance for every
 seed (order: instance > seed > solver, one process) until --time-limit seconds of solver
 time; the best objective so far is recorded after each round. Writes results.json,
-table.md and trajectories.png to --out (default ./bench-results/<timestamp>/). Named
-sets (gset, bqp50, ...) are read from --instances-dir, else ${BENCH_DIR_ENV}, else
+table.md, summary.csv, summary.tex (across instances), trajectories.png and profile.png
+(a performance profile) to --out (default ./bench-results/<timestamp>/). Named sets
+(gset, bqp50, ...) are read from --instances-dir, else ${BENCH_DIR_ENV}, else
 ../shared/bench next to a source checkout.
 
 INSTANCE: {SPEC_HELP}."""
@@ -130,13 +131,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         f"0 to {MAX_PER_CPU} per CPU; N and the load average go into results.json and "
         "table.md (default: 0)",
     )
-    parser.add_argument("--no-plot", action="store_true", help="skip trajectories.png")
     parser.add_argument(
-        "--no-progress",
-        action="store_true",
-        help="no progress bar (without this flag the bar is shown when stderr is a terminal)",
+        "--no-plot", action="store_true", help="skip trajectories.png and profile.png"
     )
-    parser.add_argument("--quiet", action="store_true", help="do not print the table")
+    add_progress_flags(
+        parser,
+        "print neither the table nor the progress bar; the files are still written to --out "
+        "and the line naming them printed",
+    )
 
 
 def parse_solvers(text: str) -> list[str]:
@@ -241,7 +243,8 @@ def run_from_args(args: argparse.Namespace) -> int:
         seeds=seeds,
         time_limit=args.time_limit,
         target_fractions=targets,
-        progress=False if args.no_progress else None,  # None: a bar on a terminal only
+        # None: a bar on a terminal only
+        progress=False if args.no_progress or args.quiet else None,
         out_dir=args.out,
         params=params,
         stop_at_best_known=not args.no_early_stop,
@@ -252,8 +255,10 @@ def run_from_args(args: argparse.Namespace) -> int:
     if not args.quiet:
         print(result.table_markdown())
     # none without matplotlib
-    plotted = result.out_dir is not None and (Path(result.out_dir) / "trajectories.png").exists()
-    print(
-        f"wrote {result.out_dir}/results.json, table.md" + (", trajectories.png" if plotted else "")
-    )
+    written = ["results.json", "table.md", "summary.csv", "summary.tex"]
+    if result.out_dir is not None:
+        written += [
+            f for f in ("trajectories.png", "profile.png") if (Path(result.out_dir) / f).exists()
+        ]
+    print(f"wrote {result.out_dir}/" + ", ".join(written))
     return 0

@@ -1,9 +1,11 @@
-"""``KEY=VALUE`` options of the command line (``solve --param``, ``prune --solver-param``,
-and through :func:`ising_qubo.cli.bench.parse_params` ``bench --param SOLVER:KEY=VALUE``):
-one parser, so every command reads values the same way."""
+"""Options several commands share, defined once so every command reads them alike:
+``KEY=VALUE`` values (``solve --param``, ``prune --solver-param``, and through
+:func:`ising_qubo.cli.bench.parse_params` ``bench --param SOLVER:KEY=VALUE``) and the
+progress flags ``--no-progress`` and ``--quiet`` (:func:`add_progress_flags`)."""
 
 from __future__ import annotations
 
+import argparse
 import json
 from collections.abc import Iterable
 from typing import Any
@@ -32,4 +34,23 @@ def parse_key_values(items: Iterable[str], flag: str) -> dict[str, Any]:
     return dict(parse_key_value(item, flag) for item in items)
 
 
-__all__ = ["parse_key_value", "parse_key_values"]
+QUIET_HELP = (
+    "print no progress bars and no status lines (stderr then holds only warnings and "
+    "errors); the result is still printed"
+)
+
+
+def add_progress_flags(parser: argparse.ArgumentParser, quiet_help: str = QUIET_HELP) -> None:
+    """``--no-progress`` and ``-q/--quiet`` (:func:`ising_qubo.cli.app.main` turns them
+    into the command's :func:`ising_qubo._progress.output_level`)."""
+    group = parser.add_argument_group("progress (on stderr)")
+    group.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no progress bars; status lines, where the command prints them, stay (without "
+        "this flag a bar is drawn only when stderr is a terminal)",
+    )
+    group.add_argument("-q", "--quiet", action="store_true", help=quiet_help)
+
+
+__all__ = ["QUIET_HELP", "add_progress_flags", "parse_key_value", "parse_key_values"]

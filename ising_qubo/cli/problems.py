@@ -214,9 +214,12 @@ def cmd_formats(args: argparse.Namespace) -> int:
 
 
 def cmd_solve(args: argparse.Namespace) -> int:
+    from ising_qubo.io._atomic import check_writable
     from ising_qubo.io.jsonvalues import write_json
     from ising_qubo.solvers import get_solver
 
+    if args.json not in (None, STDIO):  # a bad path now, not after the solve
+        check_writable(args.json, "--json")
     instance = _pick(args.file, _read(args.file, args.format), args.instance)
     sampler = get_solver(args.solver)
     params = _solver_params(sampler, args.solver, args)

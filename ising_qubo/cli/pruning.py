@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ising_qubo.cli.options import parse_key_values
+from ising_qubo.cli.options import add_progress_flags, parse_key_values
 from ising_qubo.pruning.energies import ENERGIES, SIMILARITIES
 
 DATASETS = ("cifar10", "cifar100", "fashion-mnist", "imagefolder")
@@ -262,7 +262,7 @@ def add_run_arguments(parser: argparse.ArgumentParser, default_method: str) -> N
     )
     group.add_argument("--amp", action="store_true", help="mixed precision (CUDA only)")
     group.add_argument("--channels-last", action="store_true", help="(CUDA only)")
-    group.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_progress_flags(parser)
 
 
 def _config(args: argparse.Namespace):
@@ -307,7 +307,8 @@ def _config(args: argparse.Namespace):
         amp=args.amp,
         channels_last=args.channels_last,
         checkpoint=args.checkpoint,
-        progress=False if args.no_progress else None,
+        # None: bars where stderr is a terminal; --quiet also hides the status lines
+        progress=False if args.no_progress or args.quiet else None,
     )
 
 
@@ -381,6 +382,7 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--seed", type=int, default=0, help="random seed (weights, batch)")
     _add_energy(parser)
+    add_progress_flags(parser)
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -423,6 +425,7 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--json", action="store_true", help="print the result as one JSON line, for scripts"
     )
+    add_progress_flags(parser, "print no progress bars; the result is still printed")
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -434,11 +437,17 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     device = resolve_device(args.device)
     model = load_pruned(args.model_dir, map_location=str(device))
+    bars = not (args.no_progress or args.quiet)  # drawn on a terminal only
     test = data_module.load_dataset(
-        args.dataset, args.data_dir, "test", download=args.download, subset=args.test_subset
+        args.dataset,
+        args.data_dir,
+        "test",
+        download=args.download,
+        subset=args.test_subset,
+        progress=bars,
     )
     loader = data_module.BatchLoader(test, args.batch_size, shuffle=False, device=device)
-    result = evaluate(model, loader)
+    result = evaluate(model, loader, progress=bars)
     summary = {
         "params": count_params(model),
         "top1": result["top1"],

@@ -157,6 +157,36 @@ def remove_stale_temporaries(directory: str | os.PathLike[str], names: Iterable[
 # what the target is
 
 
+def check_writable(path: str | os.PathLike[str], option: str | None = None) -> None:
+    """Refuse, before any work, an output that cannot be written: a missing folder, a
+    folder that is not one or not writable, a directory or block device as the target.
+
+    Commands call this before a long solve so that a typo in the output path is reported
+    at once rather than after minutes of work (the write itself still reports everything
+    else, a full disk included). ``option`` names the command-line flag in the message.
+    """
+    target = Path(path)
+    where = f"{option} {target}" if option else str(target)
+    resolved = _resolve(target)
+    try:
+        stream = _is_stream(resolved)
+    except IsADirectoryError:
+        raise _error(IsADirectoryError, errno.EISDIR, f"{where}: it is a directory") from None
+    except ValueError as exc:  # a block device or socket
+        raise ValueError(f"{option}: {exc}" if option else str(exc)) from None
+    if stream:  # written in place: the device or FIFO itself must be writable
+        if not os.access(resolved, os.W_OK):
+            raise _error(PermissionError, errno.EACCES, f"{where}: not writable")
+        return
+    folder = resolved.parent
+    if not folder.exists():
+        raise _error(FileNotFoundError, errno.ENOENT, f"{where}: folder {folder} does not exist")
+    if not folder.is_dir():
+        raise _error(NotADirectoryError, errno.ENOTDIR, f"{where}: {folder} is not a folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise _error(PermissionError, errno.EACCES, f"{where}: folder {folder} is not writable")
+
+
 def _is_stream(path: Path) -> bool:
     """True for a character device or FIFO (written in place), False for a regular file or
     a name not taken yet (replaced atomically); anything else is refused here, before any

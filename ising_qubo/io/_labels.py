@@ -8,6 +8,7 @@ because a hashable label can never be a list.
 from __future__ import annotations
 
 import json
+import math
 import numbers
 from collections.abc import Hashable
 from typing import Any, TypeGuard
@@ -50,14 +51,34 @@ def _tuples(value: Any) -> Any:
     return value
 
 
+class LabelError(ValueError):
+    """A label dimod cannot take, with the reason (the readers put it in their message)."""
+
+
+# dimod treats a label equal to an integer as a possible index into its variables and
+# converts it to a C ssize_t: a larger one (2**63, 1e30) raises OverflowError deep inside
+# BinaryQuadraticModel (a traceback), so the readers refuse it first.
+_INDEX_LIMIT = 2**63
+
+
+def _checked_number(value: Any) -> Any:
+    if type(value) is float and not math.isfinite(value):
+        raise LabelError(f"label {value!r} is not a finite number")
+    if type(value) in (int, float) and float(value).is_integer():
+        if not -_INDEX_LIMIT <= value < _INDEX_LIMIT:
+            raise LabelError(f"label {value!r} is an integer beyond 64 bits")
+    return value
+
+
 def decode(text: str) -> Hashable:
     """Inverse of :func:`encode`; raises ValueError on anything else."""
-    return _tuples(json.loads(text))
+    return _checked_number(_tuples(json.loads(text)))
 
 
 def as_tuples(value: Any) -> Any:
-    """Lists to tuples, recursively (for label lists decoded from any JSON document)."""
-    return _tuples(value)
+    """Lists to tuples, recursively (for label lists decoded from any JSON document); a
+    number dimod cannot take as a label raises :class:`LabelError`."""
+    return _checked_number(_tuples(value))
 
 
 class LabelTable:

@@ -204,6 +204,8 @@ def _label_list(value, n: int, bad) -> list:
         labels = [_labels.as_tuples(v) for v in value]
         for label in labels:
             hash(label)
+    except _labels.LabelError as exc:
+        raise bad("variable_labels", str(exc)) from None
     except (TypeError, ValueError, RecursionError):
         raise bad("variable_labels", "a label is not a string, number, null or list") from None
     if len(set(labels)) != n:

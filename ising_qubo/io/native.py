@@ -200,6 +200,8 @@ def _label_list(value: Any, n: int, bad) -> list[Hashable]:
     try:
         labels = [_labels.as_tuples(v) for v in value]
         distinct = len(set(labels))
+    except _labels.LabelError as exc:
+        raise bad(f"a variable {exc}") from None
     except (ValueError, TypeError, RecursionError):
         raise bad("a variable label is not a JSON label (string, number, list)") from None
     if distinct != n:

@@ -31,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -42,6 +43,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ising_qubo import _progress
 from ising_qubo.io._dirlock import DirectoryLock
 from ising_qubo.io.jsonvalues import to_json, to_plain, write_json
 from ising_qubo.nets import data as data_module
@@ -183,8 +185,22 @@ class Run:
 
     # ----- set-up -------------------------------------------------------------------
     def say(self, message: str) -> None:
+        """A status line on stderr when it is a terminal (main process only; none under
+        --quiet: :func:`ising_qubo._progress.status`)."""
         if self.ctx.is_main:
-            _say(message)
+            _progress.status(message)
+
+    def log(self, message: str) -> None:
+        """A line on stderr, terminal or not, where it does not mix with the result on
+        stdout (main process only; none under --quiet)."""
+        if self.ctx.is_main:
+            _progress.log_line(message)
+
+    @property
+    def bars(self) -> bool:
+        """Whether this process may draw bars: the main one, unless --no-progress (and then
+        only on a terminal, see :mod:`ising_qubo._progress`)."""
+        return self.ctx.is_main and self.config.progress is not False
 
     def prepare_directory(self) -> dict | None:
         """Refuse an existing run without ``resume``, check the options of a resumed one and
@@ -236,6 +252,9 @@ class Run:
 
     def load_data(self) -> None:
         c = self.config
+        where = f" from {c.data_dir}" if c.data_dir else ""
+        self.say(f"loading {c.dataset}{where}")
+        started = time.perf_counter()
         splits = data_module.load_splits(
             c.dataset,
             c.data_dir,
@@ -244,6 +263,7 @@ class Run:
             test_subset=c.test_subset,
             seed=c.seed,
             download=c.download,
+            progress=self.bars,
         )
         if "test" not in splits:
             raise ValueError(
@@ -251,6 +271,8 @@ class Run:
                 f"an image folder needs train/ and test/ subfolders"
             )
         self.splits = splits
+        sizes = ", ".join(f"{len(split):,} {name}" for name, split in splits.items())
+        self.say(f"loaded {sizes} images in {time.perf_counter() - started:.1f} s")
         train = splits["train"]
         rank, world_size = self.ctx.rank, self.ctx.world_size
         # each process: positions rank, rank+W, ... of the global permutation, B/W per
@@ -373,10 +395,12 @@ class Run:
             run_on_main=share,
         )
 
-    def evaluate(self, model: nn.Module, loader) -> dict:
+    def evaluate(self, model: nn.Module, loader, desc: str = "evaluate") -> dict:
         """Over the whole split: each process scores its shard, the sums are reduced."""
         reduce = self.ctx.all_reduce_sum if self.ctx.distributed else None
-        return evaluate(model, loader, amp=self.config.amp, reduce=reduce)
+        return evaluate(
+            model, loader, amp=self.config.amp, reduce=reduce, progress=self.bars, desc=desc
+        )
 
     def _epoch(
         self, phase: str, epoch: int, train_model, model, optimizer, scheduler, hooks
@@ -395,13 +419,13 @@ class Run:
             hooks=hooks,
             amp=c.amp,
             # None (no --no-progress) is tqdm's default: a bar when stderr is a terminal
-            progress=self.ctx.is_main and c.progress is not False,
+            progress=self.bars,
             desc=f"{phase} {epoch + 1}",
             epoch=epoch,
             reduce=self.ctx.all_reduce_sum if self.ctx.distributed else None,
         )
         self.timing[phase] += time.perf_counter() - started
-        test = self.evaluate(model, self.test_loader)
+        test = self.evaluate(model, self.test_loader, f"{phase} {epoch + 1}: test")
         row = {
             "phase": phase,
             "epoch": epoch,
@@ -412,10 +436,10 @@ class Run:
             "test_loss": test["loss"],
         }
         if self.val_loader is not None:
-            val = self.evaluate(model, self.val_loader)
+            val = self.evaluate(model, self.val_loader, f"{phase} {epoch + 1}: validation")
             row.update(val_top1=val["top1"], val_top5=val["top5"])
         self.history.append(**row)
-        self.say(
+        self.log(
             f"{phase} epoch {epoch + 1}: loss {stats['loss']:.3f}, train top-1 "
             f"{stats['top1']:.2f}%, test top-1 {test['top1']:.2f}% top-5 "
             f"{test['top5']:.2f}%"
@@ -491,9 +515,11 @@ def run(config: RunConfig, resume: bool = False) -> dict:
             return _run(config, resume, ctx)
         except KeyboardInterrupt:
             if ctx.is_main and (Path(config.out) / CHECKPOINT).exists():
-                _say(
+                # how to continue is no progress report: printed under --quiet too
+                print(
                     f"interrupted: the last checkpoint is kept in {config.out}; continue "
-                    f"with the same command plus --resume"
+                    f"with the same command plus --resume",
+                    file=sys.stderr,
                 )
             raise
 
@@ -526,7 +552,7 @@ def _run(config: RunConfig, resume: bool, ctx: distributed.Context) -> dict:
     ctx.together(job.load_data)  # a node without the data fails every process, clearly
     model = ctx.together(job.build_model)
     ctx.run_on_main(job.write_config)
-    job.report["initial"] = _measure(model, job)
+    job.report["initial"] = _measure(model, job, "starting model")
     if state is not None:
         job.history = History.from_dict(state["history"])
         job.timing.update(state["timing"])
@@ -538,6 +564,8 @@ def _run(config: RunConfig, resume: bool, ctx: distributed.Context) -> dict:
     if state is None or state["phase"] != "finetune":  # else: resumed inside fine-tuning
         if state is not None:
             model.load_state_dict(state["model"])
+        if c.method != "none":
+            job.say(f"building the pruning problem ({c.method}, keep {c.keep:g} by {c.keep_by})")
         pruner = job._make_pruner(model)
         optimizer, scheduler = job._optimizer(model, c.epochs, c.lr)
         if state is not None:
@@ -556,17 +584,20 @@ def _run(config: RunConfig, resume: bool, ctx: distributed.Context) -> dict:
                     pruner.on_epoch_end(epoch)
                 job._checkpoint("train", epoch, model, optimizer, scheduler, pruner)
         del train_model  # the DDP wrapper and its gradient hooks go now
-        job.report["before_pruning"] = _measure(model, job)
+        job.report["before_pruning"] = _measure(model, job, "before pruning")
 
         # ----- phase 2: structural pruning ---------------------------------------------
         if pruner is not None:
             started = time.perf_counter()
             if isinstance(pruner, IsingPruner) and pruner.masks is None:
+                job.say(f"solving the pruning problem with {c.solver}")
                 pruner.step()
             elif isinstance(pruner, ImportancePruner):
+                job.say(f"choosing the channels to remove ({c.method})")
                 pruner.step()
             refined = None
             if isinstance(pruner, IsingPruner) and c.refine > 1:
+                job.say(f"refining: the loss of {c.refine} candidate selections")
                 refining = time.perf_counter()
                 refined = pruner.refine_selection()
                 job.timing["refine"] = time.perf_counter() - refining
@@ -578,8 +609,11 @@ def _run(config: RunConfig, resume: bool, ctx: distributed.Context) -> dict:
             # of the dense one, so the report holds what was really met
             dense_copy = copy.deepcopy(model) if c.keep_by == "latency" else None
             started = time.perf_counter()
+            dense_params = count_params(model)
+            job.say("removing the pruned channels (surgery)")
             history = pruner.prune()
             job.timing["surgery"] = time.perf_counter() - started
+            job.say(f"parameters {dense_params:,} -> {count_params(model):,}")
             if dense_copy is not None and isinstance(pruner, IsingPruner):
                 job.report["latency"] = {
                     "predicted": pruner.problem.budget_report(masks)["met"],
@@ -613,7 +647,7 @@ def _run(config: RunConfig, resume: bool, ctx: distributed.Context) -> dict:
                     model, job.out / "pruned_init", spec=job.spec, metadata={"history": history}
                 )
             )
-            job.report["after_pruning"] = _measure(model, job)
+            job.report["after_pruning"] = _measure(model, job, "after pruning")
         start_epoch = 0
         state = None
     else:
@@ -636,8 +670,9 @@ def _run(config: RunConfig, resume: bool, ctx: distributed.Context) -> dict:
                 job._checkpoint("finetune", epoch, model, optimizer, scheduler, None)
         del train_model
 
-    job.report["final"] = _measure(model, job)
+    job.report["final"] = _measure(model, job, "final model")
     report = _final_report(job)
+    job.say(f"writing the model, {REPORT} and plots to {job.out}")
 
     def write_outputs() -> None:
         save_pruned(
@@ -655,15 +690,21 @@ def _run(config: RunConfig, resume: bool, ctx: distributed.Context) -> dict:
     return report
 
 
-def _measure(model: nn.Module, job: Run) -> dict:
-    test = job.evaluate(model, job.test_loader)
-    return {
+def _measure(model: nn.Module, job: Run, stage: str) -> dict:
+    """The ``stage``'s accuracy on the test split and its size; said on a status line."""
+    test = job.evaluate(model, job.test_loader, f"{stage}: test")
+    measured = {
         "top1": test["top1"],
         "top5": test["top5"],
         "loss": test["loss"],
         "params": count_params(model),
         "macs": count_macs(model, job.example_inputs),
     }
+    job.say(
+        f"{stage}: test top-1 {test['top1']:.2f}% top-5 {test['top5']:.2f}%, "
+        f"{measured['params']:,} parameters"
+    )
+    return measured
 
 
 def _final_report(job: Run) -> dict:
@@ -748,9 +789,3 @@ def _paper_filter_rate(groups, masks, model: nn.Module) -> float:
                 per += 1
             removed += dropped * per
     return removed / count_params(model)
-
-
-def _say(message: str) -> None:
-    from tqdm.auto import tqdm
-
-    tqdm.write(message)

@@ -43,7 +43,17 @@ def prune_model(
     under one constraint over the whole network (at least ``max(1, ceil(min_keep * n))``
     per group); "uniform" keeps the same fraction in every group. ``energy_options`` go
     to :meth:`PruningProblem.from_model`
-    (``importance``, ``similarity``, ``redundancy_weight``, ``seed``, ``ignored_layers``).
+    (``importance``, ``similarity``, ``redundancy_weight``, ``seed``, ``ignored_layers``,
+    and Torch-Pruning's ``unwrapped_parameters`` and ``customized_pruners``).
+
+    Defaults that finish on large networks: groups of more than
+    :data:`~ising_qubo.pruning.problem.STRUCTURED_GROUP_ABOVE` units are solved on their
+    structured block by swap annealing (the budget met by every move) whatever the
+    solver, and an exact solver (``"cpsat"``) gets a time limit per group
+    (:func:`~ising_qubo.pruning.problem.exact_group_seconds`: 30 s shared by the groups,
+    at least 0.5 s each) unless
+    ``solver_params`` has a ``time_limit`` (see :attr:`PruningSolution.groups` for what
+    each group got and whether optimality was proven).
     The result is the one :class:`~ising_qubo.pruning.pruners.IsingPruner` with
     ``every=0`` would prune to, with the energy built once instead of twice.
 

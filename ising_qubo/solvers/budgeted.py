@@ -55,13 +55,9 @@ class SwapModel:
         )
         self.bvar_start = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
         self.j_start = np.concatenate([[0], np.cumsum([m * m for m in sizes])]).astype(np.int64)
-        self.jflat = (
-            np.concatenate(
-                [np.ascontiguousarray(J, dtype=np.float64).ravel() for _, J in model.blocks]
-            )
-            if model.blocks
-            else np.zeros(0)
-        )
+        flat = [np.ascontiguousarray(J, dtype=np.float64).ravel() for _, J in model.blocks]
+        # one block (a large group solved alone) is used as it is: no copy of its n x n
+        self.jflat = flat[0] if len(flat) == 1 else np.concatenate(flat) if flat else np.zeros(0)
         # variable -> (block, position) for every block holding it
         block_of = np.repeat(np.arange(len(sizes), dtype=np.int64), sizes)
         position = (
@@ -162,13 +158,17 @@ class SwapModel:
             )
 
     def tolerance(self) -> float:
-        """Improvements below this are float noise: 1e-9 of the largest field scale."""
-        scale = (
-            np.abs(self.h).max(initial=0.0)
-            + np.abs(self.jflat).max(initial=0.0)
-            + float(np.abs(self.lr_u).sum() * np.abs(self.lr_v).max(initial=0.0))
-        )
-        return 1e-9 * max(scale, 1.0)
+        """Improvements below this are float noise: 1e-9 of the largest field scale
+        (computed once per layout: the blocks of a large network hold 10^8 entries)."""
+        cached = self.__dict__.get("_tolerance")
+        if cached is None:
+            scale = (
+                _largest_magnitude(self.h)
+                + _largest_magnitude(self.jflat)
+                + float(np.abs(self.lr_u).sum() * _largest_magnitude(self.lr_v))
+            )
+            cached = self.__dict__["_tolerance"] = 1e-9 * max(scale, 1.0)
+        return cached
 
     def slots(self, spins: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Per replica, each group's variables with the kept ones first; kept counts."""
@@ -183,6 +183,13 @@ class SwapModel:
             # kept first, stable: a permutation of the group per replica
             order[:, a:b] = index[np.argsort(~on, axis=1, kind="stable")]
         return order, kept
+
+
+def _largest_magnitude(values: np.ndarray) -> float:
+    """max |values| (0 for none) without an |values| copy."""
+    if values.size == 0:
+        return 0.0
+    return float(max(values.max(), -values.min()))
 
 
 def budgeted_descent(

@@ -174,6 +174,7 @@ class TorchSASampler(dimod.Sampler, dimod.Initialized):
         in order; ``info`` is shared and its timing is that of the whole batch.
         """
         stop = _stop_from(parameters)
+        check_seed(seed, "torch-sa")
         reads = positive_int(num_reads, "num_reads", "torch-sa")
         total = sum(len(b.variables) for b in bqms if isinstance(b, dimod.BinaryQuadraticModel))
         check_states_memory(reads, total, _STATE_BYTES, "torch-sa")
@@ -234,6 +235,7 @@ class TorchSASampler(dimod.Sampler, dimod.Initialized):
         stop = _stop_from(parameters)
         if not isinstance(problem, LowRankIsing):
             raise TypeError(f"torch-sa: expected a LowRankIsing, got {type(problem).__name__}")
+        check_seed(seed, "torch-sa")
         reads = positive_int(num_reads, "num_reads", "torch-sa")
         n = problem.num_variables
         check_states_memory(reads, n, _STATE_BYTES, "torch-sa")

@@ -45,7 +45,7 @@ from ising_qubo.solvers._common import (
     sampleset_from_states,
     wall_timer,
 )
-from ising_qubo.solvers._sa_torch import build_tensors, descend
+from ising_qubo.solvers._sa_torch import build_tensors, descend, prepare_descend
 from ising_qubo.solvers._torch_common import (
     in_chunks,
     on_device,
@@ -378,6 +378,7 @@ class TorchSBSampler(dimod.Sampler, dimod.Initialized):
                     f"the {n}x{n} coupling matrices",
                     matrix_bytes,
                 )
+                prepare_descend(torch_device)  # inside the limit, see prepare_descend
                 if step_size is None:
                     step_size = problem.default_dt(mode)
                 info["matrix"] = "dense" if problem.dense else "csr"

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ising_qubo._progress import progress_bar
 from ising_qubo.nets.data.catalog import canonical_name, default_data_dir
 from ising_qubo.nets.data.dataset import Source, Stats, in_memory_source
 
@@ -221,7 +222,7 @@ def download_cifar(name: str, root: str | os.PathLike[str] | None = None) -> Pat
 
 
 def _cifar_arrays(
-    name: str, data_dir: Path | None, base: str, download: bool
+    name: str, data_dir: Path | None, base: str, download: bool, progress: bool = False
 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
     spec = _CIFAR[name]
     root = Path(data_dir) if data_dir is not None else default_data_dir()
@@ -242,7 +243,10 @@ def _cifar_arrays(
         raise ValueError(f"{meta_path}: no {spec.names_key!r} list")
     classes = [n.decode("latin1") if isinstance(n, bytes) else str(n) for n in names]
     datas, labels = [], []
-    for filename in spec.train if base == "train" else spec.test:
+    filenames = spec.train if base == "train" else spec.test
+    for filename in progress_bar(
+        filenames, progress=progress, desc=f"read {spec.title} {base}", unit="file", leave=False
+    ):
         path = folder / filename
         if not path.is_file():
             raise FileNotFoundError(_cifar_missing_message(spec, root, f"{path} is missing"))
@@ -253,8 +257,11 @@ def _cifar_arrays(
     return images, np.concatenate(labels), classes
 
 
-def open_cifar(name: str, data_dir: Path | None, base: str, download: bool) -> Source:
-    """The ``base`` split (``"train"`` or ``"test"``) of ``cifar10``/``cifar100``, read whole;
-    ``download`` fetches the archive when the files are missing."""
-    images, labels, classes = _cifar_arrays(name, data_dir, base, download)
+def open_cifar(
+    name: str, data_dir: Path | None, base: str, download: bool, progress: bool = True
+) -> Source:
+    """The ``base`` split (``"train"`` or ``"test"``) of ``cifar10``/``cifar100``, read whole
+    (under a bar over its batch files on a terminal when ``progress``); ``download`` fetches
+    the archive when the files are missing."""
+    images, labels, classes = _cifar_arrays(name, data_dir, base, download, progress)
     return in_memory_source(images, labels, classes, CIFAR_STATS[name])

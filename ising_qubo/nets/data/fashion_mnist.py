@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ising_qubo._progress import progress_bar
 from ising_qubo.nets.data.catalog import default_data_dir
 from ising_qubo.nets.data.dataset import Source, Stats, in_memory_source
 
@@ -137,7 +138,7 @@ def download_fashion_mnist(root: str | os.PathLike[str] | None = None) -> Path:
 
 
 def _fashion_arrays(
-    data_dir: Path | None, base: str, download: bool
+    data_dir: Path | None, base: str, download: bool, progress: bool = False
 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
     prefix = "train" if base == "train" else "t10k"
     stems = (f"{prefix}-images-idx3-ubyte", f"{prefix}-labels-idx1-ubyte")
@@ -162,8 +163,13 @@ def _fashion_arrays(
             f"containing them (apt install dataset-fashion-mnist puts them in "
             f"{FASHION_MNIST_SYSTEM_DIR}), or use --download (download=True) when online."
         )
-    images = read_idx(paths[0], _IDX_MAGIC["images"])
-    labels = read_idx(paths[1], _IDX_MAGIC["labels"])
+    with progress_bar(
+        total=2, progress=progress, desc=f"read Fashion-MNIST {base}", unit="file", leave=False
+    ) as bar:
+        images = read_idx(paths[0], _IDX_MAGIC["images"])
+        bar.update(1)
+        labels = read_idx(paths[1], _IDX_MAGIC["labels"])
+        bar.update(1)
     if images.ndim != 3:
         raise ValueError(f"{paths[0]}: expected (N, H, W) images, found dims {images.shape}")
     if labels.shape[0] != images.shape[0]:
@@ -175,8 +181,11 @@ def _fashion_arrays(
     return images[:, None], labels.astype(np.int64), list(FASHION_MNIST_CLASSES)
 
 
-def open_fashion_mnist(data_dir: Path | None, base: str, download: bool) -> Source:
+def open_fashion_mnist(
+    data_dir: Path | None, base: str, download: bool, progress: bool = True
+) -> Source:
     """The ``base`` split (``"train"`` or ``"test"``) of Fashion-MNIST, read whole (from
-    ``data_dir``, else the system and default folders); ``download`` fetches missing files."""
-    images, labels, classes = _fashion_arrays(data_dir, base, download)
+    ``data_dir``, else the system and default folders; under a bar on a terminal when
+    ``progress``); ``download`` fetches missing files."""
+    images, labels, classes = _fashion_arrays(data_dir, base, download, progress)
     return in_memory_source(images.copy(), labels, classes, FASHION_MNIST_STATS)

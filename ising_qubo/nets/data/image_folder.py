@@ -16,16 +16,16 @@ alike).
 
 from __future__ import annotations
 
-import math
 import os
 import threading
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from ising_qubo._progress import progress_bar
 from ising_qubo.nets.data.cifar import CIFAR10_CLASSES, CIFAR_STATS
 from ising_qubo.nets.data.dataset import Source, Stats
 from ising_qubo.nets.data.splits import stratified_indices
@@ -36,6 +36,7 @@ IMAGE_EXTENSIONS = frozenset(
     {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".ppm", ".pgm", ".pbm", ".tif", ".tiff", ".webp"}
 )
 _STATS_SAMPLE = 1000
+_CHUNK = 256  # images per piece of decoding work: the bar moves, the threads share evenly
 _stats_cache: dict[tuple, Stats] = {}
 _stats_lock = threading.Lock()
 
@@ -137,57 +138,68 @@ def _decode_one(path: str, size_hw: tuple[int, int] | None) -> np.ndarray:
 
 
 def _decode_images(
-    files: Sequence[str], size_hw: tuple[int, int] | None, num_workers: int | None = None
+    files: Sequence[str],
+    size_hw: tuple[int, int] | None,
+    num_workers: int | None = None,
+    progress: bool = False,
+    desc: str = "load images",
 ) -> torch.Tensor:
     """Decode ``files`` into one ``(n, 3, H, W)`` uint8 tensor, with ``num_workers``
     threads (Pillow drops the GIL while decoding pixels; default: up to 4 threads for
     images of at least 128x128, else 1).
-    All images must share the first one's size unless ``size_hw`` resizes them."""
+    All images must share the first one's size unless ``size_hw`` resizes them.
+    ``progress``: a bar over the images (labelled ``desc``) on a terminal
+    (:func:`ising_qubo._progress.progress_bar`)."""
     if not files:
         raise ValueError("no images to decode")
-    first = _decode_one(files[0], size_hw)
-    height, width, _ = first.shape
-    out = np.empty((len(files), height, width, 3), np.uint8)  # HWC: plain row copies
-    out[0] = first
-    failed = threading.Event()
+    with progress_bar(
+        total=len(files), progress=progress, desc=desc, unit="image", leave=False
+    ) as bar:
+        first = _decode_one(files[0], size_hw)
+        bar.update(1)
+        height, width, _ = first.shape
+        out = np.empty((len(files), height, width, 3), np.uint8)  # HWC: plain row copies
+        out[0] = first
+        failed = threading.Event()
 
-    def work(lo: int, hi: int) -> None:
-        for i in range(lo, hi):
-            if failed.is_set():
-                return
-            try:
-                image = _decode_one(files[i], size_hw)
-                if image.shape != first.shape:
-                    raise ValueError(
-                        f"{files[i]} is {image.shape[1]}x{image.shape[0]} (WxH) but "
-                        f"{files[0]} is {width}x{height}: all images must have the same size "
-                        f"(pass image_size=... to resize them)"
-                    )
-            except ValueError:
-                failed.set()
-                raise
-            out[i] = image
+        def work(lo: int, hi: int) -> None:
+            for i in range(lo, hi):
+                if failed.is_set():
+                    return
+                try:
+                    image = _decode_one(files[i], size_hw)
+                    if image.shape != first.shape:
+                        raise ValueError(
+                            f"{files[i]} is {image.shape[1]}x{image.shape[0]} (WxH) but "
+                            f"{files[0]} is {width}x{height}: all images must have the same "
+                            f"size (pass image_size=... to resize them)"
+                        )
+                except ValueError:
+                    failed.set()
+                    raise
+                out[i] = image
 
-    if num_workers is None:
-        # Small images cost mostly Python-side header parsing under the GIL: threads only
-        # add contention there (32x32 JPEGs decoded ~1.5x slower with 2 threads).
-        big = height * width >= 128 * 128
-        workers = min(4, os.cpu_count() or 1) if big else 1
-    else:
-        workers = num_workers
-    if workers <= 1 or len(files) < 256:
-        work(1, len(files))
-    else:
-        step = math.ceil((len(files) - 1) / (4 * workers))
-        with ThreadPoolExecutor(workers) as pool:
-            futures = [
-                pool.submit(work, lo, min(lo + step, len(files)))
-                for lo in range(1, len(files), step)
-            ]
-            errors = [f.exception() for f in futures]
-        first_error = next((e for e in errors if e is not None), None)
-        if first_error is not None:
-            raise first_error
+        if num_workers is None:
+            # Small images cost mostly Python-side header parsing under the GIL: threads
+            # only add contention there (32x32 JPEGs decoded ~1.5x slower with 2 threads).
+            big = height * width >= 128 * 128
+            workers = min(4, os.cpu_count() or 1) if big else 1
+        else:
+            workers = num_workers
+        chunks = [(lo, min(lo + _CHUNK, len(files))) for lo in range(1, len(files), _CHUNK)]
+        if workers <= 1 or len(files) < _CHUNK:
+            for lo, hi in chunks:
+                work(lo, hi)
+                bar.update(hi - lo)
+        else:
+            with ThreadPoolExecutor(workers) as pool:
+                futures = {pool.submit(work, lo, hi): hi - lo for lo, hi in chunks}
+                for done in as_completed(futures):  # the bar moves in this thread only
+                    bar.update(futures[done])
+            errors = [f.exception() for f in futures]  # in file order: the first bad file
+            first_error = next((e for e in errors if e is not None), None)
+            if first_error is not None:
+                raise first_error
     return torch.from_numpy(out).permute(0, 3, 1, 2).contiguous()
 
 
@@ -205,13 +217,16 @@ def _imagefolder_stats(
     labels: np.ndarray,
     size_hw: tuple[int, int] | None,
     num_workers: int | None,
+    progress: bool,
 ) -> Stats:
     key = (str(root.resolve()), len(files), files[0], files[-1], size_hw)
     with _stats_lock:
         if key in _stats_cache:
             return _stats_cache[key]
     sample = stratified_indices(labels, min(_STATS_SAMPLE, len(files)), seed=0)
-    stats = _channel_stats(_decode_images([files[i] for i in sample], size_hw, num_workers))
+    sampled = [files[i] for i in sample]
+    images = _decode_images(sampled, size_hw, num_workers, progress, "sample for mean/std")
+    stats = _channel_stats(images)
     with _stats_lock:
         _stats_cache[key] = stats
     return stats
@@ -223,10 +238,11 @@ def open_imagefolder(
     download: bool,
     image_size: int | tuple[int, int] | None,
     num_workers: int | None,
+    progress: bool = True,
 ) -> Source:
     """The ``base`` split (``"train"`` or ``"test"``) of the image folder ``root``: its
-    files and labels; images are decoded only when fetched. A missing split folder is a
-    :class:`MissingSplitError`."""
+    files and labels; images are decoded only when fetched, under a bar on a terminal when
+    ``progress``. A missing split folder is a :class:`MissingSplitError`."""
     if root is None:
         raise ValueError(
             "imagefolder needs data_dir (--data-dir DIR): a folder laid out as "
@@ -248,15 +264,18 @@ def open_imagefolder(
     size_hw = _size_hw(image_size)
 
     def fetch(idx: np.ndarray) -> torch.Tensor:
-        return _decode_images([files[i] for i in idx], size_hw, num_workers)
+        chosen = [files[i] for i in idx]
+        return _decode_images(chosen, size_hw, num_workers, progress, f"load {base} images")
 
     def stats(images: torch.Tensor) -> Stats:
         if tuple(classes) == CIFAR10_CLASSES and tuple(images.shape[1:]) == (3, 32, 32):
             return CIFAR_STATS["cifar10"]
         stats_root = layout.get("train", layout[base])
         if stats_root == layout[base]:
-            return _imagefolder_stats(stats_root, files, labels, size_hw, num_workers)
+            return _imagefolder_stats(stats_root, files, labels, size_hw, num_workers, progress)
         train_files, train_labels = _scan_imagefolder(stats_root, classes)
-        return _imagefolder_stats(stats_root, train_files, train_labels, size_hw, num_workers)
+        return _imagefolder_stats(
+            stats_root, train_files, train_labels, size_hw, num_workers, progress
+        )
 
     return Source(labels, classes, fetch, stats)

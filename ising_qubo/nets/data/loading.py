@@ -30,13 +30,14 @@ def _open_source(
     download: bool,
     image_size: int | tuple[int, int] | None,
     num_workers: int | None,
+    progress: bool,
 ) -> Source:
     root = Path(data_dir) if data_dir is not None else None
     if name in ("cifar10", "cifar100"):
-        return open_cifar(name, root, base, download)
+        return open_cifar(name, root, base, download, progress)
     if name == "fashion-mnist":
-        return open_fashion_mnist(root, base, download)
-    return open_imagefolder(root, base, download, image_size, num_workers)
+        return open_fashion_mnist(root, base, download, progress)
+    return open_imagefolder(root, base, download, image_size, num_workers, progress)
 
 
 def _make(
@@ -61,6 +62,7 @@ def load_dataset(
     val_size: int = 0,
     image_size: int | tuple[int, int] | None = None,
     num_workers: int | None = None,
+    progress: bool = True,
 ) -> ImageDataset:
     """Load one split of a dataset into memory.
 
@@ -73,7 +75,8 @@ def load_dataset(
     ``subset`` images of the split (for image folders, chosen before decoding).
     ``download``: fetch CIFAR / Fashion-MNIST if missing. ``image_size`` (image folders
     only): resize every image to ``(H, W)`` (an int means square). ``num_workers``:
-    decoding threads for image folders.
+    decoding threads for image folders. ``progress``: a bar while the files are read or
+    decoded, on stderr when it is a terminal (:mod:`ising_qubo._progress`).
     """
     name = canonical_name(name)
     if split not in SPLITS:
@@ -81,7 +84,7 @@ def load_dataset(
     if image_size is not None and name != "imagefolder":
         raise ValueError("image_size applies to imagefolder only")
     base = "test" if split == "test" else "train"
-    source = _open_source(name, data_dir, base, download, image_size, num_workers)
+    source = _open_source(name, data_dir, base, download, image_size, num_workers, progress)
     return _make(source, name, split, val_size, subset, seed)
 
 
@@ -96,23 +99,25 @@ def load_splits(
     download: bool = False,
     image_size: int | tuple[int, int] | None = None,
     num_workers: int | None = None,
+    progress: bool = True,
 ) -> dict[str, ImageDataset]:
     """``{"train", "val", "test"}`` datasets, reading each of the dataset's files once.
 
     ``"val"`` is present only when ``val_size > 0`` (held out of the train split exactly
     as in :func:`load_dataset`); ``"test"`` only when the dataset has a test split (a flat
     image folder has none). ``subset`` applies to train, ``test_subset`` to test.
-    Equal arguments give the same datasets as the corresponding :func:`load_dataset` calls.
+    Equal arguments give the same datasets as the corresponding :func:`load_dataset` calls
+    (``progress`` too: a bar while reading, on a terminal).
     """
     name = canonical_name(name)
     if image_size is not None and name != "imagefolder":
         raise ValueError("image_size applies to imagefolder only")
-    train = _open_source(name, data_dir, "train", download, image_size, num_workers)
+    train = _open_source(name, data_dir, "train", download, image_size, num_workers, progress)
     out = {"train": _make(train, name, "train", val_size, subset, seed)}
     if val_size:
         out["val"] = _make(train, name, "val", val_size, None, seed)
     try:
-        test = _open_source(name, data_dir, "test", download, image_size, num_workers)
+        test = _open_source(name, data_dir, "test", download, image_size, num_workers, progress)
     except MissingSplitError:
         return out
     out["test"] = _make(test, name, "test", 0, test_subset, seed)

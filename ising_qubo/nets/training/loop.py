@@ -18,6 +18,7 @@ plus ``on_epoch_start(epoch)`` / ``on_epoch_end(epoch)`` around each epoch and
 from __future__ import annotations
 
 import math
+import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
@@ -27,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from ising_qubo._progress import bars_allowed
 from ising_qubo.nets.training._checks import check_number
 from ising_qubo.nets.training.hooks import TrainingHook
 from ising_qubo.nets.training.placement import in_mode, model_device, resolve_device
@@ -72,8 +74,9 @@ def train_one_epoch(
     a GradScaler on GPUs without bf16 (pass ``scaler`` to keep its scale across epochs; it
     is unused when bf16 is chosen);
     on the CPU it is ignored with a one-time warning. The progress bar (tqdm: loss, running
-    accuracy, ETA when ``len(batches)`` exists) shows only when ``progress`` is true and
-    stderr is a terminal. Hooks receive ``iteration = start_iteration + index``; pass
+    accuracy, ETA when ``len(batches)`` exists) shows on stderr only when ``progress`` is
+    true, stderr is a terminal and the output level allows bars
+    (:mod:`ising_qubo._progress`). Hooks receive ``iteration = start_iteration + index``; pass
     ``start_iteration = epoch * steps_per_epoch`` for a global counter.
 
     Returns ``{"loss": mean loss, "top1": running accuracy %, "count": samples,
@@ -121,8 +124,11 @@ def train_one_epoch(
             total=total,
             desc=desc,
             unit="batch",
-            disable=None if progress else True,
+            # tqdm's None: drawn only when stderr is a terminal; never under --no-progress
+            # or --quiet (the command's output level)
+            disable=None if progress and bars_allowed() else True,
             dynamic_ncols=True,
+            file=sys.stderr,
         ) as bar,
     ):
         for index, (x, y) in enumerate(bar):

@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ising_qubo._progress import progress_bar
 from ising_qubo.nets.training._checks import check_int
 from ising_qubo.nets.training.placement import in_mode, model_device, resolve_device
 from ising_qubo.nets.training.precision import amp_settings, autocast
@@ -56,6 +57,8 @@ def evaluate(
     amp: bool = False,
     max_batches: int | None = None,
     reduce: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    progress: bool = False,
+    desc: str = "evaluate",
 ) -> dict[str, float | int]:
     """Accuracy and loss of ``model`` over ``batches`` of ``(x, y)``.
 
@@ -71,6 +74,10 @@ def evaluate(
     :meth:`ising_qubo.nets.distributed.Context.all_reduce_sum`); the correct counts, the loss
     sum and the sample count are summed before the ratios are taken, so the result is that
     of the whole set (a process with an empty shard is fine).
+
+    ``progress``: a bar over the batches (labelled ``desc``, removed when done) on stderr,
+    drawn only when stderr is a terminal and the output level allows bars
+    (:mod:`ising_qubo._progress`); off by default, as a library call is often one of many.
     """
     if max_batches is not None:
         check_int("max_batches", max_batches, 1)
@@ -80,8 +87,20 @@ def evaluate(
     correct = torch.zeros(2, dtype=torch.int64, device=dev)
     loss_sum = torch.zeros((), dtype=torch.float64, device=dev)
     count = 0
-    with in_mode(model, False), torch.no_grad():
-        for i, (x, y) in enumerate(batches):
+    try:
+        total: int | None = len(batches)  # type: ignore[arg-type]
+    except TypeError:
+        total = None
+    if max_batches is not None and total is not None:
+        total = min(total, max_batches)
+    with (
+        in_mode(model, False),
+        torch.no_grad(),
+        progress_bar(
+            batches, progress=progress, desc=desc, total=total, unit="batch", leave=False
+        ) as bar,
+    ):
+        for i, (x, y) in enumerate(bar):
             if max_batches is not None and i >= max_batches:
                 break
             x = x.to(dev, non_blocking=True)
