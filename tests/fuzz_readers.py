@@ -195,24 +195,44 @@ def mutate_json(blob: bytes, data: st.DataObject) -> bytes:
 TOKENS = [str(v) for v in BOUNDARY_INTS] + ["1.5", "nan", "inf", "1e309", "x", "#", "\x00"]
 
 
-def mutate_text(blob: bytes, data: st.DataObject) -> bytes:
-    """Tokens replaced by boundary values, lines dropped, duplicated or added."""
-    lines = blob.decode().split("\n")
+def mutate_lines(
+    text: str,
+    data: st.DataObject,
+    new_line: st.SearchStrategy[str],
+    new_token: st.SearchStrategy[str],
+    operations: tuple[str, ...] = ("token", "delete", "duplicate", "line", "swap"),
+) -> str:
+    """One to three edits of a text file's lines: a token replaced by a ``new_token``,
+    a line dropped, duplicated, swapped with another or a ``new_line`` inserted (also the
+    mutator of the in-process tests, ``tests/test_io_fuzz.py``)."""
+    lines = text.split("\n")
     for _ in range(data.draw(st.integers(1, 3), label="edits")):
         k = data.draw(st.integers(0, max(len(lines) - 1, 0)))
-        op = data.draw(st.sampled_from(["token", "token", "delete", "duplicate", "line"]))
+        op = data.draw(st.sampled_from(operations))
         if op == "delete" and lines:
             del lines[k]
         elif op == "duplicate" and lines:
             lines.insert(k, lines[k])
         elif op == "line":
-            lines.insert(k, " ".join(data.draw(st.lists(st.sampled_from(TOKENS), max_size=3))))
+            lines.insert(k, data.draw(new_line))
+        elif op == "swap" and len(lines) > 1:
+            j = data.draw(st.integers(0, len(lines) - 1))
+            lines[k], lines[j] = lines[j], lines[k]
         elif lines:
             tokens = lines[k].split(" ")
             t = data.draw(st.integers(0, len(tokens) - 1))
-            tokens[t] = data.draw(st.sampled_from(TOKENS))
+            tokens[t] = data.draw(new_token)
             lines[k] = " ".join(tokens)
-    return "\n".join(lines).encode()
+    return "\n".join(lines)
+
+
+def mutate_text(blob: bytes, data: st.DataObject) -> bytes:
+    """Tokens replaced by boundary values (twice as often as the other edits), lines
+    dropped, duplicated or added."""
+    tokens = st.sampled_from(TOKENS)
+    line = st.lists(tokens, max_size=3).map(" ".join)
+    operations = ("token", "token", "delete", "duplicate", "line")
+    return mutate_lines(blob.decode(), data, line, tokens, operations).encode()
 
 
 MUTATORS: dict[str, Callable[[bytes, st.DataObject], bytes]] = {

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import dimod
 import pytest
+from fuzz_readers import mutate_lines
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -148,25 +149,12 @@ TOKENS = [
 
 
 def _mutate(text: str, data) -> str:
-    lines = text.split("\n")
-    for _ in range(data.draw(st.integers(1, 3))):
-        k = data.draw(st.integers(0, max(len(lines) - 1, 0)))
-        op = data.draw(st.sampled_from(["delete", "duplicate", "line", "token", "swap"]))
-        if op == "delete" and lines:
-            del lines[k]
-        elif op == "duplicate" and lines:
-            lines.insert(k, lines[k])
-        elif op == "line":
-            lines.insert(k, data.draw(st.text(max_size=12)))
-        elif op == "swap" and len(lines) > 1:
-            j = data.draw(st.integers(0, len(lines) - 1))
-            lines[k], lines[j] = lines[j], lines[k]
-        elif lines:
-            tokens = lines[k].split(" ") or [""]
-            t = data.draw(st.integers(0, len(tokens) - 1))
-            tokens[t] = data.draw(st.one_of(st.sampled_from(TOKENS), st.text(max_size=5)))
-            lines[k] = " ".join(tokens)
-    return "\n".join(lines)
+    return mutate_lines(
+        text,
+        data,
+        st.text(max_size=12),
+        st.one_of(st.sampled_from(TOKENS), st.text(max_size=5)),
+    )
 
 
 def _read_or_value_error(path: Path, fmt: str):

@@ -551,15 +551,7 @@ def plot_profile(summary: Summary, path: Path) -> Path:
         xs = [1.0, *steps, tau_end]
         ys = [profile_fraction(values, x) for x in xs]
         reached = sum(1 for r in values if math.isfinite(r))
-        left.step(
-            xs,
-            ys,
-            where="post",
-            color=colours(k % 10),
-            linestyle=LINE_STYLES[k % len(LINE_STYLES)],
-            linewidth=1.6,
-            label=f"{solver} ({reached}/{total})",
-        )
+        _solver_step(left, xs, ys, k, colours, f"{solver} ({reached}/{total})")
     _style_profile(left, tau_end, total)
     _plot_ecdf(right, summary, colours)
     fig.suptitle(
@@ -571,6 +563,20 @@ def plot_profile(summary: Summary, path: Path) -> Path:
     with atomic_write(path, binary=True) as fp:
         fig.savefig(fp, format="png", dpi=130)
     return path
+
+
+def _solver_step(ax: Any, xs: list, ys: list, k: int, colours: Any, label: str) -> None:
+    """One solver's staircase (the k-th solver's colour and line style, the same in both
+    panels)."""
+    ax.step(
+        xs,
+        ys,
+        where="post",
+        color=colours(k % 10),
+        linestyle=LINE_STYLES[k % len(LINE_STYLES)],
+        linewidth=1.6,
+        label=label,
+    )
 
 
 def _style_profile(ax: Axes, tau_end: float, total: int) -> None:
@@ -601,15 +607,7 @@ def _plot_ecdf(ax: Axes, summary: Summary, colours: Any) -> None:
         reached = sorted(max(t, TIME_FLOOR) for t in mine if t is not None)
         xs = [start, *reached, end]
         ys = [0.0, *[(j + 1) / len(mine) for j in range(len(reached))], len(reached) / len(mine)]
-        ax.step(
-            xs,
-            ys,
-            where="post",
-            color=colours(k % 10),
-            linestyle=LINE_STYLES[k % len(LINE_STYLES)],
-            linewidth=1.6,
-            label=f"{solver} ({len(reached)}/{len(mine)} runs)",
-        )
+        _solver_step(ax, xs, ys, k, colours, f"{solver} ({len(reached)}/{len(mine)} runs)")
     ax.set_xscale("log")
     ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlim(start, end)
