@@ -165,7 +165,18 @@ def test_cli_prune_and_export(tmp_path, image_folder, capsys):
         ]
     )
     assert code == 0
-    assert "kept" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "kept" in printed
+    # each accuracy with the training behind it: the fine-tuning's gain is not pruning's
+    report = json.loads((out / "report.json").read_text())
+    accuracy, stages = report["accuracy"], report["stages"]
+    assert accuracy["epochs"] == {"train": 0, "finetune": 0}
+    assert accuracy["after_surgery"] == {k: stages["after_pruning"][k] for k in ("top1", "top5")}
+    assert (
+        f"top-1 {accuracy['before']['top1']:.2f}% after 0 training epochs (before pruning) -> "
+        f"{accuracy['after_surgery']['top1']:.2f}% right after pruning -> "
+        f"{accuracy['after']['top1']:.2f}% after 0 fine-tuning epochs"
+    ) in printed.splitlines()
     code = main(
         [
             "export",

@@ -726,9 +726,18 @@ def _final_report(job: Run) -> dict:
             "after": after["macs"],
             "kept_fraction": after["macs"] / before["macs"],
         },
+        # before: the network as trained for `epochs` (with Ising-dropout for the Ising
+        # method), just before the cut; after_surgery: right after it; after: after the
+        # `finetune_epochs`. Read together, the fine-tuning's gain is not pruning's.
         "accuracy": {
             "before": {"top1": before["top1"], "top5": before["top5"]},
             "after": {"top1": after["top1"], "top5": after["top5"]},
+            **(
+                {"after_surgery": {k: job.report["after_pruning"][k] for k in ("top1", "top5")}}
+                if "after_pruning" in job.report
+                else {}
+            ),
+            "epochs": {"train": job.config.epochs, "finetune": job.config.finetune_epochs},
         },
         "stages": {
             k: job.report[k]
