@@ -509,3 +509,35 @@ def test_progress_bar_only_on_a_terminal(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
     assert cli.main([*args, "--out", str(tmp_path / "b"), "--no-plot"]) == 0
     assert "bench" in capsys.readouterr().err  # tqdm's "bench: 100%|..." line
+
+
+def test_bench_of_torch_free_solvers_does_not_import_torch(tmp_path):
+    """Describing the machine must not load torch (seconds and hundreds of MB) in a run
+    whose solvers do not use it; the CUDA device is then recorded as not probed."""
+    out = tmp_path / "run"
+    problem = str(Path(__file__).resolve().parents[1] / "examples" / "instances" / "bqp50.txt")
+    code = (
+        "import sys\n"
+        "from ising_qubo.cli.app import main\n"
+        f"code = main(['bench', {problem!r}, "
+        "'--instance', '1', '--solvers', 'neal,tabu', '--seeds', '1', '--time-limit', '0.2', "
+        f"'--no-plot', '--quiet', '--out', {str(out)!r}])\n"
+        "assert code == 0, code\n"
+        "print('torch' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "False"
+    machine = json.loads((out / "results.json").read_text())["machine"]
+    assert machine["cuda_probed"] is False and machine["cuda_device"] is None
+    assert "torch_threads" not in machine
+
+
+def test_machine_info_describes_torch_once_a_solver_loaded_it():
+    import torch
+
+    from ising_qubo.bench.report import machine_info
+
+    info = machine_info()
+    assert info["torch_threads"] == torch.get_num_threads()
+    assert "cuda_probed" not in info

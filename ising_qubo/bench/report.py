@@ -65,7 +65,8 @@ class BenchmarkResult(BenchmarkRecord):
 
 
 def machine_info() -> dict[str, Any]:
-    """Platform, CPU, library versions, CUDA device (or none) and the date."""
+    """Platform, CPU, library versions, CUDA device (or none) and the date; torch's
+    threads and CUDA device only when a solver of the run has imported torch."""
     info: dict[str, Any] = {
         "date": datetime.now(timezone.utc).astimezone().isoformat(timespec="seconds"),
         "platform": platform.platform(),
@@ -80,6 +81,13 @@ def machine_info() -> dict[str, Any]:
             info[f"{package}_version"] = metadata.version(package)
         except metadata.PackageNotFoundError:
             info[f"{package}_version"] = None
+    if "torch" not in sys.modules:
+        # No solver of this run loaded torch (the warm-up has run by now): importing it
+        # only to describe the machine cost seconds and hundreds of MB in every bench
+        # process, the memory benchmark's included. The CUDA device is then not probed.
+        info["cuda_device"] = None
+        info["cuda_probed"] = False
+        return info
     try:
         import torch
 
