@@ -32,8 +32,12 @@ _MATRIX_COPIES = 2
 # the first read under a time limit (:func:`read_setup_seconds`), on a corner this large.
 _LARGE = 1500
 _CALIBRATION_SIZE = 1000
-# The first read's set-up may take at most this fraction of the time left.
-_READ_SHARE = 0.8
+# The first read's set-up may take at most this fraction of the time left (the rest is
+# for the search itself).
+_READ_SHARE = 0.5
+# Floor of a read's set-up per matrix entry: 2.0 s for 8,000 variables (64 M entries) on
+# the idle 2-core VM is 3.1e-8 s; with margin.
+_SECONDS_PER_ENTRY = 5e-8
 
 
 class TabuSolver(WallTimed, TabuSampler):
@@ -188,7 +192,8 @@ def read_setup_seconds(n: int) -> float:
 
     Each read copies the dense matrix element by element into C++ vectors, twice more by
     value, and allocates and fills another n x n table after its first search: 10 s for
-    8,000 variables on a busy 2-core machine, whatever ``timeout`` says. Timed here on a
+    8,000 variables on a busy 2-core machine (2 s idle, half of it system time), whatever
+    ``timeout`` says; once 17 s beside a test suite with no CPU shortage. Timed here on a
     zero matrix of ``_CALIBRATION_SIZE`` variables (the copies do not depend on the values)
     with a zero timeout and scaled by n^2, with 50% added because a large matrix misses the
     caches more; building the matrix itself costs less than one of its copies.
@@ -197,7 +202,11 @@ def read_setup_seconds(n: int) -> float:
     corner = np.zeros((size, size))
     began = time.perf_counter()
     TabuSearch(corner, np.zeros(size, dtype=np.intc), min(20, size // 4), 0, 0, 0)
-    return 1.5 * (time.perf_counter() - began) * (n / size) ** 2
+    scaled = 1.5 * (time.perf_counter() - began) * (n / size) ** 2
+    # A large matrix's copies are fresh memory: page faults (system time) that a corner
+    # reusing the allocator's memory does not pay. Never estimate below what an idle
+    # machine measured per entry, page faults included.
+    return max(scaled, _SECONDS_PER_ENTRY * n * n)
 
 
 def tabu_matrix(binary: dimod.BinaryQuadraticModel) -> tuple[np.ndarray, list[Any]]:
