@@ -230,12 +230,12 @@ def test_prune_status_lines_on_a_terminal_epoch_lines_in_logs(
     assert "train 1" in err and BAR in err  # the epoch's bar
     assert "\ntrain epoch 1: loss" in err.replace("\r", "\n")  # a line of its own
     # stdout: the result summary only
-    assert out.splitlines()[0].startswith("parameters ") and len(out.splitlines()) == 3
-    assert BAR not in out and "loading" not in out and "epoch" not in out
+    assert out.splitlines()[0].startswith("parameters ") and len(out.splitlines()) == 4
+    assert BAR not in out and "loading" not in out and "train epoch" not in out
 
     # off a terminal: no bar, no status line, but the epoch's line stays (a log keeps it)
     code, out, err = run_main(prune_args(image_folder, tmp_path / "b", "--epochs", "1"), False)
-    assert code == 0 and len(out.splitlines()) == 3
+    assert code == 0 and len(out.splitlines()) == 4
     assert [line.split(":")[0] for line in err.splitlines()] == ["train epoch 1"], err
 
     no_bars = prune_args(image_folder, tmp_path / "c", "--epochs", "0", "--no-progress")
