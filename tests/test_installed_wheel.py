@@ -14,8 +14,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
-import sysconfig
 import zipfile
 from dataclasses import dataclass
 from email.parser import Parser
@@ -23,7 +21,7 @@ from pathlib import Path
 
 import pytest
 from conftest import brute_force_minimum, random_bqm
-from wheels import build_wheel
+from wheels import build_wheel, install_in_fresh_venv
 
 from ising_qubo import io
 
@@ -53,34 +51,8 @@ class Installed:
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
     root = tmp_path_factory.mktemp("installed")
     wheel = build_wheel(root)
-    pip = [sys.executable, "-m", "pip"]
-
-    venv = root / "venv"
-    # no pip inside (ensurepip costs seconds): this venv's pip installs into it
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
-    done = subprocess.run(
-        [*pip, "--python", str(venv / "bin" / "python"), "install", "-q", "--no-deps"]
-        + ["--no-index", str(wheel)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr
-    site = Path(
-        subprocess.check_output(
-            [
-                str(venv / "bin" / "python"),
-                "-c",
-                "import sysconfig; print(sysconfig.get_paths()['purelib'])",
-            ],
-            text=True,
-        ).strip()
-    )
-    here = sysconfig.get_paths()  # this venv's folders of installed packages (lib64 too)
-    (site / "dependencies.pth").write_text("".join(f"{here[k]}\n" for k in ("purelib", "platlib")))
-    work = root / "work"
-    work.mkdir()
-    return Installed(wheel, venv, site, work)
+    fresh = install_in_fresh_venv(wheel, root)
+    return Installed(wheel, fresh.venv, fresh.site, fresh.work)
 
 
 def _requirements(wheel: Path) -> list[str]:
