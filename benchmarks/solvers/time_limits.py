@@ -1,7 +1,8 @@
 """Does every solver keep its ``time_limit`` on large sparse and dense problems?
 
     python benchmarks/solvers/time_limits.py --out benchmarks/results/time-limits-<date> \\
-        [--time-limit 5] [--solvers neal,tabu,...] [--problems sparse-20000,dense-1120]
+        [--time-limit 5] [--solvers neal,tabu,...] [--problems sparse-20000,dense-1120] \\
+        [--background-load N]
 
 One fresh process per (problem, solver): it loads a generated problem (seeded, so every
 solver sees the same one), calls ``ising_qubo.solve(bqm, solver, time_limit=T)`` and
@@ -10,6 +11,8 @@ its peak resident memory. The parent kills a child that runs past ``3 T + 120`` 
 records that as a hang. Every case is one JSON file in ``--out``: finished cases are
 skipped, so the script continues where an interrupted run stopped. Prints a table
 (time over the limit) and records the load average before and after each case.
+``--background-load N`` runs N busy processes (``ising_qubo.bench.load``) beside every
+case, so that a loaded machine can be reproduced; each case records N.
 
 Problems: ``sparse-N`` is a random 6-regular-like max-cut Ising graph of N spins with +-1
 couplings (Gset-like); ``dense-N`` a QUBO with all N(N-1)/2 couplings uniform in
@@ -28,7 +31,9 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-DEFAULT_SOLVERS = "neal,tabu,de,cpsat,torch-sa,torch-sb,sb-ref,greedy"
+from ising_qubo.bench.load import BackgroundLoad
+
+DEFAULT_SOLVERS = "neal,tabu,de,cpsat,torch-sa,torch-sb,sb-ref,openjij,greedy"
 DEFAULT_PROBLEMS = "sparse-20000,dense-1120,dense-4096"
 
 CHILD = r"""
@@ -105,6 +110,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--time-limit", type=float, default=5.0, help="seconds per solve")
     parser.add_argument("--solvers", default=DEFAULT_SOLVERS, help="comma-separated names")
     parser.add_argument("--problems", default=DEFAULT_PROBLEMS, help="kind-size, comma-separated")
+    parser.add_argument(
+        "--background-load", type=int, default=0, help="busy processes beside every case"
+    )
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     meta = args.out / "machine.json"
@@ -127,8 +135,14 @@ def main(argv: list[str] | None = None) -> int:
             if path.exists():
                 row = json.loads(path.read_text())
             else:
-                row = run_case(problem, solver, args.time_limit)
-                row.update(problem=problem, solver=solver, time_limit=args.time_limit)
+                with BackgroundLoad(args.background_load, max_seconds=6 * args.time_limit + 300):
+                    row = run_case(problem, solver, args.time_limit)
+                row.update(
+                    problem=problem,
+                    solver=solver,
+                    time_limit=args.time_limit,
+                    background_load=args.background_load,
+                )
                 tmp = path.with_suffix(".tmp")
                 tmp.write_text(json.dumps(row, indent=1))
                 tmp.replace(path)

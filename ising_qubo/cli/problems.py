@@ -217,13 +217,15 @@ def cmd_solve(args: argparse.Namespace) -> int:
     from ising_qubo.io._atomic import check_writable
     from ising_qubo.io.jsonvalues import write_json
     from ising_qubo.solvers import get_solver
+    from ising_qubo.solvers.registry import limit_after_loading
 
     if args.json not in (None, STDIO):  # a bad path now, not after the solve
         check_writable(args.json, "--json")
     instance = _pick(args.file, _read(args.file, args.format), args.instance)
+    start = time.perf_counter()  # --time-limit counts loading the solver (torch: seconds)
     sampler = get_solver(args.solver)
     params = _solver_params(sampler, args.solver, args)
-    start = time.perf_counter()
+    params, _ = limit_after_loading(params, time.perf_counter() - start)
     sampleset = sampler.sample(instance.bqm, **params)
     elapsed = time.perf_counter() - start
     best = sampleset.first

@@ -233,13 +233,17 @@ def anneal(
     return spins, sweeps
 
 
-def descend(problem: IsingTensors, spins: torch.Tensor, max_sweeps: int = 10_000) -> torch.Tensor:
-    """Greedy single flips (dE < 0) until no flip lowers any replica's energy.
+def descend(
+    problem: IsingTensors, spins: torch.Tensor, max_sweeps: int = 10_000, stop: Stop | None = None
+) -> bool:
+    """Greedy single flips (dE < 0), in place, until no flip lowers any replica's energy.
 
     Flips go class by class in the stored order. On the CPU (float64, no low-rank terms)
     the compiled kernel of the numba backend does the same sweeps: driving them from
     Python took up to seconds on dense problems (one class per variable), after a time
-    limit had already stopped the run.
+    limit had already stopped the run. With ``stop``, the descent ends when ``stop()``
+    is true (checked between sweeps) and the states are left as they are. True when
+    every state ends a local minimum.
     """
     if (
         spins.device.type == "cpu"
@@ -247,9 +251,11 @@ def descend(problem: IsingTensors, spins: torch.Tensor, max_sweeps: int = 10_000
         and problem.h.dtype == torch.float64
         and problem.lowrank_u is None
     ):
-        return _descend_compiled(problem, spins, max_sweeps)
+        return _descend_compiled(problem, spins, max_sweeps, stop)
     state = _FieldState(problem, spins)
     for _ in range(max_sweeps):
+        if stop is not None and stop():
+            return False
         flipped = False
         for k, cls in enumerate(problem.classes):
             improve = state.delta_energy(cls) < 0
@@ -257,9 +263,9 @@ def descend(problem: IsingTensors, spins: torch.Tensor, max_sweeps: int = 10_000
                 flipped = True
                 state.flip(k, cls, improve)
         if not flipped:
-            break
+            return True
         state.refresh()
-    return spins
+    return False
 
 
 def prepare_descend(device: torch.device) -> None:
@@ -274,7 +280,9 @@ def prepare_descend(device: torch.device) -> None:
         from ising_qubo.solvers import _sa_cpu  # noqa: F401  # the import is the point
 
 
-def _descend_compiled(problem: IsingTensors, spins: torch.Tensor, max_sweeps: int) -> torch.Tensor:
+def _descend_compiled(
+    problem: IsingTensors, spins: torch.Tensor, max_sweeps: int, stop: Stop | None
+) -> bool:
     """:func:`descend` with the numba kernels (sequential flips in the stored order)."""
     from ising_qubo.solvers import _sa_cpu
 
@@ -291,9 +299,9 @@ def _descend_compiled(problem: IsingTensors, spins: torch.Tensor, max_sweeps: in
                 np.ascontiguousarray(problem.J.values().numpy()),
             )
         }
-    _sa_cpu.descend(states, h, max_sweeps=max_sweeps, **layout)
+    complete = _sa_cpu.descend(states, h, max_sweeps=max_sweeps, stop=stop, **layout)
     spins.copy_(torch.from_numpy(states))
-    return spins
+    return complete
 
 
 def _part_colours(part: SpinProblem) -> np.ndarray:
@@ -492,7 +500,8 @@ def _run_union(parts, schedule, seed, stop, device, dtype, info) -> tuple[np.nda
             problem, spins, _beta_rows(schedule, columns, device, dtype), generator, stop
         )
         sweeps.append(done)
-        spins = descend(exact, spins.to(torch.float64))
+        spins = spins.to(torch.float64)
+        descend(exact, spins)
         return spins[:, back].cpu().numpy()
 
     outs, size = in_chunks(

@@ -8,6 +8,7 @@ random stream, so its ``num_reads`` copies of one read).
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import dimod
@@ -32,6 +33,15 @@ from ising_qubo.solvers.capabilities import Capability as C
 # read, their stacked copy and the SampleSet's.
 _STATE_BYTES = 4
 _DEFAULT_SWEEPS = 1000  # openjij's own default
+# Under a time limit, reads whose sweeps do more than this much work (sweeps x (variables
+# + 2 interactions)) are sized by two pilot reads on a corner of the model, this share of
+# its variables (see _fit_sweeps): one 1,000-sweep read of a complete 4,096-variable model
+# took 80 s.
+_PILOT_WORK = 20_000_000
+_PILOT_SECOND = 20
+_CORNER_SIDE = 0.35
+# One read may take at most this share of the time left (openjij cannot stop a read).
+_READ_SHARE = 0.8
 
 
 class OpenJijSASampler(dimod.Sampler):
@@ -67,6 +77,38 @@ class OpenJijSASampler(dimod.Sampler):
     def properties(self) -> dict[str, Any]:
         return {"package": "openjij", "sampler": "SASampler"}
 
+    def _fit_sweeps(
+        self, bqm: dimod.BinaryQuadraticModel, sweeps: int, stop: Stop, info: dict[str, Any]
+    ) -> tuple[int, float]:
+        """(sweeps of a read that takes at most ``_READ_SHARE`` of the time left, at least
+        1; its estimated seconds). Two reads of 1 and ``_PILOT_SECOND`` sweeps on a corner
+        of the model (its first variables, about an eighth of the entries), scaled by the
+        entries, give a read's fixed part (openjij converts the model at every read: 1.2 s
+        for 4,096 dense variables) and a sweep's cost; a pilot on the whole model would
+        cost that fixed part again."""
+        n = bqm.num_variables
+        m = max(2, int(n * _CORNER_SIDE))
+        vectors = bqm.to_numpy_vectors()
+        rows, cols, data = vectors[1]
+        inside = (rows < m) & (cols < m)
+        corner = dimod.BinaryQuadraticModel.from_numpy_vectors(
+            vectors[0][:m], (rows[inside], cols[inside], data[inside]), 0.0, bqm.vartype
+        )
+        model = _openjij_model(corner, list(range(m)))
+        timings = []
+        for count in (1, min(sweeps, _PILOT_SECOND)):
+            began = time.perf_counter()
+            self._sampler.sample(model, num_reads=1, num_sweeps=count, seed=0)
+            timings.append((count, time.perf_counter() - began))
+        (one, short), (many, longer) = timings
+        scale = (n + 2 * bqm.num_interactions) / max(1, m + 2 * int(inside.sum()))
+        fixed = short * scale
+        per_sweep = scale * max(longer - short, 0.1 * longer) / max(1, many - one)
+        left = stop.deadline.remaining() or 0.0
+        fitted = max(1, min(sweeps, int((_READ_SHARE * left - fixed) / per_sweep)))
+        info["num_sweeps_asked"] = sweeps
+        return fitted, fixed + (fitted - 1) * per_sweep
+
     def sample(
         self,
         bqm: dimod.BinaryQuadraticModel,
@@ -97,32 +139,42 @@ class OpenJijSASampler(dimod.Sampler):
         rows: list[np.ndarray] = []
         with stop, wall_timer(info):
             model = _openjij_model(bqm, labels) if n else None
-            while len(rows) < reads and not (rows and stop()):
-                if model is None:  # openjij needs a variable; nothing to anneal anyway
-                    rows.append(np.zeros(0, np.int8))
-                    continue
-                try:
-                    response = self._sampler.sample(
-                        model,
-                        num_reads=1,
-                        num_sweeps=sweeps,
-                        seed=int(rng.integers(SEED_LIMIT)),
-                        **betas,
-                    )
-                except KeyboardInterrupt:
-                    if not stop.interrupt() or not rows:
-                        raise
-                    break
+
+            def read(count: int) -> np.ndarray:
+                nonlocal betas
+                response = self._sampler.sample(
+                    model,
+                    num_reads=1,
+                    num_sweeps=count,
+                    seed=int(rng.integers(SEED_LIMIT)),
+                    **betas,
+                )
                 row = np.empty(n, np.int8)
                 columns = np.asarray(list(response.variables), dtype=np.int64)
                 row[columns] = response.record.sample[0]
-                rows.append(row)
                 if betas["beta_min"] is None or betas["beta_max"] is None:
                     schedule = response.info["schedule"]
                     betas = {
                         "beta_min": float(schedule["beta_min"]),
                         "beta_max": float(schedule["beta_max"]),
                     }
+                return row
+
+            per_read = 0.0  # seconds of a read: one that cannot fit is not started
+            work = sweeps * (n + 2 * bqm.num_interactions)
+            try:
+                if model is not None and stop.deadline.end is not None and work > _PILOT_WORK:
+                    sweeps, per_read = self._fit_sweeps(bqm, sweeps, stop, info)
+                while len(rows) < reads and not (rows and stop()):
+                    left = stop.deadline.remaining()
+                    if rows and left is not None and per_read > left:
+                        break
+                    began = time.perf_counter()
+                    rows.append(read(sweeps) if model is not None else np.zeros(0, np.int8))
+                    per_read = time.perf_counter() - began
+            except KeyboardInterrupt:
+                if not stop.interrupt() or not rows:
+                    raise
         info["num_reads"] = len(rows)
         info["num_sweeps"] = sweeps
         if betas["beta_min"] is not None:
@@ -135,11 +187,28 @@ class OpenJijSASampler(dimod.Sampler):
 def _openjij_model(bqm: dimod.BinaryQuadraticModel, labels: list) -> Any:
     """``bqm`` as an openjij model on the integers 0..n-1 (``labels`` order), built once per
     call: openjij sorts labels (mixed types fail) and converting takes longer than a short
-    read on large problems."""
+    read on large problems. A dense model goes through a numpy matrix (``from_numpy_matrix``):
+    the dictionaries took 16 s for a complete 2,048-variable model, the matrix 0.06 s."""
     vectors = bqm.to_numpy_vectors(variable_order=labels)
     rows, cols, values = vectors.quadratic
+    n = len(labels)
+    if n >= _DENSE_MIN and len(values) >= _DENSE_FRACTION * n * (n - 1) / 2:
+        check_states_memory(n, n, 8, "openjij", count_text=f"a dense matrix of {n} rows")
+        matrix = np.bincount(
+            np.minimum(rows, cols) * n + np.maximum(rows, cols), values, n * n
+        ).reshape(n, n)
+        matrix[np.arange(n), np.arange(n)] = vectors.linear_biases
+        return openjij.model.model.BinaryQuadraticModel.from_numpy_matrix(
+            matrix, list(range(n)), float(vectors.offset), bqm.vartype.name, sparse=True
+        )
     linear = {i: float(b) for i, b in enumerate(vectors.linear_biases)}
     quadratic = {(int(i), int(j)): float(b) for i, j, b in zip(rows, cols, values)}
     return openjij.model.model.BinaryQuadraticModel(
         linear, quadratic, float(vectors.offset), bqm.vartype, sparse=True
     )
+
+
+# Models with at least this share of the pairs coupled (and this size) are built from a
+# dense matrix (see _openjij_model).
+_DENSE_FRACTION = 0.25
+_DENSE_MIN = 256

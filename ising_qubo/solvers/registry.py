@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import functools
 import importlib
+import math
 import threading
+import time
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -294,10 +296,38 @@ def solve(
     Returns the sampler's ``dimod.SampleSet`` (lowest energy first via ``.first``).
     Parameters the sampler does not declare are dropped with dimod's
     ``SamplerUnknownArgWarning`` by dimod samplers.
+
+    A ``time_limit`` counts from this call: loading a solver by name (importing torch
+    or numba, 1-3 s on a busy machine) is taken off the time the sampler is given, and
+    ``info["load_s"]`` says how much that was.
     """
     if not isinstance(bqm, dimod.BinaryQuadraticModel):
         raise TypeError(f"bqm must be a dimod.BinaryQuadraticModel, got {type(bqm).__name__}")
+    started = time.perf_counter()
     sampler = resolve_sampler(solver)
+    loading = time.perf_counter() - started
+    params, adjusted = limit_after_loading(params, loading)
     with warnings.catch_warnings():
         warnings.simplefilter("default", dimod.exceptions.SamplerUnknownArgWarning)
-        return sampler.sample(bqm, **params)
+        sampleset = sampler.sample(bqm, **params)
+    if adjusted:
+        sampleset.info["load_s"] = loading
+    return sampleset
+
+
+def limit_after_loading(params: dict[str, Any], loading: float) -> tuple[dict[str, Any], bool]:
+    """``params`` with ``loading`` seconds taken off a valid ``time_limit`` (a limit counts
+    from the user's call, and loading a solver by name imports torch or numba: 1-3 s on a
+    busy machine), and whether it was. A bad limit is left for the sampler's own error."""
+    limit = params.get("time_limit")
+    if not isinstance(limit, (int, float)) or isinstance(limit, bool):
+        return params, False
+    if not (math.isfinite(limit) and limit > 0 and loading >= _LOAD_NOTICED_S):
+        return params, False
+    return {**params, "time_limit": max(limit - loading, _MIN_LIMIT_S)}, True
+
+
+# solve(): loading shorter than this is not taken off a time limit; a limit that loading
+# used up still leaves the sampler this long, to return its starting or fastest state.
+_LOAD_NOTICED_S = 0.01
+_MIN_LIMIT_S = 0.01

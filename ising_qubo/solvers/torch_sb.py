@@ -43,6 +43,7 @@ from ising_qubo.solvers._common import (
     parse_initial_states,
     positive_int,
     sampleset_from_states,
+    symmetric_dense,
     wall_timer,
 )
 from ising_qubo.solvers._sa_torch import build_tensors, descend, prepare_descend
@@ -73,6 +74,28 @@ _SMALL = 64  # problems up to this size always use a dense matrix
 # Peak memory per agent and variable on the CPU, measured (30 bytes in float32, 42 in
 # float64): float64 starts, positions, momenta and signs, the descent's float64 copies.
 _STATE_BYTES = 48
+# Under a time limit, SB's loop may use this share of the time left after set-up; the
+# final descent gets the rest (from a cut-short SB it took 3 s on 4,096 variables).
+_SB_SHARE = 0.8
+
+
+def choose_sparse(size: int, pairs: int, device: torch.device, sparse: bool | None) -> bool:
+    """Whether M (``size`` spins, at most ``pairs`` coupled pairs) is stored as CSR."""
+    if sparse is not None:
+        return sparse
+    return size > _SMALL and 2 * pairs / max(1, size * size) < _SPARSE_FRACTION.get(
+        device.type, 0.05
+    )
+
+
+def _matrix_bytes(bqm: dimod.BinaryQuadraticModel, dtype: torch.dtype, sparse: bool) -> int:
+    """Peak bytes of the coupling matrices, measured on the CPU: SB's dense M (summed in
+    float64, then in ``dtype``) beside the descent's float64 J; or the sparse forms, 16
+    bytes an entry in both triangles, three copies while converting."""
+    size = bqm.num_variables + 1
+    if sparse:
+        return 2 * (bqm.num_interactions + size) * 16 * 3
+    return size * size * (8 + torch.finfo(dtype).bits // 8 + 8)
 
 
 def check_mode(mode: Any, solver: str = "torch-sb") -> str:
@@ -129,31 +152,36 @@ class SBProblem:
 def build_sb_problem(
     model: ArrayModel, device: torch.device, dtype: torch.dtype, sparse: bool | None = None
 ) -> SBProblem:
-    """``M = -J`` (both triangles) plus, when ``h != 0``, ancilla couplings ``-h``."""
+    """``M = -J`` (both triangles) plus, when ``h != 0``, ancilla couplings ``-h``.
+
+    A dense M is summed in numpy (:func:`symmetric_dense`): building it through a sparse
+    tensor's ``coalesce`` took 2.8 s on a complete 4,096-variable model, more than half
+    of a 5 s limit.
+    """
     n = model.num_variables
-    rows, cols, data = [model.rows, model.cols], [model.cols, model.rows], [-model.data] * 2
     fielded = np.flatnonzero(model.linear)
     ancilla = fielded.size > 0
-    if ancilla:
-        at_ancilla = np.full(fielded.size, n, dtype=np.int64)
-        rows += [fielded, at_ancilla]
-        cols += [at_ancilla, fielded]
-        data += [-model.linear[fielded]] * 2
+    rows = np.concatenate([model.rows, fielded])
+    cols = np.concatenate([model.cols, np.full(fielded.size, n, dtype=np.int64)])
+    data = -np.concatenate([model.data, model.linear[fielded]])
     size = n + ancilla
-    index = torch.as_tensor(np.vstack([np.concatenate(rows), np.concatenate(cols)]), device=device)
-    values = torch.as_tensor(np.concatenate(data), dtype=torch.float64, device=device)
-    coo = torch.sparse_coo_tensor(index, values, (size, size), check_invariants=False).coalesce()
-    norm = float(torch.linalg.vector_norm(coo.values()))
-    xi0 = 0.5 * math.sqrt(size - 1) / norm if norm > 0 else 0.0
-    if sparse is None:
-        density = coo.values().numel() / max(1, size * size)
-        sparse = size > _SMALL and density < _SPARSE_FRACTION.get(device.type, 0.05)
-    if sparse:
+    if not choose_sparse(size, len(data), device, sparse):
+        dense = symmetric_dense(size, rows, cols, data).reshape(size, size)
+        norm = float(np.linalg.norm(dense))
+        M = torch.from_numpy(dense).to(device=device, dtype=dtype)
+        del dense
+    else:
+        index = torch.as_tensor(
+            np.vstack([np.concatenate([rows, cols]), np.concatenate([cols, rows])]), device=device
+        )
+        values = torch.as_tensor(np.concatenate([data, data]), dtype=torch.float64, device=device)
+        coo = torch.sparse_coo_tensor(index, values, (size, size), check_invariants=False)
+        coo = coo.coalesce()
+        norm = float(torch.linalg.vector_norm(coo.values()))
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Sparse CSR tensor support")
             M = coo.to(dtype).to_sparse_csr()
-    else:
-        M = coo.to_dense().to(dtype)
+    xi0 = 0.5 * math.sqrt(size - 1) / norm if norm > 0 else 0.0
     return SBProblem(M, ancilla, xi0)
 
 
@@ -280,8 +308,11 @@ class TorchSBSampler(dimod.Sampler, dimod.Initialized):
       force it.
 
     Every returned state is a local minimum: a float64 greedy single-flip descent
-    (``_sa_torch.descend``) follows SB. A CUDA out-of-memory error is retried with the
-    agents split into chunks run one after another, halving until one fits
+    (``_sa_torch.descend``) follows SB. Under a time limit, SB's loop ends at 80% of the
+    time left after set-up and the descent stops at the limit; ``info["descent_complete"]``
+    is False when it had to (the states are then SB's, partly descended). A CUDA
+    out-of-memory error is retried with the agents split into chunks run one after
+    another, halving until one fits
     (``info["agent_chunk"]``; a chunk is not started once the time limit has passed), else
     a ValueError gives the memory asked and free. ``info`` has ``timing``, ``num_steps`` (steps
     run), ``mode``, ``device``, ``dt`` and ``matrix`` ('dense' or 'csr').
@@ -332,7 +363,7 @@ class TorchSBSampler(dimod.Sampler, dimod.Initialized):
             num_reads = 128
         if num_reads is not None:
             num_reads = positive_int(num_reads, "num_reads", "torch-sb")
-            check_states_memory(num_reads, bqm.num_variables, _STATE_BYTES, "torch-sb")
+        torch_dtype = resolve_dtype(dtype, "torch-sb")
         check_seed(seed, "torch-sb")
         check_initial_states_generator(initial_states_generator, "torch-sb")
         steps = positive_int(num_steps, "num_steps", "torch-sb")
@@ -346,7 +377,20 @@ class TorchSBSampler(dimod.Sampler, dimod.Initialized):
         if sparse is not None:
             sparse = check_bool(sparse, "sparse")
         torch_device = resolve_device(device, "torch-sb")
-        torch_dtype = resolve_dtype(dtype, "torch-sb")
+        size = bqm.num_variables + 1
+        matrix_bytes = _matrix_bytes(
+            bqm,
+            torch_dtype,
+            choose_sparse(size, bqm.num_interactions + bqm.num_variables, torch_device, sparse),
+        )
+        check_states_memory(
+            1 if num_reads is None else num_reads,  # given initial states exist already
+            bqm.num_variables,
+            _STATE_BYTES,
+            "torch-sb",
+            fixed_bytes=matrix_bytes,
+            fixed_for="its coupling matrices",
+        )
         start = parse_initial_states(
             self,
             bqm,
@@ -367,7 +411,6 @@ class TorchSBSampler(dimod.Sampler, dimod.Initialized):
                 states = np.empty((len(start), 0), dtype=np.int8)
             else:
                 itemsize = torch.finfo(torch_dtype).bits // 8
-                matrix_bytes = (n + 1) ** 2 * itemsize + n * n * 8 * 2
                 problem, ising = on_device(
                     lambda: (
                         build_sb_problem(model, torch_device, torch_dtype, sparse),
@@ -387,6 +430,9 @@ class TorchSBSampler(dimod.Sampler, dimod.Initialized):
                 order = torch.as_tensor(ising.order, device=torch_device)
                 back = torch.as_tensor(np.argsort(ising.order), device=torch_device)
                 steps_run = []
+                complete = []
+                # SB's loop leaves a fifth of the time left to the descent (cut at the limit)
+                integrate_stop = stop.phase(_SB_SHARE)
 
                 def run(a: int, b: int) -> np.ndarray:
                     x, y = initial_positions(
@@ -399,7 +445,7 @@ class TorchSBSampler(dimod.Sampler, dimod.Initialized):
                         steps,
                         step_size,
                         mode,
-                        stop,
+                        integrate_stop,
                         early_stopping,
                         period,
                         threshold,
@@ -407,7 +453,10 @@ class TorchSBSampler(dimod.Sampler, dimod.Initialized):
                     steps_run.append(count)
                     if problem.ancilla:
                         spins = spins[:n] * spins[n]
-                    spins = descend(ising, spins.T.to(torch.float64)[:, order])
+                    spins = spins.T.to(torch.float64)[:, order]
+                    # a Ctrl-C ended SB; only the limit ends the descent
+                    limited = stop.limit_only() if stop.deadline.end is not None else None
+                    complete.append(descend(ising, spins, stop=limited))
                     return spins[:, back].cpu().numpy().astype(np.int8)
 
                 # per agent: x, y, signs, spins in dtype; spins, fields, deltas in float64
@@ -424,7 +473,8 @@ class TorchSBSampler(dimod.Sampler, dimod.Initialized):
                     info["agent_chunk"] = size
                 states = np.concatenate(chunks)
                 done = max(steps_run)
+                info["descent_complete"] = all(complete)
         info["num_steps"] = done
         info["dt"] = step_size
         stop.report(info)
-        return sampleset_from_states(states, dimod.SPIN, bqm, info)
+        return sampleset_from_states(states, dimod.SPIN, bqm, info, model)
