@@ -337,19 +337,36 @@ def test_bounded_descent_stops_between_blocks_and_keeps_finished_ones(layout_nam
     assert np.array_equal(cut[16:], start[16:])  # the others never started
 
 
-def test_phase_stop_takes_a_share_of_the_time_left_and_shares_ctrl_c():
+def test_limit_only_stop_ignores_ctrl_c_and_keeps_a_reserve():
     from ising_qubo.solvers._common import Stop
 
-    unlimited = Stop(None)
-    assert unlimited.phase(0.5) is unlimited
+    assert Stop(None).limit_only() is None  # no limit: nothing to stop on
     stop = Stop(100.0)
-    phase = stop.phase(0.25)
-    assert 24.0 < phase.deadline.remaining() <= 25.0
-    assert not phase()
-    assert phase.interrupt() is True  # the first Ctrl-C, recorded on the parent
-    assert stop.interrupted and phase()
-    assert stop.interrupt() is False  # a second one: the caller re-raises
-    assert Stop(100.0).phase(0.0)()  # a share of nothing has already passed
+    limited = stop.limit_only(reserve=40.0)
+    assert 59.0 < limited.deadline.remaining() <= 60.0
+    stop.interrupted = True  # a Ctrl-C ended the main loop
+    assert stop() and not limited()
+    assert Stop(1.0).limit_only(reserve=2.0)()  # the reserve is more than the limit
+
+
+def test_sb_keeps_the_time_of_its_last_steps_for_descent_and_scoring():
+    from ising_qubo.solvers._common import Stop
+    from ising_qubo.solvers.torch_sb import _StepReserveStop
+
+    parent = Stop(100.0)
+    stop = _StepReserveStop(parent, steps=10)
+    assert stop.floor == pytest.approx(20.0)  # a fifth of the limit at least
+    assert not stop()  # no step timed yet
+    stop._last -= 5.0  # a step of 5 s: 50 s must be left
+    assert not stop() and stop.step_seconds == pytest.approx(5.0, abs=0.1)
+    stop._last -= 11.0  # a step of 11 s: 110 s would be needed, 100 s are left
+    assert stop()
+    late = _StepReserveStop(parent, steps=0)
+    late.floor = 200.0  # the floor alone: more than what is left
+    assert late()
+    assert not _StepReserveStop(Stop(None), steps=10)()  # without a limit only Ctrl-C
+    parent.interrupted = True
+    assert _StepReserveStop(parent, steps=0)()
 
 
 # ------------------------------------------------------------------------- torch-sb
@@ -399,7 +416,7 @@ def test_torch_sb_descends_in_the_time_left_and_says_when_it_could_not(monkeypat
     for v in bqm.variables:
         assert bqm.energy({**state, v: -state[v]}) >= result.first.energy - 1e-9
 
-    monkeypatch.setattr(torch_sb, "_SB_SHARE", 0.0)
+    monkeypatch.setattr(torch_sb, "_RESERVED_STEPS", 10**9)  # SB stops after one step
     monkeypatch.setattr(torch_sb, "descend", lambda problem, spins, stop: stop() and False)
     result = get_solver("torch-sb").sample(bqm, num_reads=8, seed=0, time_limit=1e-3)
     assert result.info["descent_complete"] is False
@@ -556,3 +573,18 @@ def test_openjij_fits_its_read_in_the_time_limit():
     assert result.info["num_sweeps_asked"] == 1000
     assert 1 <= result.info["num_sweeps"] <= 1000
     assert np.allclose(bqm.energies(result), result.record.energy)
+
+
+def test_openjij_returns_a_descent_when_not_one_read_fits(monkeypatch):
+    pytest.importorskip("openjij")
+    from ising_qubo.solvers import openjij_sa
+
+    monkeypatch.setattr(openjij_sa, "_PILOT_WORK", 0)
+    monkeypatch.setattr(openjij_sa, "_FIXED_MARGIN", 1e9)  # a read of a day
+    bqm = dense_qubo(300, seed=9)
+    result = get_solver("openjij").sample(bqm, time_limit=2.0, num_reads=2, seed=0)
+    assert "returned a steepest descent" in result.info["fallback"]
+    assert len(result) == 1
+    state = dict(result.first.sample)
+    for v in bqm.variables:
+        assert bqm.energy({**state, v: 1 - state[v]}) >= result.first.energy - 1e-9

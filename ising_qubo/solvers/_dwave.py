@@ -122,3 +122,22 @@ class WallTimed:
             sampleset = super().sample(bqm, **parameters)  # type: ignore[misc]  # mixin
         sampleset.info.setdefault("timing", {})["wall_s"] = info["timing"]["wall_s"]
         return sampleset
+
+
+def descent_fallback(
+    bqm: dimod.BinaryQuadraticModel, start: np.ndarray | None, seed: int | None, reason: str
+) -> dimod.SampleSet:
+    """A steepest descent (dwave's ``SteepestDescentSolver``) from ``start`` (one state
+    in ``bqm``'s vartype and variable order), or from a random state drawn from ``seed``,
+    with ``info["fallback"] = reason``: what a solver returns when its own set-up or one
+    read of it cannot fit in the time left (tabu, sb-ref, openjij)."""
+    from dwave.samplers import SteepestDescentSolver
+
+    if start is None:
+        values = (-1, 1) if bqm.vartype is dimod.SPIN else (0, 1)
+        rng = np.random.default_rng(seed)
+        start = rng.choice(values, size=bqm.num_variables)
+    states = np.asarray(start, dtype=np.int8).reshape(1, bqm.num_variables)
+    sampleset = SteepestDescentSolver().sample(bqm, initial_states=(states, list(bqm.variables)))
+    sampleset.info["fallback"] = reason
+    return sampleset

@@ -27,6 +27,7 @@ from ising_qubo.solvers._common import (
     sampleset_from_states,
     wall_timer,
 )
+from ising_qubo.solvers._dwave import descent_fallback
 from ising_qubo.solvers.capabilities import Capability as C
 
 # Peak memory per read and variable (an estimate, not measured): the int8 row kept per
@@ -40,6 +41,10 @@ _DEFAULT_SWEEPS = 1000  # openjij's own default
 _PILOT_WORK = 20_000_000
 _PILOT_SECOND = 20
 _CORNER_SIDE = 0.35
+# A whole model's read costs more per entry than its corner's (a 134 MB matrix converted
+# misses the caches a 16 MB one hits): on 4,096 dense variables beside two busy
+# processes, 4.8 s against 1.9 s scaled from the corner; quiet, 1.2 s against 0.8 s.
+_FIXED_MARGIN = 2.5
 # One read may take at most this share of the time left (openjij cannot stop a read).
 _READ_SHARE = 0.8
 
@@ -51,7 +56,11 @@ class OpenJijSASampler(dimod.Sampler):
     seeds of the reads are drawn from it), ``beta_min``/``beta_max`` (openjij fits them to
     the problem when not given; the fitted range of the first read is used for all and
     reported as ``info["beta_range"]``) and ``time_limit``, counted from the call and
-    checked between reads: at least one read completes, and the reads done come back with
+    checked between reads: a read that would not fit is not started (when reads are
+    long, two pilot reads on a corner of the model size ``num_sweeps`` to the time left,
+    ``info["num_sweeps_asked"]``; when not even a one-sweep read fits, a steepest descent
+    from a random state comes back with ``info["fallback"]``), at least one read
+    completes otherwise, and the reads done come back with
     ``info["num_reads"]``. Ctrl-C stops between reads, with ``info["interrupted"] =
     True``. Energies are recomputed by dimod on the caller's model.
     """
@@ -80,12 +89,12 @@ class OpenJijSASampler(dimod.Sampler):
     def _fit_sweeps(
         self, bqm: dimod.BinaryQuadraticModel, sweeps: int, stop: Stop, info: dict[str, Any]
     ) -> tuple[int, float]:
-        """(sweeps of a read that takes at most ``_READ_SHARE`` of the time left, at least
-        1; its estimated seconds). Two reads of 1 and ``_PILOT_SECOND`` sweeps on a corner
-        of the model (its first variables, about an eighth of the entries), scaled by the
-        entries, give a read's fixed part (openjij converts the model at every read: 1.2 s
-        for 4,096 dense variables) and a sweep's cost; a pilot on the whole model would
-        cost that fixed part again."""
+        """(sweeps of a read that takes at most ``_READ_SHARE`` of the time left, 0 if not
+        even one sweep fits; its estimated seconds). Two reads of 1 and ``_PILOT_SECOND``
+        sweeps on a corner of the model (its first variables, about an eighth of the
+        entries), scaled by the entries, give a read's fixed part (openjij converts the
+        model at every read: 1.2-5 s for 4,096 dense variables) and a sweep's cost; a
+        pilot on the whole model would cost that fixed part again."""
         n = bqm.num_variables
         m = max(2, int(n * _CORNER_SIDE))
         vectors = bqm.to_numpy_vectors()
@@ -102,12 +111,12 @@ class OpenJijSASampler(dimod.Sampler):
             timings.append((count, time.perf_counter() - began))
         (one, short), (many, longer) = timings
         scale = (n + 2 * bqm.num_interactions) / max(1, m + 2 * int(inside.sum()))
-        fixed = short * scale
+        fixed = _FIXED_MARGIN * short * scale
         per_sweep = scale * max(longer - short, 0.1 * longer) / max(1, many - one)
         left = stop.deadline.remaining() or 0.0
-        fitted = max(1, min(sweeps, int((_READ_SHARE * left - fixed) / per_sweep)))
+        fitted = max(0, min(sweeps, int((_READ_SHARE * left - fixed) / per_sweep)))
         info["num_sweeps_asked"] = sweeps
-        return fitted, fixed + (fitted - 1) * per_sweep
+        return fitted, fixed + max(0, fitted - 1) * per_sweep
 
     def sample(
         self,
@@ -165,6 +174,17 @@ class OpenJijSASampler(dimod.Sampler):
             try:
                 if model is not None and stop.deadline.end is not None and work > _PILOT_WORK:
                     sweeps, per_read = self._fit_sweeps(bqm, sweeps, stop, info)
+                    if sweeps == 0:
+                        left = max(stop.deadline.remaining() or 0.0, 0.0)
+                        return descent_fallback(
+                            bqm,
+                            None,
+                            seed,
+                            f"one openjij read of {n} variables needs about {per_read:.1f} s "
+                            f"(openjij converts the model at every read), more than the "
+                            f"{left:.1f} s left of time_limit: returned a steepest descent "
+                            "from a random state instead",
+                        )
                 while len(rows) < reads and not (rows and stop()):
                     left = stop.deadline.remaining()
                     if rows and left is not None and per_read > left:

@@ -30,6 +30,7 @@ from ising_qubo.solvers._common import (
     sampleset_from_states,
     wall_timer,
 )
+from ising_qubo.solvers._dwave import descent_fallback
 from ising_qubo.solvers._torch_common import resolve_device, resolve_dtype
 from ising_qubo.solvers.capabilities import Capability as C
 from ising_qubo.solvers.torch_sb import MODES, check_bool, check_mode
@@ -141,7 +142,14 @@ class SBReferenceSampler(dimod.Sampler):
             setup = _setup_seconds(sb, n, torch_dtype)
             left = stop.deadline.remaining() or 0.0
             if setup > _SETUP_SHARE * left:
-                return _descent_fallback(bqm, seed, setup, left)
+                return descent_fallback(
+                    bqm,
+                    None,
+                    seed,
+                    f"sb-ref needs about {setup:.1f} s of set-up for {n} variables (a dense "
+                    f"matrix), more than half of the {max(left, 0.0):.1f} s left of "
+                    "time_limit: returned a steepest descent from a random state instead",
+                )
         model = ArrayModel.from_bqm(bqm, dimod.SPIN)
         n = model.num_variables
         info: dict[str, Any] = {
@@ -198,21 +206,3 @@ def _setup_seconds(sb: Any, n: int, dtype: torch.dtype) -> float:
     )
     corner.to_ising("spin")
     return max(floor, 1.5 * (time.perf_counter() - began) * (n / size) ** 2)
-
-
-def _descent_fallback(
-    bqm: dimod.BinaryQuadraticModel, seed: int | None, setup: float, left: float
-) -> dimod.SampleSet:
-    """A steepest descent from one random state, for a set-up that cannot fit."""
-    from dwave.samplers import SteepestDescentSolver
-
-    rng = np.random.default_rng(seed)
-    values = (-1, 1) if bqm.vartype is dimod.SPIN else (0, 1)
-    start = rng.choice(values, size=(1, bqm.num_variables)).astype(np.int8)
-    sampleset = SteepestDescentSolver().sample(bqm, initial_states=(start, list(bqm.variables)))
-    sampleset.info["fallback"] = (
-        f"sb-ref needs about {setup:.1f} s of set-up for {bqm.num_variables} variables (a "
-        f"dense matrix), more than half of the {max(left, 0.0):.1f} s left of time_limit: "
-        f"returned a steepest descent from a random state instead"
-    )
-    return sampleset

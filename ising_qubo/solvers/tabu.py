@@ -9,7 +9,7 @@ from typing import Any
 
 import dimod
 import numpy as np
-from dwave.samplers import SteepestDescentSolver, TabuSampler
+from dwave.samplers import TabuSampler
 from dwave.samplers.tabu.tabu_search import TabuSearch
 
 from ising_qubo.solvers._common import (
@@ -19,7 +19,7 @@ from ising_qubo.solvers._common import (
     parse_initial_states,
     wall_timer,
 )
-from ising_qubo.solvers._dwave import STATE_BYTES, WallTimed
+from ising_qubo.solvers._dwave import STATE_BYTES, WallTimed, descent_fallback
 from ising_qubo.solvers.capabilities import Capability as C
 
 # Reads run in batches of about this many milliseconds of tabu search (by ``timeout``),
@@ -113,9 +113,7 @@ class TabuSolver(WallTimed, TabuSampler):
                         f"{max(left, 0.0):.1f} s left of time_limit: returned a steepest descent "
                         f"from the first initial state instead"
                     )
-                    parts.append(
-                        SteepestDescentSolver().sample(bqm, initial_states=(states[:1], labels))
-                    )
+                    parts.append(descent_fallback(bqm, states[0], None, info["fallback"]))
                     start = reads
             with self._matrix_of(binary) if start < reads else contextlib.nullcontext():
                 while start < reads:

@@ -23,6 +23,7 @@ descent (``_sa_torch.descend``) makes every returned state a local minimum.
 from __future__ import annotations
 
 import math
+import time
 import warnings
 from dataclasses import dataclass
 from typing import Any
@@ -46,7 +47,7 @@ from ising_qubo.solvers._common import (
     symmetric_dense,
     wall_timer,
 )
-from ising_qubo.solvers._sa_torch import build_tensors, descend, prepare_descend
+from ising_qubo.solvers._sa_torch import IsingTensors, build_tensors, descend, prepare_descend
 from ising_qubo.solvers._torch_common import (
     in_chunks,
     on_device,
@@ -74,9 +75,58 @@ _SMALL = 64  # problems up to this size always use a dense matrix
 # Peak memory per agent and variable on the CPU, measured (30 bytes in float32, 42 in
 # float64): float64 starts, positions, momenta and signs, the descent's float64 copies.
 _STATE_BYTES = 48
-# Under a time limit, SB's loop may use this share of the time left after set-up; the
-# final descent gets the rest (from a cut-short SB it took 3 s on 4,096 variables).
-_SB_SHARE = 0.8
+# Under a time limit, SB's loop ends when the time of this many of its steps is left:
+# the descent that follows costs about as much as 10-20 steps (a sweep of every agent is
+# a product with the coupling matrix, like a step), and scoring the states after it is
+# one such product in float64. A fixed share (80% of the time left) left 0.2 s to the
+# descent of 4,096 dense variables beside two busy processes, too little for one block.
+_RESERVED_STEPS = 20
+# ... and the descent stops when the time of this many steps is left, for the scoring.
+_SCORING_STEPS = 3
+
+
+# ... and never less than this share of the limit (fixed costs of the calls after SB).
+_RESERVED_SHARE = 0.2
+
+
+class _StepReserveStop(Stop):
+    """True at the parent's Ctrl-C or limit, or once less than ``steps`` times the last
+    step's duration (a step is the time between two calls), or ``_RESERVED_SHARE`` of
+    the limit, is left."""
+
+    def __init__(self, parent: Stop, steps: int) -> None:
+        super().__init__(None)
+        self.parent, self.steps = parent, steps
+        self.step_seconds = 0.0
+        self._last: float | None = None
+        end = parent.deadline.end
+        self.floor = 0.0 if end is None else _RESERVED_SHARE * (end - parent.deadline.start)
+
+    def __call__(self) -> bool:
+        now = time.perf_counter()
+        if self._last is not None:
+            self.step_seconds = now - self._last
+        self._last = now
+        left = self.parent.deadline.remaining()
+        reserve = max(self.floor, self.steps * self.step_seconds)
+        return self.parent() or (left is not None and left < reserve)
+
+    def interrupt(self) -> bool:
+        return self.parent.interrupt()
+
+    def __enter__(self) -> Stop:
+        return self
+
+
+def _build(
+    model: ArrayModel, device: torch.device, dtype: torch.dtype, sparse: bool | None
+) -> tuple[SBProblem, IsingTensors]:
+    """SB's problem and the descent's tensors; a dense model's float64 J is built once
+    for both."""
+    ising = build_tensors(model, device, torch.float64)
+    in_order = np.array_equal(ising.order, np.arange(model.num_variables))
+    shared = ising.J.numpy() if ising.dense and in_order and device.type == "cpu" else None
+    return build_sb_problem(model, device, dtype, sparse, shared), ising
 
 
 def choose_sparse(size: int, pairs: int, device: torch.device, sparse: bool | None) -> bool:
@@ -150,38 +200,52 @@ class SBProblem:
 
 
 def build_sb_problem(
-    model: ArrayModel, device: torch.device, dtype: torch.dtype, sparse: bool | None = None
+    model: ArrayModel,
+    device: torch.device,
+    dtype: torch.dtype,
+    sparse: bool | None = None,
+    couplings: np.ndarray | None = None,
 ) -> SBProblem:
     """``M = -J`` (both triangles) plus, when ``h != 0``, ancilla couplings ``-h``.
 
-    A dense M is summed in numpy (:func:`symmetric_dense`): building it through a sparse
-    tensor's ``coalesce`` took 2.8 s on a complete 4,096-variable model, more than half
-    of a 5 s limit.
+    A dense M is made from the symmetric float64 ``couplings`` J of the model (summed in
+    numpy by :func:`symmetric_dense` unless given: the descent's J is shared this way):
+    building it through a sparse tensor's ``coalesce`` took 2.8 s on a complete
+    4,096-variable model, more than half of a 5 s limit.
     """
     n = model.num_variables
     fielded = np.flatnonzero(model.linear)
     ancilla = fielded.size > 0
+    size = n + ancilla
+    if not choose_sparse(size, len(model.data) + fielded.size, device, sparse):
+        if couplings is None:
+            couplings = symmetric_dense(n, model.rows, model.cols, model.data).reshape(n, n)
+        M = torch.empty((size, size), dtype=dtype, device=device)
+        M[:n, :n] = torch.from_numpy(couplings).to(device=device, dtype=dtype)
+        M[:n, :n].neg_()
+        if ancilla:
+            field = torch.as_tensor(-model.linear, dtype=dtype, device=device)
+            M[n, :n] = field
+            M[:n, n] = field
+            M[n, n] = 0.0
+        norm = math.sqrt(float(np.dot(couplings.ravel(), couplings.ravel())))
+        norm = math.hypot(norm, math.sqrt(2.0) * float(np.linalg.norm(model.linear)))
+        xi0 = 0.5 * math.sqrt(size - 1) / norm if norm > 0 else 0.0
+        return SBProblem(M, ancilla, xi0)
     rows = np.concatenate([model.rows, fielded])
     cols = np.concatenate([model.cols, np.full(fielded.size, n, dtype=np.int64)])
     data = -np.concatenate([model.data, model.linear[fielded]])
-    size = n + ancilla
-    if not choose_sparse(size, len(data), device, sparse):
-        dense = symmetric_dense(size, rows, cols, data).reshape(size, size)
-        norm = float(np.linalg.norm(dense))
-        M = torch.from_numpy(dense).to(device=device, dtype=dtype)
-        del dense
-    else:
-        index = torch.as_tensor(
-            np.vstack([np.concatenate([rows, cols]), np.concatenate([cols, rows])]), device=device
-        )
-        values = torch.as_tensor(np.concatenate([data, data]), dtype=torch.float64, device=device)
-        coo = torch.sparse_coo_tensor(index, values, (size, size), check_invariants=False)
-        coo = coo.coalesce()
-        norm = float(torch.linalg.vector_norm(coo.values()))
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="Sparse CSR tensor support")
-            M = coo.to(dtype).to_sparse_csr()
+    index = torch.as_tensor(
+        np.vstack([np.concatenate([rows, cols]), np.concatenate([cols, rows])]), device=device
+    )
+    values = torch.as_tensor(np.concatenate([data, data]), dtype=torch.float64, device=device)
+    coo = torch.sparse_coo_tensor(index, values, (size, size), check_invariants=False)
+    coo = coo.coalesce()
+    norm = float(torch.linalg.vector_norm(coo.values()))
     xi0 = 0.5 * math.sqrt(size - 1) / norm if norm > 0 else 0.0
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support")
+        M = coo.to(dtype).to_sparse_csr()
     return SBProblem(M, ancilla, xi0)
 
 
@@ -308,9 +372,10 @@ class TorchSBSampler(dimod.Sampler, dimod.Initialized):
       force it.
 
     Every returned state is a local minimum: a float64 greedy single-flip descent
-    (``_sa_torch.descend``) follows SB. Under a time limit, SB's loop ends at 80% of the
-    time left after set-up and the descent stops at the limit; ``info["descent_complete"]``
-    is False when it had to (the states are then SB's, partly descended). A CUDA
+    (``_sa_torch.descend``) follows SB. Under a time limit, SB's loop ends when the time of
+    23 of its steps is left, and the descent when that of 3 is (for scoring the states);
+    ``info["descent_complete"]`` is False when it had to (the states are then SB's,
+    partly descended). A CUDA
     out-of-memory error is retried with the agents split into chunks run one after
     another, halving until one fits
     (``info["agent_chunk"]``; a chunk is not started once the time limit has passed), else
@@ -412,10 +477,7 @@ class TorchSBSampler(dimod.Sampler, dimod.Initialized):
             else:
                 itemsize = torch.finfo(torch_dtype).bits // 8
                 problem, ising = on_device(
-                    lambda: (
-                        build_sb_problem(model, torch_device, torch_dtype, sparse),
-                        build_tensors(model, torch_device, torch.float64),
-                    ),
+                    lambda: _build(model, torch_device, torch_dtype, sparse),
                     "torch-sb",
                     torch_device,
                     f"the {n}x{n} coupling matrices",
@@ -431,8 +493,8 @@ class TorchSBSampler(dimod.Sampler, dimod.Initialized):
                 back = torch.as_tensor(np.argsort(ising.order), device=torch_device)
                 steps_run = []
                 complete = []
-                # SB's loop leaves a fifth of the time left to the descent (cut at the limit)
-                integrate_stop = stop.phase(_SB_SHARE)
+                # SB's loop leaves time for the descent and the scoring (see _RESERVED_STEPS)
+                integrate_stop = _StepReserveStop(stop, _RESERVED_STEPS + _SCORING_STEPS)
 
                 def run(a: int, b: int) -> np.ndarray:
                     x, y = initial_positions(
@@ -454,8 +516,10 @@ class TorchSBSampler(dimod.Sampler, dimod.Initialized):
                     if problem.ancilla:
                         spins = spins[:n] * spins[n]
                     spins = spins.T.to(torch.float64)[:, order]
-                    # a Ctrl-C ended SB; only the limit ends the descent
-                    limited = stop.limit_only() if stop.deadline.end is not None else None
+                    # A Ctrl-C ended SB; only the limit ends the descent, with time kept
+                    # for scoring the states (a product like an SB step's, in float64).
+                    reserve = _SCORING_STEPS * integrate_stop.step_seconds
+                    limited = stop.limit_only(reserve * (b - a) / len(start))
                     complete.append(descend(ising, spins, stop=limited))
                     return spins[:, back].cpu().numpy().astype(np.int8)
 
