@@ -175,14 +175,14 @@ class OpenJijSASampler(dimod.Sampler):
                 if model is not None and stop.deadline.end is not None and work > _PILOT_WORK:
                     sweeps, per_read = self._fit_sweeps(bqm, sweeps, stop, info)
                     if sweeps == 0:
-                        left = max(stop.deadline.remaining() or 0.0, 0.0)
+                        spare = max(stop.deadline.remaining() or 0.0, 0.0)
                         return descent_fallback(
                             bqm,
                             None,
                             seed,
                             f"one openjij read of {n} variables needs about {per_read:.1f} s "
                             f"(openjij converts the model at every read), more than the "
-                            f"{left:.1f} s left of time_limit: returned a steepest descent "
+                            f"{spare:.1f} s left of time_limit: returned a steepest descent "
                             "from a random state instead",
                         )
                 while len(rows) < reads and not (rows and stop()):
