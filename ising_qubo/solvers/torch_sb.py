@@ -81,8 +81,9 @@ _STATE_BYTES = 48
 # one such product in float64. A fixed share (80% of the time left) left 0.2 s to the
 # descent of 4,096 dense variables beside two busy processes, too little for one block.
 _RESERVED_STEPS = 20
-# ... and the descent stops when the time of this many steps is left, for the scoring.
-_SCORING_STEPS = 3
+# ... and the descent stops when the time of this many steps is left, for the scoring
+# (one float64 product: about two float32 steps).
+_SCORING_STEPS = 5
 
 
 # ... and never less than this share of the limit (fixed costs of the calls after SB).
@@ -373,7 +374,7 @@ class TorchSBSampler(dimod.Sampler, dimod.Initialized):
 
     Every returned state is a local minimum: a float64 greedy single-flip descent
     (``_sa_torch.descend``) follows SB. Under a time limit, SB's loop ends when the time of
-    23 of its steps is left, and the descent when that of 3 is (for scoring the states);
+    25 of its steps is left, and the descent when that of 5 is (for scoring the states);
     ``info["descent_complete"]`` is False when it had to (the states are then SB's,
     partly descended). A CUDA
     out-of-memory error is retried with the agents split into chunks run one after
@@ -472,6 +473,7 @@ class TorchSBSampler(dimod.Sampler, dimod.Initialized):
             if bqm.vartype is dimod.BINARY:
                 start = 2 * start - 1
             done = 0
+            energies: np.ndarray | None = None  # dimod scores the empty model's states
             if n == 0:
                 states = np.empty((len(start), 0), dtype=np.int8)
             else:
@@ -493,6 +495,7 @@ class TorchSBSampler(dimod.Sampler, dimod.Initialized):
                 back = torch.as_tensor(np.argsort(ising.order), device=torch_device)
                 steps_run = []
                 complete = []
+                scored: list[torch.Tensor] = []
                 # SB's loop leaves time for the descent and the scoring (see _RESERVED_STEPS)
                 integrate_stop = _StepReserveStop(stop, _RESERVED_STEPS + _SCORING_STEPS)
 
@@ -521,6 +524,10 @@ class TorchSBSampler(dimod.Sampler, dimod.Initialized):
                     reserve = _SCORING_STEPS * integrate_stop.step_seconds
                     limited = stop.limit_only(reserve * (b - a) / len(start))
                     complete.append(descend(ising, spins, stop=limited))
+                    # E = offset + s.h + 1/2 s.J s, from the descent's float64 tensors
+                    scored.append(
+                        ising.offset + 0.5 * (spins * (ising.h + ising.fields(spins))).sum(1)
+                    )
                     return spins[:, back].cpu().numpy().astype(np.int8)
 
                 # per agent: x, y, signs, spins in dtype; spins, fields, deltas in float64
@@ -536,9 +543,10 @@ class TorchSBSampler(dimod.Sampler, dimod.Initialized):
                 if size < len(start):
                     info["agent_chunk"] = size
                 states = np.concatenate(chunks)
+                energies = torch.cat(scored).cpu().numpy()
                 done = max(steps_run)
                 info["descent_complete"] = all(complete)
         info["num_steps"] = done
         info["dt"] = step_size
         stop.report(info)
-        return sampleset_from_states(states, dimod.SPIN, bqm, info, model)
+        return sampleset_from_states(states, dimod.SPIN, bqm, info, model, energies)
