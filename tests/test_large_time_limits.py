@@ -589,3 +589,22 @@ def test_openjij_returns_a_descent_when_not_one_read_fits(monkeypatch):
     state = dict(result.first.sample)
     for v in bqm.variables:
         assert bqm.energy({**state, v: 1 - state[v]}) >= result.first.energy - 1e-9
+
+
+def test_descent_fallback_returns_the_start_when_the_descent_cannot_fit():
+    """The fallback's own descent is not free (adjacency lists of every interaction):
+    with no time left the start state comes back unchanged, and the reason says so."""
+    from ising_qubo.solvers._dwave import descent_fallback
+
+    bqm = dense_qubo(200, seed=10)
+    start = np.random.default_rng(5).integers(0, 2, 200)
+    kept = descent_fallback(bqm, start, None, "why", left=0.0)
+    assert np.array_equal(kept.record.sample[0], start)
+    assert (
+        kept.info["fallback"]
+        == "why; no time left for the descent either: the start state as it is"
+    )
+    assert kept.first.energy == pytest.approx(bqm.energy(dict(zip(bqm.variables, start))))
+    descended = descent_fallback(bqm, start, None, "why", left=60.0)
+    assert descended.info["fallback"] == "why"
+    assert descended.first.energy < kept.first.energy  # a random start is no local minimum

@@ -184,6 +184,7 @@ class OpenJijSASampler(dimod.Sampler):
                             f"(openjij converts the model at every read), more than the "
                             f"{spare:.1f} s left of time_limit: returned a steepest descent "
                             "from a random state instead",
+                            stop.deadline.remaining(),
                         )
                 while len(rows) < reads and not (rows and stop()):
                     left = stop.deadline.remaining()

@@ -149,6 +149,7 @@ class SBReferenceSampler(dimod.Sampler):
                     f"sb-ref needs about {setup:.1f} s of set-up for {n} variables (a dense "
                     f"matrix), more than half of the {max(left, 0.0):.1f} s left of "
                     "time_limit: returned a steepest descent from a random state instead",
+                    stop.deadline.remaining(),
                 )
         model = ArrayModel.from_bqm(bqm, dimod.SPIN)
         n = model.num_variables

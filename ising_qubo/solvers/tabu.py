@@ -113,7 +113,11 @@ class TabuSolver(WallTimed, TabuSampler):
                         f"{max(left, 0.0):.1f} s left of time_limit: returned a steepest descent "
                         f"from the first initial state instead"
                     )
-                    parts.append(descent_fallback(bqm, states[0], None, info["fallback"]))
+                    parts.append(
+                        descent_fallback(
+                            bqm, states[0], None, info["fallback"], stop.deadline.remaining()
+                        )
+                    )
                     start = reads
             with self._matrix_of(binary) if start < reads else contextlib.nullcontext():
                 while start < reads:
@@ -149,8 +153,8 @@ class TabuSolver(WallTimed, TabuSampler):
                     start += len(batch)
         sampleset = parts[0] if len(parts) == 1 else dimod.concatenate(parts)
         sampleset.info["timing"] = {"wall_s": info["timing"]["wall_s"]}
-        if "fallback" in info:
-            sampleset.info["fallback"] = info["fallback"]
+        if "fallback" in info:  # the descent's own words, which may add to it
+            sampleset.info["fallback"] = parts[0].info.get("fallback", info["fallback"])
         stop.report(sampleset.info)
         return sampleset
 
