@@ -485,7 +485,12 @@ class TorchSBSampler(dimod.Sampler, dimod.Initialized):
                     f"the {n}x{n} coupling matrices",
                     matrix_bytes,
                 )
-                prepare_descend(torch_device)  # inside the limit, see prepare_descend
+                # Loading the descent (numba: 1 s on a busy machine) only if there is time
+                # for it: after a set-up that used up the limit, the states are SB's.
+                left = stop.deadline.remaining()
+                descent = left is None or left > _RESERVED_SHARE * (time_limit or 0.0)
+                if descent:
+                    prepare_descend(torch_device)  # inside the limit, see prepare_descend
                 if step_size is None:
                     step_size = problem.default_dt(mode)
                 info["matrix"] = "dense" if problem.dense else "csr"
@@ -523,7 +528,7 @@ class TorchSBSampler(dimod.Sampler, dimod.Initialized):
                     # for scoring the states (a product like an SB step's, in float64).
                     reserve = _SCORING_STEPS * integrate_stop.step_seconds
                     limited = stop.limit_only(reserve * (b - a) / len(start))
-                    complete.append(descend(ising, spins, stop=limited))
+                    complete.append(descent and descend(ising, spins, stop=limited))
                     # E = offset + s.h + 1/2 s.J s, from the descent's float64 tensors
                     scored.append(
                         ising.offset + 0.5 * (spins * (ising.h + ising.fields(spins))).sum(1)
