@@ -23,6 +23,7 @@ descent (``_sa_torch.descend``) makes every returned state a local minimum.
 from __future__ import annotations
 
 import math
+import sys
 import time
 import warnings
 from dataclasses import dataclass
@@ -88,6 +89,8 @@ _SCORING_STEPS = 5
 
 # ... and never less than this share of the limit (fixed costs of the calls after SB).
 _RESERVED_SHARE = 0.2
+# The compiled descent is loaded under a time limit only while this share of it is left.
+_DESCENT_LOAD_SHARE = 0.5
 
 
 class _StepReserveStop(Stop):
@@ -485,10 +488,15 @@ class TorchSBSampler(dimod.Sampler, dimod.Initialized):
                     f"the {n}x{n} coupling matrices",
                     matrix_bytes,
                 )
-                # Loading the descent (numba: 1 s on a busy machine) only if there is time
-                # for it: after a set-up that used up the limit, the states are SB's.
+                # Loading the descent (numba: 1.1 s beside two busy processes) only if it
+                # is loaded already or half of the limit is left: after a set-up that used
+                # up the limit, the states are SB's.
                 left = stop.deadline.remaining()
-                descent = left is None or left > _RESERVED_SHARE * (time_limit or 0.0)
+                descent = (
+                    left is None
+                    or "ising_qubo.solvers._sa_cpu" in sys.modules
+                    or left > _DESCENT_LOAD_SHARE * (time_limit or 0.0)
+                )
                 if descent:
                     prepare_descend(torch_device)  # inside the limit, see prepare_descend
                 if step_size is None:
