@@ -144,14 +144,18 @@ def test_tabu_builds_its_matrix_once_per_call(monkeypatch):
     assert np.allclose(bqm.energies(result), result.record.energy)
 
 
-def test_tabu_refuses_a_matrix_beyond_the_memory_limit(monkeypatch):
-    monkeypatch.setenv("ISING_QUBO_MAX_STATE_BYTES", "1M")
+def assert_memory_refusal(monkeypatch, limit: str, solver: str, bqm, names: str) -> None:
+    """One line, the solver's name first, what needs the memory and the limit named."""
+    monkeypatch.setenv("ISING_QUBO_MAX_STATE_BYTES", limit)
     with pytest.raises(ValueError) as error:
-        get_solver("tabu").sample(sparse_ising(400), num_reads=1, seed=0)
+        get_solver(solver).sample(bqm, num_reads=4, seed=0)
     message = str(error.value)
-    assert "\n" not in message
-    assert message.startswith("tabu: ")
-    assert "dense 400 x 400 matrix" in message and "ISING_QUBO_MAX_STATE_BYTES=1M" in message
+    assert "\n" not in message and message.startswith(f"{solver}: ")
+    assert names in message and f"ISING_QUBO_MAX_STATE_BYTES={limit}" in message
+
+
+def test_tabu_refuses_a_matrix_beyond_the_memory_limit(monkeypatch):
+    assert_memory_refusal(monkeypatch, "1M", "tabu", sparse_ising(400), "dense 400 x 400 matrix")
 
 
 @pytest.mark.slow
@@ -391,12 +395,8 @@ def test_torch_sb_keeps_its_limit(kind):
 
 def test_torch_sb_checks_its_matrices_against_the_memory_limit(monkeypatch):
     # dense: 1,001^2 entries x 20 bytes (float32 M, float64 sum and J) = 20 MB
-    monkeypatch.setenv("ISING_QUBO_MAX_STATE_BYTES", "16M")
-    with pytest.raises(ValueError) as error:
-        get_solver("torch-sb").sample(dense_qubo(1000), num_reads=4, seed=0)
-    message = str(error.value)
-    assert "\n" not in message and message.startswith("torch-sb: ")
-    assert "for its coupling matrices" in message and "ISING_QUBO_MAX_STATE_BYTES=16M" in message
+    names = "for its coupling matrices"
+    assert_memory_refusal(monkeypatch, "16M", "torch-sb", dense_qubo(1000), names)
     # the same problem as CSR (sparse=True) needs far less and runs
     result = get_solver("torch-sb").sample(
         sparse_ising(1000), num_reads=4, seed=0, num_steps=50, sparse=True
