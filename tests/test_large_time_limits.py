@@ -608,3 +608,46 @@ def test_descent_fallback_returns_the_start_when_the_descent_cannot_fit():
     descended = descent_fallback(bqm, start, None, "why", left=60.0)
     assert descended.info["fallback"] == "why"
     assert descended.first.energy < kept.first.energy  # a random start is no local minimum
+
+
+def test_sb_shortens_its_ramp_to_the_steps_that_fit():
+    """A ramp cut short by the limit leaves the agents unbifurcated (G1 under 2 s: cut
+    10,000 of 11,624); at step 10 the ramp is shortened to the steps that fit, so the
+    run ends at full pressure instead."""
+    import torch
+
+    from ising_qubo.solvers._common import ArrayModel, Stop
+    from ising_qubo.solvers.torch_sb import bifurcate, build_sb_problem, initial_positions
+
+    bqm = sparse_ising(50, seed=11)
+    model = ArrayModel.from_bqm(bqm, dimod.SPIN)
+    problem = build_sb_problem(model, torch.device("cpu"), torch.float64)
+    start = np.ones((4, 50))
+    generator = torch.Generator().manual_seed(0)
+    x, y = initial_positions(start, problem.ancilla, generator, torch.device("cpu"), torch.float64)
+    asked = []
+    spins, done = bifurcate(
+        problem,
+        x,
+        y,
+        1000,
+        0.5,
+        "ballistic",
+        Stop(None),
+        early_stopping=False,
+        steps_that_fit=lambda: asked.append(1) or 5,
+    )
+    assert asked == [1]  # asked once, at step 10
+    assert done == 15  # the 10 steps run and the 5 that fit
+    spins, done = bifurcate(
+        problem,
+        x,
+        y,
+        1000,
+        0.5,
+        "ballistic",
+        Stop(None),
+        early_stopping=False,
+        steps_that_fit=lambda: None,  # nothing known: the ramp asked
+    )
+    assert done == 1000
