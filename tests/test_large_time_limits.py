@@ -626,28 +626,21 @@ def test_sb_shortens_its_ramp_to_the_steps_that_fit():
     generator = torch.Generator().manual_seed(0)
     x, y = initial_positions(start, problem.ancilla, generator, torch.device("cpu"), torch.float64)
     asked = []
-    spins, done = bifurcate(
-        problem,
-        x,
-        y,
-        1000,
-        0.5,
-        "ballistic",
-        Stop(None),
-        early_stopping=False,
-        steps_that_fit=lambda: asked.append(1) or 5,
-    )
+
+    def run(steps_that_fit) -> int:
+        _, done = bifurcate(
+            problem,
+            x.clone(),
+            y.clone(),
+            1000,
+            0.5,
+            "ballistic",
+            Stop(None),
+            early_stopping=False,
+            steps_that_fit=steps_that_fit,
+        )
+        return done
+
+    assert run(lambda: asked.append(1) or 5) == 15  # the 10 steps run and the 5 that fit
     assert asked == [1]  # asked once, at step 10
-    assert done == 15  # the 10 steps run and the 5 that fit
-    spins, done = bifurcate(
-        problem,
-        x,
-        y,
-        1000,
-        0.5,
-        "ballistic",
-        Stop(None),
-        early_stopping=False,
-        steps_that_fit=lambda: None,  # nothing known: the ramp asked
-    )
-    assert done == 1000
+    assert run(lambda: None) == 1000  # nothing known: the ramp asked
