@@ -419,6 +419,19 @@ class ArrayModel:
         return self.num_variables + len(self.data)
 
 
+def corner_bqm(bqm: dimod.BinaryQuadraticModel, side: float) -> dimod.BinaryQuadraticModel:
+    """The sub-model spanned by ``bqm``'s first ``side`` share of variables (so about
+    ``side``^2 of its couplings), labelled 0..m-1: solvers time a fixed per-call cost on
+    it and scale by the entries, instead of paying that cost on the whole model."""
+    m = max(2, int(bqm.num_variables * side))
+    vectors = bqm.to_numpy_vectors()
+    rows, cols, data = vectors[1]
+    inside = (rows < m) & (cols < m)
+    return dimod.BinaryQuadraticModel.from_numpy_vectors(
+        vectors[0][:m], (rows[inside], cols[inside], data[inside]), float(vectors[2]), bqm.vartype
+    )
+
+
 def symmetric_dense(n: int, rows: np.ndarray, cols: np.ndarray, data: np.ndarray) -> np.ndarray:
     """The symmetric coupling matrix J (J[i, j] = J[j, i] = coupling of i and j, duplicates
     added), flattened row-major: the dense layout of the compiled kernels."""

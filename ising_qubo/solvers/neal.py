@@ -10,7 +10,7 @@ import numpy as np
 from dwave.samplers import SimulatedAnnealingSampler
 from dwave.samplers.sa.sampler import default_beta_range as dwave_beta_range
 
-from ising_qubo.solvers._common import Stop, optional_time_limit, wall_timer
+from ising_qubo.solvers._common import Stop, corner_bqm, optional_time_limit, wall_timer
 from ising_qubo.solvers._dwave import STATE_BYTES, WallTimed
 from ising_qubo.solvers.capabilities import Capability as C
 
@@ -217,15 +217,9 @@ def _fixed_call_seconds(
     """Seconds of one call to dwave's sampler without sweeps, measured on the corner of
     ``bqm`` spanned by its first variables (about an eighth of its entries) and scaled by
     variables plus interactions, the work of that fixed part."""
-    n = bqm.num_variables
-    m = max(2, int(n * _CORNER_SIDE))
-    vectors = bqm.to_numpy_vectors()
-    linear, (rows, cols, data), offset = vectors[0], vectors[1], float(vectors[2])
-    inside = (rows < m) & (cols < m)
-    corner = dimod.BinaryQuadraticModel.from_numpy_vectors(
-        linear[:m], (rows[inside], cols[inside], data[inside]), offset, bqm.vartype
-    )
+    corner = corner_bqm(bqm, _CORNER_SIDE)
     began = time.perf_counter()
     sampler.sample(corner, **{**parameters, "num_sweeps": 0})
     seconds = time.perf_counter() - began
-    return seconds * (n + bqm.num_interactions) / max(1, m + int(inside.sum()))
+    entries = corner.num_variables + corner.num_interactions
+    return seconds * (bqm.num_variables + bqm.num_interactions) / max(1, entries)

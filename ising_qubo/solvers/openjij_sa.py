@@ -21,6 +21,7 @@ from ising_qubo.solvers._common import (
     check_bqm,
     check_seed,
     check_states_memory,
+    corner_bqm,
     optional_positive,
     optional_time_limit,
     positive_int,
@@ -95,22 +96,16 @@ class OpenJijSASampler(dimod.Sampler):
         entries), scaled by the entries, give a read's fixed part (openjij converts the
         model at every read: 1.2-5 s for 4,096 dense variables) and a sweep's cost; a
         pilot on the whole model would cost that fixed part again."""
-        n = bqm.num_variables
-        m = max(2, int(n * _CORNER_SIDE))
-        vectors = bqm.to_numpy_vectors()
-        rows, cols, data = vectors[1]
-        inside = (rows < m) & (cols < m)
-        corner = dimod.BinaryQuadraticModel.from_numpy_vectors(
-            vectors[0][:m], (rows[inside], cols[inside], data[inside]), 0.0, bqm.vartype
-        )
-        model = _openjij_model(corner, list(range(m)))
+        corner = corner_bqm(bqm, _CORNER_SIDE)
+        model = _openjij_model(corner, list(range(corner.num_variables)))
         timings = []
         for count in (1, min(sweeps, _PILOT_SECOND)):
             began = time.perf_counter()
             self._sampler.sample(model, num_reads=1, num_sweeps=count, seed=0)
             timings.append((count, time.perf_counter() - began))
         (one, short), (many, longer) = timings
-        scale = (n + 2 * bqm.num_interactions) / max(1, m + 2 * int(inside.sum()))
+        entries = corner.num_variables + 2 * corner.num_interactions
+        scale = (bqm.num_variables + 2 * bqm.num_interactions) / max(1, entries)
         fixed = _FIXED_MARGIN * short * scale
         per_sweep = scale * max(longer - short, 0.1 * longer) / max(1, many - one)
         left = stop.deadline.remaining() or 0.0
