@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 import sys
 from itertools import pairwise
@@ -217,10 +218,12 @@ def test_keyboard_interrupt_keeps_results(tmp_path):
         )
     data = json.loads((tmp_path / "results.json").read_text())
     assert data["interrupted"] is True
-    # seed 0: flaky (call 1) and exact finished; seed 1: flaky interrupted on call 2.
+    # seed 0: flaky (call 1) and exact finished; seed 1 (order turned): exact finished,
+    # then flaky interrupted on call 2.
     assert [(r["solver"], r["seed"], r["complete"]) for r in data["runs"]] == [
         ("flaky", 0, True),
         ("exact", 0, True),
+        ("exact", 1, True),
         ("flaky", 1, False),
     ]
     assert data["runs"][0]["best_objective"] is not None
@@ -541,3 +544,57 @@ def test_machine_info_describes_torch_once_a_solver_loaded_it():
     info = machine_info()
     assert info["torch_threads"] == torch.get_num_threads()
     assert "cuda_probed" not in info
+
+
+def test_torch_sa_rounds_widen_to_one_replica_per_core_once_rounds_are_long():
+    # one replica while a round is predicted shorter than the kernel's parallel threshold
+    # (it would run on one thread), one per core from the first round predicted longer
+    from ising_qubo.bench.runner import plan_solvers
+    from ising_qubo.solvers.kernel_threads import PARALLEL_MIN_SECONDS
+
+    [plan] = plan_solvers(["torch-sa"])
+    _, wide, seconds = plan.widen
+    assert seconds == PARALLEL_MIN_SECONDS and wide == (os.cpu_count() or 1)
+    first = plan.call_params(0, 0, 10.0)
+    assert first["num_reads"] == 1 and first["num_sweeps"] == 1000
+    # 1000 sweeps took 0.02 s: 1500 sweeps predicted 0.03 s, still one replica
+    second = plan.call_params(0, 1, 10.0, (first, 0.02))
+    assert second["num_reads"] == 1 and second["num_sweeps"] == 1500
+    # 1500 sweeps took 0.04 s: 2250 sweeps predicted 0.06 s >= 0.05 s, one per core
+    third = plan.call_params(0, 2, 10.0, (second, 0.04))
+    assert third["num_reads"] == wide
+    # the prediction is per replica-sweep: a wide round stays wide
+    assert plan.call_params(0, 3, 10.0, (third, 0.06 * wide))["num_reads"] == wide
+    assert "widen" in plan.describe() and "one per CPU core" in plan.about
+    # a user's num_reads holds in every round
+    [fixed] = plan_solvers(["torch-sa"], {"torch-sa": {"num_reads": 8}})
+    assert fixed.widen is None and "num_reads=8 per round (--param)" in fixed.about
+    assert fixed.call_params(0, 5, 10.0, (fixed.call_params(0, 4, 10.0), 5.0))["num_reads"] == 8
+    # solvers without the rule keep their replicas whatever the rounds take
+    [neal] = plan_solvers(["neal"])
+    assert neal.call_params(0, 4, 10.0, (neal.call_params(0, 3, 10.0), 9.0))["num_reads"] == 1
+
+
+def test_the_solver_order_turns_by_one_place_per_seed(tmp_path):
+    # each solver runs first, second, ... equally often (a loaded machine slows the round
+    # right after a long run), and every (instance, solver, seed) still runs exactly once
+    from ising_qubo.bench.runner import rotated
+
+    assert rotated([], 3) == []
+    assert rotated(["a", "b", "c"], 0) == ["a", "b", "c"]
+    assert rotated(["a", "b", "c"], 4) == ["b", "c", "a"]
+    instance = BenchInstance("tiny", dimod.generators.ran_r(1, 8, seed=1))
+    result = run_benchmark(
+        [instance], ["greedy", "neal"], seeds=[0, 1, 2], time_limit=0.05, target_fractions=[1.0],
+        out_dir=tmp_path, progress=False, plot=False,
+    )  # fmt: skip
+    order = [(r.seed, r.solver) for r in result.runs]
+    assert order == [
+        (0, "greedy"),
+        (0, "neal"),
+        (1, "neal"),
+        (1, "greedy"),
+        (2, "greedy"),
+        (2, "neal"),
+    ]
+    assert "solver order turned by one place per seed" in (tmp_path / "table.md").read_text()

@@ -35,12 +35,15 @@ report = {"num_variables": instance.bqm.num_variables, "rounds": 0, "best_object
 if args["solver"] is not None:
     from ising_qubo.bench.plans import plan_solvers
     [plan] = plan_solvers([args["solver"]], args["params"])
-    elapsed, best = 0.0, None
+    elapsed, best, previous = 0.0, None, None
     while elapsed < args["time_limit"]:
-        kwargs = plan.call_params(args["seed"], report["rounds"], args["time_limit"] - elapsed)
+        kwargs = plan.call_params(
+            args["seed"], report["rounds"], args["time_limit"] - elapsed, previous
+        )
         start = time.perf_counter()
         sampleset = plan.sampler.sample(instance.bqm, **kwargs)
-        elapsed += time.perf_counter() - start
+        previous = (kwargs, time.perf_counter() - start)
+        elapsed += previous[1]
         report["rounds"] += 1
         value = float(instance.objective(instance.bqm.energy(sampleset.first.sample)))
         best = value if best is None or instance.better(value, best) else best

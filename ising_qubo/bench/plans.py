@@ -14,6 +14,7 @@ import numpy as np
 
 from ising_qubo.solvers import get_solver
 from ising_qubo.solvers.capabilities import Capability, supports
+from ising_qubo.solvers.kernel_threads import PARALLEL_MIN_SECONDS
 
 
 @dataclass(frozen=True)
@@ -25,13 +26,17 @@ class SolverSettings:
     parameters of solvers that are still being written. ``grow``: ``(parameter, factor,
     cap)``, the parameter's value is multiplied by ``factor`` each round up to ``cap``
     (restarts with growing anneals: short early rounds reach loose targets quickly, long
-    later rounds reach tight ones).
+    later rounds reach tight ones). ``widen``: ``(parameter, wide, seconds)``, the
+    parameter (replicas) keeps its value while a round of that value is predicted to
+    last under ``seconds`` and becomes ``wide`` from the first round predicted to last
+    longer (the prediction: the previous round's time per replica-sweep).
     """
 
     params: dict[str, Any] = field(default_factory=dict)
     single_call: bool = False
     about: str = ""
     grow: tuple[str, float, int] | None = None
+    widen: tuple[str, int, float] | None = None
 
 
 # Annealers run restarts whose length grows 1.5x per round from 1000 sweeps to 32,000.
@@ -52,12 +57,16 @@ SOLVER_DEFAULTS: dict[str, SolverSettings] = {
         about="one anneal per round (openjij is single-threaded), 1000 "
         "sweeps growing 1.5x per round to 32,000, as neal",
     ),
+    # Replicas as the kernel's thread rule runs them (ising_qubo.solvers.kernel_threads):
+    # a round shorter than PARALLEL_MIN_SECONDS runs on one thread, so a second replica
+    # there only doubles the round's time; once rounds are long, one replica per core.
     "torch-sa": SolverSettings(
-        {"num_reads": os.cpu_count() or 1, "num_sweeps": 1000},
+        {"num_reads": 1, "num_sweeps": 1000},
         grow=_ANNEAL_GROWTH,
-        about="one replica per CPU core per round, 1000 sweeps "
-        "growing 1.5x per round to 32,000; raise num_reads on "
-        "CUDA",
+        widen=("num_reads", os.cpu_count() or 1, PARALLEL_MIN_SECONDS),
+        about=f"one replica per round while a round lasts under {PARALLEL_MIN_SECONDS:g} s "
+        "(the kernel runs it on one thread), then one per CPU core; 1000 sweeps "
+        "growing 1.5x per round to 32,000; raise num_reads on CUDA",
     ),
     "torch-sb": SolverSettings(
         {"num_reads": 64, "num_steps": 1000},
@@ -92,18 +101,30 @@ class SolverPlan:
     single_call: bool
     about: str = ""
     grow: tuple[str, float, int] | None = None
+    widen: tuple[str, int, float] | None = None
 
     @property
     def accepted(self) -> set[str]:
         return set(getattr(self.sampler, "parameters", {}) or {})
 
-    def call_params(self, seed: int, round_index: int, remaining: float) -> dict[str, Any]:
-        """Keyword arguments of one ``sample`` call."""
+    def call_params(
+        self,
+        seed: int,
+        round_index: int,
+        remaining: float,
+        previous: tuple[Mapping[str, Any], float] | None = None,
+    ) -> dict[str, Any]:
+        """Keyword arguments of one ``sample`` call; ``previous``: the keyword arguments
+        and solver seconds of the run's previous round (for ``widen``)."""
         kwargs = dict(self.params)
         accepted = self.accepted
         if self.grow is not None and self.grow[0] in kwargs:
             key, factor, cap = self.grow
             kwargs[key] = int(min(cap, round(kwargs[key] * factor**round_index)))
+        if self.widen is not None and self.widen[0] in kwargs and previous is not None:
+            key, wide, seconds = self.widen
+            if _predicted_seconds(kwargs, previous, key) >= seconds:
+                kwargs[key] = wide
         if supports(self.sampler, Capability.TIME_LIMIT):
             own = kwargs.get("time_limit")
             kwargs["time_limit"] = (
@@ -118,8 +139,23 @@ class SolverPlan:
             "params": dict(self.params),
             "mode": "single call" if self.single_call else "rounds",
             "grow": self.grow,
+            "widen": self.widen,
             "about": self.about,
         }
+
+
+def _predicted_seconds(
+    kwargs: Mapping[str, Any], previous: tuple[Mapping[str, Any], float], key: str
+) -> float:
+    """Seconds a round of ``kwargs`` would take, from the previous round's time per unit
+    of work (replicas ``key`` x sweeps or steps where the solver has them)."""
+    last, seconds = previous
+
+    def work(params: Mapping[str, Any]) -> float:
+        length = params.get("num_sweeps", params.get("num_steps", 1))
+        return float(params.get(key, 1)) * float(length)
+
+    return seconds / max(work(last), 1.0) * work(kwargs)
 
 
 def round_seed(seed: int, round_index: int) -> int:
@@ -151,7 +187,7 @@ def plan_solvers(
         accepted = set(getattr(sampler, "parameters", {}) or {})
         params = {k: v for k, v in settings.params.items() if k in accepted}
         single = settings.single_call or "seed" not in accepted
-        grow, about = settings.grow, settings.about
+        grow, about, widen = settings.grow, settings.about, settings.widen
         for key, value in overrides.pop(name, {}).items():
             if key == "single_call":
                 single = _as_bool(value, name)
@@ -168,7 +204,10 @@ def plan_solvers(
                 )
             else:
                 params[key] = value
-        plans.append(SolverPlan(name, sampler, params, single, about, grow))
+                if widen is not None and key == widen[0]:
+                    widen = None  # the user's value holds in every round
+                    about = f"{key}={value} per round (--param); " + about.split("; ", 1)[-1]
+        plans.append(SolverPlan(name, sampler, params, single, about, grow, widen))
     if not plans:
         raise ValueError("no solvers given")
     if overrides:

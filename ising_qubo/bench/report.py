@@ -308,7 +308,8 @@ def table_markdown(result: BenchmarkRecord) -> str:
         f"{', '.join(map(str, result.seeds))}; targets "
         f"{', '.join(_fmt_fraction(f) for f in result.targets)} of the reference "
         "(best known, else the best any solver found in this run)",
-        "- runs interleaved instance > seed > solver in one process; times are solver time "
+        "- runs interleaved instance > seed > solver in one process, the solver order turned "
+        "by one place per seed; times are solver time "
         "(sum of sampler calls), resolved to one round",
         f"- {_load_text(result.background_load)}",
         "- median time counts unreached targets as infinite (— when fewer than half the seeds "

@@ -18,7 +18,11 @@ time limit; their trajectory has one point. A run stops early when its best reac
 best-known value (``stop_at_best_known``) or the solver reports ``status == "OPTIMAL"``.
 
 Runs go instance -> seed -> solver, all in this process, so every solver sees the same
-machine conditions within a few seconds of the others. ``background_load=N`` runs them all
+machine conditions within a few seconds of the others. The solver order turns by one
+place per seed (:func:`rotated`), so each solver takes each place equally often: on a
+loaded machine the round right after a long run is slower (measured at background load
+2 on G3, medians of 12: a 1000-sweep round right after 1 s of busy work took 11% (neal)
+and 22% (torch-sa) longer than the same round second in line). ``background_load=N`` runs them all
 next to N busy processes that the harness starts after the warm-up and stops at the end
 (:mod:`ising_qubo.bench.load`); N and the load average are recorded with the results.
 """
@@ -140,8 +144,8 @@ def run_benchmark(
         result.background_load = load.record()
         try:
             for instance in chosen:
-                for seed in seeds:
-                    for plan in plans:
+                for position, seed in enumerate(seeds):
+                    for plan in rotated(plans, position):
                         run = RunResult(instance.name, plan.name, seed)
                         result.runs.append(run)
                         _run_one(run, instance, plan, result, bar)
@@ -163,17 +167,31 @@ def run_benchmark(
     return result
 
 
+def rotated(plans: list[SolverPlan], position: int) -> list[SolverPlan]:
+    """``plans`` turned left by ``position`` places: the solver order of the seed at
+    ``position`` in the run's seed list."""
+    if not plans:
+        return []
+    shift = position % len(plans)
+    return plans[shift:] + plans[:shift]
+
+
 def _run_one(
     run: RunResult, instance: BenchInstance, plan: SolverPlan, result: BenchmarkResult, bar: Any
 ) -> None:
     goal = instance.best_known if result.stop_at_best_known else None
     last_refresh = 0.0
+    previous: tuple[dict[str, Any], float] | None = None  # the last round's kwargs, seconds
     try:
         while run.elapsed < result.time_limit:
-            kwargs = plan.call_params(run.seed, run.rounds, result.time_limit - run.elapsed)
+            kwargs = plan.call_params(
+                run.seed, run.rounds, result.time_limit - run.elapsed, previous
+            )
             start = time.perf_counter()
             sampleset = plan.sampler.sample(instance.bqm, **kwargs)
-            run.elapsed += time.perf_counter() - start
+            seconds = time.perf_counter() - start
+            run.elapsed += seconds
+            previous = (kwargs, seconds)
             run.rounds += 1
             run.observe(sampleset, instance)
             if getattr(sampleset, "info", {}).get("interrupted"):

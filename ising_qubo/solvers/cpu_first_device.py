@@ -22,6 +22,7 @@ imports torch and checks it.
 
 from __future__ import annotations
 
+import functools
 import glob
 import importlib.util
 import os
@@ -43,6 +44,13 @@ def gpu_may_be_visible() -> bool:
         return False
     if os.name != "posix":  # no device nodes to look at
         return True
+    return _gpu_nodes_present()
+
+
+@functools.lru_cache(maxsize=1)
+def _gpu_nodes_present() -> bool:
+    """Whether a GPU device node exists, looked up once per process (a driver's nodes do
+    not appear under a running process; solvers ask on every call)."""
     return any(glob.glob(pattern) for pattern in GPU_NODE_PATTERNS)
 
 
