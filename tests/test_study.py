@@ -269,3 +269,25 @@ def test_protocol_overrides_are_checked():
     # 3 seeds x (dense + 7 methods) + 2 seeds x 2 budgets x 3 curve methods
     assert len(runs) == 3 * 8 + 2 * 2 * 3
     assert len({r.key for r in runs}) == len(runs)
+
+
+def test_latency_retimes_every_finished_pruned_run_and_the_report_uses_it(tiny_study, tmp_path):
+    out = tmp_path / "study"
+    shutil.copytree(tiny_study[0], out)  # the shared fixture keeps its in-run figures
+    with pytest.raises(ValueError, match="--repeats must be at least 1, got 0"):
+        study.main(["latency", "--out", str(out), "--repeats", "0"])
+    assert study.main(["latency", "--out", str(out), "--repeats", "3"]) == 0
+    assert not (out / "tiny" / "dense-seed0" / study.QUIET_LATENCY).exists()
+    quiet = {}
+    for name in EXPECTED_RUNS[1:]:
+        measured = json.loads((out / "tiny" / name / study.QUIET_LATENCY).read_text())
+        assert measured["repeats"] == 3 and measured["dense_ms"] > 0 and measured["pruned_ms"] > 0
+        assert measured["ratio"] == pytest.approx(measured["pruned_ms"] / measured["dense_ms"])
+        quiet[name] = measured["ratio"]
+    assert study.main(["report", "--out", str(out)]) == 0
+    markdown = (out / "results.md").read_text()
+    row = next(line for line in markdown.splitlines() if line.startswith(f"| {PRIMARY} |"))
+    latency_cell = row.split("|")[10].strip()  # | method | seeds | ... | CPU latency | ...
+    assert latency_cell == f"{quiet[EXPECTED_RUNS[1]]:.2f} ± 0.00"
+    assert "re-timed after the runs by `study.py latency`" in markdown
+    assert "timed in the run's process" not in markdown  # every pruned run was re-timed

@@ -15,6 +15,7 @@ Figures use matplotlib's object interface (no pyplot state): ``figures/`` beside
 from __future__ import annotations
 
 import math
+import os
 import shutil
 from datetime import date
 from pathlib import Path
@@ -124,7 +125,7 @@ def main_table(
         ) + f" ({100 * mean_sd([r['params'] / r['params_dense'] for r in runs])[0]:.1f}%)"
         met = mean_sd([(r.get("budget") or {}).get("met") for r in runs])[0]
         macs = mean_sd([r["macs"] / r["macs_dense"] for r in runs])[0]
-        latency = mean_sd([(r.get("latency") or {}).get("ratio") for r in runs])
+        latency = mean_sd([(latency_of(r) or {}).get("ratio") for r in runs])
         lines.append(
             f"| {method} | {seeds_text} | {_fmt(*mean_sd([r['top1'] for r in runs])[:2])} "
             f"| {_fmt(*mean_sd([r['dense_top1'] - r['top1'] for r in runs])[:2])} "
@@ -135,6 +136,12 @@ def main_table(
             f"| {_fmt(*mean_sd([r.get('selection_seconds') for r in runs])[:2])} |"
         )
     return lines, missing
+
+
+def latency_of(result: dict[str, Any]) -> dict[str, Any] | None:
+    """The run's CPU latency figure: the quiet re-timing (``study.py latency``) when there
+    is one, else the one taken when the run finished."""
+    return result.get("latency_quiet") or result.get("latency")
 
 
 def paired_table(data: DatasetResults, protocol: dict[str, Any], keep: float) -> list[str]:
@@ -430,19 +437,25 @@ def shown_paragraph(
             parts.append(f"Shown: {'; '.join(shown)}.")
         if not_shown:
             parts.append(f"Not shown: {'; '.join(not_shown)}.")
-    # the 1-minute load average when each latency measurement started
-    loads = [
-        r["latency"]["load_average"][0][0]
-        for r in data.rows
-        if r.get("latency") and (r["latency"].get("load_average") or [None])[0]
-    ]
-    if loads:
+    # the 1-minute load average when each latency measurement started, per source
+    for quiet, where in (
+        (True, "re-timed after the runs by `study.py latency`"),
+        (False, "timed in the run's process when it finished"),
+    ):
+        timed = [r for r in data.rows if latency_of(r) and ("latency_quiet" in r) == quiet]
+        loads = [
+            latency_of(r)["load_average"][0][0]
+            for r in timed
+            if (latency_of(r).get("load_average") or [None])[0]
+        ]
+        if not loads:
+            continue
         parts.append(
-            f"CPU latency was timed interleaved (dense, pruned, ...) in the run's process "
-            f"at a 1-minute load average of {min(loads):.2f}–{max(loads):.2f}"
+            f"CPU latency of {len(timed)} run(s) was {where}, interleaved (dense, pruned, "
+            f"...), at a 1-minute load average of {min(loads):.2f}–{max(loads):.2f}"
             + (
                 "; above about 0.5 per core the machine was not quiet and the ratios are rough."
-                if max(loads) > 0.5
+                if max(loads) > 0.5 * (os.cpu_count() or 1)
                 else "."
             )
         )

@@ -3,6 +3,7 @@
     python benchmarks/pruning/study.py run --out DIR [--datasets cifar10-jpeg,fashion-mnist]
         [--seeds 0 1 2] [--only PATTERN] [--resume] [--cifar-dir DIR] [--fashion-dir DIR]
     python benchmarks/pruning/study.py plan --out DIR     # runs, which are done, time left
+    python benchmarks/pruning/study.py latency --out DIR [--repeats N]   # quiet re-timing
     python benchmarks/pruning/study.py report --out DIR [--docs]
 
 The protocol (methods, schedules, budgets, goals) is fixed in :mod:`study_protocol`;
@@ -21,6 +22,13 @@ run (``dense-seed<S>``); every method of that seed starts from its saved model.
 
 At the start of ``run`` the training speed of one and two torch threads is measured
 (``DIR/threads.json``, once per study directory) and the faster count is used.
+
+Each run times its pruned model against its dense one when it finishes, on whatever the
+machine is doing then (the study's own later runs are not, but other tenants are).
+``latency`` re-times every finished pruned run in one process, meant for a moment when
+the study is stopped and the machine quiet; it writes ``latency_quiet.json`` beside the
+run's ``result.json`` (with the load average at its start and end) and the report uses
+it instead of the in-run figure, saying which it used.
 
 (Long because the CLI, the run bookkeeping and the measurements a run adds to the
 pipeline's report belong together; the protocol, the statistics and the report live in
@@ -70,6 +78,7 @@ ERROR = "error.txt"
 PIPELINE = "pipeline"
 PROTOCOL_FILE = "protocol.json"
 THREADS_FILE = "threads.json"
+QUIET_LATENCY = "latency_quiet.json"
 #: The CLI options that name a dataset's folder (else the protocol's default_dir).
 DATA_OPTIONS = {"cifar10-jpeg": "cifar_dir", "fashion-mnist": "fashion_dir"}
 MISSING_DATA_HINT = {
@@ -586,14 +595,66 @@ def command_plan(args: argparse.Namespace, overrides: dict[str, Any] | None) -> 
     return 0
 
 
+def command_latency(args: argparse.Namespace, overrides: dict[str, Any] | None) -> int:
+    """Re-time every finished pruned run against its dense model (see the module)."""
+    out = Path(args.out)
+    protocol = load_protocol(out, overrides)
+    runs = [
+        r
+        for r in study_runs(out, protocol)
+        if r.method != "dense"
+        and read_result(out, r) is not None
+        and (run_dir(out, r.dense) / PIPELINE / "model").is_dir()
+    ]
+    if not runs:
+        print("no finished pruned run to time", flush=True)
+        return 0
+    threads_path = out / THREADS_FILE
+    if threads_path.exists():  # the runs' own thread count, so the figures compare
+        torch.set_num_threads(int(json.loads(threads_path.read_text())["chosen"]))
+    repeats = args.repeats if args.repeats is not None else protocol["latency"]["repeats"]
+    if repeats < 1:
+        raise ValueError(f"--repeats must be at least 1, got {repeats}")
+    print(f"load average: {load_average()}; {len(runs)} runs", flush=True)
+    for study_run in runs:
+        measured = latency_ratio(
+            run_dir(out, study_run.dense) / PIPELINE / "model",
+            run_dir(out, study_run) / PIPELINE / "model",
+            protocol["datasets"][study_run.dataset]["input_shape"],
+            protocol["latency"]["batch"],
+            repeats,
+        )
+        measured["measured"] = datetime.now().isoformat(timespec="seconds")
+        write_json(run_dir(out, study_run) / QUIET_LATENCY, measured)
+        print(
+            f"{study_run.key}: pruned/dense {measured['ratio']:.3f} "
+            f"({measured['pruned_ms']:.1f} / {measured['dense_ms']:.1f} ms, "
+            f"load {measured['load_average'][0]})",
+            flush=True,
+        )
+    return 0
+
+
+def with_quiet_latency(result: dict[str, Any], folder: Path) -> dict[str, Any]:
+    """``result`` with ``latency_quiet`` from the run's ``latency_quiet.json``, if any."""
+    path = folder / QUIET_LATENCY
+    if path.exists():
+        result["latency_quiet"] = json.loads(path.read_text())
+    return result
+
+
 def command_report(args: argparse.Namespace, overrides: dict[str, Any] | None) -> int:
     out = Path(args.out)
     protocol = load_protocol(out, overrides)
     runs = study_runs(out, protocol)
-    results = {r.key: result for r in runs if (result := read_result(out, r)) is not None}
+    results = {
+        r.key: with_quiet_latency(result, run_dir(out, r))
+        for r in runs
+        if (result := read_result(out, r)) is not None
+    }
     # results of seeds or budgets outside the plan are reported too, never dropped
     for path in sorted(out.glob(f"*/*/{RESULT}")):
-        result = json.loads(path.read_text())
+        result = with_quiet_latency(json.loads(path.read_text()), path.parent)
         results.setdefault(f"{result['dataset']}/{result['run']}", result)
     states = {r.key: run_state(out, r) for r in runs}
     threads_path = out / THREADS_FILE
@@ -625,7 +686,13 @@ def main(argv: list[str] | None = None) -> int:
     run_parser = commands.add_parser("run", help="run (or continue) the study")
     plan_parser = commands.add_parser("plan", help="list the runs, their state, the time left")
     report_parser = commands.add_parser("report", help="results.md and figures from what finished")
-    for sub in (run_parser, plan_parser, report_parser):
+    latency_parser = commands.add_parser(
+        "latency", help="re-time every finished pruned run (stop the study first)"
+    )
+    latency_parser.add_argument(
+        "--repeats", type=int, help="timed forward passes per model (default: the protocol's)"
+    )
+    for sub in (run_parser, plan_parser, report_parser, latency_parser):
         sub.add_argument("--out", required=True, help="the study directory")
         sub.add_argument("--protocol", help="JSON overrides of the protocol (tests)")
     run_parser.add_argument("--datasets", help="comma-separated labels (default: all)")
@@ -639,7 +706,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     overrides = parse_protocol(args.protocol)
-    command = {"run": command_run, "plan": command_plan, "report": command_report}
+    command = {
+        "run": command_run,
+        "plan": command_plan,
+        "report": command_report,
+        "latency": command_latency,
+    }
     return command[args.command](args, overrides)
 
 
