@@ -283,6 +283,7 @@ def test_latency_retimes_every_finished_pruned_run_and_the_report_uses_it(tiny_s
         measured = json.loads((out / "tiny" / name / study.QUIET_LATENCY).read_text())
         assert measured["repeats"] == 3 and measured["dense_ms"] > 0 and measured["pruned_ms"] > 0
         assert measured["ratio"] == pytest.approx(measured["pruned_ms"] / measured["dense_ms"])
+        assert "load_before_pass" in measured  # the load before the pass's own threads ran
         quiet[name] = measured["ratio"]
     assert study.main(["report", "--out", str(out)]) == 0
     markdown = (out / "results.md").read_text()

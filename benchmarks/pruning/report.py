@@ -437,16 +437,20 @@ def shown_paragraph(
             parts.append(f"Shown: {'; '.join(shown)}.")
         if not_shown:
             parts.append(f"Not shown: {'; '.join(not_shown)}.")
-    # the 1-minute load average when each latency measurement started, per source
+    # the 1-minute load average when each latency measurement started, per source (for a
+    # quiet re-timing, before its pass began: its own threads raise the load during it)
     for quiet, where in (
         (True, "re-timed after the runs by `study.py latency`"),
         (False, "timed in the run's process when it finished"),
     ):
         timed = [r for r in data.rows if latency_of(r) and ("latency_quiet" in r) == quiet]
         loads = [
-            latency_of(r)["load_average"][0][0]
+            load[0]
             for r in timed
-            if (latency_of(r).get("load_average") or [None])[0]
+            if (
+                load := latency_of(r).get("load_before_pass")
+                or (latency_of(r).get("load_average") or [None])[0]
+            )
         ]
         if not loads:
             continue

@@ -615,7 +615,10 @@ def command_latency(args: argparse.Namespace, overrides: dict[str, Any] | None) 
     repeats = args.repeats if args.repeats is not None else protocol["latency"]["repeats"]
     if repeats < 1:
         raise ValueError(f"--repeats must be at least 1, got {repeats}")
-    print(f"load average: {load_average()}; {len(runs)} runs", flush=True)
+    # the machine's load before the pass: the timing itself keeps the torch threads busy,
+    # so the load average read between runs counts the pass's own work
+    before = load_average()
+    print(f"load average: {before}; {len(runs)} runs", flush=True)
     for study_run in runs:
         measured = latency_ratio(
             run_dir(out, study_run.dense) / PIPELINE / "model",
@@ -625,6 +628,7 @@ def command_latency(args: argparse.Namespace, overrides: dict[str, Any] | None) 
             repeats,
         )
         measured["measured"] = datetime.now().isoformat(timespec="seconds")
+        measured["load_before_pass"] = before
         write_json(run_dir(out, study_run) / QUIET_LATENCY, measured)
         print(
             f"{study_run.key}: pruned/dense {measured['ratio']:.3f} "
