@@ -55,6 +55,17 @@ def _accept(de: float, beta: float, greedy: bool, rng_state: np.ndarray, stream:
     return x < _MAX_EXPONENT and _uniform(rng_state, stream) < np.exp(-x)
 
 
+@njit(inline="always")
+def _try_flip(s, f, i, beta, greedy, rng_state, stream) -> float:
+    """The Metropolis (or greedy) test of flipping spin i, whose local field is f[i]: on
+    acceptance flips it and returns the step its neighbours' fields take per unit
+    coupling (2 s_i, never 0); 0.0 when rejected."""
+    if not _accept(-2.0 * s[i] * f[i], beta, greedy, rng_state, stream):
+        return 0.0
+    s[i] = -s[i]
+    return 2.0 * s[i]
+
+
 @njit(cache=True, parallel=True)
 def fields_csr(spins, h, indptr, indices, data, lr_u, lr_v):
     """Local fields F = h + J s for every replica, and the low-rank projections."""
@@ -159,11 +170,9 @@ def sweeps_plain(spins, fields, indptr, indices, data, beta_table, rng_state, gr
             beta = beta_table[t, 0]
             flips = 0
             for i in range(n):
-                if _accept(-2.0 * s[i] * f[i], beta, greedy, rng_state, r):
+                step = _try_flip(s, f, i, beta, greedy, rng_state, r)
+                if step != 0.0:
                     flips += 1
-                    new = -s[i]
-                    s[i] = new
-                    step = 2.0 * new
                     for k in range(indptr[i], indptr[i + 1]):
                         f[indices[k]] += step * data[k]
             last_flips[r] = flips
@@ -212,11 +221,9 @@ def sweeps_blocks(spins, fields, jflat, var_start, j_start, beta_table, rng_stat
             beta = beta_table[t, p]
             flips = 0
             for i in range(m):
-                if _accept(-2.0 * s[i] * f[i], beta, greedy, rng_state, task):
+                step = _try_flip(s, f, i, beta, greedy, rng_state, task)
+                if step != 0.0:
                     flips += 1
-                    new = -s[i]
-                    s[i] = new
-                    step = 2.0 * new
                     base = j_start[p] + i * m
                     for j in range(m):
                         f[j] += step * jflat[base + j]
