@@ -127,13 +127,32 @@ print(numba.get_num_threads(), torch.get_num_threads())
     assert numba_threads == 2 and torch_threads == 1
 
 
-def test_auto_device_asks_torch_only_when_a_gpu_may_be_visible(monkeypatch):
+@pytest.fixture
+def fresh_node_probe():
+    """The once-per-process device-node lookup forgotten before and after the test, so
+    the fake nodes it sees are not what later tests see."""
+    cpu_first_device._gpu_nodes_present.cache_clear()
+    yield
+    cpu_first_device._gpu_nodes_present.cache_clear()
+
+
+def test_auto_device_asks_torch_only_when_a_gpu_may_be_visible(monkeypatch, fresh_node_probe):
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     monkeypatch.setattr(cpu_first_device.os, "name", "posix")
-    monkeypatch.setattr(cpu_first_device.glob, "glob", lambda pattern: [])
+    probes = []
+
+    def no_nodes(pattern):
+        probes.append(pattern)
+        return []
+
+    monkeypatch.setattr(cpu_first_device.glob, "glob", no_nodes)
     assert cpu_first_device.gpu_may_be_visible() is False
+    assert cpu_first_device.gpu_may_be_visible() is False
+    # the device nodes are looked up once per process, not on every solve
+    assert probes == list(cpu_first_device.GPU_NODE_PATTERNS)
     nodes = {"/dev/nvidia[0-9]*": ["/dev/nvidia0"]}
     monkeypatch.setattr(cpu_first_device.glob, "glob", lambda pattern: nodes.get(pattern, []))
+    cpu_first_device._gpu_nodes_present.cache_clear()  # as a new process finds them
     assert cpu_first_device.gpu_may_be_visible() is True
     for hidden in ("", "-1"):
         monkeypatch.setenv("CUDA_VISIBLE_DEVICES", hidden)
