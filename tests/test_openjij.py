@@ -64,10 +64,14 @@ def test_time_limit_stops_between_reads():
         sampleset = ising_qubo.solve(
             bqm, "openjij", num_reads=10**6, num_sweeps=1000, time_limit=0.3, seed=0
         )
-    # the limit, then the read in flight (300 variables x 1000 sweeps, about 0.03 s on an
-    # idle 2-core machine) and the SampleSet: CPU work, stretched by the measured slowdown
-    info = {k: sampleset.info.get(k) for k in ("num_reads", "timing", "load_s")}
-    run.assert_within(0.3, 0.2, f"openjij, time_limit=0.3 ({info})")
+    # the limit, then the read in flight (openjij cannot stop one: 300 variables x 1000
+    # sweeps, about 0.03 s on an idle 2-core machine, but seen at 0.63 s once in a full CI
+    # suite) and the SampleSet (CPU work, stretched by the measured slowdown). A sampler
+    # that went on starting reads after the limit overruns it by more than its slowest read.
+    info = {k: sampleset.info.get(k) for k in ("num_reads", "slowest_read_s", "timing")}
+    in_flight = sampleset.info["slowest_read_s"]
+    assert 0 < in_flight <= run.seconds
+    run.assert_within(0.3 + in_flight, 0.2, f"openjij, time_limit=0.3 ({info})")
     done = sampleset.info["num_reads"]
     assert 1 <= done < 10**6 and len(sampleset) == done
     np.testing.assert_allclose(sampleset.record.energy, bqm.energies(sampleset), atol=1e-9)

@@ -62,8 +62,10 @@ class OpenJijSASampler(dimod.Sampler):
     ``info["num_sweeps_asked"]``; when not even a one-sweep read fits, a steepest descent
     from a random state comes back with ``info["fallback"]``), at least one read
     completes otherwise, and the reads done come back with
-    ``info["num_reads"]``. Ctrl-C stops between reads, with ``info["interrupted"] =
-    True``. Energies are recomputed by dimod on the caller's model.
+    ``info["num_reads"]``; a read in flight is not stopped, so the limit can be overrun
+    by up to ``info["slowest_read_s"]``, the longest read's seconds. Ctrl-C stops between
+    reads, with ``info["interrupted"] = True``. Energies are recomputed by dimod on the
+    caller's model.
     """
 
     solver_name = "openjij"
@@ -165,6 +167,7 @@ class OpenJijSASampler(dimod.Sampler):
                 return row
 
             per_read = 0.0  # seconds of a read: one that cannot fit is not started
+            slowest = 0.0  # the longest read: what a time limit can be overrun by
             work = sweeps * (n + 2 * bqm.num_interactions)
             try:
                 if model is not None and stop.deadline.end is not None and work > _PILOT_WORK:
@@ -188,11 +191,13 @@ class OpenJijSASampler(dimod.Sampler):
                     began = time.perf_counter()
                     rows.append(read(sweeps) if model is not None else np.zeros(0, np.int8))
                     per_read = time.perf_counter() - began
+                    slowest = max(slowest, per_read)
             except KeyboardInterrupt:
                 if not stop.interrupt() or not rows:
                     raise
         info["num_reads"] = len(rows)
         info["num_sweeps"] = sweeps
+        info["slowest_read_s"] = slowest
         if betas["beta_min"] is not None:
             info["beta_range"] = [betas["beta_min"], betas["beta_max"]]
         stop.report(info)
