@@ -292,3 +292,23 @@ def test_latency_retimes_every_finished_pruned_run_and_the_report_uses_it(tiny_s
     assert latency_cell == f"{quiet[EXPECTED_RUNS[1]]:.2f} ± 0.00"
     assert "re-timed after the runs by `study.py latency`" in markdown
     assert "timed in the run's process" not in markdown  # every pruned run was re-timed
+
+
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        (["latency", "--repeats", "0"], "--repeats must be at least 1, got 0"),
+        (["report", "--protocol", '{"epochs": 3}'], "unknown protocol key 'epochs'"),
+    ],
+)
+def test_bad_options_are_one_line_errors_from_the_command_line(tmp_path, arguments, message):
+    import subprocess
+
+    command = [sys.executable, str(REPO / "benchmarks" / "pruning" / "study.py"), *arguments]
+    done = subprocess.run(
+        [*command, "--out", str(tmp_path / "empty-study")],
+        capture_output=True, text=True, timeout=120, cwd=REPO,
+    )  # fmt: skip
+    assert done.returncode == 2
+    [line] = done.stderr.strip().splitlines()  # one line, no traceback
+    assert line.startswith(f"study.py: error: {message}")

@@ -599,6 +599,9 @@ def command_latency(args: argparse.Namespace, overrides: dict[str, Any] | None) 
     """Re-time every finished pruned run against its dense model (see the module)."""
     out = Path(args.out)
     protocol = load_protocol(out, overrides)
+    repeats = args.repeats if args.repeats is not None else protocol["latency"]["repeats"]
+    if repeats < 1:
+        raise ValueError(f"--repeats must be at least 1, got {repeats}")
     runs = [
         r
         for r in study_runs(out, protocol)
@@ -612,9 +615,6 @@ def command_latency(args: argparse.Namespace, overrides: dict[str, Any] | None) 
     threads_path = out / THREADS_FILE
     if threads_path.exists():  # the runs' own thread count, so the figures compare
         torch.set_num_threads(int(json.loads(threads_path.read_text())["chosen"]))
-    repeats = args.repeats if args.repeats is not None else protocol["latency"]["repeats"]
-    if repeats < 1:
-        raise ValueError(f"--repeats must be at least 1, got {repeats}")
     # the machine's load before the pass: the timing itself keeps the torch threads busy,
     # so the load average read between runs counts the pass's own work
     before = load_average()
@@ -722,6 +722,9 @@ def main(argv: list[str] | None = None) -> int:
 if __name__ == "__main__":
     try:
         sys.exit(main())
+    except ValueError as error:  # bad options or protocol: one line, no traceback
+        print(f"study.py: error: {error}", file=sys.stderr)
+        sys.exit(2)
     except KeyboardInterrupt:  # the pipeline has saved its last epoch's checkpoint
         print("interrupted: continue with `study.py run --out ... --resume`", file=sys.stderr)
         sys.exit(130)
