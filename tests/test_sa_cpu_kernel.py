@@ -7,6 +7,7 @@ from __future__ import annotations
 import dimod
 import numpy as np
 import pytest
+from conftest import brute_force_minimum
 
 from ising_qubo.lowrank import csr_from_coo
 from ising_qubo.solvers import _sa_cpu, get_solver
@@ -66,9 +67,8 @@ def test_plain_kernel_anneals_a_small_problem_to_its_brute_force_optimum():
     n = 14
     h, rows, cols, data = _sparse_problem(n, 0.5, seed=4)
     indptr, indices, values = symmetric_csr(n, rows, cols, data)
-    J = _dense_j(n, rows, cols, data)
-    every = np.array(np.meshgrid(*[[-1.0, 1.0]] * n)).reshape(n, -1).T
-    optimum = (every @ h + 0.5 * np.einsum("si,ij,sj->s", every, J, every)).min()
+    bqm = dimod.BinaryQuadraticModel.from_numpy_vectors(h, (rows, cols, data), 0.0, "SPIN")
+    optimum = brute_force_minimum(bqm)
     spins = np.random.default_rng(0).choice([-1.0, 1.0], size=(8, n))
     fields, _, _ = _sa_cpu.fields_csr(
         spins, h, indptr, indices, values, np.zeros((0, n)), np.zeros((0, n))
@@ -78,8 +78,7 @@ def test_plain_kernel_anneals_a_small_problem_to_its_brute_force_optimum():
         spins, fields, indptr, indices, values, np.geomspace(0.1, 10, 2000)[:, None], streams,
         False,
     )  # fmt: skip
-    energies = spins @ h + 0.5 * np.einsum("si,ij,sj->s", spins, J, spins)
-    assert energies.min() == pytest.approx(optimum)
+    assert bqm.energies((spins, range(n))).min() == pytest.approx(optimum)
 
 
 @pytest.mark.parametrize("n", [50, 1 << 16, (1 << 16) + 3])

@@ -144,6 +144,12 @@ def latency_of(result: dict[str, Any]) -> dict[str, Any] | None:
     return result.get("latency_quiet") or result.get("latency")
 
 
+def _load_at_start(latency: dict[str, Any]) -> list[float] | None:
+    """The load average (1, 5, 15 min) before a latency figure was taken: before the whole
+    pass for a quiet re-timing, else when the run's own timing began."""
+    return latency.get("load_before_pass") or (latency.get("load_average") or [None])[0]
+
+
 def paired_table(data: DatasetResults, protocol: dict[str, Any], keep: float) -> list[str]:
     best = data.best_of(BASELINES, keep)
     best_tp = data.best_of(TP_GLOBAL_BASELINES, keep)
@@ -444,14 +450,7 @@ def shown_paragraph(
         (False, "timed in the run's process when it finished"),
     ):
         timed = [r for r in data.rows if latency_of(r) and ("latency_quiet" in r) == quiet]
-        loads = [
-            load[0]
-            for r in timed
-            if (
-                load := latency_of(r).get("load_before_pass")
-                or (latency_of(r).get("load_average") or [None])[0]
-            )
-        ]
+        loads = [load[0] for r in timed if (load := _load_at_start(latency_of(r)))]
         if not loads:
             continue
         parts.append(
