@@ -44,7 +44,9 @@ if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
 stamp=.venv/.ising-qubo-installed
-if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+# the build's inputs: the metadata, and torch-sa's C kernel (compiled by the install)
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ setup.py -nt "$stamp" ] ||
+  [ ising_qubo/solvers/_sa_kernel.c -nt "$stamp" ]; then
   log=.venv/pip-install.log
   step "installing ising-qubo[dev] into .venv: several minutes, log in $log"
   # pip's own step lines go to the log (the live line reads them), its bars nowhere

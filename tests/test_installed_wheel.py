@@ -102,6 +102,20 @@ def test_solve_from_the_console_script(installed, solver):
     assert result["energy"] == pytest.approx(brute_force_minimum(bqm))
 
 
+def test_the_wheels_compiled_kernel_runs_torch_sa(installed):
+    code = (
+        "import dimod, sys; from ising_qubo import get_solver; from ising_qubo.solvers import "
+        "_sa_native; b = dimod.generators.gnp_random_bqm(30, 0.2, 'SPIN', random_state=1); "
+        "r = get_solver('torch-sa').sample(b, num_reads=2, num_sweeps=50, device='cpu'); "
+        "print(r.info['backend'], _sa_native.library()._name, 'numba' in sys.modules)"
+    )
+    done = installed.run("python", "-c", code)
+    assert done.returncode == 0, done.stderr
+    backend, library, numba_loaded = done.stdout.split()
+    assert backend == "native" and numba_loaded == "False"
+    assert Path(library).is_relative_to(installed.site)  # the wheel's own build
+
+
 def test_bench_writes_into_the_working_directory(installed):
     bqm = random_bqm(12, "SPIN", seed=6)
     io.save(bqm, installed.work / "bench.coo")

@@ -25,7 +25,7 @@ from conftest import REPO, assert_local_minima, random_bqm
 from timing import timed
 
 import ising_qubo
-from ising_qubo.solvers import _sa_cpu, _sa_torch, cpsat, de, pacing, torch_sa, torch_sb
+from ising_qubo.solvers import _sa_cpu, _sa_native, _sa_torch, cpsat, de, pacing, torch_sa, torch_sb
 from ising_qubo.solvers._common import Stop
 
 # The claim: a run ends within 10% of its limit. The unit of work in flight when the limit
@@ -150,7 +150,7 @@ def _failing_on(calls: int, original, action):
     count = {"n": 0}
 
     def wrapper(*args, **kwargs):
-        greedy = args[-1] is True  # the torch-sa kernels' descent calls
+        greedy = args[-1] is True  # the torch-sa kernels' descent calls (threads= by name)
         if not greedy:
             count["n"] += 1
             if count["n"] == calls:
@@ -171,13 +171,27 @@ def _send_sigint():
 @pytest.mark.parametrize(
     "action", [_raise_keyboard_interrupt, _send_sigint], ids=["KeyboardInterrupt", "SIGINT"]
 )
-# the kernels one sparse and one dense problem run on (the driver's interrupt handling is
-# the same for every kernel)
-@pytest.mark.parametrize("density, kernel", [(0.1, "sweeps_plain"), (1.0, "sweeps_blocks")])
-def test_torch_sa_cpu_returns_descended_states_on_ctrl_c(monkeypatch, action, density, kernel):
+# the kernels one sparse and one dense problem run on, compiled at install time (native)
+# and with numba (the driver's interrupt handling is the same for every kernel)
+@pytest.mark.parametrize(
+    "density, backend, kernel",
+    [
+        (0.1, "native", "sweeps_csr"),
+        (1.0, "native", "sweeps_dense"),
+        (0.1, "numba", "sweeps_plain"),
+        (1.0, "numba", "sweeps_blocks"),
+    ],
+)
+def test_torch_sa_cpu_returns_descended_states_on_ctrl_c(
+    monkeypatch, action, density, backend, kernel
+):
     bqm = random_bqm(60, "BINARY", seed=2, density=density)
-    monkeypatch.setattr(_sa_cpu, kernel, _failing_on(3, getattr(_sa_cpu, kernel), action))
-    sampleset = ising_qubo.solve(bqm, "torch-sa", num_reads=16, num_sweeps=10**6, seed=1)
+    module = _sa_native if backend == "native" else _sa_cpu
+    monkeypatch.setattr(module, kernel, _failing_on(3, getattr(module, kernel), action))
+    sampleset = ising_qubo.solve(
+        bqm, "torch-sa", num_reads=16, num_sweeps=10**6, seed=1, backend=backend
+    )
+    assert sampleset.info["backend"] == backend
     assert sampleset.info["interrupted"] is True
     assert sampleset.info["num_sweeps"] < 10**6
     assert_valid(bqm, sampleset)
@@ -312,7 +326,7 @@ def _send_sigint_twice():
 def test_a_second_ctrl_c_aborts_the_solve(monkeypatch):
     bqm = random_bqm(40, "SPIN", seed=2, density=0.2)
     monkeypatch.setattr(
-        _sa_cpu, "sweeps_plain", _failing_on(3, _sa_cpu.sweeps_plain, _send_sigint_twice)
+        _sa_native, "sweeps_csr", _failing_on(3, _sa_native.sweeps_csr, _send_sigint_twice)
     )
     with pytest.raises(KeyboardInterrupt):
         ising_qubo.solve(bqm, "torch-sa", num_reads=4, num_sweeps=10**6)

@@ -300,9 +300,9 @@ class StopWhen:
 
 
 def _flip_gains(states, h, layout):
-    from ising_qubo.solvers import _sa_cpu
+    from ising_qubo.solvers import _sa_fronts
 
-    return _sa_cpu.flip_changes(states, h, **layout)
+    return _sa_fronts.flip_changes(states, h, **layout)
 
 
 @pytest.mark.parametrize("layout_name", ["dense", "csr"])
@@ -310,7 +310,7 @@ def test_bounded_descent_stops_between_blocks_and_keeps_finished_ones(layout_nam
     """With a stop, states descend in blocks of 16: blocks finished before the stop are
     local minima (checked by every single flip's energy change); the others are left
     as they were; the descent reports that it did not finish."""
-    from ising_qubo.solvers import _sa_cpu
+    from ising_qubo.solvers import _sa_fronts
     from ising_qubo.solvers._common import ArrayModel, symmetric_csr, symmetric_dense
 
     bqm = dimod.generators.gnp_random_bqm(120, 0.3, "SPIN", random_state=3)
@@ -323,20 +323,20 @@ def test_bounded_descent_stops_between_blocks_and_keeps_finished_ones(layout_nam
     start = np.random.default_rng(4).choice([-1.0, 1.0], size=(48, n))
 
     complete = start.copy()
-    assert _sa_cpu.descend(complete, model.linear, **layout) is True
+    assert _sa_fronts.descend(complete, model.linear, **layout) is True
     assert (_flip_gains(complete, model.linear, layout) >= -1e-9).all()
 
     expired = start.copy()
-    assert _sa_cpu.descend(expired, model.linear, stop=StopWhen(lambda: True), **layout) is False
+    assert _sa_fronts.descend(expired, model.linear, stop=StopWhen(lambda: True), **layout) is False
     assert np.array_equal(expired, start)  # nothing touched once the limit has passed
 
     in_calls = start.copy()
-    assert _sa_cpu.descend(in_calls, model.linear, stop=StopWhen(lambda: False), **layout)
+    assert _sa_fronts.descend(in_calls, model.linear, stop=StopWhen(lambda: False), **layout)
     assert np.array_equal(in_calls, complete)  # the same sweeps, in calls: the same states
 
     cut = start.copy()
     first_done = StopWhen(lambda: np.array_equal(cut[:16], complete[:16]))
-    assert _sa_cpu.descend(cut, model.linear, stop=first_done, **layout) is False
+    assert _sa_fronts.descend(cut, model.linear, stop=first_done, **layout) is False
     assert np.array_equal(cut[:16], complete[:16])  # the first block, a local minimum each
     assert np.array_equal(cut[16:], start[16:])  # the others never started
 

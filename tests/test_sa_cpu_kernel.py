@@ -10,7 +10,7 @@ import pytest
 from conftest import brute_force_minimum
 
 from ising_qubo.lowrank import csr_from_coo
-from ising_qubo.solvers import _sa_cpu, get_solver
+from ising_qubo.solvers import _sa_cpu, _sa_native, get_solver
 from ising_qubo.solvers._common import parse_initial_states, symmetric_csr
 
 
@@ -135,8 +135,11 @@ def test_exact_fields_only_for_biases_on_a_dyadic_grid_below_two_to_the_53_units
     assert not exact_fields(ints, np.array([np.inf]))
 
 
+@pytest.mark.parametrize("backend", ["native", "numba"])
 @pytest.mark.parametrize("integral", [True, False])
-def test_skipping_the_field_refresh_on_exact_problems_changes_no_result(monkeypatch, integral):
+def test_skipping_the_field_refresh_on_exact_problems_changes_no_result(
+    monkeypatch, integral, backend
+):
     # integer problems skip the every-100-sweeps recomputation; forcing it back on must
     # give the very same states (and a fractional problem never skips it)
     from ising_qubo.solvers import _sa_cpu_driver
@@ -149,18 +152,20 @@ def test_skipping_the_field_refresh_on_exact_problems_changes_no_result(monkeypa
         bqm.set_linear(v, float(rng.integers(-2, 3)))
     sampler = get_solver("torch-sa")
     computed = []
-    original = _sa_cpu.fields_csr
+    module = _sa_native if backend == "native" else _sa_cpu
+    original = module.fields_csr
 
-    def counting(*args):
+    def counting(*args, **kwargs):
         computed.append(len(args[0]))
-        return original(*args)
+        return original(*args, **kwargs)
 
-    monkeypatch.setattr(_sa_cpu, "fields_csr", counting)
-    skipped = sampler.sample(bqm, num_reads=3, num_sweeps=700, seed=2)
+    monkeypatch.setattr(module, "fields_csr", counting)
+    skipped = sampler.sample(bqm, num_reads=3, num_sweeps=700, seed=2, backend=backend)
     calls_skipping = len(computed)
     monkeypatch.setattr(_sa_cpu_driver, "exact_fields", lambda *arrays: False)
     computed.clear()
-    forced = sampler.sample(bqm, num_reads=3, num_sweeps=700, seed=2)
+    forced = sampler.sample(bqm, num_reads=3, num_sweeps=700, seed=2, backend=backend)
+    assert skipped.info["backend"] == forced.info["backend"] == backend
     np.testing.assert_array_equal(skipped.record.sample, forced.record.sample)
     np.testing.assert_array_equal(skipped.record.energy, bqm.energies(skipped))
     # 7 segments + the final descent recompute; skipping, only the first does (the fit's

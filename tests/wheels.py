@@ -20,10 +20,13 @@ def build_wheel(root: Path) -> Path:
     setuptools from this venv."""
     src = root / "src"
     src.mkdir()
-    for name in ("pyproject.toml", "README.md", "LICENSE"):
+    for name in ("pyproject.toml", "setup.py", "README.md", "LICENSE"):
         shutil.copy2(REPO / name, src / name)
+    # the editable install's in-place compiled kernel stays behind: the wheel builds its own
     shutil.copytree(
-        REPO / "ising_qubo", src / "ising_qubo", ignore=shutil.ignore_patterns("__pycache__")
+        REPO / "ising_qubo",
+        src / "ising_qubo",
+        ignore=shutil.ignore_patterns("__pycache__", "*.so", "*.pyd"),
     )
     done = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q"]

@@ -13,13 +13,10 @@ run without a dense n x n matrix. Fields are updated only where a spin flips.
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 from numba import njit, prange
 
 from ising_qubo.solvers._threads import start_numba_pool
-from ising_qubo.solvers.kernel_threads import kernel_threads, threads_by_entries
 
 _SPLITMIX_GAMMA = np.uint64(0x9E3779B97F4A7C15)
 _MIX1 = np.uint64(0xBF58476D1CE4E5B9)
@@ -27,10 +24,6 @@ _MIX2 = np.uint64(0x94D049BB133111EB)
 _TO_UNIT = 1.0 / 9007199254740992.0  # 2**-53
 # exp(-40) ~ 4e-18: a move this costly is never accepted in a double-precision draw.
 _MAX_EXPONENT = 40.0
-# A time-bounded descent runs its sweeps in calls of about this many seconds.
-_DESCENT_CALL_S = 0.1
-# ... on this many states at a time.
-_DESCENT_BLOCK = 16
 
 
 @njit(inline="always")
@@ -231,135 +224,8 @@ def sweeps_blocks(spins, fields, jflat, var_start, j_start, beta_table, rng_stat
                 break
 
 
-# Plain-Python fronts of the kernels for one problem, for callers outside the annealing
-# loop (the fitted temperature range, the torch backend's final descent).
-def _front_threads(states: np.ndarray, dense, csr, lowrank, passes: int = 1) -> int:
-    """Threads of a front's call (:mod:`ising_qubo.solvers.kernel_threads`), from the
-    entries ``passes`` passes over a state read."""
-    n = states.shape[1]
-    rank = 0 if lowrank is None else len(lowrank[0])
-    entries = n * n if dense is not None else len(csr[2]) + n * (2 * rank + 1)
-    return threads_by_entries(len(states), entries, passes)
-
-
-def _layout(n: int, dense, csr, lowrank):
-    if (dense is None) == (csr is None):
-        raise ValueError("give exactly one of dense= or csr=")
-    if lowrank is not None and dense is not None:
-        raise ValueError("low-rank terms need the CSR layout, not dense")
-    if lowrank is None:
-        lowrank = (np.zeros((0, n)), np.zeros((0, n)))
-    lr_u = np.ascontiguousarray(lowrank[0], dtype=np.float64)
-    lr_v = np.ascontiguousarray(lowrank[1], dtype=np.float64)
-    return lr_u, lr_v, (lr_u * lr_v).sum(axis=0)
-
-
-def flip_changes(states, h, dense=None, csr=None, lowrank=None) -> np.ndarray:
-    """Energy change of flipping each spin of each state, (reads, n).
-
-    ``dense``: the symmetric couplings flattened (n * n); ``csr``: (indptr, indices
-    int32, values); ``lowrank``: (u, v) of the terms sum_r (u_r.s)(v_r.s), CSR only."""
-    n = states.shape[1]
-    lr_u, lr_v, lr_diag = _layout(n, dense, csr, lowrank)
-    with kernel_threads(_front_threads(states, dense, csr, lowrank)):
-        if dense is not None:
-            return -2.0 * states * dense_fields(states, h, dense)
-        indptr, indices, data = csr
-        fields, proj_u, proj_v = fields_csr(states, h, indptr, indices, data, lr_u, lr_v)
-    full = fields + proj_v @ lr_u + proj_u @ lr_v  # as _delta_energy counts them
-    return -2.0 * states * full + 4.0 * lr_diag
-
-
-def descend(
-    states, h, dense=None, csr=None, lowrank=None, max_sweeps: int = 10_000, stop=None
-) -> bool:
-    """Strict single-flip descent of every state, in place, in the stored variable order
-    (layouts as in :func:`flip_changes`). True when every state ends a local minimum.
-
-    ``stop`` (a :class:`ising_qubo.solvers._common.Stop`) bounds the descent in time:
-    blocks of 16 states then descend one after another, in calls of sweeps sized to a
-    tenth of a second (or half the time left), and once ``stop()`` is true the states
-    are returned as they are, False (the blocks done are local minima). A descent from
-    random states of a complete 4,096-variable model took 3 s after a 5 s limit."""
-    # a descent usually ends within ten sweeps
-    with kernel_threads(_front_threads(states, dense, csr, lowrank, passes=10)):
-        return _descend(states, h, dense, csr, lowrank, max_sweeps, stop)
-
-
-def dense_fields(states: np.ndarray, h: np.ndarray, dense: np.ndarray) -> np.ndarray:
-    """F = h + J s of every state for one dense problem: one BLAS product (the compiled
-    :func:`fields_blocks`, written for batches of problems, took 1.4 s where BLAS takes
-    0.1 s on 128 states of 4,096 variables)."""
-    n = states.shape[1]
-    return np.ascontiguousarray(states @ dense.reshape(n, n) + h)
-
-
-def _descend(states, h, dense, csr, lowrank, max_sweeps: int, stop) -> bool:
-    if stop is None:
-        return _descend_block(states, h, dense, csr, lowrank, max_sweeps, None)
-    # Under a limit, blocks of states one after another: when time runs out, the first
-    # blocks are whole local minima rather than every state half descended.
-    for a in range(0, len(states), _DESCENT_BLOCK):
-        if stop() or not _descend_block(
-            states[a : a + _DESCENT_BLOCK], h, dense, csr, lowrank, max_sweeps, stop
-        ):
-            return False
-    return True
-
-
-def _descend_block(states, h, dense, csr, lowrank, max_sweeps: int, stop) -> bool:
-    n = states.shape[1]
-    lr_u, lr_v, lr_diag = _layout(n, dense, csr, lowrank)
-    streams = np.zeros(len(states), dtype=np.uint64)  # greedy passes draw no numbers
-    if dense is not None:
-        var_start, j_start = np.array([0, n], dtype=np.int64), np.zeros(1, dtype=np.int64)
-        fields = dense_fields(states, h, dense)
-
-        def sweeps(count: int) -> bool:
-            greedy = np.zeros((count, 1))  # beta table of a greedy pass: betas unused
-            sweeps_blocks(states, fields, dense, var_start, j_start, greedy, streams, True)
-            return not bool((states * fields > 0.0).any())  # no flip lowers any energy
-
-    else:
-        indptr, indices, data = csr
-        fields, proj_u, proj_v = fields_csr(states, h, indptr, indices, data, lr_u, lr_v)
-        problem_of = np.zeros(n, dtype=np.int64)
-
-        def sweeps(count: int) -> bool:
-            last = sweeps_csr(
-                states,
-                fields,
-                proj_u,
-                proj_v,
-                indptr,
-                indices,
-                data,
-                lr_u,
-                lr_v,
-                lr_diag,
-                np.zeros((count, 1)),
-                problem_of,
-                streams,
-                True,
-            )
-            return not bool(last.any())  # every state's last sweep flipped nothing
-
-    if stop is None:
-        return sweeps(max_sweeps)
-    done, chunk = 0, 1
-    while done < max_sweeps:
-        if stop():
-            return False
-        started = time.perf_counter()
-        chunk = min(chunk, max_sweeps - done)
-        if sweeps(chunk):
-            return True
-        done += chunk
-        took = max(time.perf_counter() - started, 1e-6)
-        left = stop.deadline.remaining()
-        target = _DESCENT_CALL_S if left is None else min(_DESCENT_CALL_S, left / 2)
-        chunk = max(1, min(4 * chunk, int(chunk * target / took)))
-    return False
+# The plain-Python fronts of these kernels for one problem (the fitted temperature range,
+# the torch backend's final descent) are in ising_qubo.solvers._sa_fronts.
 
 
 # Before any parallel kernel runs: keeps torch's thread count as the user set it.

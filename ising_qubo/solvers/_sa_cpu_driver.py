@@ -1,23 +1,29 @@
-"""``torch-sa``'s CPU backend: lays a call's problems out for the compiled kernels of
-:mod:`ising_qubo.solvers._sa_cpu` and drives them in paced calls.
+"""``torch-sa``'s CPU backend: lays a call's problems out for the compiled kernels and
+drives them in paced calls: the ahead-of-time compiled kernel of
+:mod:`ising_qubo.solvers._sa_native` for one problem without low-rank terms where it is
+installed, else the numba kernels of :mod:`ising_qubo.solvers._sa_cpu` (same moves,
+same seeded results).
 
-Kept apart from ``_sa_cpu``: that module is compiled code whose every change changes
-seeded results; this one decides how the work is cut into kernel calls (which never
-changes a result, see :mod:`ising_qubo.solvers.pacing`), when a time limit or Ctrl-C
-ends the run, and how the final descent and the fitted temperature range are called.
-numba and ``_sa_cpu`` are imported on first use, not with this module: importing them
+Kept apart from the kernels: every change to them changes seeded results; this module
+decides how the work is cut into kernel calls (which never changes a result, see
+:mod:`ising_qubo.solvers.pacing`), when a time limit or Ctrl-C ends the run, and how the
+final descent and the fitted temperature range are called. numba and ``_sa_cpu`` are
+imported only when a call runs on them: importing them loads LLVM (about 90 MiB) and
 starts numba's thread pool.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Callable, Iterator
 
 import numpy as np
 
+from ising_qubo.solvers import _sa_native
 from ising_qubo.solvers._common import Stop, symmetric_csr
 from ising_qubo.solvers._sa_problems import SpinProblem, is_dense, lowrank_union, union
-from ising_qubo.solvers.kernel_threads import ThreadChooser
+from ising_qubo.solvers.kernel_threads import ThreadChooser, kernel_threads, thread_cap
 from ising_qubo.solvers.pacing import Pacer
 from ising_qubo.solvers.schedule import BetaSchedule, fitted_beta_range
 
@@ -59,10 +65,61 @@ def exact_fields(h: np.ndarray, *couplings: np.ndarray) -> bool:
     return all(bool(np.all(np.floor(a * scale) == a * scale)) for a in (h, *couplings))
 
 
+def native_case(problems: list[SpinProblem]) -> bool:
+    """Whether the compiled kernel of :mod:`ising_qubo.solvers._sa_native` can run this
+    call: one problem without low-rank terms (batches and low-rank terms run on numba)."""
+    return len(problems) == 1 and problems[0].lowrank_u is None
+
+
+def choose_kernel(problems: list[SpinProblem], asked: str = "auto") -> str:
+    """'native' or 'numba' for ``asked`` ('auto': native where it is installed and can
+    run the call); a ValueError when 'native' is asked and cannot run."""
+    if asked == "numba":
+        return "numba"
+    runnable = native_case(problems)
+    if asked == "native":
+        if not _sa_native.available():
+            raise ValueError(
+                f"torch-sa: backend='native' needs the compiled kernel {_sa_native.EXTENSION}, "
+                "which was not built with this install (no C compiler?); use backend='numba'"
+            )
+        if not runnable:
+            raise ValueError(
+                "torch-sa: backend='native' runs one problem without low-rank terms; "
+                "batches and structured problems run on backend='numba'"
+            )
+        return "native"
+    return "native" if runnable and _sa_native.available() else "numba"
+
+
+class _NativeThreads:
+    """The thread count of the compiled kernel's calls, set around each call as
+    :func:`~ising_qubo.solvers.kernel_threads.kernel_threads` sets numba's."""
+
+    def __init__(self) -> None:
+        self.count = 1
+
+    @contextlib.contextmanager
+    def __call__(self, count: int) -> Iterator[None]:
+        before, self.count = self.count, count
+        try:
+            yield
+        finally:
+            self.count = before
+
+
 def run(
-    problems: list[SpinProblem], schedule: BetaSchedule, seed: int | None, stop: Stop
+    problems: list[SpinProblem],
+    schedule: BetaSchedule,
+    seed: int | None,
+    stop: Stop,
+    kernel: str = "numba",
 ) -> tuple[np.ndarray, int]:
     """Anneal on the CPU with the compiled kernels; returns (spins, sweeps done).
+
+    ``kernel``: 'native' (:mod:`ising_qubo.solvers._sa_native`, one problem without
+    low-rank terms, see :func:`choose_kernel`) or 'numba' (:mod:`ising_qubo.solvers._sa_cpu`,
+    every call); the two make the same moves and give the same seeded results.
 
     The kernels work in float64 whatever ``dtype`` says: mixing float32 couplings into
     float64 fields measured 3x slower (the conversion blocks vectorisation), and float64
@@ -77,10 +134,9 @@ def run(
     calls of about 2% of the time limit (0.25 s at most), between which ``stop`` is
     checked and Ctrl-C is noticed.
     """
-    import numba
-
-    from ising_qubo.solvers import _sa_cpu
-
+    native = kernel == "native"
+    if native and not native_case(problems):
+        raise ValueError("the compiled kernel runs one problem without low-rank terms")
     model, problem_of = union(problems)
     n = model.num_variables
     count = len(problems)
@@ -89,6 +145,14 @@ def run(
     fields = np.empty_like(spins)
     h = model.linear
     offsets = np.cumsum([0] + [p.n for p in problems])
+    on_threads = _NativeThreads()
+    use: Callable[[int], contextlib.AbstractContextManager[None]]
+    if native:
+        use = on_threads
+    else:
+        from ising_qubo.solvers import _sa_cpu  # numba: imported only for its kernel
+
+        use = kernel_threads
     if all(is_dense(p) for p in problems):
         blocks = [p.dense_couplings for p in problems]
         j_start = np.cumsum([0] + [len(b) for b in blocks]).astype(np.int64)
@@ -99,9 +163,25 @@ def run(
         exact = exact_fields(h, jflat)
 
         def compute_fields(a, b):
+            if native:
+                fields[a:b] = _sa_native.fields_dense(
+                    spins[a:b], h, jflat, threads=on_threads.count
+                )
+                return
             fields[a:b] = _sa_cpu.fields_blocks(spins[a:b], h, jflat, var_start, j_start)
 
         def sweep(a, b, table, greedy):
+            if native:
+                _sa_native.sweeps_dense(
+                    spins[a:b],
+                    fields[a:b],
+                    jflat,
+                    table,
+                    seeds[a:b],
+                    greedy,
+                    threads=on_threads.count,
+                )
+                return
             _sa_cpu.sweeps_blocks(
                 spins[a:b],
                 fields[a:b],
@@ -121,15 +201,26 @@ def run(
             problems[0].csr if count == 1 else symmetric_csr(n, model.rows, model.cols, model.data)
         )
         seeds = np.random.SeedSequence(seed).generate_state(reads, np.uint64)
-        plain = count == 1 and lr_u.shape[0] == 0  # the specialised kernel's case
+        plain = count == 1 and lr_u.shape[0] == 0  # the specialised kernels' case
         exact = lr_u.shape[0] == 0 and exact_fields(h, values)
 
         def compute_fields(a, b):
+            if native:
+                fields[a:b] = _sa_native.fields_csr(
+                    spins[a:b], h, indptr, indices, values, threads=on_threads.count
+                )
+                return
             fields[a:b], proj_u[a:b], proj_v[a:b] = _sa_cpu.fields_csr(
                 spins[a:b], h, indptr, indices, values, lr_u, lr_v
             )
 
         def sweep(a, b, table, greedy):
+            if native:
+                _sa_native.sweeps_csr(
+                    spins[a:b], fields[a:b], indptr, indices, values, table, seeds[a:b],
+                    greedy, threads=on_threads.count,
+                )  # fmt: skip
+                return
             if plain:
                 _sa_cpu.sweeps_plain(
                     spins[a:b], fields[a:b], indptr, indices, values, table, seeds[a:b], greedy
@@ -164,7 +255,7 @@ def run(
     limit = None if stop.deadline.end is None else stop.deadline.end - stop.deadline.start
     # threads per call from its work (ising_qubo.solvers.kernel_threads): a task is a
     # replica, or a (replica, problem) pair in the dense layout
-    threads = ThreadChooser(numba.get_num_threads())
+    threads = ThreadChooser(thread_cap(), apply=use)
     tasks = count if all(is_dense(p) for p in problems) else 1
     pacer = Pacer(limit, threads.cap)
     swept = np.zeros(reads, dtype=np.int64)  # sweeps done, per replica

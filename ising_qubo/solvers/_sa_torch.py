@@ -286,23 +286,27 @@ def descend(
     return False
 
 
-def prepare_descend(device: torch.device) -> None:
+def prepare_descend(device: torch.device, lowrank: bool = True) -> None:
     """Load :func:`descend`'s compiled kernel now when it will run on the CPU.
 
-    Loading it (numba's import, its cache, its thread pool: seconds on a busy machine) is
-    paid once per process. A solver with a time limit calls this before its run, so the
-    cost falls inside the limit and the run adapts to it, instead of coming after the
-    limit has passed (torch-sb took 12.7 s under a 5 s limit that way).
+    Loading it (the compiled extension; without it numba's import, its cache, its thread
+    pool: seconds on a busy machine) is paid once per process. A solver with a time limit
+    calls this before its run, so the cost falls inside the limit and the run adapts to
+    it, instead of coming after the limit has passed (torch-sb took 12.7 s under a 5 s
+    limit that way). The descent runs its low-rank problems on numba: loaded too then.
     """
     if device.type == "cpu":
-        from ising_qubo.solvers import _sa_cpu  # noqa: F401  # the import is the point
+        from ising_qubo.solvers import _sa_native
+
+        if not _sa_native.available() or lowrank:
+            from ising_qubo.solvers import _sa_cpu  # noqa: F401  # the import is the point
 
 
 def _descend_compiled(
     problem: IsingTensors, spins: torch.Tensor, max_sweeps: int, stop: Stop | None
 ) -> bool:
-    """:func:`descend` with the numba kernels (sequential flips in the stored order)."""
-    from ising_qubo.solvers import _sa_cpu
+    """:func:`descend` with the compiled kernels (sequential flips in the stored order)."""
+    from ising_qubo.solvers import _sa_fronts
 
     states = np.ascontiguousarray(spins.numpy())
     h = np.ascontiguousarray(problem.h.numpy())
@@ -317,7 +321,7 @@ def _descend_compiled(
                 np.ascontiguousarray(problem.J.values().numpy()),
             )
         }
-    complete = _sa_cpu.descend(states, h, max_sweeps=max_sweeps, stop=stop, **layout)
+    complete = _sa_fronts.descend(states, h, max_sweeps=max_sweeps, stop=stop, **layout)
     spins.copy_(torch.from_numpy(states))
     return complete
 

@@ -22,7 +22,9 @@ random stream.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import os
+import sys
+from collections.abc import Callable, Iterator
 
 #: Estimated one-thread seconds from which a call with several tasks runs in parallel.
 PARALLEL_MIN_SECONDS = 0.05
@@ -48,10 +50,20 @@ def threads_by_entries(tasks: int, entries: float, passes: float = 1) -> int:
 
 
 def thread_cap() -> int:
-    """numba's thread count now: the most threads a call may use."""
-    import numba
+    """The most threads a call may use: numba's thread count now once numba is imported,
+    else the count numba would start with (``NUMBA_NUM_THREADS``, or every core), so that
+    the compiled kernel of :mod:`ising_qubo.solvers._sa_native` needs no numba for it."""
+    if "numba" in sys.modules:
+        import numba
 
-    return int(numba.get_num_threads())
+        from ising_qubo.solvers._threads import start_numba_pool
+
+        start_numba_pool()  # asking numba starts its pool: the way that keeps torch's count
+        return int(numba.get_num_threads())
+    configured = os.environ.get("NUMBA_NUM_THREADS", "").strip()
+    if configured.isdigit() and int(configured) > 0:
+        return int(configured)
+    return os.cpu_count() or 1
 
 
 @contextlib.contextmanager
@@ -60,6 +72,10 @@ def kernel_threads(count: int) -> Iterator[None]:
     (a per-thread setting in numba, so other threads' solves are not affected)."""
     import numba
 
+    from ising_qubo.solvers._threads import start_numba_pool
+
+    # setting the count starts numba's pool: started first the way that keeps torch's
+    start_numba_pool()
     before = numba.get_num_threads()
     numba.set_num_threads(max(1, min(int(count), before)))
     try:
@@ -72,8 +88,13 @@ class ThreadChooser:
     """Picks each call's threads from the one-thread cost of a task-sweep measured by the
     calls before it (:meth:`record`)."""
 
-    def __init__(self, cap: int | None = None) -> None:
+    def __init__(
+        self,
+        cap: int | None = None,
+        apply: Callable[[int], contextlib.AbstractContextManager[None]] = kernel_threads,
+    ) -> None:
         self.cap = thread_cap() if cap is None else max(1, int(cap))
+        self.apply = apply  # sets the chosen count around a call (numba's, by default)
         self.cost: float | None = None  # one-thread seconds per task-sweep
         self.used = 1  # threads of the last call
 
@@ -85,7 +106,7 @@ class ThreadChooser:
 
     def call(self, tasks: int, sweeps: float) -> contextlib.AbstractContextManager[None]:
         """The context of a call of ``tasks`` tasks of ``sweeps`` sweeps."""
-        return kernel_threads(self.threads(tasks, sweeps))
+        return self.apply(self.threads(tasks, sweeps))
 
     def record(self, task_sweeps: int, seconds: float) -> None:
         """The last call ran ``task_sweeps`` task-sweeps in ``seconds`` (on ``used``

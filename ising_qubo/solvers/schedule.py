@@ -122,13 +122,13 @@ def _flip_energies(h, samples: int, seed: int, lowrank, dense, csr):
     """|Energy change| of every flip at random states, and every excitation energy at the
     greedy local minima reached from them (the compiled kernels, ``dense`` or ``csr``;
     descents of at most ``_FIT_DESCENT_SWEEPS`` sweeps)."""
-    from ising_qubo.solvers import _sa_cpu  # imported late: numba start-up
+    from ising_qubo.solvers import _sa_fronts
 
     spins = np.random.default_rng(seed).choice([-1.0, 1.0], size=(samples, len(h)))
     layout = {"dense": dense, "csr": csr, "lowrank": lowrank}
-    random_changes = np.abs(_sa_cpu.flip_changes(spins, h, **layout)).ravel()
-    _sa_cpu.descend(spins, h, max_sweeps=_FIT_DESCENT_SWEEPS, **layout)
-    return random_changes, _sa_cpu.flip_changes(spins, h, **layout).ravel()
+    random_changes = np.abs(_sa_fronts.flip_changes(spins, h, **layout)).ravel()
+    _sa_fronts.descend(spins, h, max_sweeps=_FIT_DESCENT_SWEEPS, **layout)
+    return random_changes, _sa_fronts.flip_changes(spins, h, **layout).ravel()
 
 
 def beta_schedule(hot: float, cold: float, num_sweeps: int, kind: str = "geometric") -> np.ndarray:

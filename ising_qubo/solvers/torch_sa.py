@@ -1,24 +1,29 @@
 """``torch-sa``: simulated annealing with many replicas (and problems) at once.
 
 The dimod front end: declared parameters and capabilities, argument checks, dispatch to
-a backend, the SampleSet. Two kernels do the annealing: on the CPU the compiled loop of
-:mod:`ising_qubo.solvers._sa_cpu` (one replica per task, as fast per replica as neal),
-driven by :mod:`ising_qubo.solvers._sa_cpu_driver`; on CUDA, or with
-``backend="torch"``, the PyTorch kernel of :mod:`ising_qubo.solvers._sa_torch`. Under
-per-group cardinalities, :meth:`TorchSASampler.sample_structured` hands over to the swap
-search of :mod:`ising_qubo.solvers.budgeted`.
+a backend, the SampleSet. The annealing runs on one of three kernels, driven on the CPU
+by :mod:`ising_qubo.solvers._sa_cpu_driver`: the loop compiled in C when the package is
+installed (:mod:`ising_qubo.solvers._sa_native`; one problem without low-rank terms,
+sparse or dense), the same loop compiled by numba (:mod:`ising_qubo.solvers._sa_cpu`;
+batches, low-rank terms, installs built without a C compiler), both giving the same
+seeded results; and on CUDA, or with ``backend="torch"``, the PyTorch kernel of
+:mod:`ising_qubo.solvers._sa_torch`. Under per-group cardinalities,
+:meth:`TorchSASampler.sample_structured` hands over to the swap search of
+:mod:`ising_qubo.solvers.budgeted`.
 
 Threads on the CPU: each kernel call runs on one thread unless it has several replicas
 and enough work to pay for a parallel section (:mod:`ising_qubo.solvers.kernel_threads`;
 starting one costs 8-20 ms when other processes keep the cores busy), then on up to
 numba's thread count (``NUMBA_NUM_THREADS``, or ``numba.set_num_threads`` before the
-call). The thread count never changes a seeded result.
+call; without numba loaded, ``NUMBA_NUM_THREADS`` or every core). The C kernel runs a
+call's replicas as one block per thread for the whole call. The thread count never
+changes a seeded result.
 
-Memory on the CPU: the compiled path never imports torch (about 0.5 GiB just to import;
-Gset G1 for 2 s peaked at 180 MiB without it, 650 MiB with it, neal at 70 MiB). The
-torch kernel is imported only for CUDA or ``backend="torch"``, and ``device="auto"`` is
-decided without torch unless a GPU may be visible
-(:mod:`ising_qubo.solvers.cpu_first_device`).
+Memory on the CPU: the compiled paths never import torch (about 0.5 GiB just to import),
+and the C kernel's path not numba either (its JIT: about 150 MiB): Gset G1 for 2 s
+peaks at 69 MiB, as neal does (181 MiB on numba, 650 MiB with torch). The torch kernel
+is imported only for CUDA or ``backend="torch"``, and ``device="auto"`` is decided
+without torch unless a GPU may be visible (:mod:`ising_qubo.solvers.cpu_first_device`).
 """
 
 from __future__ import annotations
@@ -70,8 +75,10 @@ class TorchSASampler(dimod.Sampler, dimod.Initialized):
     (seconds from the call, set-up included; checked between kernel calls of about 2% of
     it), ``device`` ('auto', 'cpu', 'cuda'), ``dtype``
     ('float32' or 'float64': the precision of the torch backend; the CPU kernel always
-    uses float64), ``backend`` ('auto': the compiled numba kernel on the CPU and the
-    torch kernel on CUDA; or 'numba' / 'torch').
+    uses float64), ``backend`` ('auto': on CUDA the torch kernel; on the CPU the kernel
+    compiled at install time ('native') for one problem without low-rank terms where it
+    was built, else the numba kernel; or 'native' / 'numba' / 'torch'; the two CPU
+    kernels give the same seeded results; ``info["backend"]`` says which ran).
 
     ``device='auto'`` is CUDA when torch sees a GPU, else the CPU, and the CPU path does
     not import torch: when torch is not imported yet, it is imported only if a GPU may
@@ -121,7 +128,7 @@ class TorchSASampler(dimod.Sampler, dimod.Initialized):
     }
     properties = {
         "beta_schedule_options": ("geometric", "linear"),
-        "backends": ("auto", "numba", "torch"),
+        "backends": ("auto", "native", "numba", "torch"),
     }
 
     def sample(
@@ -350,14 +357,16 @@ class TorchSASampler(dimod.Sampler, dimod.Initialized):
         torch_device = resolve_cpu_first(device, "torch-sa")  # "cpu" needs no torch
         if str(dtype) not in ("float32", "float64"):
             raise ValueError(f"torch-sa: dtype must be 'float32' or 'float64', got {dtype!r}")
-        if backend not in ("auto", "numba", "torch"):
+        if backend not in self.properties["backends"]:
             raise ValueError(
-                f"torch-sa: backend must be 'auto', 'numba' or 'torch', got {backend!r}"
+                f"torch-sa: backend must be 'auto', 'native', 'numba' or 'torch', got {backend!r}"
             )
-        if backend == "auto":
-            backend = "torch" if is_cuda(torch_device) else "numba"
-        if backend == "numba" and is_cuda(torch_device):
-            raise ValueError("torch-sa: backend='numba' runs on the CPU; use device='cpu'")
+        if backend in ("native", "numba") and is_cuda(torch_device):
+            raise ValueError(f"torch-sa: backend={backend!r} runs on the CPU; use device='cpu'")
+        if backend == "auto" and is_cuda(torch_device):
+            backend = "torch"
+        elif backend != "torch":
+            backend = _sa_cpu_driver.choose_kernel(parts, backend)
         beta_ranges = []
         for part in parts:
             assert part.beta_range is not None, "the fronts resolve beta_range before _run"
@@ -372,8 +381,8 @@ class TorchSASampler(dimod.Sampler, dimod.Initialized):
         with stop, wall_timer(info):
             if sum(sizes) == 0:
                 spins, done = np.concatenate([p.start for p in parts], axis=1), 0
-            elif backend == "numba":
-                spins, done = _sa_cpu_driver.run(parts, schedule, seed, stop)
+            elif backend != "torch":
+                spins, done = _sa_cpu_driver.run(parts, schedule, seed, stop, backend)
             else:
                 spins, done = _run_torch(parts, schedule, seed, stop, torch_device, dtype, info)
         info["num_sweeps"] = done

@@ -34,6 +34,7 @@ import dimod
 import numpy as np
 import torch
 
+from ising_qubo.solvers import _sa_native
 from ising_qubo.solvers._common import (
     ArrayModel,
     Stop,
@@ -519,17 +520,20 @@ class TorchSBSampler(dimod.Sampler, dimod.Initialized):
                     f"the {n}x{n} coupling matrices",
                     matrix_bytes,
                 )
-                # Loading the descent (numba: 1.1 s beside two busy processes) only if it
-                # is loaded already or half of the limit is left: after a set-up that used
-                # up the limit, the states are SB's.
+                # Loading the descent (the compiled extension: milliseconds; numba: 1.1 s
+                # beside two busy processes) only if it is quick or loaded already or half
+                # of the limit is left: after a set-up that used up the limit, the states
+                # are SB's.
                 left = stop.deadline.remaining()
+                lowrank = ising.lowrank_u is not None
                 descent = (
                     left is None
+                    or (_sa_native.available() and not lowrank)
                     or "ising_qubo.solvers._sa_cpu" in sys.modules
                     or left > _DESCENT_LOAD_SHARE * (time_limit or 0.0)
                 )
-                if descent:
-                    prepare_descend(torch_device)  # inside the limit, see prepare_descend
+                if descent:  # inside the limit, see prepare_descend
+                    prepare_descend(torch_device, lowrank)
                 if step_size is None:
                     step_size = problem.default_dt(mode)
                 info["matrix"] = "dense" if problem.dense else "csr"
