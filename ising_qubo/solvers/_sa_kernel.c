@@ -22,6 +22,10 @@
 #include <math.h>
 #include <stdint.h>
 
+#if defined(_MSC_VER)
+#define __attribute__(x)
+#endif
+
 /* The kernel's functions are called by name through ctypes: exported on every platform. */
 #if defined(_WIN32)
 #define IQ_EXPORT __declspec(dllexport)
@@ -74,34 +78,6 @@ IQ_EXPORT void iq_fields_csr(int64_t reps, int64_t n, const double *spins, const
     }
 }
 
-/* num_sweeps sweeps of replicas [0, reps) with the CSR couplings; sweep t runs at
- * betas[t * beta_stride]; replica r draws from rng[r]. With greedy, strict descent that
- * stops once a sweep flips nothing. last_flips[r]: flips in replica r's last sweep. */
-IQ_EXPORT void iq_sweeps_csr(int64_t reps, int64_t n, double *spins, double *fields,
-                   const int64_t *indptr, const int32_t *indices, const double *data,
-                   int64_t num_sweeps, const double *betas, int64_t beta_stride, uint64_t *rng,
-                   int32_t greedy, int64_t *last_flips) {
-    for (int64_t r = 0; r < reps; r++) {
-        double *s = spins + r * n;
-        double *f = fields + r * n;
-        last_flips[r] = 0;
-        for (int64_t t = 0; t < num_sweeps; t++) {
-            double beta = betas[t * beta_stride];
-            int64_t flips = 0;
-            for (int64_t i = 0; i < n; i++) {
-                double step = try_flip(s, f, i, beta, greedy, rng + r);
-                if (step != 0.0) {
-                    flips++;
-                    for (int64_t k = indptr[i]; k < indptr[i + 1]; k++)
-                        f[indices[k]] += step * data[k];
-                }
-            }
-            last_flips[r] = flips;
-            if (greedy && flips == 0) break;
-        }
-    }
-}
-
 /* Fields F = h + J s of replicas [0, reps), J dense (n * n, row-major). */
 IQ_EXPORT void iq_fields_dense(int64_t reps, int64_t n, const double *spins, const double *h,
                      const double *couplings, double *fields) {
@@ -117,10 +93,17 @@ IQ_EXPORT void iq_fields_dense(int64_t reps, int64_t n, const double *spins, con
     }
 }
 
-/* iq_sweeps_csr with dense couplings (n * n, row-major). */
-IQ_EXPORT void iq_sweeps_dense(int64_t reps, int64_t n, double *spins, double *fields,
-                     const double *couplings, int64_t num_sweeps, const double *betas,
-                     int64_t beta_stride, uint64_t *rng, int32_t greedy, int64_t *last_flips) {
+/* num_sweeps sweeps of replicas [0, reps); sweep t runs at betas[t * beta_stride];
+ * replica r draws from rng[r]. With greedy, strict descent that stops once a sweep flips
+ * nothing. last_flips[r]: flips in replica r's last sweep. The couplings are CSR
+ * (indptr, indices, data) or, where dense is not NULL, dense rows (n * n, row-major).
+ * Inlined into each exported function with dense a constant, so the layout test is
+ * compiled away. */
+static inline __attribute__((always_inline)) void sweeps(
+    int64_t reps, int64_t n, double *spins, double *fields, const int64_t *indptr,
+    const int32_t *indices, const double *data, const double *dense, int64_t num_sweeps,
+    const double *betas, int64_t beta_stride, uint64_t *rng, int32_t greedy,
+    int64_t *last_flips) {
     for (int64_t r = 0; r < reps; r++) {
         double *s = spins + r * n;
         double *f = fields + r * n;
@@ -130,16 +113,38 @@ IQ_EXPORT void iq_sweeps_dense(int64_t reps, int64_t n, double *spins, double *f
             int64_t flips = 0;
             for (int64_t i = 0; i < n; i++) {
                 double step = try_flip(s, f, i, beta, greedy, rng + r);
-                if (step != 0.0) {
-                    flips++;
-                    const double *row = couplings + i * n;
+                if (step == 0.0) continue;
+                flips++;
+                if (dense) {
+                    const double *row = dense + i * n;
                     for (int64_t j = 0; j < n; j++) f[j] += step * row[j];
+                } else {
+                    for (int64_t k = indptr[i]; k < indptr[i + 1]; k++)
+                        f[indices[k]] += step * data[k];
                 }
             }
             last_flips[r] = flips;
             if (greedy && flips == 0) break;
         }
     }
+}
+
+/* sweeps() with the CSR couplings. */
+IQ_EXPORT void iq_sweeps_csr(int64_t reps, int64_t n, double *spins, double *fields,
+                             const int64_t *indptr, const int32_t *indices, const double *data,
+                             int64_t num_sweeps, const double *betas, int64_t beta_stride,
+                             uint64_t *rng, int32_t greedy, int64_t *last_flips) {
+    sweeps(reps, n, spins, fields, indptr, indices, data, NULL, num_sweeps, betas, beta_stride,
+           rng, greedy, last_flips);
+}
+
+/* sweeps() with dense couplings (n * n, row-major). */
+IQ_EXPORT void iq_sweeps_dense(int64_t reps, int64_t n, double *spins, double *fields,
+                               const double *couplings, int64_t num_sweeps, const double *betas,
+                               int64_t beta_stride, uint64_t *rng, int32_t greedy,
+                               int64_t *last_flips) {
+    sweeps(reps, n, spins, fields, NULL, NULL, NULL, couplings, num_sweeps, betas, beta_stride,
+           rng, greedy, last_flips);
 }
 
 /* An importable module with no Python functions: setuptools builds and installs it like

@@ -166,24 +166,14 @@ def sweeps_csr(
     temperature ``beta_table[t, 0]``, replica r drawing from ``rng_state[r]`` (updated in
     place, as are ``spins`` and ``fields``). Returns the flips of each replica's last
     sweep."""
-    lib = _kernel()
-    reps, n = spins.shape
-    last = np.zeros(reps, dtype=np.int64)
-    table = np.ascontiguousarray(beta_table, dtype=np.float64)
-    s, f = _address(spins, np.float64, "spins"), _address(fields, np.float64, "fields")
-    ip, ix = _address(indptr, np.int64, "indptr"), _address(indices, np.int32, "indices")
-    dp, bp = _address(data, np.float64, "data"), _address(table, np.float64, "beta_table")
-    rp, lp = _address(rng_state, np.uint64, "rng_state"), _address(last, np.int64, "flips")
-    sweeps, stride, flag = table.shape[0], table.shape[1], int(bool(greedy))
-
-    def call(a: int, b: int) -> None:
-        lib.iq_sweeps_csr(
-            b - a, n, s + 8 * a * n, f + 8 * a * n, ip, ix, dp,
-            sweeps, bp, stride, rp + 8 * a, flag, lp + 8 * a,
-        )  # fmt: skip
-
-    _blocks(reps, threads, call)
-    return last
+    couplings = (
+        _address(indptr, np.int64, "indptr"),
+        _address(indices, np.int32, "indices"),
+        _address(data, np.float64, "data"),
+    )
+    return _sweeps(
+        "iq_sweeps_csr", couplings, spins, fields, beta_table, rng_state, greedy, threads
+    )
 
 
 def fields_dense(
@@ -215,18 +205,34 @@ def sweeps_dense(
 ) -> np.ndarray:
     """:func:`sweeps_csr` with dense couplings: the moves of
     :func:`ising_qubo.solvers._sa_cpu.sweeps_blocks` for one problem."""
-    lib = _kernel()
+    dense = (_address(couplings, np.float64, "couplings"),)
+    return _sweeps("iq_sweeps_dense", dense, spins, fields, beta_table, rng_state, greedy, threads)
+
+
+def _sweeps(
+    name: str,
+    couplings: tuple[int, ...],
+    spins: np.ndarray,
+    fields: np.ndarray,
+    beta_table: np.ndarray,
+    rng_state: np.ndarray,
+    greedy: bool,
+    threads: int,
+) -> np.ndarray:
+    """Call the kernel's ``name`` (a sweeps function) on blocks of replicas; ``couplings``:
+    the pointers of its coupling arrays, in its argument order."""
+    function = getattr(_kernel(), name)
     reps, n = spins.shape
     last = np.zeros(reps, dtype=np.int64)
     table = np.ascontiguousarray(beta_table, dtype=np.float64)
     s, f = _address(spins, np.float64, "spins"), _address(fields, np.float64, "fields")
-    jp, bp = _address(couplings, np.float64, "couplings"), _address(table, np.float64, "betas")
-    rp, lp = _address(rng_state, np.uint64, "rng_state"), _address(last, np.int64, "flips")
+    bp, rp = _address(table, np.float64, "beta_table"), _address(rng_state, np.uint64, "rng_state")
+    lp = _address(last, np.int64, "flips")
     sweeps, stride, flag = table.shape[0], table.shape[1], int(bool(greedy))
 
     def call(a: int, b: int) -> None:
-        lib.iq_sweeps_dense(
-            b - a, n, s + 8 * a * n, f + 8 * a * n, jp,
+        function(
+            b - a, n, s + 8 * a * n, f + 8 * a * n, *couplings,
             sweeps, bp, stride, rp + 8 * a, flag, lp + 8 * a,
         )  # fmt: skip
 
