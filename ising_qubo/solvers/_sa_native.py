@@ -137,18 +137,12 @@ def fields_csr(
 ) -> np.ndarray:
     """Local fields F = h + J s of every replica (rows of ``spins``), J in CSR (indptr
     int64, indices int32, values float64)."""
-    lib = _kernel()
-    reps, n = spins.shape
-    fields = np.empty((reps, n))
-    s, hp = _address(spins, np.float64, "spins"), _address(h, np.float64, "h")
-    ip, ix = _address(indptr, np.int64, "indptr"), _address(indices, np.int32, "indices")
-    dp, fp = _address(data, np.float64, "data"), _address(fields, np.float64, "fields")
-
-    def call(a: int, b: int) -> None:
-        lib.iq_fields_csr(b - a, n, s + 8 * a * n, hp, ip, ix, dp, fp + 8 * a * n)
-
-    _blocks(reps, threads, call)
-    return fields
+    couplings = (
+        _address(indptr, np.int64, "indptr"),
+        _address(indices, np.int32, "indices"),
+        _address(data, np.float64, "data"),
+    )
+    return _fields("iq_fields_csr", couplings, spins, h, threads)
 
 
 def sweeps_csr(
@@ -181,14 +175,23 @@ def fields_dense(
 ) -> np.ndarray:
     """Local fields of every replica, the couplings dense (n * n, row-major, flat), summed
     in the order of :func:`ising_qubo.solvers._sa_cpu.fields_blocks`."""
-    lib = _kernel()
+    dense = (_address(couplings, np.float64, "couplings"),)
+    return _fields("iq_fields_dense", dense, spins, h, threads)
+
+
+def _fields(
+    name: str, couplings: tuple[int, ...], spins: np.ndarray, h: np.ndarray, threads: int
+) -> np.ndarray:
+    """Call the kernel's ``name`` (a fields function) on blocks of replicas; ``couplings``:
+    the pointers of its coupling arrays, in its argument order."""
+    function = getattr(_kernel(), name)
     reps, n = spins.shape
     fields = np.empty((reps, n))
     s, hp = _address(spins, np.float64, "spins"), _address(h, np.float64, "h")
-    jp, fp = _address(couplings, np.float64, "couplings"), _address(fields, np.float64, "fields")
+    fp = _address(fields, np.float64, "fields")
 
     def call(a: int, b: int) -> None:
-        lib.iq_fields_dense(b - a, n, s + 8 * a * n, hp, jp, fp + 8 * a * n)
+        function(b - a, n, s + 8 * a * n, hp, *couplings, fp + 8 * a * n)
 
     _blocks(reps, threads, call)
     return fields
