@@ -10,6 +10,7 @@ import shutil
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -18,6 +19,7 @@ sys.path.insert(0, str(REPO / "benchmarks" / "pruning"))
 import report as study_report  # noqa: E402
 import study  # noqa: E402
 import study_protocol  # noqa: E402
+import study_solvers  # noqa: E402
 import study_stats  # noqa: E402
 
 PRIMARY = "ising-global-taylor"
@@ -312,3 +314,52 @@ def test_bad_options_are_one_line_errors_from_the_command_line(tmp_path, argumen
     assert done.returncode == 2
     [line] = done.stderr.strip().splitlines()  # one line, no traceback
     assert line.startswith(f"study.py: error: {message}")
+
+
+def test_solvers_rebuild_the_runs_problem_and_count_differing_units(tiny_study):
+    out, protocol = tiny_study
+    args = ["solvers", "--out", str(out), "--protocol", protocol, "--solvers", "torch-sa,neal"]
+    assert study.main(args) == 0
+    record = json.loads((out / study_solvers.SOLVERS_FILE).read_text())
+    case = record["cases"][f"tiny/{PRIMARY}-keep0.50-seed0"]
+    # the rebuilt problem is the run's: torch-sa keeps what the run kept, group by group
+    assert case["reproduces_run"] is True
+    assert case["torch-sa"]["differ"] == 0
+    for name in ("torch-sa", "neal"):
+        row = case[name]
+        assert row["kept"] == sum(row["kept_by_group"].values())
+        assert abs(row["budget_met"] - 0.5) < 0.05
+    if case["neal"]["differ"] == 0:  # the same masks, the same energy
+        assert case["neal"]["energy"] == case["torch-sa"]["energy"]
+    # a finished comparison is skipped; the study's own solver must come first
+    assert study.main(args) == 0
+    assert json.loads((out / study_solvers.SOLVERS_FILE).read_text()) == record
+    with pytest.raises(ValueError, match="must start with the study's solver, torch-sa"):
+        study.main(["solvers", "--out", str(out), "--protocol", protocol, "--solvers", "neal"])
+
+
+def test_differing_units_counts_every_unit_kept_by_only_one_side():
+    a = {"g1": np.array([1, 1, 0, 0], bool), "g2": np.array([1, 0], bool)}
+    b = {"g1": np.array([1, 0, 1, 0], bool), "g2": np.array([0, 1], bool)}
+    assert study_solvers.differing_units(a, b) == 4
+    assert study_solvers.differing_units(a, a) == 0
+
+
+def test_the_report_says_whether_other_solvers_select_other_units():
+    protocol = {"selection": {"solver": "torch-sa"}, "keep": 0.5}
+    same = {
+        "solvers": ["torch-sa", "neal"],
+        "cases": {
+            "cifar/a": {"units": 448, "reproduces_run": True, "torch-sa": {"differ": 0},
+                        "neal": {"differ": 0}},
+        },
+    }  # fmt: skip
+    text = study_report.solvers_sentence("cifar", protocol, same)
+    assert "solved by neal" in text and "0 of 448 units differ" in text
+    assert "1 of them rebuilt" in text and "no solver rows" in text
+    other = json.loads(json.dumps(same))
+    other["cases"]["cifar/b"] = {"units": 448, "torch-sa": {"differ": 0}, "neal": {"differ": 7}}
+    text = study_report.solvers_sentence("cifar", protocol, other)
+    assert "other masks on 1 of 2 problems, at most 7 of 448 units (b)" in text
+    assert "not measured" in study_report.solvers_sentence("fashion", protocol, same)
+    assert "not measured" in study_report.solvers_sentence("cifar", protocol, None)

@@ -14,6 +14,7 @@ Figures use matplotlib's object interface (no pyplot state): ``figures/`` beside
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import shutil
@@ -410,8 +411,10 @@ def shown_paragraph(
     planned: int,
     finished: int,
     missing_methods: list[str],
+    solvers: dict[str, Any] | None = None,
 ) -> str:
-    """What the numbers of this dataset do and do not show, in plain words."""
+    """What the numbers of this dataset do and do not show, in plain words (``solvers``:
+    the record of ``study.py solvers``, if it ran)."""
     counts = [len(data.at(m, keep)) for m in protocol["methods"]]
     best = data.best_of(BASELINES, keep)
     parts = [
@@ -462,13 +465,49 @@ def shown_paragraph(
                 else "."
             )
         )
+    parts.append(solvers_sentence(data.label, protocol, solvers))
     parts.append(
-        f"One solver ({protocol['selection']['solver']}, defaults) throughout, so nothing "
-        f"here compares solvers. The test set is also evaluated after every epoch (in each "
+        f"The test set is also evaluated after every epoch (in each "
         f"run's pipeline/report.json) but nothing was chosen by it; {protocol['primary']} "
         f"was fixed as the headline Ising row before any run."
     )
     return " ".join(parts)
+
+
+def solvers_sentence(label: str, protocol: dict[str, Any], solvers: dict[str, Any] | None) -> str:
+    """Whether other solvers select other units on this dataset's Ising problems (the
+    issue asks for solver rows only where they do), from ``study.py solvers``."""
+    first = protocol["selection"]["solver"]
+    cases = {k: c for k, c in (solvers or {}).get("cases", {}).items() if k.startswith(label + "/")}
+    if not cases:
+        return (
+            f"Every Ising row is solved by {first} (defaults); whether other solvers select "
+            f"other units was not measured on this dataset (`study.py solvers`)."
+        )
+    others = [name for name in solvers["solvers"] if name != first]  # type: ignore[index]
+    differ = {
+        key: max(case[name]["differ"] for name in others if name in case)
+        for key, case in cases.items()
+    }
+    units = max(case["units"] for case in cases.values())
+    reproduced = sum(case.get("reproduces_run") is True for case in cases.values())
+    text = (
+        f"Every Ising row is solved by {first} (defaults). The same {len(cases)} problems "
+        f"(each method and seed at {protocol['keep']:.0%} kept; {reproduced} of them rebuilt "
+        f"to the very masks of their run) solved by {', '.join(others)} with their defaults "
+        f"(`study.py solvers`): "
+    )
+    if not any(differ.values()):
+        return text + (
+            f"the same masks everywhere (0 of {units} units differ), so the tables have no "
+            f"solver rows and nothing here compares solvers."
+        )
+    worst = max(differ, key=lambda k: differ[k])
+    return text + (
+        f"other masks on {sum(v > 0 for v in differ.values())} of {len(cases)} problems, "
+        f"at most {differ[worst]} of {units} units ({worst.split('/', 1)[1]}); the study's "
+        f"rows use {first}'s."
+    )
 
 
 def write_report(
@@ -483,6 +522,8 @@ def write_report(
     """Write ``out/results.md`` and ``out/figures/``; with ``docs``, copy them there."""
     figures = out / "figures"
     figures.mkdir(parents=True, exist_ok=True)
+    solvers_path = out / "solvers.json"  # study_solvers.SOLVERS_FILE
+    solvers = json.loads(solvers_path.read_text()) if solvers_path.exists() else None
     finished = list(results.values())
     keep = protocol["keep"]
     lines = [
@@ -577,7 +618,9 @@ def write_report(
         finished_here = sum(1 for r in planned if r.key in results)
         paragraphs.append(
             f"**{label}**: "
-            + shown_paragraph(data, protocol, keep, len(planned), finished_here, missing_methods)
+            + shown_paragraph(
+                data, protocol, keep, len(planned), finished_here, missing_methods, solvers
+            )
         )
     if curve_figure(curves, figures / CURVE_FIGURE):
         lines += [

@@ -4,6 +4,7 @@
         [--seeds 0 1 2] [--only PATTERN] [--resume] [--cifar-dir DIR] [--fashion-dir DIR]
     python benchmarks/pruning/study.py plan --out DIR     # runs, which are done, time left
     python benchmarks/pruning/study.py latency --out DIR [--repeats N]   # quiet re-timing
+    python benchmarks/pruning/study.py solvers --out DIR [--solvers torch-sa,neal,tabu]
     python benchmarks/pruning/study.py report --out DIR [--docs]
 
 The protocol (methods, schedules, budgets, goals) is fixed in :mod:`study_protocol`;
@@ -62,7 +63,9 @@ from ising_qubo.pruning.pipeline import CHECKPOINT, REPORT, run
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import report as study_report  # noqa: E402
+import study_solvers  # noqa: E402
 from study_protocol import (  # noqa: E402
+    ISING_METHODS,
     REFERENCE_SECONDS_PER_IMAGE,
     StudyRun,
     identity,
@@ -639,6 +642,35 @@ def command_latency(args: argparse.Namespace, overrides: dict[str, Any] | None) 
     return 0
 
 
+def command_solvers(args: argparse.Namespace, overrides: dict[str, Any] | None) -> int:
+    """The Ising methods' problems solved by other solvers (study_solvers.py)."""
+    out = Path(args.out)
+    protocol = load_protocol(out, overrides)
+    solvers = [name.strip() for name in args.solvers.split(",") if name.strip()]
+    first = protocol["selection"]["solver"]
+    if not solvers or solvers[0] != first:
+        raise ValueError(f"--solvers must start with the study's solver, {first}")
+    options = vars(args)
+    cases = []
+    for study_run in study_runs(out, protocol):
+        if study_run.method not in ISING_METHODS or study_run.keep != protocol["keep"]:
+            continue
+        dense_model = run_dir(out, study_run.dense) / PIPELINE / "model"
+        data_dir = data_dir_of(study_run.dataset, protocol["datasets"][study_run.dataset], options)
+        if run_state(out, study_run.dense) != "done" or not data_dir.is_dir():
+            continue
+        config = pipeline_config(protocol, study_run, out / "unused", str(data_dir), dense_model)
+        result = read_result(out, study_run)
+        kept = None if result is None else {g: k for g, (k, _) in result["kept_by_group"].items()}
+        cases.append((study_run.key, config, kept))
+    if not cases:
+        print("no finished dense model to build a problem on", flush=True)
+        return 0
+    print(f"load average: {load_average()}; {len(cases)} problems", flush=True)
+    study_solvers.compare(cases, solvers, out / study_solvers.SOLVERS_FILE)
+    return 0
+
+
 def with_quiet_latency(result: dict[str, Any], folder: Path) -> dict[str, Any]:
     """``result`` with ``latency_quiet`` from the run's ``latency_quiet.json``, if any."""
     path = folder / QUIET_LATENCY
@@ -696,7 +728,15 @@ def main(argv: list[str] | None = None) -> int:
     latency_parser.add_argument(
         "--repeats", type=int, help="timed forward passes per model (default: the protocol's)"
     )
-    for sub in (run_parser, plan_parser, report_parser, latency_parser):
+    solvers_parser = commands.add_parser(
+        "solvers", help="the Ising methods' problems solved by other solvers: masks compared"
+    )
+    solvers_parser.add_argument(
+        "--solvers", default="torch-sa,neal,tabu", help="comma-separated, the study's first"
+    )
+    for data_option in ("--cifar-dir", "--fashion-dir"):
+        solvers_parser.add_argument(data_option, help="as for run")
+    for sub in (run_parser, plan_parser, report_parser, latency_parser, solvers_parser):
         sub.add_argument("--out", required=True, help="the study directory")
         sub.add_argument("--protocol", help="JSON overrides of the protocol (tests)")
     run_parser.add_argument("--datasets", help="comma-separated labels (default: all)")
@@ -715,6 +755,7 @@ def main(argv: list[str] | None = None) -> int:
         "plan": command_plan,
         "report": command_report,
         "latency": command_latency,
+        "solvers": command_solvers,
     }
     return command[args.command](args, overrides)
 
