@@ -40,6 +40,16 @@ def test_beasley_like_files_follow_beasleys_recipe_and_read_back(tmp_path):
     again = _run(str(SCRIPTS / "beasley_like.py"), "120", "--out", "again", cwd=tmp_path)
     assert again.returncode == 0
     assert (tmp_path / "again" / "bqp120.txt").read_bytes() == path.read_bytes()  # seeded by n
+    # --seeds: one file per seed, each its own draw, none equal to the unseeded one
+    many = _run(str(SCRIPTS / "beasley_like.py"), "120", "--seeds", "1", "2", "--out", "many",
+                cwd=tmp_path)  # fmt: skip
+    assert many.returncode == 0, many.stderr
+    drawn = [(tmp_path / "many" / f"bqp120-s{k}.txt").read_bytes() for k in (1, 2)]
+    assert len({drawn[0], drawn[1], path.read_bytes()}) == 3
+    assert sorted(p.name for p in (tmp_path / "many").iterdir()) == [
+        "bqp120-s1.txt",
+        "bqp120-s2.txt",
+    ]
 
 
 def test_the_kernel_timing_script_times_every_configuration(tmp_path):

@@ -26,6 +26,11 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_wheel(tmp_path_factory.mktemp("wheel"))
 
 
+def _is_compiled_kernel(name: str) -> bool:
+    """The built extension (not its C source, which ships beside it)."""
+    return name.startswith("ising_qubo/solvers/_sa_kernel.") and name.endswith((".so", ".pyd"))
+
+
 def _metadata(wheel: Path) -> tuple[list[str], str, str]:
     with zipfile.ZipFile(wheel) as zf:
         names = zf.namelist()
@@ -69,7 +74,7 @@ def test_wheel_ships_licence_type_marker_and_every_module(wheel):
     }
     assert modules <= set(names), sorted(modules - set(names))
     # torch-sa's compiled CPU kernel, built for this platform by setup.py
-    assert [n for n in names if n.startswith("ising_qubo/solvers/_sa_kernel.")], names
+    assert [n for n in names if _is_compiled_kernel(n)], names
 
     meta = Parser().parsestr(metadata)
     assert meta["License-Expression"] == "Apache-2.0"
@@ -135,3 +140,12 @@ def test_bench_from_the_wheel_outside_the_repository(wheel, tmp_path):
         assert done.returncode == 0, done.stderr
         data = json.loads((out / "results.json").read_text())
         assert data["instances"][0]["source"] == f"{sets / 'beasley' / 'bqp50.txt'}#1"
+
+
+@pytest.mark.slow
+def test_without_a_c_compiler_the_wheel_still_builds_without_the_kernel(tmp_path, monkeypatch):
+    # the C kernel is optional (setup.py): torch-sa then runs numba (test_sa_native.py)
+    monkeypatch.setenv("CC", "/bin/false")
+    names, _, _ = _metadata(build_wheel(tmp_path))
+    assert "ising_qubo/solvers/torch_sa.py" in names
+    assert not [n for n in names if _is_compiled_kernel(n)], names
